@@ -1,0 +1,14 @@
+// Package onnxio reads, indexes, checks and writes ONNX models.
+//
+// It owns the ONNX schema as Go types (package onnxpb), loading and saving
+// with external data, tensor codecs for the element types models use, a graph
+// index (producer and consumers of every tensor, constants whether they are
+// initializers or Constant nodes) and a validator that reports every problem
+// it finds, naming the node and tensor at fault.
+//
+// Reading and writing are lossless: Load followed by Save of an unmodified
+// model gives back the same bytes for files written by the reference
+// (C++) protobuf serializer, and fields this schema does not know survive.
+//
+// The package knows nothing about ONNX Runtime or pruning.
+package onnxio

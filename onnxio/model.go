@@ -1,0 +1,421 @@
+package onnxio
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Model is a loaded ONNX model: the protobuf message plus where it came from,
+// which external data locations are relative to.
+type Model struct {
+	Proto *onnxpb.ModelProto
+	Path  string // file it was loaded from; "" for a model decoded from bytes
+	Dir   string // directory that external data locations are relative to
+	Size  int64  // size in bytes of the serialized model it was decoded from
+	Hash  string // hex SHA-256 of those bytes
+}
+
+// maxProtoSize is the largest message protobuf implementations accept.
+const maxProtoSize = math.MaxInt32
+
+// Load reads and decodes the ONNX model in path. External data stays on disk
+// and is read when a tensor's values are requested.
+func Load(path string) (*Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m.Path = path
+	m.Dir = filepath.Dir(path)
+	return m, nil
+}
+
+// Decode parses a serialized ONNX model. Unknown fields are kept.
+func Decode(b []byte) (*Model, error) {
+	if len(b) == 0 {
+		return nil, errors.New("empty file: not an ONNX model")
+	}
+	mp := &onnxpb.ModelProto{}
+	if err := proto.Unmarshal(b, mp); err != nil {
+		return nil, fmt.Errorf("not a valid ONNX model, or a truncated one: protobuf decoding failed: %v", err)
+	}
+	// Many byte strings decode as some protobuf message; a model must at
+	// least say its IR version and hold a graph.
+	if mp.IrVersion == nil || mp.Graph == nil {
+		var missing []string
+		if mp.IrVersion == nil {
+			missing = append(missing, "ir_version")
+		}
+		if mp.Graph == nil {
+			missing = append(missing, "graph")
+		}
+		return nil, fmt.Errorf("not an ONNX model: no %s", strings.Join(missing, " and no "))
+	}
+	sum := sha256.Sum256(b)
+	return &Model{Proto: mp, Size: int64(len(b)), Hash: hex.EncodeToString(sum[:])}, nil
+}
+
+// Clone returns a deep copy that shares nothing with m.
+func (m *Model) Clone() *Model {
+	c := *m
+	c.Proto = proto.Clone(m.Proto).(*onnxpb.ModelProto)
+	return &c
+}
+
+// Graph is the main graph.
+func (m *Model) Graph() *onnxpb.GraphProto { return m.Proto.GetGraph() }
+
+// Name is the file name for messages, or "model" for a model from bytes.
+func (m *Model) Name() string {
+	if m.Path != "" {
+		return m.Path
+	}
+	return "model"
+}
+
+// Opset returns the imported version of an operator set ("" or "ai.onnx" for
+// the default domain), or 0 if it is not imported.
+func (m *Model) Opset(domain string) int64 {
+	if domain == "ai.onnx" {
+		domain = ""
+	}
+	for _, o := range m.Proto.GetOpsetImport() {
+		d := o.GetDomain()
+		if d == "ai.onnx" {
+			d = ""
+		}
+		if d == domain {
+			return o.GetVersion()
+		}
+	}
+	return 0
+}
+
+// HasExternalData reports whether any tensor is stored outside the model file.
+func (m *Model) HasExternalData() bool {
+	found := false
+	walkTensors(m.Proto, func(t *onnxpb.TensorProto) {
+		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
+			found = true
+		}
+	})
+	return found
+}
+
+// Encode serializes the model with all tensor data inline. It fails for a
+// model over the 2 GiB protobuf limit; use Save with external data for those.
+func (m *Model) Encode() ([]byte, error) {
+	if m.HasExternalData() {
+		c := m.Clone()
+		var err error
+		walkTensors(c.Proto, func(t *onnxpb.TensorProto) {
+			if err != nil || t.GetDataLocation() != onnxpb.TensorProto_EXTERNAL {
+				return
+			}
+			var raw []byte
+			if raw, err = m.RawData(t); err == nil {
+				err = SetRawData(t, t.Dims, raw)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		m = c
+	}
+	if n := proto.Size(m.Proto); n > maxProtoSize {
+		return nil, fmt.Errorf("model is %d bytes, over the 2 GiB protobuf limit: save it with external data", n)
+	}
+	return proto.MarshalOptions{}.Marshal(m.Proto)
+}
+
+// SaveOptions control where tensor data goes.
+type SaveOptions struct {
+	// ExternalData, if set, names a file beside the model (a bare file name)
+	// that receives every tensor of at least ExternalThreshold bytes. If it is
+	// empty, data stays inline unless the model would exceed the 2 GiB
+	// protobuf limit; then "<model file name>.data" is used.
+	ExternalData      string
+	ExternalThreshold int64 // default 1024 bytes
+}
+
+// Save writes the model to path atomically: everything goes to temporary
+// files in the same directory, which are renamed into place only once
+// complete, so a failure leaves no half-written output.
+func (m *Model) Save(path string, opts *SaveOptions) error {
+	var o SaveOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.ExternalThreshold <= 0 {
+		o.ExternalThreshold = 1024
+	}
+	if o.ExternalData == "" && !m.HasExternalData() {
+		if proto.Size(m.Proto) <= maxProtoSize {
+			b, err := proto.MarshalOptions{}.Marshal(m.Proto)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			return WriteFileAtomic(path, b)
+		}
+	}
+	if o.ExternalData == "" {
+		o.ExternalData = filepath.Base(path) + ".data"
+	}
+	if filepath.Base(o.ExternalData) != o.ExternalData {
+		return fmt.Errorf("%s: external data file %q must be a bare file name", path, o.ExternalData)
+	}
+	return m.saveExternal(path, o)
+}
+
+// saveExternal writes large tensors to a data file beside the model. Tensor
+// fields are swapped for external references only while marshalling and are
+// restored before returning, so m is unchanged afterwards.
+func (m *Model) saveExternal(path string, o SaveOptions) error {
+	dir := filepath.Dir(path)
+	dataPath := filepath.Join(dir, o.ExternalData)
+	df, err := os.CreateTemp(dir, "."+o.ExternalData+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(df.Name())
+	defer df.Close()
+
+	type saved struct {
+		t    *onnxpb.TensorProto
+		orig *onnxpb.TensorProto
+	}
+	var swaps []saved
+	defer func() {
+		for _, s := range swaps {
+			proto.Reset(s.t)
+			proto.Merge(s.t, s.orig)
+		}
+	}()
+	var offset int64
+	var werr error
+	walkTensors(m.Proto, func(t *onnxpb.TensorProto) {
+		if werr != nil {
+			return
+		}
+		size := int64(DataType(t.GetDataType()).Size())
+		n := NumElements(t.GetDims())
+		ext := t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL
+		if size == 0 || n < 0 || (!ext && n*size < o.ExternalThreshold) {
+			return
+		}
+		raw, err := m.RawData(t)
+		if err != nil {
+			werr = err
+			return
+		}
+		// Page-aligned offsets let readers map the file.
+		if pad := (4096 - offset%4096) % 4096; pad != 0 {
+			if _, err := df.Write(make([]byte, pad)); err != nil {
+				werr = err
+				return
+			}
+			offset += pad
+		}
+		if _, err := df.Write(raw); err != nil {
+			werr = err
+			return
+		}
+		orig := &onnxpb.TensorProto{}
+		proto.Merge(orig, t)
+		swaps = append(swaps, saved{t, orig})
+		t.RawData, t.FloatData, t.Int32Data, t.Int64Data, t.DoubleData, t.Uint64Data = nil, nil, nil, nil, nil, nil
+		t.ExternalData = []*onnxpb.StringStringEntryProto{
+			{Key: ptr("location"), Value: ptr(o.ExternalData)},
+			{Key: ptr("offset"), Value: ptr(strconv.FormatInt(offset, 10))},
+			{Key: ptr("length"), Value: ptr(strconv.FormatInt(int64(len(raw)), 10))},
+		}
+		t.DataLocation = onnxpb.TensorProto_EXTERNAL.Enum()
+		offset += int64(len(raw))
+	})
+	if werr != nil {
+		return fmt.Errorf("%s: %w", path, werr)
+	}
+	if n := proto.Size(m.Proto); n > maxProtoSize {
+		return fmt.Errorf("%s: model is %d bytes even with external data, over the 2 GiB protobuf limit", path, n)
+	}
+	b, err := proto.MarshalOptions{}.Marshal(m.Proto)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := df.Sync(); err != nil {
+		return err
+	}
+	if err := df.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(df.Name(), dataPath); err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, b)
+}
+
+// WriteFileAtomic writes b to a temporary file beside path, syncs it and
+// renames it over path.
+func WriteFileAtomic(path string, b []byte) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// readExternal reads a tensor's bytes from the file its external_data names.
+func (m *Model) readExternal(t *onnxpb.TensorProto) ([]byte, error) {
+	var loc string
+	offset, length := int64(0), int64(-1)
+	for _, kv := range t.GetExternalData() {
+		var err error
+		switch kv.GetKey() {
+		case "location":
+			loc = kv.GetValue()
+		case "offset":
+			offset, err = strconv.ParseInt(kv.GetValue(), 10, 64)
+		case "length":
+			length, err = strconv.ParseInt(kv.GetValue(), 10, 64)
+		}
+		if err != nil || offset < 0 {
+			return nil, fmt.Errorf("tensor %q: bad external_data %s=%q", t.GetName(), kv.GetKey(), kv.GetValue())
+		}
+	}
+	if loc == "" {
+		return nil, fmt.Errorf("tensor %q: external data without a location", t.GetName())
+	}
+	clean := filepath.Clean(filepath.FromSlash(loc))
+	if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+		return nil, fmt.Errorf("tensor %q: external data location %q is outside the model's directory", t.GetName(), loc)
+	}
+	p := filepath.Join(m.Dir, clean)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: external data: %w", t.GetName(), err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if length < 0 {
+		length = st.Size() - offset
+	}
+	if offset+length > st.Size() || length < 0 {
+		return nil, fmt.Errorf("tensor %q: external data %s holds %d bytes, tensor wants [%d, %d)", t.GetName(), p, st.Size(), offset, offset+length)
+	}
+	b := make([]byte, length)
+	if _, err := f.ReadAt(b, offset); err != nil && !(err == io.EOF && length == 0) {
+		return nil, fmt.Errorf("tensor %q: reading external data %s: %w", t.GetName(), p, err)
+	}
+	return b, nil
+}
+
+// walkTensors calls fn for every tensor that holds weights or constants:
+// initializers, sparse initializers, tensor attributes (Constant nodes among
+// them), in the main graph, subgraphs, functions and training graphs.
+func walkTensors(mp *onnxpb.ModelProto, fn func(*onnxpb.TensorProto)) {
+	var graph func(g *onnxpb.GraphProto)
+	var nodes func(ns []*onnxpb.NodeProto)
+	sparse := func(s *onnxpb.SparseTensorProto) {
+		if s.GetValues() != nil {
+			fn(s.Values)
+		}
+		if s.GetIndices() != nil {
+			fn(s.Indices)
+		}
+	}
+	attr := func(a *onnxpb.AttributeProto) {
+		if a.T != nil {
+			fn(a.T)
+		}
+		for _, t := range a.Tensors {
+			fn(t)
+		}
+		if a.SparseTensor != nil {
+			sparse(a.SparseTensor)
+		}
+		for _, s := range a.SparseTensors {
+			sparse(s)
+		}
+		if a.G != nil {
+			graph(a.G)
+		}
+		for _, g := range a.Graphs {
+			graph(g)
+		}
+	}
+	nodes = func(ns []*onnxpb.NodeProto) {
+		for _, n := range ns {
+			for _, a := range n.Attribute {
+				attr(a)
+			}
+		}
+	}
+	graph = func(g *onnxpb.GraphProto) {
+		if g == nil {
+			return
+		}
+		for _, t := range g.Initializer {
+			fn(t)
+		}
+		for _, s := range g.SparseInitializer {
+			sparse(s)
+		}
+		nodes(g.Node)
+	}
+	graph(mp.GetGraph())
+	for _, f := range mp.GetFunctions() {
+		nodes(f.Node)
+		for _, a := range f.AttributeProto {
+			attr(a)
+		}
+	}
+	for _, ti := range mp.GetTrainingInfo() {
+		graph(ti.Initialization)
+		graph(ti.Algorithm)
+	}
+}
