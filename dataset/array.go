@@ -74,9 +74,8 @@ func newArray(name string, d DType, shape []int, data any, n int) (*Array, error
 	if want != n {
 		return nil, fmt.Errorf("dataset: array %q: shape %v needs %d elements, data has %d", name, shape, want, n)
 	}
-	if data == nil {
-		// A nil []T inside an interface is fine; keep it non-nil for accessors.
-		data = makeSlice(d, 0)
+	if n == 0 {
+		data = makeSlice(d, 0) // so accessors never return a nil slice
 	}
 	return &Array{Name: name, DType: d, Shape: slices.Clone(shape), data: data}, nil
 }
