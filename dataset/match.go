@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -256,6 +257,9 @@ func (b *Bound) Batches(size int) iter.Seq[Batch] {
 // (SubsetIndices with the same seed); extra arrays are not copied. A fixed
 // batch size rounds n down to a multiple of it (at least one batch).
 func (b *Bound) Subset(n int, seed int64) (*Bound, error) {
+	if n < 0 {
+		return nil, errors.New("subset: negative row count")
+	}
 	if b.FixedBatch > 0 && n < b.N {
 		n = max(n/b.FixedBatch, 1) * b.FixedBatch
 	}
