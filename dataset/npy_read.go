@@ -418,15 +418,21 @@ func readData(r io.Reader, d DType, order binary.ByteOrder, n int, exact bool) (
 	return nil, 0, fmt.Errorf("%w dtype %v", ErrUnsupported, d)
 }
 
-const chunkBytes = 1 << 16
+const (
+	chunkBytes    = 1 << 16
+	preallocBytes = 1 << 28
+)
 
 // readElems reads n elements of size bytes in chunks; big-endian chunks are
 // byte-swapped first so that dec only ever decodes little-endian bytes.
 func readElems[T any](r io.Reader, n, size int, exact bool, order binary.ByteOrder, dec func([]T, []byte)) (any, int64, error) {
-	out := make([]T, 0, n)
-	if !exact {
-		out = make([]T, 0, min(n, chunkBytes))
+	// A zip member's declared size can lie too, so even an "exact" read
+	// allocates at most preallocBytes before data arrives.
+	capacity := min(n, chunkBytes)
+	if exact {
+		capacity = min(n, preallocBytes/size)
 	}
+	out := make([]T, 0, capacity)
 	buf := make([]byte, min(n*size, chunkBytes/size*size))
 	for len(out) < n {
 		k := min(n-len(out), len(buf)/size)

@@ -371,3 +371,48 @@ func TestWriteVersion2Header(t *testing.T) {
 		t.Errorf("shape has %d axes", len(b.Shape))
 	}
 }
+
+// TestFortranOrderAllDTypes writes each dtype's C-order data of the reversed
+// shape, which is the Fortran layout of the original, under a Fortran header.
+func TestFortranOrderAllDTypes(t *testing.T) {
+	for _, d := range allDTypes {
+		want := arange(t, "", d, []int{2, 3, 4}, func(i int) float64 { return float64(i % 5) })
+		rev := must(Zeros("", d, []int{4, 3, 2}))
+		for i := range 2 {
+			for j := range 3 {
+				for k := range 4 {
+					src := i*12 + j*4 + k
+					dst := k*6 + j*2 + i
+					copyElem(rev, dst, want, src)
+				}
+			}
+		}
+		var buf bytes.Buffer
+		WriteNPY(&buf, rev)
+		data := buf.Bytes()[128:] // the header WriteNPY makes here is 128 bytes
+		hdr := fmt.Sprintf("{'descr': '%s', 'fortran_order': True, 'shape': (2, 3, 4), }", d.descr())
+		got := must(ReadNPY(bytes.NewReader(rawNPY(1, hdr, data))))
+		if !Equal(got, want) {
+			t.Errorf("%v: got %v, want %v", d, got.Data(), want.Data())
+		}
+	}
+}
+
+func copyElem(dst *Array, i int, src *Array, j int) {
+	switch s := src.Data().(type) {
+	case []bool:
+		dst.Bools()[i] = s[j]
+	case []uint8:
+		dst.Uint8s()[i] = s[j]
+	case []int32:
+		dst.Int32s()[i] = s[j]
+	case []int64:
+		dst.Int64s()[i] = s[j]
+	case []uint16:
+		dst.Float16Bits()[i] = s[j]
+	case []float32:
+		dst.Float32s()[i] = s[j]
+	case []float64:
+		dst.Float64s()[i] = s[j]
+	}
+}

@@ -165,3 +165,22 @@ func TestRangesAndBatches(t *testing.T) {
 		t.Errorf("Set.Batches = %v", got)
 	}
 }
+
+func TestBelowRejects(t *testing.T) {
+	// With a bound just over 2^63 about half the draws are rejected.
+	g := splitMix64(5)
+	const bound = 1<<63 + 12345
+	high := 0
+	for range 2000 {
+		v := g.below(bound)
+		if v >= bound {
+			t.Fatalf("below(%d) = %d", uint64(bound), v)
+		}
+		if v >= 1<<62 {
+			high++
+		}
+	}
+	if high < 880 || high > 1120 { // about half the draws land in [2^62, bound)
+		t.Errorf("%d of 2000 draws in the upper half", high)
+	}
+}
