@@ -419,3 +419,21 @@ func walkTensors(mp *onnxpb.ModelProto, fn func(*onnxpb.TensorProto)) {
 		graph(ti.Algorithm)
 	}
 }
+
+// ParamCount counts the model's parameters the way onnx-cria budgets them:
+// the elements and bytes of every floating-point constant tensor
+// (initializers and Constant nodes, in all graphs).
+func (m *Model) ParamCount() (elems, bytes int64) {
+	walkTensors(m.Proto, func(t *onnxpb.TensorProto) {
+		dt := DataType(t.GetDataType())
+		if !dt.IsFloat() {
+			return
+		}
+		n := NumElements(t.GetDims())
+		if n > 0 {
+			elems += n
+			bytes += n * int64(dt.Size())
+		}
+	})
+	return elems, bytes
+}

@@ -1,0 +1,505 @@
+package rewrite
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+)
+
+// Options tune the analysis.
+type Options struct {
+	// NoNormThrough makes a LayerNorm or RMSNorm over the unit axis a barrier
+	// instead of a pass-through with a warning.
+	NoNormThrough bool
+}
+
+// Analysis is the result of dependency analysis: the prunable groups of a
+// model and what blocked the rest. It belongs to one model; after Apply,
+// analyse the new model again.
+type Analysis struct {
+	Model    *onnxio.Model
+	Groups   []*Group   // prunable and blocked groups, in graph order
+	Skipped  []OpReport // ops without a rule that carried units
+	Warnings []string
+
+	sp       spaces
+	lay      map[string]map[int]Layout
+	params   []paramUse
+	fixes    []shapeFix
+	convs    []convFix
+	checks   []layoutCheck
+	shapes   *onnxio.Shapes
+	ix       *onnxio.Index
+	rootOf   map[int]*Group
+	pending  map[int][]string // space -> block reasons added after finalize
+	finished bool
+}
+
+// OpReport names an op without a rule and the nodes where it stopped units.
+type OpReport struct {
+	Domain, Op string
+	Nodes      []string
+}
+
+// Group is a set of units that are removed together, with everything a
+// pruning criterion and the rewriter need to know about it.
+type Group struct {
+	ID            int
+	Name          string
+	Kind          string // neurons, channels, heads, kv-groups, hidden, embedding, conv-groups, mixed
+	Width         int
+	Sources       []string // nodes whose outputs create the units
+	Params        []ParamRef
+	ParamsPerUnit int64
+	Observe       *Observation // nil: no nonlinearity to observe
+	Warnings      []string
+	Blocked       []string // non-empty: not prunable, with the reasons
+	Tensors       []TensorAxis
+	root          int
+}
+
+// Prunable reports whether the group may lose units.
+func (g *Group) Prunable() bool { return len(g.Blocked) == 0 && g.Width > 1 }
+
+// ParamRef is a constant tensor axis that loses positions with the group.
+type ParamRef struct {
+	Tensor  string
+	Axis    int
+	PerUnit int64
+}
+
+// TensorAxis is an axis of a graph tensor that carries the group's units.
+type TensorAxis struct {
+	Tensor string
+	Axis   int
+	R, B   int // the group's units appear as R repeats of blocks of B (see Seg)
+	Multi  bool
+}
+
+// Observation tells capture where the group's hidden states are: Pre is the
+// input of the group's nonlinearity (Z), Post its output (A).
+type Observation struct {
+	Pre, Post string
+	PreAxis   int
+	PostAxis  int
+	PreR      int // layout of the unit axis in Pre: R repeats of blocks of B
+	PreB      int
+	PostR     int
+	PostB     int
+	RMS       bool   // reduce non-unit feature axes by root mean square (heads)
+	Op        string // the nonlinearity
+}
+
+type paramUse struct {
+	tensor string // constant tensor name (initializer or Constant output)
+	axis   int
+	lay    Layout
+	node   int
+	slot   int
+}
+
+// shapeFix is a Reshape or Expand whose target shape names a unit axis size.
+type shapeFix struct {
+	node  int
+	axis  int // output axis
+	lay   Layout
+	elems []elem // provenance of the shape input
+}
+
+type convFix struct {
+	node  int
+	in    Layout // input channel layout; group = its new length / W.dims[1]
+	wIn   int
+	group bool
+}
+
+type layoutCheck struct {
+	a, b   Layout
+	reason string
+}
+
+// Analyze finds the prunable groups of m. m is not modified.
+func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
+	g := m.Graph()
+	if g == nil {
+		return nil, fmt.Errorf("%s: no graph", m.Name())
+	}
+	if err := onnxio.Validate(m); err != nil {
+		return nil, fmt.Errorf("the input model is not valid: %w", err)
+	}
+	a := &Analysis{
+		Model:  m,
+		lay:    map[string]map[int]Layout{},
+		shapes: onnxio.InferShapes(m, true),
+		ix:     onnxio.NewIndex(g),
+	}
+	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}}
+	for i, n := range g.GetNode() {
+		an.node(n, i)
+	}
+	for _, o := range g.GetOutput() {
+		an.blockTensor(o.GetName(), fmt.Sprintf("reaches graph output %q", o.GetName()))
+	}
+	a.finish(an)
+	return a, nil
+}
+
+type analyzer struct {
+	*Analysis
+	opts    Options
+	opset   int64
+	skipped map[[2]string][]string
+	cur     string // label of the node being analysed
+}
+
+func (an *analyzer) node(n *onnxpb.NodeProto, i int) {
+	an.cur = onnxio.NodeLabel(n, i)
+	r := lookupRule(n.GetDomain(), n.GetOpType(), an.opset)
+	if r == nil {
+		if an.carriesUnits(n) {
+			key := [2]string{n.GetDomain(), n.GetOpType()}
+			an.skipped[key] = append(an.skipped[key], an.cur)
+			an.blockInputs(n, fmt.Sprintf("op %s has no rule (node %s)", opName(n), an.cur))
+		}
+		return
+	}
+	if reads := onnxio.SubgraphReads(n); len(reads) > 0 {
+		for _, t := range reads {
+			an.blockTensor(t, fmt.Sprintf("read inside a subgraph of %s (node %s)", n.GetOpType(), an.cur))
+		}
+	}
+	r.fn(an, n, i)
+}
+
+func opName(n *onnxpb.NodeProto) string {
+	if d := n.GetDomain(); d != "" && d != "ai.onnx" {
+		return d + "::" + n.GetOpType()
+	}
+	return n.GetOpType()
+}
+
+func (an *analyzer) carriesUnits(n *onnxpb.NodeProto) bool {
+	for _, in := range n.GetInput() {
+		if len(an.lay[in]) > 0 {
+			return true
+		}
+	}
+	for _, t := range onnxio.SubgraphReads(n) {
+		if len(an.lay[t]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// dims returns the inferred shape of t (nil, false if unknown).
+func (a *Analysis) dims(t string) ([]int64, bool) { return a.shapes.Shape(t) }
+
+func (a *Analysis) setLayout(t string, axis int, l Layout) {
+	if l == nil {
+		return
+	}
+	m := a.lay[t]
+	if m == nil {
+		m = map[int]Layout{}
+		a.lay[t] = m
+	}
+	m[axis] = l
+}
+
+// block marks every space in l as not prunable.
+func (a *Analysis) block(l Layout, reason string) {
+	for _, g := range l {
+		s := &a.sp.s[a.sp.find(g.S)]
+		if !contains(s.blocked, reason) {
+			s.blocked = append(s.blocked, reason)
+		}
+	}
+}
+
+func (a *Analysis) warn(l Layout, msg string) {
+	for _, g := range l {
+		s := &a.sp.s[a.sp.find(g.S)]
+		if !contains(s.warn, msg) {
+			s.warn = append(s.warn, msg)
+		}
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Analysis) blockTensor(t, reason string) {
+	for _, l := range a.lay[t] {
+		a.block(l, reason)
+	}
+}
+
+func (an *analyzer) blockInputs(n *onnxpb.NodeProto, reason string) {
+	for _, in := range n.GetInput() {
+		an.blockTensor(in, reason)
+	}
+}
+
+// constOf resolves name to a constant tensor, looking through Identity
+// nodes (exporters put them between initializers and BatchNormalization).
+func (a *Analysis) constOf(name string) (string, *onnxpb.TensorProto) {
+	for k := 0; k < 16 && name != ""; k++ {
+		if t := a.ix.Const(name); t != nil {
+			return name, t
+		}
+		p := a.ix.ProducerNode(name)
+		if p == nil || p.GetOpType() != "Identity" || len(p.Input) == 0 {
+			return "", nil
+		}
+		name = p.Input[0]
+	}
+	return "", nil
+}
+
+// param registers that constant input slot of node i loses positions along
+// axis as the units of l are removed.
+func (an *analyzer) param(i, slot, axis int, l Layout) {
+	n := an.ix.Node(i)
+	name, t := an.constOf(n.Input[slot])
+	if t == nil {
+		an.block(l, fmt.Sprintf("input %q of node %s is not a constant", n.Input[slot], an.cur))
+		return
+	}
+	if axis < 0 || axis >= len(t.GetDims()) {
+		an.block(l, fmt.Sprintf("constant %q has no axis %d", name, axis))
+		return
+	}
+	if int(t.GetDims()[axis]) != an.sp.length(l) {
+		an.block(l, fmt.Sprintf("constant %q axis %d has %d positions, the units need %d", name, axis, t.GetDims()[axis], an.sp.length(l)))
+		return
+	}
+	if dt := onnxio.DataType(t.GetDataType()); dt.Size() == 0 {
+		an.block(l, fmt.Sprintf("constant %q has element type %s, which cannot be sliced", name, dt))
+		return
+	}
+	an.params = append(an.params, paramUse{tensor: name, axis: axis, lay: l, node: i, slot: slot})
+}
+
+// unify couples two layouts of one axis, blocking both on failure.
+func (an *analyzer) unify(x, y Layout, what string) Layout {
+	if err := an.sp.unify(x, y); err != nil {
+		r := fmt.Sprintf("%s at node %s cannot be matched: %v", what, an.cur, err)
+		an.block(x, r)
+		an.block(y, r)
+	}
+	return x
+}
+
+// fresh creates a new space for n units created by node i.
+func (an *analyzer) fresh(n int, kind string) Layout {
+	return Layout{{an.sp.add(n, kind, an.cur), 1, 1}}
+}
+
+// finish resolves the spaces into groups.
+func (a *Analysis) finish(an *analyzer) {
+	for _, c := range a.checks {
+		if !a.sp.equal(c.a, c.b) {
+			a.block(c.a, c.reason)
+			a.block(c.b, c.reason)
+		}
+	}
+	// Everything a space was told (blocks, warnings) goes to its roots.
+	roots := map[int]bool{}
+	for id := range a.sp.s {
+		e, err := a.sp.expand(Layout{{id, 1, 1}})
+		if err != nil {
+			s := a.sp.s[a.sp.find(id)]
+			s.blocked = append(s.blocked, err.Error())
+			continue
+		}
+		src := a.sp.s[id]
+		for _, g := range e {
+			roots[g.S] = true
+			r := &a.sp.s[g.S]
+			for _, b := range src.blocked {
+				if !contains(r.blocked, b) {
+					r.blocked = append(r.blocked, b)
+				}
+			}
+			for _, w := range src.warn {
+				if !contains(r.warn, w) {
+					r.warn = append(r.warn, w)
+				}
+			}
+			if r.kind == "" || (src.kind != "" && src.kind != r.kind && id != g.S) {
+				r.kind = mergeKind(r.kind, src.kind)
+			}
+		}
+	}
+	a.rootOf = map[int]*Group{}
+	var ids []int
+	for r := range roots {
+		ids = append(ids, r)
+	}
+	sort.Ints(ids)
+	for _, r := range ids {
+		s := a.sp.s[r]
+		g := &Group{Name: s.origin, Kind: s.kind, Width: s.size, Blocked: s.blocked, Warnings: s.warn, root: r}
+		if g.Width <= 1 && len(g.Blocked) == 0 {
+			g.Blocked = []string{"a single unit"}
+		}
+		a.rootOf[r] = g
+	}
+	// Tensor axes, with the group's place in each.
+	tnames := make([]string, 0, len(a.lay))
+	for t := range a.lay {
+		tnames = append(tnames, t)
+	}
+	sort.Strings(tnames)
+	for _, t := range tnames {
+		axes := a.lay[t]
+		keys := make([]int, 0, len(axes))
+		for k := range axes {
+			keys = append(keys, k)
+		}
+		sort.Ints(keys)
+		for _, k := range keys {
+			e, err := a.sp.expand(axes[k])
+			if err != nil {
+				continue
+			}
+			for _, sg := range e {
+				if g := a.rootOf[sg.S]; g != nil {
+					g.Tensors = append(g.Tensors, TensorAxis{Tensor: t, Axis: k, R: sg.R, B: sg.B, Multi: len(e) > 1})
+				}
+			}
+		}
+	}
+	// Parameters.
+	seen := map[string]bool{}
+	for _, p := range a.params {
+		e, err := a.sp.expand(p.lay)
+		if err != nil {
+			continue
+		}
+		_, t := a.constOf(p.tensor)
+		numel := onnxio.NumElements(t.GetDims())
+		per := numel / t.GetDims()[p.axis]
+		for _, sg := range e {
+			g := a.rootOf[sg.S]
+			key := fmt.Sprintf("%d/%s/%d", sg.S, p.tensor, p.axis)
+			if g == nil || seen[key] {
+				continue
+			}
+			seen[key] = true
+			pu := per * int64(sg.R*sg.B)
+			g.Params = append(g.Params, ParamRef{Tensor: p.tensor, Axis: p.axis, PerUnit: pu})
+			g.ParamsPerUnit += pu
+		}
+	}
+	for _, g := range a.rootOf {
+		if len(g.Params) == 0 && len(g.Blocked) == 0 {
+			g.Blocked = append(g.Blocked, "no weights depend on these units")
+		}
+	}
+	a.observe()
+	// Order groups by the graph position of their first tensor, for reports.
+	first := map[*Group]int{}
+	pos := map[string]int{}
+	for i, n := range a.Model.Graph().GetNode() {
+		for _, o := range n.Output {
+			pos[o] = i
+		}
+	}
+	var groups []*Group
+	for _, g := range a.rootOf {
+		first[g] = 1 << 30
+		for _, ta := range g.Tensors {
+			if p, ok := pos[ta.Tensor]; ok && p < first[g] {
+				first[g] = p
+			}
+		}
+		groups = append(groups, g)
+	}
+	sort.Slice(groups, func(i, j int) bool {
+		if first[groups[i]] != first[groups[j]] {
+			return first[groups[i]] < first[groups[j]]
+		}
+		return groups[i].root < groups[j].root
+	})
+	names := map[string]int{}
+	for i, g := range groups {
+		g.ID = i
+		g.Name = groupName(g)
+		names[g.Name]++
+	}
+	dup := map[string]int{}
+	for _, g := range groups {
+		if names[g.Name] > 1 {
+			dup[g.Name]++
+			g.Name = fmt.Sprintf("%s#%d", g.Name, dup[g.Name])
+		}
+		g.Sources = sourcesOf(a, g)
+	}
+	a.Groups = groups
+	for key, nodes := range an.skipped {
+		a.Skipped = append(a.Skipped, OpReport{Domain: key[0], Op: key[1], Nodes: nodes})
+	}
+	sort.Slice(a.Skipped, func(i, j int) bool { return a.Skipped[i].Op < a.Skipped[j].Op })
+	a.finished = true
+}
+
+func sourcesOf(a *Analysis, g *Group) []string {
+	var out []string
+	for id, s := range a.sp.s {
+		e, err := a.sp.expand(Layout{{id, 1, 1}})
+		if err != nil || s.origin == "" {
+			continue
+		}
+		for _, sg := range e {
+			if sg.S == g.root && !contains(out, s.origin) {
+				out = append(out, s.origin)
+			}
+		}
+	}
+	return out
+}
+
+// groupName derives a readable, stable name from the node that created the
+// units: "/layer1/conv1/Conv" becomes "layer1/conv1:channels".
+func groupName(g *Group) string {
+	name := strings.TrimPrefix(g.Name, "/")
+	if k := strings.LastIndex(name, "/"); k > 0 {
+		name = name[:k]
+	}
+	if name == "" {
+		name = fmt.Sprintf("group%d", g.ID)
+	}
+	return name + ":" + g.Kind
+}
+
+// Group returns the group with the given name, or nil.
+func (a *Analysis) Group(name string) *Group {
+	for _, g := range a.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// Prunable returns the groups that may lose units.
+func (a *Analysis) Prunable() []*Group {
+	var out []*Group
+	for _, g := range a.Groups {
+		if g.Prunable() {
+			out = append(out, g)
+		}
+	}
+	return out
+}

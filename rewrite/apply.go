@@ -1,0 +1,417 @@
+package rewrite
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+)
+
+// Plan names, per group, the units to remove.
+type Plan map[string][]int
+
+// edits is everything Apply changes, worked out before touching the model.
+type edits struct {
+	removed map[int]map[int]bool
+	slices  map[string]map[int][]int // constant -> axis -> kept positions
+	oldDims map[string][]int64
+	private map[string]bool    // shared constants that get a pruned copy
+	users   map[string][][2]int // registered (node, slot) readers per constant
+	shape   map[[2]int]map[int]int64
+	shapeOf map[[2]int]string // (node, slot) -> constant read there
+	groups  map[int]int64     // Conv node -> new group count
+	changed map[string]bool   // tensors whose shape changes
+}
+
+// plan validates p and works out the edits.
+func (a *Analysis) plan(p Plan) (*edits, error) {
+	e := &edits{
+		removed: map[int]map[int]bool{},
+		slices:  map[string]map[int][]int{},
+		oldDims: map[string][]int64{},
+		private: map[string]bool{},
+		users:   map[string][][2]int{},
+		shape:   map[[2]int]map[int]int64{},
+		shapeOf: map[[2]int]string{},
+		groups:  map[int]int64{},
+		changed: map[string]bool{},
+	}
+	names := make([]string, 0, len(p))
+	for name := range p {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		units := p[name]
+		if len(units) == 0 {
+			continue
+		}
+		g := a.Group(name)
+		if g == nil {
+			return nil, fmt.Errorf("plan names group %q, which the model does not have", name)
+		}
+		if !g.Prunable() {
+			return nil, fmt.Errorf("group %q is not prunable: %v", name, g.Blocked)
+		}
+		rm := map[int]bool{}
+		for _, u := range units {
+			if u < 0 || u >= g.Width {
+				return nil, fmt.Errorf("group %q: unit %d out of range [0, %d)", name, u, g.Width)
+			}
+			if rm[u] {
+				return nil, fmt.Errorf("group %q: unit %d listed twice", name, u)
+			}
+			rm[u] = true
+		}
+		if len(rm) >= g.Width {
+			return nil, fmt.Errorf("group %q: removing all %d units", name, g.Width)
+		}
+		e.removed[g.root] = rm
+	}
+	if len(e.removed) == 0 {
+		return e, nil
+	}
+	touched := func(l Layout) (bool, error) {
+		ex, err := a.sp.expand(l)
+		if err != nil {
+			return false, err
+		}
+		for _, s := range ex {
+			if len(e.removed[s.S]) > 0 {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	for _, pu := range a.params {
+		hit, err := touched(pu.lay)
+		if err != nil {
+			return nil, err
+		}
+		if !hit {
+			continue
+		}
+		keep, err := a.sp.keep(pu.lay, e.removed)
+		if err != nil {
+			return nil, err
+		}
+		if e.slices[pu.tensor] == nil {
+			e.slices[pu.tensor] = map[int][]int{}
+			_, t := a.constOf(pu.tensor)
+			e.oldDims[pu.tensor] = t.GetDims()
+		}
+		if prev, ok := e.slices[pu.tensor][pu.axis]; ok && !equalInts(prev, keep) {
+			return nil, fmt.Errorf("constant %q would be sliced two ways along axis %d", pu.tensor, pu.axis)
+		}
+		e.slices[pu.tensor][pu.axis] = keep
+		e.users[pu.tensor] = append(e.users[pu.tensor], [2]int{pu.node, pu.slot})
+	}
+	for name := range e.slices {
+		if !sameUses(a.constUses(name), e.users[name]) {
+			e.private[name] = true
+		}
+	}
+	for _, f := range a.fixes {
+		hit, err := touched(f.lay)
+		if err != nil {
+			return nil, err
+		}
+		if !hit {
+			continue
+		}
+		n, err := a.sp.newLength(f.lay, e.removed)
+		if err != nil {
+			return nil, err
+		}
+		el := f.elems[f.axis]
+		key := [2]int{el.user, el.slot}
+		if el.user < 0 {
+			return nil, fmt.Errorf("shape constant %q has no reader to rewrite", el.tensor)
+		}
+		if e.shape[key] == nil {
+			e.shape[key] = map[int]int64{}
+		}
+		if v, ok := e.shape[key][el.index]; ok && v != int64(n) {
+			return nil, fmt.Errorf("shape constant %q element %d would need two values (%d and %d)", el.tensor, el.index, v, n)
+		}
+		e.shape[key][el.index] = int64(n)
+		e.shapeOf[key] = el.tensor
+	}
+	for _, c := range a.convs {
+		hit, err := touched(c.in)
+		if err != nil {
+			return nil, err
+		}
+		if !hit {
+			continue
+		}
+		n, err := a.sp.newLength(c.in, e.removed)
+		if err != nil {
+			return nil, err
+		}
+		e.groups[c.node] = int64(n / c.wIn)
+	}
+	for t, axes := range a.lay {
+		for _, l := range axes {
+			if hit, _ := touched(l); hit {
+				e.changed[t] = true
+			}
+		}
+	}
+	return e, nil
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if a[k] != b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// constUses lists the (node, slot) pairs that read constant name, looking
+// through Identity nodes; a graph output is recorded as node -1.
+func (a *Analysis) constUses(name string) [][2]int {
+	var out [][2]int
+	var walk func(t string, depth int)
+	walk = func(t string, depth int) {
+		if _, ok := a.ix.Outputs[t]; ok {
+			out = append(out, [2]int{-1, 0})
+		}
+		seen := map[int]bool{}
+		for _, c := range a.ix.Consumers[t] {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			n := a.ix.Node(c)
+			if n.GetOpType() == "Identity" && depth < 16 {
+				walk(n.Output[0], depth+1)
+				continue
+			}
+			for k, in := range n.Input {
+				if in == t {
+					out = append(out, [2]int{c, k})
+				}
+			}
+			if indexOf(n.Input, t) < 0 {
+				out = append(out, [2]int{c, -1}) // read inside a subgraph
+			}
+		}
+	}
+	walk(name, 0)
+	return out
+}
+
+func sameUses(all, registered [][2]int) bool {
+	reg := map[[2]int]bool{}
+	for _, u := range registered {
+		reg[u] = true
+	}
+	for _, u := range all {
+		if !reg[u] {
+			return false
+		}
+	}
+	return true
+}
+
+// ParamsAfter is the parameter count (see onnxio.Model.ParamCount) of the
+// model that Apply(p) would produce, computed without building it.
+func (a *Analysis) ParamsAfter(p Plan) (int64, error) {
+	e, err := a.plan(p)
+	if err != nil {
+		return 0, err
+	}
+	total, _ := a.Model.ParamCount()
+	for name, axes := range e.slices {
+		_, t := a.constOf(name)
+		if !onnxio.DataType(t.GetDataType()).IsFloat() {
+			continue
+		}
+		old := onnxio.NumElements(t.GetDims())
+		nd := append([]int64(nil), t.GetDims()...)
+		for ax, keep := range axes {
+			nd[ax] = int64(len(keep))
+		}
+		if e.private[name] {
+			total += onnxio.NumElements(nd)
+		} else {
+			total += onnxio.NumElements(nd) - old
+		}
+	}
+	return total, nil
+}
+
+// Apply removes the planned units and returns a new, smaller model that has
+// passed the validator. The analysed model is not modified.
+func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
+	e, err := a.plan(p)
+	if err != nil {
+		return nil, err
+	}
+	out := a.Model.Clone()
+	if len(e.removed) == 0 {
+		return out, nil
+	}
+	g := out.Graph()
+	ix := onnxio.NewIndex(g)
+	taken := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		taken[t.GetName()] = true
+	}
+	for _, n := range g.GetNode() {
+		for _, o := range n.Output {
+			taken[o] = true
+		}
+	}
+	fresh := func(base string) string {
+		name := base + "_pruned"
+		for k := 2; taken[name]; k++ {
+			name = fmt.Sprintf("%s_pruned%d", base, k)
+		}
+		taken[name] = true
+		return name
+	}
+	// Constants: slice in place, or into a private copy for shared ones.
+	names := make([]string, 0, len(e.slices))
+	for name := range e.slices {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		src := ix.Const(name)
+		if src == nil {
+			return nil, fmt.Errorf("constant %q not found in the copy", name)
+		}
+		raw, err := a.Model.RawData(src)
+		if err != nil {
+			return nil, err
+		}
+		dims := append([]int64(nil), src.GetDims()...)
+		axes := make([]int, 0, len(e.slices[name]))
+		for ax := range e.slices[name] {
+			axes = append(axes, ax)
+		}
+		sort.Ints(axes)
+		size := onnxio.DataType(src.GetDataType()).Size()
+		for _, ax := range axes {
+			raw = gatherAxis(raw, dims, size, ax, e.slices[name][ax])
+			dims[ax] = int64(len(e.slices[name][ax]))
+		}
+		if !e.private[name] {
+			if err := onnxio.SetRawData(src, dims, raw); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		nn := fresh(name)
+		t, err := onnxio.NewTensor(nn, onnxio.DataType(src.GetDataType()), dims, raw)
+		if err != nil {
+			return nil, err
+		}
+		g.Initializer = append(g.Initializer, t)
+		for _, u := range e.users[name] {
+			g.Node[u[0]].Input[u[1]] = nn
+		}
+	}
+	// Shape constants read by Reshape and Expand (through Concat and the like).
+	keys := make([][2]int, 0, len(e.shape))
+	for k := range e.shape {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1]) })
+	for _, key := range keys {
+		name := e.shapeOf[key]
+		src := ix.Const(name)
+		if src == nil {
+			return nil, fmt.Errorf("shape constant %q not found", name)
+		}
+		vals, err := out.Int64s(src)
+		if err != nil {
+			return nil, err
+		}
+		for idx, v := range e.shape[key] {
+			vals[idx] = v
+		}
+		raw, err := onnxio.EncodeInt64s(onnxio.DataType(src.GetDataType()), vals)
+		if err != nil {
+			return nil, err
+		}
+		uses := a.constUses(name)
+		if len(uses) == 1 && uses[0] == key {
+			if err := onnxio.SetRawData(src, src.GetDims(), raw); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		nn := fresh(name)
+		t, err := onnxio.NewTensor(nn, onnxio.DataType(src.GetDataType()), src.GetDims(), raw)
+		if err != nil {
+			return nil, err
+		}
+		g.Initializer = append(g.Initializer, t)
+		g.Node[key[0]].Input[key[1]] = nn
+	}
+	for node, groups := range e.groups {
+		onnxio.SetAttrInt(g.Node[node], "group", groups)
+	}
+	// value_info of every tensor whose shape changed is stale now.
+	for name := range e.slices {
+		e.changed[name] = true
+	}
+	var vi []*onnxpb.ValueInfoProto
+	for _, v := range g.GetValueInfo() {
+		if !e.changed[v.GetName()] && !a.identityOfChanged(v.GetName(), e) {
+			vi = append(vi, v)
+		}
+	}
+	g.ValueInfo = vi
+	out.Path, out.Size, out.Hash = "", 0, ""
+	if err := onnxio.Validate(out); err != nil {
+		return nil, fmt.Errorf("the pruned model failed validation (a bug in onnx-cria): %w", err)
+	}
+	return out, nil
+}
+
+// identityOfChanged reports whether t is an Identity output of a sliced
+// constant.
+func (a *Analysis) identityOfChanged(t string, e *edits) bool {
+	for k := 0; k < 16; k++ {
+		p := a.ix.ProducerNode(t)
+		if p == nil || p.GetOpType() != "Identity" {
+			return false
+		}
+		t = p.Input[0]
+		if _, ok := e.slices[t]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// gatherAxis keeps the given positions of one axis of a row-major tensor.
+func gatherAxis(raw []byte, dims []int64, elem, axis int, keep []int) []byte {
+	outer := 1
+	for _, d := range dims[:axis] {
+		outer *= int(d)
+	}
+	inner := elem
+	for _, d := range dims[axis+1:] {
+		inner *= int(d)
+	}
+	n := int(dims[axis])
+	out := make([]byte, 0, outer*len(keep)*inner)
+	for o := 0; o < outer; o++ {
+		base := o * n * inner
+		for _, k := range keep {
+			out = append(out, raw[base+k*inner:base+(k+1)*inner]...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,77 @@
+package rewrite
+
+// observe chooses, for every group, where capture records its hidden
+// states: Z is the input of the first nonlinearity that the group's units
+// go through (in graph order), A the output of the chain of elementwise ops
+// that follows it, up to the op that consumes the units (for a SwiGLU MLP:
+// Z = gate projection, A = SiLU(gate) * up). For attention heads the
+// nonlinearity is the softmax over keys, and A is the per-head context
+// (softmax times V); their feature axes are reduced by root mean square.
+func (a *Analysis) observe() {
+	g := a.Model.Graph()
+	elementwise := map[string]bool{}
+	for _, op := range elementwiseOps {
+		elementwise[op] = true
+	}
+	// single returns the root, R and B of a single-segment unit axis.
+	single := func(t string, ax int) (int, int, int, bool) {
+		l := a.lay[t][ax]
+		if l == nil {
+			return 0, 0, 0, false
+		}
+		e, err := a.sp.expand(l)
+		if err != nil || len(e) != 1 {
+			return 0, 0, 0, false
+		}
+		return e[0].S, e[0].R, e[0].B, true
+	}
+	for _, n := range g.GetNode() {
+		op := n.GetOpType()
+		heads := op == "Softmax"
+		if (!activationOps[op] && !heads) || len(n.Input) == 0 || len(n.Output) == 0 {
+			continue
+		}
+		in := n.Input[0]
+		for ax := range a.lay[in] {
+			root, r, b, ok := single(in, ax)
+			grp := a.rootOf[root]
+			if !ok || grp == nil || grp.Observe != nil {
+				continue
+			}
+			post, pax := n.Output[0], ax
+			for {
+				cons := a.ix.Consumers[post]
+				if len(cons) != 1 {
+					break
+				}
+				c := a.ix.Node(cons[0])
+				if len(c.Output) == 0 {
+					break
+				}
+				out := c.Output[0]
+				if !elementwise[c.GetOpType()] && !(heads && c.GetOpType() == "MatMul") {
+					break
+				}
+				next := -1
+				for oax := range a.lay[out] {
+					if s2, _, _, ok := single(out, oax); ok && s2 == root {
+						next = oax
+					}
+				}
+				if next < 0 {
+					break
+				}
+				post, pax = out, next
+				if c.GetOpType() == "MatMul" {
+					break
+				}
+			}
+			_, pr, pb, _ := single(post, pax)
+			grp.Observe = &Observation{
+				Pre: in, PreAxis: ax, PreR: r, PreB: b,
+				Post: post, PostAxis: pax, PostR: pr, PostB: pb,
+				RMS: heads, Op: op,
+			}
+		}
+	}
+}

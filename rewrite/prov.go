@@ -1,0 +1,174 @@
+package rewrite
+
+import (
+	"github.com/onnx-cria/onnx-cria/onnxio"
+)
+
+// Provenance of the elements of small integer tensors that feed Reshape and
+// Expand shapes: each element is a constant that Apply may rewrite, a size
+// read from a tensor at run time, or something computed that cannot be
+// traced.
+
+type elemKind int
+
+const (
+	elemOther elemKind = iota
+	elemConst          // element index of constant tensor, read by node user at input slot
+	elemShape          // size of axis of tensor, read at run time by a Shape node
+	elemNone           // no element (right-aligned Expand shapes)
+)
+
+type elem struct {
+	kind   elemKind
+	value  int64
+	tensor string // elemConst: the constant; elemShape: the tensor measured
+	index  int    // elemConst: element index in the constant
+	axis   int    // elemShape: the axis measured
+	user   int    // elemConst: node that reads the constant
+	slot   int    // elemConst: input slot of that node
+}
+
+// prov traces the elements of the 1-D integer tensor t.
+func (an *analyzer) prov(t string, depth int) []elem {
+	if depth > 32 || t == "" {
+		return nil
+	}
+	if _, ok := an.ix.Init[t]; ok {
+		if c := an.ix.Const(t); c != nil {
+			return an.constElems(t)
+		}
+		return nil
+	}
+	p := an.ix.ProducerNode(t)
+	if p == nil {
+		return nil
+	}
+	pi := an.ix.Producer[t]
+	// For constants read directly by the node whose output we trace, the
+	// user is that node; callers fix up user/slot where it matters.
+	switch p.GetOpType() {
+	case "Constant":
+		if c := onnxio.ConstantValue(p); c != nil && onnxio.DataType(c.GetDataType()).IsInt() {
+			return an.constElems(t)
+		}
+		return nil
+	case "Shape":
+		d, ok := an.dims(p.Input[0])
+		if !ok {
+			return nil
+		}
+		start, end := onnxio.AttrInt(p, "start", 0), onnxio.AttrInt(p, "end", int64(len(d)))
+		r := int64(len(d))
+		if start < 0 {
+			start += r
+		}
+		if end < 0 {
+			end += r
+		}
+		start, end = max(0, min(start, r)), max(0, min(end, r))
+		var out []elem
+		for a := start; a < end; a++ {
+			v := d[a]
+			if v < 0 {
+				v = onnxio.Unknown
+			}
+			out = append(out, elem{kind: elemShape, tensor: p.Input[0], axis: int(a), value: v})
+		}
+		return out
+	case "Identity", "Cast", "Unsqueeze", "Squeeze", "Reshape":
+		return an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
+	case "Concat":
+		var out []elem
+		for k, in := range p.Input {
+			e := an.prov(in, depth+1)
+			if e == nil {
+				d, ok := an.dims(in)
+				if !ok || len(d) != 1 || d[0] < 0 {
+					return nil
+				}
+				e = make([]elem, d[0])
+			}
+			out = append(out, an.withUser(e, in, pi, k)...)
+		}
+		return out
+	case "Gather":
+		src := an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
+		idx, ok := an.shapes.Values[p.Input[1]]
+		if src == nil || !ok || onnxio.AttrInt(p, "axis", 0) != 0 {
+			return nil
+		}
+		var out []elem
+		for _, j := range idx {
+			if j < 0 {
+				j += int64(len(src))
+			}
+			if j < 0 || j >= int64(len(src)) {
+				return nil
+			}
+			out = append(out, src[j])
+		}
+		return out
+	case "Slice":
+		src := an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
+		starts, ok1 := an.shapes.Values[safe(p.Input, 1)]
+		ends, ok2 := an.shapes.Values[safe(p.Input, 2)]
+		if src == nil || !ok1 || !ok2 || len(starts) != 1 {
+			return nil
+		}
+		step := int64(1)
+		if st, ok := an.shapes.Values[safe(p.Input, 4)]; ok && len(st) == 1 {
+			step = st[0]
+		}
+		s, e, step := onnxio.SliceBounds(starts[0], ends[0], step, int64(len(src)))
+		var out []elem
+		for j := s; (step > 0 && j < e) || (step < 0 && j > e); j += step {
+			out = append(out, src[j])
+		}
+		return out
+	}
+	// Computed: the values may be known, but not where they come from.
+	if v, ok := an.shapes.Values[t]; ok {
+		out := make([]elem, len(v))
+		for k := range v {
+			out[k] = elem{kind: elemOther, value: v[k]}
+		}
+		return out
+	}
+	return nil
+}
+
+func safe(l []string, k int) string {
+	if k < len(l) {
+		return l[k]
+	}
+	return ""
+}
+
+func (an *analyzer) constElems(name string) []elem {
+	_, t := an.constOf(name)
+	if t == nil {
+		return nil
+	}
+	vals, err := an.Model.Int64s(t)
+	if err != nil || len(vals) > 64 {
+		return nil
+	}
+	out := make([]elem, len(vals))
+	for k, v := range vals {
+		out[k] = elem{kind: elemConst, value: v, tensor: name, index: k, user: -1, slot: -1}
+	}
+	return out
+}
+
+// withUser records node/slot as the reader of constants that input in of
+// node user provides directly.
+func (an *analyzer) withUser(e []elem, in string, user, slot int) []elem {
+	out := make([]elem, len(e))
+	for k, x := range e {
+		if x.kind == elemConst && x.user < 0 && x.tensor == in {
+			x.user, x.slot = user, slot
+		}
+		out[k] = x
+	}
+	return out
+}
