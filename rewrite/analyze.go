@@ -336,8 +336,9 @@ func (a *Analysis) finish(an *analyzer) {
 					r.warn = append(r.warn, w)
 				}
 			}
-			if r.kind == "" || (src.kind != "" && src.kind != r.kind && id != g.S) {
-				r.kind = mergeKind(r.kind, src.kind)
+			// Query heads defined as blocks of a KV head: grouped-query attention.
+			if id != g.S && src.kind == "heads" && r.kind == "heads" && g.B > 1 && len(e) == 1 {
+				r.kind = "kv-groups"
 			}
 		}
 	}

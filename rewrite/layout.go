@@ -236,7 +236,7 @@ func mergeKind(a, b string) string {
 	if a == "" {
 		return b
 	}
-	if a == "embedding" || b == "embedding" {
+	if a == "embedding" || b == "embedding" || a == "hidden" || b == "hidden" {
 		return "hidden"
 	}
 	if a == b {

@@ -560,17 +560,20 @@ func (an *analyzer) fixShape(n *onnxpb.NodeProto, i, slot int, out, in string, a
 			continue
 		}
 		e := elems[ax]
+		// Values that mean "keep the input's size" are fine whatever
+		// computed them; only a literal size must be rewritten.
+		known := e.kind == elemConst || (e.kind == elemOther && e.value != onnxio.Unknown)
 		switch {
 		case e.kind == elemNone:
 			// Expand: axis not named by the shape; the input's size stands.
-		case e.kind == elemConst && e.value == -1:
-		case e.kind == elemConst && e.value == 0 && !allowZero && n.GetOpType() == "Reshape":
+		case known && e.value == -1 && n.GetOpType() == "Reshape":
+		case known && e.value == 1 && n.GetOpType() == "Expand":
+		case known && e.value == 0 && !allowZero && n.GetOpType() == "Reshape":
 			if il := an.lay[in][ax]; il != nil {
 				an.checks = append(an.checks, layoutCheck{il, l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis with other units", an.cur, ax)})
 			} else {
 				an.block(l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis without units", an.cur, ax))
 			}
-		case e.kind == elemConst && e.value == 1 && n.GetOpType() == "Expand":
 		case e.kind == elemConst:
 			an.fixes = append(an.fixes, shapeFix{node: i, axis: ax, lay: l, elems: elems})
 		case e.kind == elemShape:
