@@ -306,10 +306,12 @@ func WriteFileAtomic(path string, b []byte) error {
 	return nil
 }
 
-// readExternal reads a tensor's bytes from the file its external_data names.
-func (m *Model) readExternal(t *onnxpb.TensorProto) ([]byte, error) {
+// externalRef parses a tensor's external_data entries: the file (joined to
+// m.Dir), the offset, and the length (-1 if absent). It refuses locations
+// outside the model's directory and malformed or negative numbers.
+func (m *Model) externalRef(t *onnxpb.TensorProto) (path string, offset, length int64, err error) {
 	var loc string
-	offset, length := int64(0), int64(-1)
+	offset, length = 0, -1
 	for _, kv := range t.GetExternalData() {
 		var err error
 		switch kv.GetKey() {
@@ -317,21 +319,35 @@ func (m *Model) readExternal(t *onnxpb.TensorProto) ([]byte, error) {
 			loc = kv.GetValue()
 		case "offset":
 			offset, err = strconv.ParseInt(kv.GetValue(), 10, 64)
+			if offset < 0 {
+				err = errors.New("negative")
+			}
 		case "length":
 			length, err = strconv.ParseInt(kv.GetValue(), 10, 64)
+			if length < 0 {
+				err = errors.New("negative")
+			}
 		}
-		if err != nil || offset < 0 {
-			return nil, fmt.Errorf("tensor %q: bad external_data %s=%q", t.GetName(), kv.GetKey(), kv.GetValue())
+		if err != nil {
+			return "", 0, 0, fmt.Errorf("tensor %q: bad external_data %s=%q", t.GetName(), kv.GetKey(), kv.GetValue())
 		}
 	}
 	if loc == "" {
-		return nil, fmt.Errorf("tensor %q: external data without a location", t.GetName())
+		return "", 0, 0, fmt.Errorf("tensor %q: external data without a location", t.GetName())
 	}
 	clean := filepath.Clean(filepath.FromSlash(loc))
 	if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
-		return nil, fmt.Errorf("tensor %q: external data location %q is outside the model's directory", t.GetName(), loc)
+		return "", 0, 0, fmt.Errorf("tensor %q: external data location %q is outside the model's directory", t.GetName(), loc)
 	}
-	p := filepath.Join(m.Dir, clean)
+	return filepath.Join(m.Dir, clean), offset, length, nil
+}
+
+// readExternal reads a tensor's bytes from the file its external_data names.
+func (m *Model) readExternal(t *onnxpb.TensorProto) ([]byte, error) {
+	p, offset, length, err := m.externalRef(t)
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: external data: %w", t.GetName(), err)
@@ -344,8 +360,9 @@ func (m *Model) readExternal(t *onnxpb.TensorProto) ([]byte, error) {
 	if length < 0 {
 		length = st.Size() - offset
 	}
-	if offset+length > st.Size() || length < 0 {
-		return nil, fmt.Errorf("tensor %q: external data %s holds %d bytes, tensor wants [%d, %d)", t.GetName(), p, st.Size(), offset, offset+length)
+	// Compared without adding offset and length, which may overflow.
+	if offset > st.Size() || length < 0 || length > st.Size()-offset {
+		return nil, fmt.Errorf("tensor %q: external data %s holds %d bytes, tensor wants %d at offset %d", t.GetName(), p, st.Size(), length, offset)
 	}
 	b := make([]byte, length)
 	if _, err := f.ReadAt(b, offset); err != nil && !(err == io.EOF && length == 0) {
