@@ -16,7 +16,7 @@ type edits struct {
 	removed map[int]map[int]bool
 	slices  map[string]map[int][]int // constant -> axis -> kept positions
 	oldDims map[string][]int64
-	private map[string]bool    // shared constants that get a pruned copy
+	private map[string]bool     // shared constants that get a pruned copy
 	users   map[string][][2]int // registered (node, slot) readers per constant
 	shape   map[[2]int]map[int]int64
 	shapeOf map[[2]int]string // (node, slot) -> constant read there
@@ -325,7 +325,9 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 	for k := range e.shape {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1]) })
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
+	})
 	for _, key := range keys {
 		name := e.shapeOf[key]
 		src := ix.Const(name)
