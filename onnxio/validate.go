@@ -3,8 +3,6 @@ package onnxio
 import (
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 )
@@ -200,25 +198,21 @@ func checkTensorData(m *Model, t *onnxpb.TensorProto, gname string, add func(*Er
 		return
 	}
 	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-		var loc string
-		var off, length int64 = 0, -1
-		for _, kv := range t.GetExternalData() {
-			switch kv.GetKey() {
-			case "location":
-				loc = kv.GetValue()
-			case "offset":
-				off, _ = strconv.ParseInt(kv.GetValue(), 10, 64)
-			case "length":
-				length, _ = strconv.ParseInt(kv.GetValue(), 10, 64)
-			}
+		want := n * int64(dt.Size())
+		p, off, length, err := m.externalRef(t)
+		if err != nil {
+			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: err.Error()})
+			return
 		}
-		if length >= 0 && length != n*int64(dt.Size()) {
-			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: fmt.Sprintf("external data length %d, dims %v of %s need %d", length, t.GetDims(), dt, n*int64(dt.Size()))})
+		if length >= 0 && length != want {
+			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: fmt.Sprintf("external data length %d, dims %v of %s need %d", length, t.GetDims(), dt, want)})
 		}
-		if st, err := os.Stat(filepath.Join(m.Dir, filepath.FromSlash(loc))); err != nil {
+		if st, err := os.Stat(p); err != nil {
 			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: fmt.Sprintf("external data: %v", err)})
-		} else if off+n*int64(dt.Size()) > st.Size() {
-			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: fmt.Sprintf("external data file %s is too short", loc)})
+		} else if !st.Mode().IsRegular() {
+			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: fmt.Sprintf("external data %s is not a regular file", p)})
+		} else if off > st.Size() || want > st.Size()-off {
+			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: fmt.Sprintf("external data file %s is too short", p)})
 		}
 		return
 	}
