@@ -12,6 +12,12 @@ import (
 // []float32 or []float64.
 //
 // Shape and DType describe the data and must not be changed by the caller.
+//
+// The typed accessors (Bools, Uint8s, Int32s, Int64s, Float16Bits, Float32s,
+// Float64s) return the backing slice itself, not a copy: writes through it
+// change the array. Each panics if the array's DType differs, like a failed
+// type assertion, since that is a programming error; use DType, Data or the
+// As* conversions when the type is not known.
 type Array struct {
 	Name  string
 	DType DType
@@ -151,11 +157,6 @@ func (a *Array) RowSize() int {
 // Data returns the backing slice as an any: []bool, []uint8, []int32,
 // []int64, []uint16 (Float16), []float32 or []float64.
 func (a *Array) Data() any { return a.data }
-
-// The typed accessors return the backing slice itself, not a copy: writes
-// through it change the array. Each panics if the array's DType differs,
-// like a failed type assertion, since that is a programming error; use
-// DType, Data, or the As* conversions when the type is not known.
 
 // Bools returns the elements of a Bool array.
 func (a *Array) Bools() []bool { return typed[bool](a, Bool) }
