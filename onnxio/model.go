@@ -257,6 +257,11 @@ func (m *Model) saveExternal(path string, o SaveOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	// CreateTemp makes the file private; the data file is as readable as the
+	// model beside it.
+	if err := df.Chmod(0o644); err != nil {
+		return err
+	}
 	if err := df.Sync(); err != nil {
 		return err
 	}
