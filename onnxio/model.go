@@ -179,6 +179,9 @@ func (m *Model) Save(path string, opts *SaveOptions) error {
 	if filepath.Base(o.ExternalData) != o.ExternalData {
 		return fmt.Errorf("%s: external data file %q must be a bare file name", path, o.ExternalData)
 	}
+	if o.ExternalData == filepath.Base(path) {
+		return fmt.Errorf("%s: external data file %q would overwrite the model", path, o.ExternalData)
+	}
 	return m.saveExternal(path, o)
 }
 
