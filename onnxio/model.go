@@ -271,28 +271,53 @@ func (m *Model) saveExternal(path string, o SaveOptions) error {
 	if err := df.Close(); err != nil {
 		return err
 	}
+	// Write the model before anything is renamed into place, so that a
+	// failure to write it cannot leave an existing model at path next to a
+	// data file it no longer matches.
+	mtmp, err := writeTemp(path, b)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(mtmp) // a no-op once renamed
 	if err := os.Rename(df.Name(), dataPath); err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, b)
+	if err := os.Rename(mtmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
 }
 
 // WriteFileAtomic writes b to a temporary file beside path, syncs it and
 // renames it over path.
 func WriteFileAtomic(path string, b []byte) error {
+	tmp, err := writeTemp(path, b)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeTemp writes b to a new temporary file beside path with mode 0644,
+// syncs and closes it, and returns its name. On error it leaves nothing.
+func writeTemp(path string, b []byte) (string, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return err
+		return "", err
 	}
 	tmp := f.Name()
-	fail := func(err error) error {
+	fail := func(err error) (string, error) {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
+		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
 	if _, err := f.Write(b); err != nil {
 		return fail(err)
@@ -305,13 +330,9 @@ func WriteFileAtomic(path string, b []byte) error {
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
+		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return tmp, nil
 }
 
 // externalRef parses a tensor's external_data entries: the file (joined to
