@@ -68,7 +68,28 @@ func (g *Group) Prunable() bool { return len(g.Blocked) == 0 && g.Width > 1 }
 type ParamRef struct {
 	Tensor  string
 	Axis    int
+	Role    string // "in": computes the units; "out": reads them; "affine": bias or normalisation
 	PerUnit int64
+	Segs    []SegRef // where the units sit along Axis
+}
+
+// SegRef places a group's units along an axis: unit u owns positions
+// Off + r*Width*B + u*B + j for r < R, j < B, where Width is the group's.
+type SegRef struct {
+	Off, R, B int
+}
+
+// Positions lists the positions along the axis that unit u owns.
+func Positions(segs []SegRef, width, u int) []int {
+	var out []int
+	for _, s := range segs {
+		for r := 0; r < s.R; r++ {
+			for j := 0; j < s.B; j++ {
+				out = append(out, s.Off+r*width*s.B+u*s.B+j)
+			}
+		}
+	}
+	return out
 }
 
 // TensorAxis is an axis of a graph tensor that carries the group's units.
@@ -99,7 +120,17 @@ type paramUse struct {
 	lay    Layout
 	node   int
 	slot   int
+	role   string
 }
+
+// Roles of parameters: weights that compute the units (a layer's rows),
+// weights that read them (the next layer's columns), and per-unit affine
+// constants (biases, normalisation parameters).
+const (
+	roleIn     = "in"
+	roleOut    = "out"
+	roleAffine = "affine"
+)
 
 // shapeFix is a Reshape or Expand whose target shape names a unit axis size.
 type shapeFix struct {
@@ -268,7 +299,7 @@ func (a *Analysis) constOf(name string) (string, *onnxpb.TensorProto) {
 
 // param registers that constant input slot of node i loses positions along
 // axis as the units of l are removed.
-func (an *analyzer) param(i, slot, axis int, l Layout) {
+func (an *analyzer) param(i, slot, axis int, l Layout, role string) {
 	n := an.ix.Node(i)
 	name, t := an.constOf(n.Input[slot])
 	if t == nil {
@@ -287,7 +318,7 @@ func (an *analyzer) param(i, slot, axis int, l Layout) {
 		an.block(l, fmt.Sprintf("constant %q has element type %s, which cannot be sliced", name, dt))
 		return
 	}
-	an.params = append(an.params, paramUse{tensor: name, axis: axis, lay: l, node: i, slot: slot})
+	an.params = append(an.params, paramUse{tensor: name, axis: axis, lay: l, node: i, slot: slot, role: role})
 }
 
 // unify couples two layouts of one axis, blocking both on failure.
@@ -391,6 +422,12 @@ func (a *Analysis) finish(an *analyzer) {
 		_, t := a.constOf(p.tensor)
 		numel := onnxio.NumElements(t.GetDims())
 		per := numel / t.GetDims()[p.axis]
+		segs := map[int][]SegRef{}
+		off := 0
+		for _, sg := range e {
+			segs[sg.S] = append(segs[sg.S], SegRef{Off: off, R: sg.R, B: sg.B})
+			off += a.sp.s[sg.S].size * sg.R * sg.B
+		}
 		for _, sg := range e {
 			g := a.rootOf[sg.S]
 			key := fmt.Sprintf("%d/%s/%d", sg.S, p.tensor, p.axis)
@@ -398,8 +435,11 @@ func (a *Analysis) finish(an *analyzer) {
 				continue
 			}
 			seen[key] = true
-			pu := per * int64(sg.R*sg.B)
-			g.Params = append(g.Params, ParamRef{Tensor: p.tensor, Axis: p.axis, PerUnit: pu})
+			var pu int64
+			for _, s := range segs[sg.S] {
+				pu += per * int64(s.R*s.B)
+			}
+			g.Params = append(g.Params, ParamRef{Tensor: p.tensor, Axis: p.axis, Role: p.role, PerUnit: pu, Segs: segs[sg.S]})
 			g.ParamsPerUnit += pu
 		}
 	}

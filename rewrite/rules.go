@@ -178,7 +178,7 @@ func (an *analyzer) elementwise(n *onnxpb.NodeProto, i int, inputs, outs []int) 
 			an.unify(l, h, fmt.Sprintf("operands of %s", n.GetOpType()))
 		}
 		for _, c := range consts {
-			an.param(i, c[0], c[1], l)
+			an.param(i, c[0], c[1], l, roleAffine)
 		}
 		for _, t := range plain {
 			an.block(l, fmt.Sprintf("combined by %s (node %s) with %q, which carries no prunable units", n.GetOpType(), an.cur, t))
@@ -222,19 +222,19 @@ func ruleGemm(an *analyzer, n *onnxpb.NodeProto, i int) {
 	}
 	a := n.Input[0]
 	if l := an.lay[a][kAxisA]; l != nil {
-		an.param(i, 1, kAxisB, l)
+		an.param(i, 1, kAxisB, l, roleOut)
 	}
 	if l := an.lay[a][mAxisA]; l != nil {
 		an.setLayout(n.Output[0], 0, l)
 	}
 	width := int(bt.GetDims()[nAxisB])
 	out := an.fresh(width, "neurons")
-	an.param(i, 1, nAxisB, out)
+	an.param(i, 1, nAxisB, out, roleIn)
 	if len(n.Input) > 2 && n.Input[2] != "" {
 		if _, ct := an.constOf(n.Input[2]); ct != nil {
 			d := ct.GetDims()
 			if len(d) >= 1 && d[len(d)-1] == int64(width) && width > 1 {
-				an.param(i, 2, len(d)-1, out)
+				an.param(i, 2, len(d)-1, out, roleAffine)
 			}
 		} else {
 			an.block(out, fmt.Sprintf("Gemm node %s adds a computed C", an.cur))
@@ -268,7 +268,7 @@ func ruleMatMul(an *analyzer, n *onnxpb.NodeProto, i int) {
 			return
 		}
 		if l := an.lay[a][len(da)-1]; l != nil {
-			an.param(i, 1, 0, l)
+			an.param(i, 1, 0, l, roleOut)
 		}
 		for ax, l := range an.lay[a] {
 			if ax < len(da)-1 {
@@ -276,7 +276,7 @@ func ruleMatMul(an *analyzer, n *onnxpb.NodeProto, i int) {
 			}
 		}
 		out := an.fresh(int(db[1]), "neurons")
-		an.param(i, 1, 1, out)
+		an.param(i, 1, 1, out, roleIn)
 		an.setLayout(n.Output[0], ro-1, out)
 		return
 	}
@@ -343,7 +343,7 @@ func ruleConv(an *analyzer, n *onnxpb.NodeProto, i int) {
 	switch {
 	case group == 1:
 		if in != nil {
-			an.param(i, 1, 1, in)
+			an.param(i, 1, 1, in, roleOut)
 		}
 		out = an.fresh(int(w[0]), "channels")
 	case int64(group) == dx[1] && w[1] == 1:
@@ -374,9 +374,9 @@ func ruleConv(an *analyzer, n *onnxpb.NodeProto, i int) {
 		out = Layout{{gs[0].S, 1, int(w[0]) / group}}
 		an.convs = append(an.convs, convFix{node: i, in: Layout{{gs[0].S, 1, cin}}, wIn: cin, group: true})
 	}
-	an.param(i, 1, 0, out)
+	an.param(i, 1, 0, out, roleIn)
 	if hasBias {
-		an.param(i, 2, 0, out)
+		an.param(i, 2, 0, out, roleAffine)
 	}
 	an.setLayout(n.Output[0], 1, out)
 }
@@ -400,15 +400,15 @@ func ruleConvTranspose(an *analyzer, n *onnxpb.NodeProto, i int) {
 	var out Layout
 	if group == 1 {
 		if in != nil {
-			an.param(i, 1, 0, in)
+			an.param(i, 1, 0, in, roleOut)
 		}
 		out = an.fresh(int(w[1]), "channels")
-		an.param(i, 1, 1, out)
+		an.param(i, 1, 1, out, roleIn)
 	} else {
 		if in == nil {
 			return
 		}
-		an.param(i, 1, 0, in)
+		an.param(i, 1, 0, in, roleIn)
 		e, err := an.sp.expand(in)
 		if err != nil {
 			an.block(in, err.Error())
@@ -420,7 +420,7 @@ func ruleConvTranspose(an *analyzer, n *onnxpb.NodeProto, i int) {
 		an.convs = append(an.convs, convFix{node: i, in: in, wIn: 1, group: true})
 	}
 	if len(n.Input) > 2 && n.Input[2] != "" {
-		an.param(i, 2, 0, out)
+		an.param(i, 2, 0, out, roleAffine)
 	}
 	an.setLayout(n.Output[0], 1, out)
 }
@@ -434,7 +434,7 @@ func ruleBatchNorm(an *analyzer, n *onnxpb.NodeProto, i int) {
 	an.mapAxes(x, n.Output[0], func(ax int) (int, bool) { return ax, true }, "")
 	if l := an.lay[x][1]; l != nil {
 		for k := 1; k < len(n.Input) && k < 5; k++ {
-			an.param(i, k, 0, l)
+			an.param(i, k, 0, l, roleAffine)
 		}
 	}
 }
@@ -443,8 +443,8 @@ func ruleInstanceNorm(an *analyzer, n *onnxpb.NodeProto, i int) {
 	x := n.Input[0]
 	an.mapAxes(x, n.Output[0], func(ax int) (int, bool) { return ax, true }, "")
 	if l := an.lay[x][1]; l != nil {
-		an.param(i, 1, 0, l)
-		an.param(i, 2, 0, l)
+		an.param(i, 1, 0, l, roleAffine)
+		an.param(i, 2, 0, l, roleAffine)
 	}
 }
 
@@ -469,7 +469,7 @@ func ruleLayerNorm(an *analyzer, n *onnxpb.NodeProto, i int) {
 			for k := 1; k < len(n.Input) && k < 3; k++ {
 				if n.Input[k] != "" {
 					if _, t := an.constOf(n.Input[k]); t != nil {
-						an.param(i, k, len(t.GetDims())-1, l)
+						an.param(i, k, len(t.GetDims())-1, l, roleAffine)
 					}
 				}
 			}
@@ -841,7 +841,7 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 			fixed := an.fresh(int(d[axis]), "fixed")
 			an.block(fixed, fmt.Sprintf("concatenated by node %s from %q, which has no units", an.cur, in))
 			if name, _ := an.constOf(in); name != "" {
-				an.param(i, indexOf(n.Input, in), axis, fixed)
+				an.param(i, indexOf(n.Input, in), axis, fixed, roleAffine)
 			}
 			out = append(out, fixed...)
 		}
@@ -1061,7 +1061,7 @@ func ruleGather(an *analyzer, n *onnxpb.NodeProto, i int) {
 	if _, t := an.constOf(data); t != nil && len(dd) == 2 && axis == 0 && !an.ix.IsConst(idx) && dd[1] > 1 {
 		// An embedding table: each column is a unit of the model's width.
 		out := an.fresh(int(dd[1]), "embedding")
-		an.param(i, 0, 1, out)
+		an.param(i, 0, 1, out, roleIn)
 		an.setLayout(n.Output[0], len(di), out)
 		return
 	}
