@@ -81,7 +81,7 @@ func readNPY(r io.Reader, hint int64) (*Array, error) {
 	}
 	data, got, err := readData(r, h.dtype, h.order, n, hint >= 0)
 	if err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if isEOF(err) {
 			return nil, truncData(h, want, got)
 		}
 		return nil, err
@@ -92,6 +92,9 @@ func readNPY(r io.Reader, hint int64) (*Array, error) {
 	return &Array{DType: h.dtype, Shape: h.shape, data: data}, nil
 }
 
+// isEOF tells running out of input (truncation) from a failing reader.
+func isEOF(err error) bool { return err == io.EOF || err == io.ErrUnexpectedEOF }
+
 func truncData(h *header, want, got int64) error {
 	return fmt.Errorf("%w data: shape %v of %v needs %d bytes, found %d", ErrTruncated, h.shape, h.dtype, want, got)
 }
@@ -99,6 +102,9 @@ func truncData(h *header, want, got int64) error {
 func readHeader(r io.Reader) (*header, error) {
 	var pre [10]byte
 	n, err := io.ReadFull(r, pre[:8])
+	if err != nil && !isEOF(err) {
+		return nil, err
+	}
 	if n == 0 {
 		return nil, fmt.Errorf("%w: input is empty", ErrNotNPY)
 	}
@@ -134,6 +140,9 @@ func readHeader(r io.Reader) (*header, error) {
 	}
 	buf := make([]byte, hlen)
 	if n, err := io.ReadFull(r, buf); err != nil {
+		if !isEOF(err) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w header: declared %d bytes, found %d", ErrTruncated, hlen, n)
 	}
 	h, err := parseHeader(buf)

@@ -416,3 +416,13 @@ func copyElem(dst *Array, i int, src *Array, j int) {
 		dst.Float64s()[i] = s[j]
 	}
 }
+
+func TestReaderErrorsPassThrough(t *testing.T) {
+	file := rawNPY(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", make([]byte, 8))
+	for _, cut := range []int{0, 12, 20, len(file) - 4} {
+		r := io.MultiReader(bytes.NewReader(file[:cut]), iotest.ErrReader(errFail))
+		if _, err := ReadNPY(r); !errors.Is(err, errFail) {
+			t.Errorf("reader failing after %d bytes: got %v", cut, err)
+		}
+	}
+}
