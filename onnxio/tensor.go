@@ -141,7 +141,10 @@ func (m *Model) RawData(t *onnxpb.TensorProto) ([]byte, error) {
 // typedToRaw converts the type-specific repeated fields to raw bytes.
 func typedToRaw(t *onnxpb.TensorProto, dt DataType, n int64) ([]byte, error) {
 	size := dt.Size()
-	out := make([]byte, 0, n*int64(size))
+	// Allocate only once the field is known to hold n values: n comes from
+	// the dims and may be huge in a corrupt file.
+	var out []byte
+	alloc := func() { out = make([]byte, 0, n*int64(size)) }
 	bad := func(field string, got int) error {
 		return fmt.Errorf("tensor %q: %s has %d values, dims %v need %d", t.GetName(), field, got, t.GetDims(), n)
 	}
@@ -150,6 +153,7 @@ func typedToRaw(t *onnxpb.TensorProto, dt DataType, n int64) ([]byte, error) {
 		if int64(len(t.FloatData)) != n {
 			return nil, bad("float_data", len(t.FloatData))
 		}
+		alloc()
 		for _, v := range t.FloatData {
 			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
 		}
@@ -157,6 +161,7 @@ func typedToRaw(t *onnxpb.TensorProto, dt DataType, n int64) ([]byte, error) {
 		if int64(len(t.DoubleData)) != n {
 			return nil, bad("double_data", len(t.DoubleData))
 		}
+		alloc()
 		for _, v := range t.DoubleData {
 			out = binary.LittleEndian.AppendUint64(out, math.Float64bits(v))
 		}
@@ -164,6 +169,7 @@ func typedToRaw(t *onnxpb.TensorProto, dt DataType, n int64) ([]byte, error) {
 		if int64(len(t.Int64Data)) != n {
 			return nil, bad("int64_data", len(t.Int64Data))
 		}
+		alloc()
 		for _, v := range t.Int64Data {
 			out = binary.LittleEndian.AppendUint64(out, uint64(v))
 		}
@@ -171,6 +177,7 @@ func typedToRaw(t *onnxpb.TensorProto, dt DataType, n int64) ([]byte, error) {
 		if int64(len(t.Uint64Data)) != n {
 			return nil, bad("uint64_data", len(t.Uint64Data))
 		}
+		alloc()
 		for _, v := range t.Uint64Data {
 			if dt == Uint32 {
 				out = binary.LittleEndian.AppendUint32(out, uint32(v))
@@ -184,6 +191,7 @@ func typedToRaw(t *onnxpb.TensorProto, dt DataType, n int64) ([]byte, error) {
 		if int64(len(t.Int32Data)) != n {
 			return nil, bad("int32_data", len(t.Int32Data))
 		}
+		alloc()
 		for _, v := range t.Int32Data {
 			switch size {
 			case 1:
