@@ -94,6 +94,16 @@ func NumElements(dims []int64) int64 {
 	return n
 }
 
+// numBytes is the byte size of a tensor with these dims and element size, or
+// -1 for invalid dims or a size that overflows int64.
+func numBytes(dims []int64, size int) int64 {
+	n := NumElements(dims)
+	if n < 0 || (size > 0 && n > math.MaxInt64/int64(size)) {
+		return -1
+	}
+	return n * int64(size)
+}
+
 // RawData returns the tensor's elements as little-endian fixed-width bytes,
 // whichever field holds them. External data is read through m; m may be nil
 // when the tensor is known to be stored inline. The returned slice may alias
@@ -105,13 +115,13 @@ func (m *Model) RawData(t *onnxpb.TensorProto) ([]byte, error) {
 		return nil, fmt.Errorf("tensor %q: element type %s has no fixed-width encoding", t.GetName(), dt)
 	}
 	n := NumElements(t.GetDims())
-	if n < 0 {
+	want := numBytes(t.GetDims(), size)
+	if n < 0 || want < 0 {
 		return nil, fmt.Errorf("tensor %q: invalid dims %v", t.GetName(), t.GetDims())
 	}
 	if t.GetSegment() != nil {
 		return nil, fmt.Errorf("tensor %q: segmented tensors are not supported", t.GetName())
 	}
-	want := n * int64(size)
 	var raw []byte
 	switch {
 	case t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL:
@@ -213,7 +223,7 @@ func typedToRaw(t *onnxpb.TensorProto, dt DataType, n int64) ([]byte, error) {
 // dtype stays the same.
 func SetRawData(t *onnxpb.TensorProto, dims []int64, raw []byte) error {
 	dt := DataType(t.GetDataType())
-	if n := NumElements(dims); n < 0 || n*int64(dt.Size()) != int64(len(raw)) {
+	if nb := numBytes(dims, dt.Size()); nb < 0 || nb != int64(len(raw)) {
 		return fmt.Errorf("tensor %q: %d bytes do not fit dims %v of %s", t.GetName(), len(raw), dims, dt)
 	}
 	t.Dims = append([]int64(nil), dims...)

@@ -192,13 +192,12 @@ func checkTensorData(m *Model, t *onnxpb.TensorProto, gname string, add func(*Er
 	if dt.Size() == 0 {
 		return
 	}
-	n := NumElements(t.GetDims())
-	if n < 0 {
+	want := numBytes(t.GetDims(), dt.Size())
+	if want < 0 {
 		add(&Error{Graph: gname, Tensor: t.GetName(), Msg: fmt.Sprintf("invalid dims %v", t.GetDims())})
 		return
 	}
 	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-		want := n * int64(dt.Size())
 		p, off, length, err := m.externalRef(t)
 		if err != nil {
 			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: err.Error()})
