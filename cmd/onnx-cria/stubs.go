@@ -10,5 +10,3 @@ func runShrink(args []string, stdout, stderr io.Writer) error   { return errors.
 func runScore(args []string, stdout, stderr io.Writer) error    { return errors.New("not built yet") }
 func runAblate(args []string, stdout, stderr io.Writer) error   { return errors.New("not built yet") }
 func runFinetune(args []string, stdout, stderr io.Writer) error { return errors.New("not built yet") }
-func runEval(args []string, stdout, stderr io.Writer) error     { return errors.New("not built yet") }
-func runVersion(args []string, stdout, stderr io.Writer) error  { return errors.New("not built yet") }

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	goruntime "runtime"
+
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", "", "Print the versions of onnx-cria, Go and the ONNX Runtime library it finds.", stderr)
+	rt := rtFlags(fs)
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "onnx-cria %s (%s, %s/%s)\n", version, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
+	if err := startRuntime(rt); err != nil {
+		fmt.Fprintf(stdout, "ONNX Runtime: not available: %v\n", err)
+		return err
+	}
+	fmt.Fprintf(stdout, "ONNX Runtime %s (%s)\n", runtime.Version(), runtime.LibraryPath())
+	return nil
+}
