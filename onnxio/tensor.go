@@ -339,9 +339,9 @@ func EncodeFloat64s(dt DataType, vals []float64) ([]byte, error) {
 		case Double:
 			binary.LittleEndian.PutUint64(p, math.Float64bits(v))
 		case Float16:
-			binary.LittleEndian.PutUint16(p, Float32ToFloat16(float32(v)))
+			binary.LittleEndian.PutUint16(p, Float32ToFloat16(float32RoundOdd(v)))
 		case BFloat16:
-			binary.LittleEndian.PutUint16(p, Float32ToBFloat16(float32(v)))
+			binary.LittleEndian.PutUint16(p, Float32ToBFloat16(float32RoundOdd(v)))
 		case Int64, Int32, Int16, Int8, Uint8, Uint16, Uint32, Uint64, Bool:
 			iv := int64(math.Round(v))
 			if err := putInt(dt, p, iv); err != nil {
@@ -383,6 +383,24 @@ func putInt(dt DataType, p []byte, v int64) error {
 		return fmt.Errorf("cannot encode integers as %s", dt)
 	}
 	return nil
+}
+
+// float32RoundOdd converts v to float32 rounding to odd: exact values stay,
+// others become whichever neighbour has an odd last bit. Rounding that result
+// to nearest even in a format at least two bits narrower (float16, bfloat16)
+// gives the correctly rounded value of v, which going through float32 with
+// round-to-nearest does not: v just above a float16 midpoint can round to the
+// midpoint in float32 and then tie to the wrong side.
+func float32RoundOdd(v float64) float32 {
+	f := float32(v)
+	if float64(f) == v || math.IsNaN(v) {
+		return f
+	}
+	b := math.Float32bits(f)
+	if math.Abs(float64(f)) > math.Abs(v) {
+		b-- // rounded away from zero (maybe to Inf): step back to the truncation
+	}
+	return math.Float32frombits(b | 1)
 }
 
 // Float16ToFloat32 widens an IEEE 754 half-precision bit pattern exactly.
