@@ -67,11 +67,52 @@ func (a *Analysis) observe() {
 				}
 			}
 			_, pr, pb, _ := single(post, pax)
+			pre, preAx := in, ax
+			if heads {
+				// Observe the raw attention logits: step back over the mask
+				// and scale ops to the product of queries and keys.
+				pre, preAx, r, b = a.backToLogits(pre, preAx, root, single)
+			}
 			grp.Observe = &Observation{
-				Pre: in, PreAxis: ax, PreR: r, PreB: b,
+				Pre: pre, PreAxis: preAx, PreR: r, PreB: b,
 				Post: post, PostAxis: pax, PostR: pr, PostB: pb,
 				RMS: heads, Op: op,
 			}
 		}
 	}
+}
+
+// backToLogits walks from a softmax input back through elementwise ops in
+// which only one operand carries the group's units (adding a mask, scaling)
+// and returns the tensor where that chain starts.
+func (a *Analysis) backToLogits(t string, ax, root int, single func(string, int) (int, int, int, bool)) (string, int, int, int) {
+	_, r, b, _ := single(t, ax)
+	for k := 0; k < 8; k++ {
+		p := a.ix.ProducerNode(t)
+		if p == nil {
+			break
+		}
+		switch p.GetOpType() {
+		case "Add", "Sub", "Mul", "Div", "Where", "Cast":
+		default:
+			return t, ax, r, b
+		}
+		next, nax := "", -1
+		for _, in := range p.Input {
+			for iax := range a.lay[in] {
+				if s, _, _, ok := single(in, iax); ok && s == root {
+					if next != "" && next != in {
+						return t, ax, r, b
+					}
+					next, nax = in, iax
+				}
+			}
+		}
+		if next == "" {
+			break
+		}
+		t, ax = next, nax
+		_, r, b, _ = single(t, ax)
+	}
+	return t, ax, r, b
 }

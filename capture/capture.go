@@ -1,0 +1,320 @@
+package capture
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/evaluate"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/runtime"
+	"gonum.org/v1/gonum/mat"
+)
+
+// Point is one observed tensor.
+type Point struct {
+	Tensor string
+	Axis   int  // the unit axis (not 0, the sample axis)
+	R, B   int  // unit u owns positions r*n*B + u*B + j; 0 means 1
+	RMS    bool // root-mean-square instead of mean
+}
+
+// Options control a capture run.
+type Options struct {
+	Batch     int    // rows per ORT run; default 64
+	TokenMask string // dataset array that marks real tokens; default "attention_mask"
+	Runtime   runtime.Config
+	Progress  func(done, total int)
+}
+
+// Result holds one M x n matrix per point, rows in dataset order.
+type Result struct {
+	Points  []Point
+	Data    []*mat.Dense
+	Samples int
+	Seconds float64
+}
+
+// maskInput is the graph input that capture adds to feed the token mask to
+// the reductions when the model does not take it itself.
+const maskInput = "onnx_cria_capture_token_mask"
+
+// plan is how one point is reduced: inside the graph, a sum over every axis
+// but the sample and unit axes (of the squares for RMS, weighted by the token
+// mask), declared as an output of shape [N, length]; in Go, the division by
+// the number of positions summed and the averaging of each unit's blocks.
+type plan struct {
+	output    string
+	length    int
+	n         int
+	tokenAxes int   // how many reduced axes are token axes
+	plainSize int64 // product of the other reduced axes
+}
+
+// Run captures the points over every row of data.
+func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Result, error) {
+	if opts.Batch <= 0 {
+		opts.Batch = 64
+	}
+	if opts.TokenMask == "" {
+		opts.TokenMask = "attention_mask"
+	}
+	var mask *dataset.Array
+	if a := data.Get(opts.TokenMask); a != nil && a.Rank() == 2 {
+		mask = a
+	}
+	c, plans, useMask, err := instrument(m, points, mask)
+	if err != nil {
+		return nil, err
+	}
+	var outs []string
+	for _, p := range plans {
+		outs = append(outs, p.output)
+	}
+	s, err := runtime.NewSessionForModel(c, outs, opts.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Destroy()
+	var inputs []runtime.Info
+	for _, in := range s.Inputs() {
+		if in.Name != maskInput {
+			inputs = append(inputs, in)
+		}
+	}
+	specs, err := runtime.SpecsOf(inputs)
+	if err != nil {
+		return nil, err
+	}
+	b, err := data.Match(specs, "")
+	if err != nil {
+		return nil, err
+	}
+	outIdx := map[string]int{}
+	for k, o := range s.Outputs() {
+		outIdx[o.Name] = k
+	}
+	res := &Result{Points: points, Data: make([]*mat.Dense, len(points))}
+	for k, p := range plans {
+		res.Data[k] = mat.NewDense(b.N, p.n, nil)
+	}
+	var maskVals []float64
+	var tokLen int
+	if mask != nil {
+		maskVals = mask.AsFloat64()
+		tokLen = mask.Shape[1]
+	}
+	start := time.Now()
+	for batch := range b.Batches(opts.Batch) {
+		in, err := evaluate.Feed(b, batch)
+		if err != nil {
+			return nil, err
+		}
+		if useMask {
+			mv := make([]float32, batch.Len()*tokLen)
+			for k := range mv {
+				mv[k] = float32(maskVals[batch.Start*tokLen+k])
+			}
+			in = append(in, runtime.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(tokLen)}, Data: mv})
+		}
+		o, err := s.Run(in...)
+		if err != nil {
+			return nil, fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
+		}
+		for k, p := range plans {
+			if err := finish(res.Data[k], points[k], p, o[outIdx[p.output]], batch.Start, maskVals, tokLen); err != nil {
+				return nil, err
+			}
+		}
+		res.Samples = batch.End
+		if opts.Progress != nil {
+			opts.Progress(batch.End, b.N)
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// instrument returns a copy of m with the reduction nodes and outputs.
+func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.Model, []plan, bool, error) {
+	c := m.Clone()
+	g := c.Graph()
+	sh := onnxio.InferShapes(m, true)
+	opset := m.Opset("")
+	if opset < 11 {
+		return nil, nil, false, fmt.Errorf("capture needs opset 11 or later, the model imports %d", opset)
+	}
+	inputs := map[string]bool{}
+	for _, v := range g.GetInput() {
+		inputs[v.GetName()] = true
+	}
+	// The mask as float [N, T], from the model's own input or an added one.
+	maskName := ""
+	useMask := false
+	tokLen := int64(-1)
+	if mask != nil {
+		tokLen = int64(mask.Shape[1])
+	}
+	var nodes []*onnxpb.NodeProto
+	ensureMask := func() string {
+		if maskName != "" {
+			return maskName
+		}
+		if inputs[mask.Name] {
+			maskName = "onnx_cria_capture_mask_f"
+			nodes = append(nodes, node("Cast", []string{mask.Name}, maskName, intAttr("to", int64(onnxio.Float))))
+		} else {
+			maskName = maskInput
+			useMask = true
+			g.Input = append(g.Input, onnxio.NewValueInfo(maskInput, onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: tokLen, Known: true}}))
+		}
+		return maskName
+	}
+	plans := make([]plan, len(points))
+	for k, p := range points {
+		if p.Axis <= 0 {
+			return nil, nil, false, fmt.Errorf("point %q: unit axis %d (axis 0 holds the samples)", p.Tensor, p.Axis)
+		}
+		dims, ok := sh.Shape(p.Tensor)
+		if !ok {
+			return nil, nil, false, fmt.Errorf("tensor %q: shape unknown, cannot capture it", p.Tensor)
+		}
+		if p.Axis >= len(dims) || dims[p.Axis] <= 0 {
+			return nil, nil, false, fmt.Errorf("tensor %q has shape %v: no static unit axis %d", p.Tensor, dims, p.Axis)
+		}
+		if dt := sh.DTypes[p.Tensor]; dt != onnxio.Float {
+			return nil, nil, false, fmt.Errorf("tensor %q is %s; capture reads float32 activations", p.Tensor, dt)
+		}
+		r, bl := max(p.R, 1), max(p.B, 1)
+		if dims[p.Axis]%int64(r*bl) != 0 {
+			return nil, nil, false, fmt.Errorf("tensor %q: axis %d has %d positions, not a multiple of %d x %d", p.Tensor, p.Axis, dims[p.Axis], r, bl)
+		}
+		pl := plan{output: fmt.Sprintf("onnx_cria_capture_%d", k), length: int(dims[p.Axis]), n: int(dims[p.Axis]) / (r * bl), plainSize: 1}
+		pre := fmt.Sprintf("onnx_cria_capture_%d_", k)
+		cur := p.Tensor
+		if p.RMS {
+			nodes = append(nodes, node("Mul", []string{cur, cur}, pre+"sq"))
+			cur = pre + "sq"
+		}
+		var axes []int64
+		for ax := 1; ax < len(dims); ax++ {
+			if ax == p.Axis {
+				continue
+			}
+			axes = append(axes, int64(ax))
+			if mask != nil && dims[ax] == tokLen {
+				// Broadcast the [N, T] mask onto this axis.
+				var un []int64
+				for a2 := 1; a2 < len(dims); a2++ {
+					if a2 != ax {
+						un = append(un, int64(a2))
+					}
+				}
+				mname := fmt.Sprintf("%smask%d", pre, ax)
+				mul := fmt.Sprintf("%sm%d", pre, ax)
+				if ax != len(dims)-1 || len(un) > 0 {
+					nodes = append(nodes, unsqueeze(opset, ensureMask(), mname, un, g)...)
+				} else {
+					mname = ensureMask()
+				}
+				nodes = append(nodes, node("Mul", []string{cur, mname}, mul))
+				cur = mul
+				pl.tokenAxes++
+				continue
+			}
+			if dims[ax] < 0 {
+				return nil, nil, false, fmt.Errorf("tensor %q: axis %d has no static size; cannot tell a token axis from another", p.Tensor, ax)
+			}
+			pl.plainSize *= dims[ax]
+		}
+		if len(axes) == 0 {
+			nodes = append(nodes, node("Identity", []string{cur}, pl.output))
+		} else {
+			nodes = append(nodes, reduceSum(opset, cur, pl.output, axes, g)...)
+		}
+		plans[k] = pl
+	}
+	g.Node = append(g.Node, nodes...)
+	return c, plans, useMask, nil
+}
+
+func node(op string, in []string, out string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+	return &onnxpb.NodeProto{OpType: &op, Input: in, Output: []string{out}, Name: strPtr(out), Attribute: attrs}
+}
+
+func strPtr(s string) *string { return &s }
+
+func intAttr(name string, v int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_INT.Enum(), I: &v}
+}
+
+func intsAttr(name string, v []int64) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: &name, Type: onnxpb.AttributeProto_INTS.Enum(), Ints: v}
+}
+
+// unsqueeze and reduceSum build the node in the form the opset wants
+// (axes as an attribute before opset 13, as an input since).
+func unsqueeze(opset int64, in, out string, axes []int64, g *onnxpb.GraphProto) []*onnxpb.NodeProto {
+	if opset < 13 {
+		return []*onnxpb.NodeProto{node("Unsqueeze", []string{in}, out, intsAttr("axes", axes))}
+	}
+	c := out + "_axes"
+	g.Initializer = append(g.Initializer, onnxio.NewInt64Tensor(c, []int64{int64(len(axes))}, axes))
+	return []*onnxpb.NodeProto{node("Unsqueeze", []string{in, c}, out)}
+}
+
+func reduceSum(opset int64, in, out string, axes []int64, g *onnxpb.GraphProto) []*onnxpb.NodeProto {
+	keep := intAttr("keepdims", 0)
+	if opset < 13 {
+		return []*onnxpb.NodeProto{node("ReduceSum", []string{in}, out, intsAttr("axes", axes), keep)}
+	}
+	c := out + "_axes"
+	g.Initializer = append(g.Initializer, onnxio.NewInt64Tensor(c, []int64{int64(len(axes))}, axes))
+	return []*onnxpb.NodeProto{node("ReduceSum", []string{in, c}, out, keep)}
+}
+
+// finish turns the [b, length] sums of one batch into unit means.
+func finish(dst *mat.Dense, p Point, pl plan, t runtime.Tensor, first int, mask []float64, tokLen int) error {
+	x, ok := t.Data.([]float32)
+	if !ok || len(t.Shape) != 2 || int(t.Shape[1]) != pl.length {
+		return fmt.Errorf("capture of %q: unexpected reduced output %s %v", p.Tensor, t.DType, t.Shape)
+	}
+	bl := max(p.B, 1)
+	per := float64(pl.length / pl.n) // positions per unit
+	ns := int(t.Shape[0])
+	for s := 0; s < ns; s++ {
+		row := first + s
+		count := float64(pl.plainSize)
+		if pl.tokenAxes > 0 {
+			var real float64
+			for _, v := range mask[row*tokLen : (row+1)*tokLen] {
+				real += v
+			}
+			count *= math.Pow(real, float64(pl.tokenAxes))
+		}
+		for u := 0; u < pl.n; u++ {
+			dst.Set(row, u, 0)
+		}
+		for pos := 0; pos < pl.length; pos++ {
+			v := float64(x[s*pl.length+pos])
+			u := (pos % (pl.n * bl)) / bl
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return fmt.Errorf("tensor %q holds NaN or infinite values for sample %d (unit %d)", p.Tensor, row, u)
+			}
+			dst.Set(row, u, dst.At(row, u)+v)
+		}
+		for u := 0; u < pl.n; u++ {
+			v := 0.0
+			if count > 0 {
+				v = dst.At(row, u) / (count * per)
+			}
+			if p.RMS {
+				v = math.Sqrt(math.Max(v, 0))
+			}
+			dst.Set(row, u, v)
+		}
+	}
+	return nil
+}

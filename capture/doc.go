@@ -1,0 +1,21 @@
+// Package capture records the hidden states of a model on a dataset.
+//
+// ONNX Runtime returns only a graph's declared outputs, so capture runs an
+// in-memory copy of the model that declares the observed tensors as outputs
+// (the model itself is never changed). Each observation point is a tensor,
+// the axis that carries its units, and how the units sit on that axis (R
+// repeats of blocks of B positions, as the rewriter describes them). Every
+// batch is reduced at once to one value per sample and unit, so memory stays
+// at M x n per point whatever the size of the activations:
+//
+//   - spatial axes (convolution feature maps) are averaged;
+//   - token axes are averaged over the non-padding tokens of each sample,
+//     using the dataset's attention mask when there is one (an axis is a
+//     token axis when its length equals the mask's);
+//   - a unit's block and repeat positions are averaged together;
+//   - with RMS set (attention heads), values are squared before averaging
+//     and the root is taken after, so that signed features do not cancel.
+//
+// Axis 0 is the sample axis. NaN or infinite activations are an error that
+// names the tensor and the sample.
+package capture
