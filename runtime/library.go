@@ -36,7 +36,7 @@ var (
 	ErrLibraryUnusable = errors.New("unusable ONNX Runtime library")
 )
 
-const installHint = "install it with scripts/setup-ort.sh (in the onnx-cria repository), " +
+const installHint = "install ONNX Runtime " + PinnedVersion + " with scripts/setup-ort.sh (in the onnx-cria repository), " +
 	"or set " + EnvLibrary + " to the path of an ONNX Runtime >= " + MinVersion +
 	" shared library (" + libName + ")"
 
@@ -166,7 +166,8 @@ func checkLibrary(path string) (string, *libHandle, error) {
 	case errors.Is(err, errNoEntry):
 		return "", nil, unusable("not an ONNX Runtime library (it has no OrtGetApiBase symbol)")
 	case err != nil:
-		return "", nil, unusable("cannot be loaded as a shared library: %v", err)
+		// dlerror repeats the path.
+		return "", nil, unusable("cannot be loaded as a shared library: %s", strings.TrimPrefix(err.Error(), path+": "))
 	case parseErr != nil:
 		h.close()
 		return version, nil, unusable("%v", parseErr)

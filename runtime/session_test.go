@@ -3,6 +3,8 @@ package runtime
 import (
 	"bytes"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -423,5 +425,36 @@ func TestScalarOfUnknownRank(t *testing.T) {
 	_, err := s.Run(Tensor{Name: "x", Shape: []int64{2, 3}, Data: make([]uint16, 6)})
 	if err == nil || !strings.Contains(err.Error(), "an output of unknown rank is a scalar") {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestExternalData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mlp.onnx")
+	if err := mlpModel().Save(path, &onnxio.SaveOptions{ExternalData: "mlp.data", ExternalThreshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.HasExternalData() {
+		t.Fatal("the test model has no external data")
+	}
+	s := mustSession(t)(NewSessionForModel(m, []string{"h"}, Config{}))
+	out := mustRun(t, s, Tensor{Name: "x", Shape: []int64{3, 4}, Data: mlpX})
+	_, h, y := mlpExpect(mlpX, 3)
+	closeTo(t, "y", out[0].Data.([]float32), y)
+	closeTo(t, "h", out[1].Data.([]float32), h)
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSession(b, nil, Config{}); err == nil || !strings.Contains(err.Error(), "NewSessionForModel") {
+		t.Errorf("NewSession with external data: %v", err)
+	}
+	// Errors name the file.
+	if _, err := NewSessionForModel(m, []string{"nope"}, Config{}); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("error does not name the file: %v", err)
 	}
 }
