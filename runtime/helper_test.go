@@ -22,6 +22,14 @@ func runHelper(name string) int {
 		}
 	case "reinit":
 		err = reinit()
+	case "cuda":
+		// Expected to fail: the provider library next to ORT is a fake.
+		var s *Session
+		s, err = NewSession(encodeModel(mlpModel()), nil, Config{Provider: ProviderCUDA, DeviceID: 1})
+		if err == nil {
+			s.Destroy()
+			err = errors.New("provider cuda succeeded")
+		}
 	default:
 		err = fmt.Errorf("unknown helper %q", name)
 	}

@@ -42,6 +42,14 @@ func encode(t testing.TB, m *onnxio.Model) []byte {
 	return b
 }
 
+func encodeModel(m *onnxio.Model) []byte {
+	b, err := m.Encode()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // vi declares a tensor; -1 dims become the symbol "N".
 func vi(name string, dt onnxio.DataType, dims ...int64) *onnxpb.ValueInfoProto {
 	shape := make([]onnxio.Dim, len(dims))

@@ -240,7 +240,7 @@ func appendCUDA(opts *ort.SessionOptions, device int, libPath string) error {
 	}
 	defer co.Destroy()
 	if err := co.Update(map[string]string{"device_id": strconv.Itoa(device)}); err != nil {
-		return fmt.Errorf("provider cuda: device %d: %w", device, err)
+		return fmt.Errorf("provider cuda: setting CUDA provider options (device %d): %w", device, err)
 	}
 	if err := opts.AppendExecutionProviderCUDA(co); err != nil {
 		return fmt.Errorf("provider cuda: appending the CUDA execution provider (device %d): %w", device, err)

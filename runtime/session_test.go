@@ -342,6 +342,23 @@ func TestThreadsAndProviders(t *testing.T) {
 	}
 }
 
+// TestCUDAProviderLoadFails puts a fake CUDA provider library next to (a
+// link to) the real ORT library: ORT's failure must come back as an error.
+func TestCUDAProviderLoadFails(t *testing.T) {
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "libonnxruntime.so.1")
+	if err := os.Symlink(LibraryPath(), lib); err != nil {
+		t.Fatal(err)
+	}
+	touch(t, filepath.Join(dir, "libonnxruntime_providers_cuda.so"))
+	out, ok := helper(t, "cuda", EnvLibrary+"="+lib)
+	// ORT fails while loading provider libraries; which call reports it
+	// depends on the ORT version.
+	if ok || !strings.Contains(out, "provider cuda:") || !strings.Contains(out, "(device 1)") || !strings.Contains(out, "Failed to load library") {
+		t.Errorf("got:\n%s", out)
+	}
+}
+
 func TestConcurrentSessions(t *testing.T) {
 	s1 := mustSession(t)(NewSessionForModel(mlpModel(), []string{"h"}, Config{Threads: 1}))
 	s2 := mustSession(t)(NewSessionForModel(gatherModel(), nil, Config{Threads: 1}))
