@@ -933,14 +933,31 @@ func (s *Shapes) inferSplit(n *onnxpb.NodeProto, i int, opset int64) {
 		return
 	}
 	split := AttrInts(n, "split")
-	if opset >= 13 {
-		if v, ok := s.val(n, 1); ok {
-			split = v
+	splitKnown := true
+	if opset >= 13 && len(n.Input) > 1 && n.Input[1] != "" {
+		split, splitKnown = s.val(n, 1)
+		for _, v := range split {
+			if v == Unknown {
+				splitKnown = false
+			}
 		}
 	}
 	nout := len(n.Output)
+	if !splitKnown {
+		// Sizes computed at run time: only the split axis is unknown.
+		for k := 0; k < nout; k++ {
+			out := clone(x)
+			out[axis] = -1
+			s.set(n, k, out, s.dt(n, 0))
+		}
+		return
+	}
 	if split == nil && x[axis] >= 0 {
 		ns := AttrInt(n, "num_outputs", int64(nout))
+		if ns <= 0 {
+			s.fail(n, i, n.Input[0], "split into %d outputs", ns)
+			return
+		}
 		chunk := (x[axis] + ns - 1) / ns
 		for k := 0; k < nout; k++ {
 			split = append(split, min(chunk, x[axis]-int64(k)*chunk))
