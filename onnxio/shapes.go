@@ -1072,16 +1072,21 @@ func SliceBounds(start, end, step, dim int64) (int64, int64, int64) {
 
 func sliceLen(start, end, step, dim int64) int64 {
 	st, en, sp := SliceBounds(start, end, step, dim)
+	// Written so that no step, however large, overflows: the bounds are
+	// within [-1, dim], the step is not.
 	if sp > 0 {
 		if en <= st {
 			return 0
 		}
-		return (en - st + sp - 1) / sp
+		return 1 + (en-st-1)/sp
 	}
 	if st <= en {
 		return 0
 	}
-	return (st - en - sp - 1) / -sp
+	if sp < en-st { // also covers math.MinInt64, whose negation overflows
+		return 1
+	}
+	return 1 + (st-en-1)/-sp
 }
 
 func (s *Shapes) inferGather(n *onnxpb.NodeProto, i int) {
