@@ -564,7 +564,11 @@ func (s *Shapes) foldInts(n *onnxpb.NodeProto, op string, out []int64) {
 			if b == 0 {
 				return
 			}
-			res[k] = a % b
+			r := a % b // sign of the dividend, which is fmod=1
+			if AttrInt(n, "fmod", 0) == 0 && r != 0 && (r < 0) != (b < 0) {
+				r += b // fmod=0 (default): sign of the divisor, as in Python
+			}
+			res[k] = r
 		case "Max":
 			res[k] = max(a, b)
 		case "Min":
