@@ -43,7 +43,9 @@ const maxValueElems = 64
 func InferShapes(m *Model, useValueInfo bool) *Shapes {
 	g := m.Graph()
 	s := &Shapes{Dims: map[string][]int64{}, DTypes: map[string]DataType{}, Values: map[string][]int64{}}
+	isInput := map[string]bool{}
 	for _, v := range g.GetInput() {
+		isInput[v.GetName()] = true
 		if dt, shape, ok := TensorType(v); ok {
 			s.DTypes[v.GetName()] = dt
 			if shape != nil {
@@ -52,6 +54,18 @@ func InferShapes(m *Model, useValueInfo bool) *Shapes {
 		}
 	}
 	for _, t := range g.GetInitializer() {
+		if isInput[t.GetName()] {
+			// A graph input of that name can replace the initializer at run
+			// time: its contents are only a default, not known values, and
+			// the input's declared shape is the contract.
+			if _, ok := s.Dims[t.GetName()]; !ok {
+				s.Dims[t.GetName()] = append([]int64{}, t.GetDims()...)
+			}
+			if _, ok := s.DTypes[t.GetName()]; !ok {
+				s.DTypes[t.GetName()] = DataType(t.GetDataType())
+			}
+			continue
+		}
 		s.setConst(m, t.GetName(), t)
 	}
 	declared := map[string]*onnxpb.ValueInfoProto{}
