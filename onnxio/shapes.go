@@ -1012,17 +1012,19 @@ func (s *Shapes) inferSlice(n *onnxpb.NodeProto, i int) {
 		starts, ends = AttrInts(n, "starts"), AttrInts(n, "ends")
 		ok1, ok2 = starts != nil, ends != nil
 	}
-	if !ok1 || !ok2 || len(starts) != len(ends) {
+	axes, ok3 := s.val(n, 3)
+	if len(n.Input) < 3 {
+		axes, ok3 = AttrInts(n, "axes"), AttrInts(n, "axes") != nil
+	}
+	present := func(k int) bool { return k < len(n.Input) && n.Input[k] != "" }
+	if !ok1 || !ok2 || len(starts) != len(ends) || (!ok3 && present(3)) {
+		// Which axes change, or by how much, is only known at run time.
 		out := make([]int64, len(x))
 		for k := range out {
 			out[k] = -1
 		}
 		s.set(n, 0, out, s.dt(n, 0))
 		return
-	}
-	axes, ok3 := s.val(n, 3)
-	if len(n.Input) < 3 {
-		axes, ok3 = AttrInts(n, "axes"), AttrInts(n, "axes") != nil
 	}
 	if !ok3 {
 		axes = make([]int64, len(starts))
@@ -1032,9 +1034,14 @@ func (s *Shapes) inferSlice(n *onnxpb.NodeProto, i int) {
 	}
 	steps, ok4 := s.val(n, 4)
 	if !ok4 {
+		// Absent steps are 1; steps known only at run time are Unknown.
+		fill := int64(1)
+		if present(4) {
+			fill = Unknown
+		}
 		steps = make([]int64, len(starts))
 		for k := range steps {
-			steps[k] = 1
+			steps[k] = fill
 		}
 	}
 	out := clone(x)
