@@ -1291,15 +1291,19 @@ func (s *Shapes) inferPad(n *onnxpb.NodeProto, i int, opset int64) {
 		return
 	}
 	pads := AttrInts(n, "pads")
+	known := true
 	if opset >= 11 {
-		v, ok := s.val(n, 1)
-		if !ok {
-			return
-		}
-		pads = v
+		pads, known = s.val(n, 1)
 	}
-	if len(n.Input) > 3 && n.Input[3] != "" {
-		return // axes input: rare, leave unknown
+	if !known || (len(n.Input) > 3 && n.Input[3] != "") {
+		// Pads computed at run time, or an axes input (rare): the rank
+		// stays, the sizes are unknown.
+		out := make([]int64, len(x))
+		for k := range out {
+			out[k] = -1
+		}
+		s.set(n, 0, out, s.dt(n, 0))
+		return
 	}
 	r := len(x)
 	if len(pads) != 2*r {
