@@ -1,0 +1,191 @@
+package shrink
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/rewrite"
+	"gonum.org/v1/gonum/mat"
+)
+
+// Input is what a criterion may look at for one group.
+type Input struct {
+	Group    *rewrite.Group
+	Analysis *rewrite.Analysis
+	Z, A     *mat.Dense // M x width pre- and post-activation states (nil if not captured)
+	Seed     int64
+	Round    int
+}
+
+// Scored is a criterion's verdict on one group: a score per unit, higher
+// meaning more important, and anything worth reporting.
+type Scored struct {
+	Scores []float64
+	Detail map[string]any
+}
+
+// Criterion ranks the units of a group.
+type Criterion interface {
+	Name() string
+	NeedsStates() bool // whether Z and A must be captured
+	Score(in Input) (*Scored, error)
+}
+
+// NewCriterion returns the named criterion with default settings.
+func NewCriterion(name string) (Criterion, error) {
+	switch name {
+	case "spectral":
+		return NewSpectral(DefaultSpectralOptions()), nil
+	case "magnitude", "magnitude-l2":
+		return Magnitude{Norm: 2}, nil
+	case "magnitude-l1":
+		return Magnitude{Norm: 1}, nil
+	case "activation":
+		return Activation{}, nil
+	case "random":
+		return Random{}, nil
+	}
+	return nil, fmt.Errorf("unknown criterion %q (known: spectral, magnitude, magnitude-l1, activation, random)", name)
+}
+
+// Criteria lists the names NewCriterion accepts.
+var Criteria = []string{"spectral", "magnitude", "activation", "random"}
+
+// Magnitude scores a unit by the L1 or L2 norm of its incoming weights (the
+// rows or filters that compute it; for a gated MLP both projections, for a
+// KV group its query, key and value projections).
+type Magnitude struct{ Norm int }
+
+func (c Magnitude) Name() string {
+	if c.Norm == 1 {
+		return "magnitude-l1"
+	}
+	return "magnitude"
+}
+func (Magnitude) NeedsStates() bool { return false }
+
+func (c Magnitude) Score(in Input) (*Scored, error) {
+	g := in.Group
+	scores := make([]float64, g.Width)
+	ix := onnxio.NewIndex(in.Analysis.Model.Graph())
+	used := 0
+	for _, p := range g.Params {
+		if p.Role != "in" {
+			continue
+		}
+		t := ix.Const(p.Tensor)
+		if t == nil {
+			t = constThroughIdentity(ix, p.Tensor)
+		}
+		if t == nil {
+			return nil, fmt.Errorf("group %s: weight %q not found", g.Name, p.Tensor)
+		}
+		vals, err := in.Analysis.Model.Float64s(t)
+		if err != nil {
+			return nil, err
+		}
+		dims := t.GetDims()
+		outer, inner := 1, 1
+		for _, d := range dims[:p.Axis] {
+			outer *= int(d)
+		}
+		for _, d := range dims[p.Axis+1:] {
+			inner *= int(d)
+		}
+		n := int(dims[p.Axis])
+		for u := 0; u < g.Width; u++ {
+			for _, pos := range rewrite.Positions(p.Segs, g.Width, u) {
+				for o := 0; o < outer; o++ {
+					for _, v := range vals[(o*n+pos)*inner : (o*n+pos+1)*inner] {
+						if c.Norm == 1 {
+							scores[u] += math.Abs(v)
+						} else {
+							scores[u] += v * v
+						}
+					}
+				}
+			}
+		}
+		used++
+	}
+	if used == 0 {
+		return nil, fmt.Errorf("group %s has no incoming weights to measure", g.Name)
+	}
+	if c.Norm != 1 {
+		for u := range scores {
+			scores[u] = math.Sqrt(scores[u])
+		}
+	}
+	return &Scored{Scores: scores}, nil
+}
+
+func constThroughIdentity(ix *onnxio.Index, name string) *onnxpb.TensorProto {
+	for k := 0; k < 16; k++ {
+		p := ix.ProducerNode(name)
+		if p == nil || p.GetOpType() != "Identity" {
+			return nil
+		}
+		name = p.Input[0]
+		if t := ix.Const(name); t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+// Activation scores a unit by the mean absolute value of its
+// post-activation state over the calibration samples (each sample's state
+// already averaged over positions by capture).
+type Activation struct{}
+
+func (Activation) Name() string      { return "activation" }
+func (Activation) NeedsStates() bool { return true }
+
+func (Activation) Score(in Input) (*Scored, error) {
+	if in.A == nil {
+		return nil, fmt.Errorf("group %s: no captured states", in.Group.Name)
+	}
+	m, n := in.A.Dims()
+	scores := make([]float64, n)
+	for u := 0; u < n; u++ {
+		for s := 0; s < m; s++ {
+			scores[u] += math.Abs(in.A.At(s, u))
+		}
+		scores[u] /= float64(m)
+	}
+	return &Scored{Scores: scores}, nil
+}
+
+// Random scores units uniformly at random, seeded by the run's seed, the
+// round and the group's name.
+type Random struct{}
+
+func (Random) Name() string      { return "random" }
+func (Random) NeedsStates() bool { return false }
+
+func (Random) Score(in Input) (*Scored, error) {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", in.Group.Name, in.Round)
+	r := rand.New(rand.NewPCG(uint64(in.Seed), h.Sum64()))
+	scores := make([]float64, in.Group.Width)
+	for u := range scores {
+		scores[u] = r.Float64()
+	}
+	return &Scored{Scores: scores}, nil
+}
+
+// ascending returns unit indices from least to most important, ties broken
+// by index so that runs are deterministic.
+func ascending(scores []float64) []int {
+	idx := make([]int, len(scores))
+	for k := range idx {
+		idx[k] = k
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return scores[idx[i]] < scores[idx[j]] })
+	return idx
+}

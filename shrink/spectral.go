@@ -1,0 +1,43 @@
+package shrink
+
+import (
+	"fmt"
+
+	"github.com/onnx-cria/onnx-cria/spectral"
+)
+
+// DefaultSpectralOptions are METHOD.md's defaults (k = 10, s = 2, ...).
+func DefaultSpectralOptions() spectral.Options { return spectral.DefaultOptions() }
+
+// Spectral scores units by spectral structural importance (METHOD.md §2-4):
+// how much each neuron takes part in the dominant distortion between the
+// kNN graph of its pre-activation signals and that of its post-activation
+// signals.
+type Spectral struct{ opts spectral.Options }
+
+// NewSpectral returns the criterion with the given solver options.
+func NewSpectral(o spectral.Options) *Spectral { return &Spectral{opts: o} }
+
+func (*Spectral) Name() string      { return "spectral" }
+func (*Spectral) NeedsStates() bool { return true }
+
+// Options returns the settings for the report.
+func (c *Spectral) Options() any { return c.opts }
+
+func (c *Spectral) Score(in Input) (*Scored, error) {
+	if in.Z == nil || in.A == nil {
+		return nil, fmt.Errorf("group %s: no captured states", in.Group.Name)
+	}
+	o := c.opts
+	o.Seed = uint64(in.Seed)
+	r, err := spectral.Score(in.Z, in.A, o)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", in.Group.Name, err)
+	}
+	return &Scored{Scores: r.Scores, Detail: map[string]any{
+		"eigenvalues": r.Eigenvalues,
+		"graph_x":     r.GraphX,
+		"graph_y":     r.GraphY,
+		"solver":      r.Solver,
+	}}, nil
+}
