@@ -128,8 +128,8 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 	p0, _ := m.ParamCount()
 	goal := int64(math.Floor((1 - cfg.Target) * float64(p0)))
 	cur := m
-	orig := map[string][]int{}   // original index of every current unit
-	origW := map[string]int{}    // original widths
+	orig := map[string][]int{} // original index of every current unit
+	origW := map[string]int{}  // original widths
 	for round := 1; ; round++ {
 		params, _ := cur.ParamCount()
 		if params <= goal {
@@ -156,10 +156,10 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		}
 		// Candidates: each group's cheapest units, within the round's cap.
 		type item struct {
-			g      *rewrite.Group
-			units  []int   // current indices, in removal order
-			key    float64 // ordering for a partial last round
-			order  int
+			g     *rewrite.Group
+			units []int   // current indices, in removal order
+			key   float64 // ordering for a partial last round
+			order int
 		}
 		var items []item
 		scored := map[string]*Scored{}
