@@ -1,0 +1,2 @@
+// Package spectral scores neurons by spectral structural importance.
+package spectral

@@ -1,0 +1,232 @@
+package spectral
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// EdgeScore is the normalised distortion eta of one edge of G_X (P < Q).
+type EdgeScore struct {
+	P, Q int
+	Eta  float64
+}
+
+// Timings splits the wall time of Score.
+type Timings struct {
+	GraphX, GraphY, Eigen, Score time.Duration
+}
+
+// Result is the outcome of Score.
+type Result struct {
+	// Scores has one entry per neuron (column), in [0, 1] with maximum 1.
+	Scores []float64
+	// Eigenvalues are zeta_1 >= ... >= zeta_s; NextEigenvalue is zeta_{s+1}.
+	// A small gap between the last two means the eigenvectors, and so the
+	// scores, are ill-determined.
+	Eigenvalues    []float64
+	NextEigenvalue float64
+	// Eigenvectors is n x s with unit 2-norm columns (nil when n < 2).
+	Eigenvectors *mat.Dense
+	// Edges holds eta for every edge of G_X when Options.EdgeScores is set.
+	Edges []EdgeScore
+	// GraphX and GraphY describe the input and output graphs.
+	GraphX, GraphY GraphStats
+	// NoDistortion reports W_Y = c W_X (c > 0): every non-constant zeta is
+	// 1/c, the eigenvectors are arbitrary, and all scores are set to 1.
+	NoDistortion bool
+	// Options holds the values actually used (defaults filled, S capped).
+	Options Options
+	// Solver is "dense" or "sparse" (empty when n < 2); Kernel is the Gram
+	// kernel of the kNN candidate search.
+	Solver, Kernel string
+	// Iterations and CGIterations count sparse solver work; Residual is the
+	// largest relative residual of the returned eigenpairs.
+	Iterations, CGIterations int
+	Residual                 float64
+	Timings                  Timings
+}
+
+// Score computes the spectral structural importance of every neuron
+// (METHOD.md §2-4). z and a are M x n: rows are samples, columns neurons;
+// z holds pre-activation and a post-activation states. The inputs are not
+// modified.
+func Score(z, a mat.Matrix, opts Options) (*Result, error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	m, n := z.Dims()
+	if ma, na := a.Dims(); ma != m || na != n {
+		return nil, fmt.Errorf("spectral: Z is %d x %d but A is %d x %d", m, n, ma, na)
+	}
+	if n == 0 || m == 0 {
+		return nil, fmt.Errorf("spectral: Z and A are %d x %d; need at least one sample and one neuron", m, n)
+	}
+	o.S = min(o.S, max(n-1, 1))
+	res := &Result{Options: o, Kernel: bestKernel}
+	if n == 1 {
+		// One neuron: no graph, nothing to compare it with.
+		if _, err := transposeChecked(z, 1); err != nil {
+			return nil, fmt.Errorf("Z: %w", err)
+		}
+		if _, err := transposeChecked(a, 1); err != nil {
+			return nil, fmt.Errorf("A: %w", err)
+		}
+		res.Scores = []float64{1}
+		res.GraphX = GraphStats{Connected: true, Components: 1}
+		res.GraphY = res.GraphX
+		return res, nil
+	}
+
+	t0 := time.Now()
+	gx, err := buildGraph("Z", z, o)
+	if err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	gy, err := buildGraph("A", a, o)
+	if err != nil {
+		return nil, err
+	}
+	t2 := time.Now()
+	res.GraphX, res.GraphY = gx.stats, gy.stats
+	res.Timings.GraphX, res.Timings.GraphY = t1.Sub(t0), t2.Sub(t1)
+	if !gy.stats.Connected && o.Reg == RegRankOne {
+		return nil, fmt.Errorf("spectral: G_Y has %d components even at k = %d (Gaussian weights underflow?); L_Y + (1/n)11^T is singular, use RegEps", gy.stats.Components, gy.stats.K)
+	}
+
+	lx, ly := gx.g.Laplacian(), gy.g.Laplacian()
+	useDense := o.Solver == Dense || (o.Solver == Auto && n <= o.DenseMaxN)
+	var e *Eigs
+	if useDense {
+		res.Solver = "dense"
+		e, err = GeneralizedEigsDense(lx, ly, o)
+	} else {
+		res.Solver = "sparse"
+		e, err = GeneralizedEigsSparse(lx, ly, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t3 := time.Now()
+	res.Timings.Eigen = t3.Sub(t2)
+	res.Eigenvalues, res.NextEigenvalue, res.Eigenvectors = e.Values, e.Next, e.Vectors
+	res.Iterations, res.CGIterations, res.Residual = e.Iterations, e.CGIterations, e.Residual
+
+	res.NoDistortion = proportional(gx.g, gy.g)
+	var edges []EdgeScore
+	res.Scores, edges = NeuronScores(gx.g, e.Values, e.Vectors)
+	if res.NoDistortion {
+		for i := range res.Scores {
+			res.Scores[i] = 1
+		}
+		for i := range edges {
+			edges[i].Eta = 1
+		}
+	}
+	if o.EdgeScores {
+		res.Edges = edges
+	}
+	res.Timings.Score = time.Since(t3)
+	return res, nil
+}
+
+type builtGraph struct {
+	g     *Graph
+	stats GraphStats
+}
+
+func buildGraph(name string, x mat.Matrix, o Options) (builtGraph, error) {
+	ix, err := newKNNIndex(x, o.Threads)
+	if err != nil {
+		return builtGraph{}, fmt.Errorf("%s: %w", name, err)
+	}
+	g, st := ix.graph(o)
+	return builtGraph{g, st}, nil
+}
+
+// proportional reports whether gy's weights are a positive multiple of gx's
+// on the same edges (relative tolerance 1e-12, for Gaussian weights whose
+// sigma was scaled with the data). Then L_X = c L_Y and every non-constant
+// generalized eigenvalue is the same: the layer does not distort.
+func proportional(gx, gy *Graph) bool {
+	if len(gx.Ind) != len(gy.Ind) || len(gx.Ind) == 0 {
+		return false
+	}
+	for i := range gx.Ptr {
+		if gx.Ptr[i] != gy.Ptr[i] {
+			return false
+		}
+	}
+	for i := range gx.Ind {
+		if gx.Ind[i] != gy.Ind[i] {
+			return false
+		}
+	}
+	if gx.W[0] <= 0 {
+		return false
+	}
+	c := gy.W[0] / gx.W[0]
+	for i := range gx.W {
+		if math.Abs(gy.W[i]-c*gx.W[i]) > 1e-12*c*gx.W[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// NeuronScores implements METHOD.md §4: for each edge (p,q) of gx,
+// eta = sum_i vals[i] (u_i(p) - u_i(q))^2 over the columns u_i of vecs;
+// eta /= max eta; the score of p is the mean eta over its edges, divided by
+// the largest score. If every eta (or every score) is 0, all scores are 1:
+// no neuron is distinguished. Edges are returned with P < Q.
+func NeuronScores(gx *Graph, vals []float64, vecs *mat.Dense) ([]float64, []EdgeScore) {
+	n := gx.N
+	var edges []EdgeScore
+	for p := 0; p < n; p++ {
+		for i := gx.Ptr[p]; i < gx.Ptr[p+1]; i++ {
+			if q := gx.Ind[i]; q > p {
+				eta := 0.0
+				for k, z := range vals {
+					d := vecs.At(p, k) - vecs.At(q, k)
+					eta += z * d * d
+				}
+				edges = append(edges, EdgeScore{p, q, eta})
+			}
+		}
+	}
+	maxEta := 0.0
+	for _, e := range edges {
+		maxEta = math.Max(maxEta, e.Eta)
+	}
+	sum := make([]float64, n)
+	deg := make([]int, n)
+	for i := range edges {
+		if maxEta > 0 {
+			edges[i].Eta /= maxEta
+		}
+		e := edges[i]
+		sum[e.P] += e.Eta
+		sum[e.Q] += e.Eta
+		deg[e.P]++
+		deg[e.Q]++
+	}
+	maxS := 0.0
+	for p := range sum {
+		if deg[p] > 0 {
+			sum[p] /= float64(deg[p])
+		}
+		maxS = math.Max(maxS, sum[p])
+	}
+	for p := range sum {
+		if maxS > 0 {
+			sum[p] /= maxS
+		} else {
+			sum[p] = 1
+		}
+	}
+	return sum, edges
+}
