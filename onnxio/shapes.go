@@ -300,6 +300,9 @@ func (s *Shapes) inferNode(m *Model, n *onnxpb.NodeProto, i int, opset int64) {
 			out[k] = x[p]
 		}
 		s.set(n, 0, out, s.dt(n, 0))
+		if v, ok := s.val(n, 0); ok {
+			s.setVal(n, 0, stridedValues(v, x, out, func(_ int, j int64) int64 { return j }, perm...))
+		}
 	case "Concat":
 		s.inferConcat(n, i)
 	case "Split":
@@ -1046,6 +1049,10 @@ func (s *Shapes) inferSlice(n *onnxpb.NodeProto, i int) {
 	}
 	out := clone(x)
 	r := int64(len(x))
+	first, stride := make([]int64, r), make([]int64, r) // per axis, for values
+	for k := range stride {
+		stride[k] = 1
+	}
 	for k := range starts {
 		if k >= len(axes) || k >= len(steps) {
 			return
@@ -1064,16 +1071,54 @@ func (s *Shapes) inferSlice(n *onnxpb.NodeProto, i int) {
 			continue
 		}
 		out[a] = sliceLen(starts[k], ends[k], steps[k], dim)
+		first[a], _, stride[a] = SliceBounds(starts[k], ends[k], steps[k], dim)
 	}
 	s.set(n, 0, out, s.dt(n, 0))
-	if v, ok := s.val(n, 0); ok && len(x) == 1 && len(axes) == 1 && out[0] >= 0 {
-		st, _, step := SliceBounds(starts[0], ends[0], steps[0], x[0])
-		var res []int64
-		for k := int64(0); k < out[0]; k++ {
-			res = append(res, v[st+k*step])
-		}
-		s.setVal(n, 0, res)
+	if v, ok := s.val(n, 0); ok {
+		s.setVal(n, 0, stridedValues(v, x, out, func(a int, j int64) int64 { return first[a] + j*stride[a] }))
 	}
+}
+
+// stridedValues picks elements of v (a row-major tensor of dims x) into a
+// tensor of dims out, whose element j along axis a comes from element
+// src(a, j) of x along the axis it maps to (the same axis, or perm[a] when
+// perm is given). It returns nil when the sizes are not all known or do not
+// match the values, or the result is too large to track.
+func stridedValues(v, x, out []int64, src func(a int, j int64) int64, perm ...int64) []int64 {
+	total := prod(out)
+	if total < 0 || total > maxValueElems || prod(x) != int64(len(v)) || len(out) != len(x) {
+		return nil
+	}
+	xstride := make([]int64, len(x))
+	acc := int64(1)
+	for a := len(x) - 1; a >= 0; a-- {
+		xstride[a] = acc
+		acc *= x[a]
+	}
+	res := make([]int64, 0, total)
+	idx := make([]int64, len(out))
+	for k := int64(0); k < total; k++ {
+		flat := int64(0)
+		for a, j := range idx {
+			from := a
+			if perm != nil {
+				from = int(perm[a])
+			}
+			sj := src(a, j)
+			if sj < 0 || sj >= x[from] {
+				return nil
+			}
+			flat += sj * xstride[from]
+		}
+		res = append(res, v[flat])
+		for a := len(idx) - 1; a >= 0; a-- { // next index, row-major
+			if idx[a]++; idx[a] < out[a] {
+				break
+			}
+			idx[a] = 0
+		}
+	}
+	return res
 }
 
 // SliceBounds clamps Slice's start and end for a dimension of size dim, the
