@@ -174,11 +174,11 @@ func applyB(ly *CSR, c, eps float64, dst, x []float64) {
 // preconditioner diag(B), from x = 0, to |r| <= tol |rhs|. It returns the
 // iterations used.
 type pcg struct {
-	ly      *CSR
-	c, eps  float64
-	inv     []float64 // 1 / diag(B)
-	tol     float64
-	maxIter int
+	ly         *CSR
+	c, eps     float64
+	inv        []float64 // 1 / diag(B)
+	tol        float64
+	maxIter    int
 	r, z, p, q []float64
 }
 
@@ -402,4 +402,3 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 	e.Vectors = ritzVecs
 	return e, nil
 }
-

@@ -82,12 +82,12 @@ func Score(z, a mat.Matrix, opts Options) (*Result, error) {
 	}
 
 	t0 := time.Now()
-	gx, err := buildGraph("Z", z, o)
+	gx, ix, err := buildGraph("Z", z, o, nil)
 	if err != nil {
 		return nil, err
 	}
 	t1 := time.Now()
-	gy, err := buildGraph("A", a, o)
+	gy, _, err := buildGraph("A", a, o, ix)
 	if err != nil {
 		return nil, err
 	}
@@ -139,13 +139,13 @@ type builtGraph struct {
 	stats GraphStats
 }
 
-func buildGraph(name string, x mat.Matrix, o Options) (builtGraph, error) {
-	ix, err := newKNNIndex(x, o.Threads)
+func buildGraph(name string, x mat.Matrix, o Options, reuse *knnIndex) (builtGraph, *knnIndex, error) {
+	ix, err := newKNNIndexReuse(x, o.Threads, reuse)
 	if err != nil {
-		return builtGraph{}, fmt.Errorf("%s: %w", name, err)
+		return builtGraph{}, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	g, st := ix.graph(o)
-	return builtGraph{g, st}, nil
+	return builtGraph{g, st}, ix, nil
 }
 
 // proportional reports whether gy's weights are a positive multiple of gx's
