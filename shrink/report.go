@@ -144,6 +144,8 @@ func (r *Report) finishGroups(m *onnxio.Model, orig map[string][]int, origW map[
 			g.WidthAfter = len(kept)
 			g.Pruned = true
 			g.Kept = kept
+		} else if g.Why == "" {
+			g.Why = "at its minimum width (see --min-width, --min-width-frac)"
 		}
 	}
 }

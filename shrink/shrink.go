@@ -144,15 +144,25 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		if round == 1 {
 			rep.noteGroups(a, &cfg)
 		}
+		// Groups that can still lose units this round, and how many.
 		var groups []*rewrite.Group
+		steps := map[string][]int{}
 		for _, g := range a.Groups {
 			if _, ok := origW[g.Name]; !ok {
 				origW[g.Name] = g.Width
 				orig[g.Name] = seq(g.Width)
 			}
-			if cfg.eligible(g) {
+			if !cfg.eligible(g) {
+				continue
+			}
+			minW := max(cfg.MinWidth, int(math.Ceil(cfg.MinFrac*float64(origW[g.Name]))))
+			if st := removalSteps(g.Width, minW, cfg.PerRound, cfg.RoundTo); len(st) > 0 {
+				steps[g.Name] = st
 				groups = append(groups, g)
 			}
+		}
+		if len(groups) == 0 {
+			return nil, nil, fmt.Errorf("cannot reach the target %.3g: stopped at an effective reduction of %.4f because every eligible group is at its minimum width (lower --min-width, or exclude fewer groups)", cfg.Target, 1-float64(params)/float64(p0))
 		}
 		// Candidates: each group's cheapest units, within the round's cap.
 		type item struct {
@@ -162,50 +172,19 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 			order int
 		}
 		var items []item
-		scored := map[string]*Scored{}
-		if len(groups) > 0 && cfg.Criterion.NeedsStates() {
-			t0 = time.Now()
-			states, err := captureStates(cur, groups, calib, &cfg, round)
-			if err != nil {
-				return nil, nil, err
-			}
-			stage("capture", t0)
-			t0 = time.Now()
-			for _, g := range groups {
-				s, err := cfg.Criterion.Score(Input{Group: g, Analysis: a, Z: states[g.Name][0], A: states[g.Name][1], Seed: cfg.Seed, Round: round})
-				if err != nil {
-					return nil, nil, fmt.Errorf("round %d: scoring %s: %w", round, g.Name, err)
-				}
-				scored[g.Name] = s
-			}
-			stage("score", t0)
-		} else {
-			t0 = time.Now()
-			for _, g := range groups {
-				s, err := cfg.Criterion.Score(Input{Group: g, Analysis: a, Seed: cfg.Seed, Round: round})
-				if err != nil {
-					return nil, nil, fmt.Errorf("round %d: scoring %s: %w", round, g.Name, err)
-				}
-				scored[g.Name] = s
-			}
-			stage("score", t0)
+		scored, err := scoreGroups(cur, a, groups, calib, &cfg, round, stage)
+		if err != nil {
+			return nil, nil, err
 		}
 		for gi, g := range groups {
 			s := scored[g.Name]
-			if len(s.Scores) != g.Width {
-				return nil, nil, fmt.Errorf("criterion %s gave %d scores for %d units of %s", cfg.Criterion.Name(), len(s.Scores), g.Width, g.Name)
-			}
-			minW := max(cfg.MinWidth, int(math.Ceil(cfg.MinFrac*float64(origW[g.Name]))))
-			steps := removalSteps(g.Width, minW, cfg.PerRound, cfg.RoundTo)
-			if len(steps) == 0 {
-				continue
-			}
+			steps := steps[g.Name]
 			order := ascending(s.Scores)
 			maxScore := 0.0
 			for _, v := range s.Scores {
 				maxScore = math.Max(maxScore, math.Abs(v))
 			}
-			done, total := 0, steps[len(steps)-1]
+			done := 0
 			for k, upto := range steps {
 				chunk := order[done:upto]
 				key := float64(k+1) / float64(len(steps))
@@ -222,10 +201,6 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 				items = append(items, item{g: g, units: chunk, key: key, order: gi})
 				done = upto
 			}
-			_ = total
-		}
-		if len(items) == 0 {
-			return nil, nil, fmt.Errorf("cannot reach the target %.3g: stopped at an effective reduction of %.4f because every eligible group is at its minimum width (lower --min-width, or exclude fewer groups)", cfg.Target, 1-float64(params)/float64(p0))
 		}
 		sort.SliceStable(items, func(i, j int) bool {
 			if items[i].key != items[j].key {
@@ -389,6 +364,92 @@ func seq(n int) []int {
 		out[k] = k
 	}
 	return out
+}
+
+// scoreGroups scores every group, capturing hidden states first when the
+// criterion needs them.
+func scoreGroups(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int, stage func(string, time.Time)) (map[string]*Scored, error) {
+	scored := map[string]*Scored{}
+	if len(groups) == 0 {
+		return scored, nil
+	}
+	var states map[string][2]*mat.Dense
+	if cfg.Criterion.NeedsStates() {
+		t0 := time.Now()
+		var err error
+		if states, err = captureStates(m, groups, calib, cfg, round); err != nil {
+			return nil, err
+		}
+		stage("capture", t0)
+	}
+	t0 := time.Now()
+	for _, g := range groups {
+		in := Input{Group: g, Analysis: a, Seed: cfg.Seed, Round: round}
+		if st, ok := states[g.Name]; ok {
+			in.Z, in.A = st[0], st[1]
+		}
+		s, err := cfg.Criterion.Score(in)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: scoring %s: %w", round, g.Name, err)
+		}
+		if len(s.Scores) != g.Width {
+			return nil, fmt.Errorf("criterion %s gave %d scores for %d units of %s", cfg.Criterion.Name(), len(s.Scores), g.Width, g.Name)
+		}
+		scored[g.Name] = s
+	}
+	stage("score", t0)
+	return scored, nil
+}
+
+// GroupScores is one group's scores as Score reports them.
+type GroupScores struct {
+	Group  *rewrite.Group
+	Scored *Scored
+}
+
+// Score analyses m and scores every eligible group once, as the first round
+// of Run would. Only the criterion, samples, seed, batch, exclusions and
+// runtime settings of cfg matter.
+func Score(m *onnxio.Model, calib *dataset.Set, cfg Config) (*rewrite.Analysis, []GroupScores, error) {
+	if cfg.Target == 0 {
+		cfg.Target = 0.5 // unused; keeps defaults() checks simple
+	}
+	if err := cfg.defaults(); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Criterion.NeedsStates() {
+		if calib == nil {
+			return nil, nil, fmt.Errorf("criterion %s needs calibration data", cfg.Criterion.Name())
+		}
+		n, err := calib.N()
+		if err != nil {
+			return nil, nil, err
+		}
+		if n > cfg.Samples {
+			if calib, err = calib.Subset(cfg.Samples, cfg.Seed); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	a, err := rewrite.Analyze(m, rewrite.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	var groups []*rewrite.Group
+	for _, g := range a.Groups {
+		if cfg.eligible(g) {
+			groups = append(groups, g)
+		}
+	}
+	scored, err := scoreGroups(m, a, groups, calib, &cfg, 1, func(string, time.Time) {})
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []GroupScores
+	for _, g := range groups {
+		out = append(out, GroupScores{Group: g, Scored: scored[g.Name]})
+	}
+	return a, out, nil
 }
 
 // captureStates records Z and A of every group on the calibration set.

@@ -31,7 +31,7 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	rt := rtFlags(fs)
 	target := fs.Float64("target", 0, "effective parameter reduction to reach, e.g. 0.5 (required)")
 	calibPath := fs.String("calib", "", "calibration data (.npz with arrays named after the model inputs)")
-	criterion := fs.String("criterion", "spectral", "unit score: spectral, magnitude, magnitude-l1, activation or random")
+	cf := addCritFlags(fs)
 	perRound := fs.Float64("per-round", 0.10, "at most this fraction of a group's width removed per round")
 	minWidth := fs.Int("min-width", 4, "never leave a group narrower than this many units")
 	minFrac := fs.Float64("min-width-frac", 0.05, "never leave a group narrower than this fraction of its original width")
@@ -48,8 +48,6 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	evalTask := fs.String("eval-task", "", "classification or lm (default: classification when labels exist)")
 	noLatency := fs.Bool("no-latency", false, "skip measuring ORT latency before and after")
 	randomCalib := fs.Bool("random-calib", false, "calibrate on random inputs (not recommended; the report warns)")
-	k := fs.Int("k", 10, "spectral: neighbours in the kNN graphs")
-	s := fs.Int("s", 2, "spectral: number of generalized eigenpairs")
 	external := fs.String("external-data", "", "write tensors of OUT to this data file beside it")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
@@ -64,7 +62,11 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	if err := sameFile(in, out); err != nil {
 		return err
 	}
-	if *calibPath == "" && !*randomCalib && *criterion != "magnitude" && *criterion != "magnitude-l1" && *criterion != "random" {
+	crit, err := cf.criterion()
+	if err != nil {
+		return err
+	}
+	if *calibPath == "" && !*randomCalib && crit.NeedsStates() {
 		return errors.New(noCalibHelp)
 	}
 	m, err := onnxio.Load(in)
@@ -92,16 +94,6 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		warnings = append(warnings, "calibration data was random (--random-calib): scores reflect random inputs, not real data")
-	}
-	crit, err := shrink.NewCriterion(*criterion)
-	if err != nil {
-		return usagef("%v", err)
-	}
-	if sp, ok := crit.(*shrink.Spectral); ok {
-		o := shrink.DefaultSpectralOptions()
-		o.K, o.S = *k, *s
-		crit = shrink.NewSpectral(o)
-		_ = sp
 	}
 	cfg := shrink.Config{
 		Target: *target, Criterion: crit, PerRound: *perRound, MinWidth: *minWidth, MinFrac: *minFrac,
