@@ -820,7 +820,10 @@ func (s *Shapes) inferReshape(n *onnxpb.NodeProto, i int) {
 	v, okv := s.val(n, 1)
 	dt := s.dt(n, 0)
 	if !okv {
-		if sh, ok := s.in(n, 1); ok && len(sh) == 1 && sh[0] >= 0 {
+		// The output rank is the shape's length; sh comes from declared
+		// dims, so bound it before allocating (no real tensor has
+		// thousands of dimensions).
+		if sh, ok := s.in(n, 1); ok && len(sh) == 1 && sh[0] >= 0 && sh[0] <= maxValueElems {
 			out := make([]int64, sh[0])
 			for k := range out {
 				out[k] = -1
