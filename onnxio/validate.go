@@ -225,6 +225,9 @@ func checkTensorData(m *Model, t *onnxpb.TensorProto, gname string, add func(*Er
 func checkParams(m *Model, sh *Shapes, add func(*Error)) {
 	for i, n := range m.Graph().GetNode() {
 		label := NodeLabel(n, i)
+		if len(n.Input) == 0 {
+			continue // nothing to check; shape inference reports nothing either
+		}
 		switch n.GetOpType() {
 		case "BatchNormalization", "InstanceNormalization":
 			x, ok := sh.Dims[n.Input[0]]
