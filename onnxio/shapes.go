@@ -547,6 +547,9 @@ func (s *Shapes) foldInts(n *onnxpb.NodeProto, op string, out []int64) {
 		}
 		return Unknown
 	}
+	if op == "Where" && len(vals) < 3 {
+		return // malformed: Where takes three inputs
+	}
 	for k := 0; k < total; k++ {
 		a, b := at(vals[0], k), at(vals[1], k)
 		if op == "Where" {
