@@ -95,6 +95,7 @@ func InferShapes(m *Model, useValueInfo bool) *Shapes {
 }
 
 func (s *Shapes) setConst(m *Model, name string, t *onnxpb.TensorProto) {
+	delete(s.Values, name)
 	dt := DataType(t.GetDataType())
 	s.DTypes[name] = dt
 	s.Dims[name] = append([]int64{}, t.GetDims()...)
@@ -131,6 +132,9 @@ func (s *Shapes) set(n *onnxpb.NodeProto, k int, dims []int64, dt DataType) {
 	if k >= len(n.Output) || n.Output[k] == "" {
 		return
 	}
+	// Values recorded for an earlier definition of the name (invalid, but
+	// possible in a corrupt model) must not outlive it.
+	delete(s.Values, n.Output[k])
 	if dims != nil {
 		s.Dims[n.Output[k]] = dims
 	}
@@ -1183,7 +1187,7 @@ func (s *Shapes) inferGather(n *onnxpb.NodeProto, i int) {
 	s.set(n, 0, out, s.dt(n, 0))
 	xv, ok1 := s.val(n, 0)
 	iv, ok2 := s.val(n, 1)
-	if ok1 && ok2 && len(x) == 1 && x[0] >= 0 {
+	if ok1 && ok2 && len(x) == 1 && x[0] >= 0 && int64(len(xv)) == x[0] {
 		res := make([]int64, len(iv))
 		for k, j := range iv {
 			if j < 0 {
