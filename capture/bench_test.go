@@ -1,0 +1,78 @@
+package capture
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/evaluate"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/rewrite"
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+// BenchmarkCapture compares, per fixture, a plain ORT pass over the whole
+// calibration set with a capture of every group's Z and A over the same
+// data. The target is capture <= 1.3x plain. Run:
+//
+//	go test -run '^$' -bench . -benchtime 3x ./capture
+func BenchmarkCapture(b *testing.B) {
+	paths, _ := filepath.Glob("../testdata/models/*/model*.onnx")
+	for _, p := range paths {
+		calib := calibOfBench(p)
+		if calib == "" {
+			continue
+		}
+		m, err := onnxio.Load(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := dataset.Load(calib)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, err := rewrite.Analyze(m, rewrite.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var pts []Point
+		for _, g := range a.Groups {
+			if o := g.Observe; o != nil && g.Prunable() {
+				pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
+					Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
+			}
+		}
+		name := filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)
+		b.Run("plain/"+name, func(b *testing.B) {
+			s, err := runtime.NewSessionForModel(m, nil, runtime.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Destroy()
+			bound, err := evaluate.Bind(s, data, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i++ {
+				for batch := range bound.Batches(64) {
+					in, _ := evaluate.Feed(bound, batch)
+					if _, err := s.Run(in...); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		b.Run("capture/"+name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := Run(m, pts, data, Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func calibOfBench(model string) string {
+	t := &testing.T{}
+	return calibOf(t, filepath.Join(filepath.Dir(model), "meta.json"))
+}

@@ -1,0 +1,350 @@
+package capture
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/rewrite"
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+func TestMain(m *testing.M) {
+	if err := runtime.Init(runtime.Config{}); err != nil {
+		fmt.Fprintf(os.Stderr, "capture tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func sp(s string) *string { return &s }
+
+// tokenModel is x [N,T,D] -> h = Relu(x * scale) (scale per channel), with
+// an attention_mask input that the graph itself ignores, and y = h.
+func tokenModel(t *testing.T, tl, d int) *onnxio.Model {
+	t.Helper()
+	scale := make([]float64, d)
+	for k := range scale {
+		scale[k] = float64(k+1) / float64(d)
+	}
+	raw, _ := onnxio.EncodeFloat64s(onnxio.Float, scale)
+	st, _ := onnxio.NewTensor("scale", onnxio.Float, []int64{int64(d)}, raw)
+	dims := []onnxio.Dim{{Param: "N"}, {Value: int64(tl), Known: true}, {Value: int64(d), Known: true}}
+	g := &onnxpb.GraphProto{
+		Name: sp("token"),
+		Input: []*onnxpb.ValueInfoProto{
+			onnxio.NewValueInfo("x", onnxio.Float, dims),
+			onnxio.NewValueInfo("attention_mask", onnxio.Int64, dims[:2]),
+		},
+		Output:      []*onnxpb.ValueInfoProto{onnxio.NewValueInfo("y", onnxio.Float, dims)},
+		Initializer: []*onnxpb.TensorProto{st},
+		Node: []*onnxpb.NodeProto{
+			{OpType: sp("Mul"), Input: []string{"x", "scale"}, Output: []string{"z"}, Name: sp("mul")},
+			{OpType: sp("Relu"), Input: []string{"z"}, Output: []string{"h"}, Name: sp("relu")},
+			{OpType: sp("Identity"), Input: []string{"h"}, Output: []string{"y"}, Name: sp("id")},
+		},
+	}
+	ir := int64(8)
+	ver := int64(17)
+	return &onnxio.Model{Proto: &onnxpb.ModelProto{IrVersion: &ir, Graph: g, OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: sp(""), Version: &ver}}}}
+}
+
+func tokenData(t *testing.T, n, tl, d int, seed uint64) (*dataset.Set, []float32, []int64) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	x := make([]float32, n*tl*d)
+	for k := range x {
+		x[k] = float32(r.NormFloat64())
+	}
+	mask := make([]int64, n*tl)
+	for s := 0; s < n; s++ {
+		real := 1 + r.IntN(tl)
+		for p := 0; p < real; p++ {
+			mask[s*tl+p] = 1
+		}
+	}
+	xa, _ := dataset.New("x", []int{n, tl, d}, x)
+	ma, _ := dataset.New("attention_mask", []int{n, tl}, mask)
+	return &dataset.Set{Path: "mem", Arrays: []*dataset.Array{xa, ma}}, x, mask
+}
+
+// The reduction must be the masked mean over real tokens (or the root mean
+// square), computed here straight from the inputs.
+func TestMaskedTokenMean(t *testing.T) {
+	const n, tl, d = 37, 6, 5
+	m := tokenModel(t, tl, d)
+	data, x, mask := tokenData(t, n, tl, d, 3)
+	for _, rms := range []bool{false, true} {
+		for _, tensor := range []string{"z", "h"} {
+			res, err := Run(m, []Point{{Tensor: tensor, Axis: 2, RMS: rms}}, data, Options{Batch: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := res.Data[0]
+			if r, c := got.Dims(); r != n || c != d {
+				t.Fatalf("got %dx%d, want %dx%d", r, c, n, d)
+			}
+			for s := 0; s < n; s++ {
+				for u := 0; u < d; u++ {
+					var sum, cnt float64
+					for p := 0; p < tl; p++ {
+						if mask[s*tl+p] == 0 {
+							continue
+						}
+						v := float64(x[(s*tl+p)*d+u]) * float64(u+1) / d
+						if tensor == "h" {
+							v = math.Max(v, 0)
+						}
+						if rms {
+							v *= v
+						}
+						sum += v
+						cnt++
+					}
+					want := sum / cnt
+					if rms {
+						want = math.Sqrt(want)
+					}
+					if math.Abs(got.At(s, u)-want) > 1e-5*math.Max(1, math.Abs(want)) {
+						t.Fatalf("%s rms=%v sample %d unit %d: got %v, want %v", tensor, rms, s, u, got.At(s, u), want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// Without a mask every position counts; blocks of B positions per unit and
+// R repeats are averaged into the unit.
+func TestBlocksAndRepeats(t *testing.T) {
+	const n, tl, d = 9, 4, 12
+	m := tokenModel(t, tl, d)
+	data, x, _ := tokenData(t, n, tl, d, 5)
+	data.Arrays = data.Arrays[:1]
+	m.Graph().Input = m.Graph().Input[:1]
+	for _, rb := range [][2]int{{1, 1}, {1, 3}, {2, 2}, {3, 1}} {
+		r, b := rb[0], rb[1]
+		units := d / (r * b)
+		res, err := Run(m, []Point{{Tensor: "z", Axis: 2, R: r, B: b}}, data, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s := 0; s < n; s++ {
+			for u := 0; u < units; u++ {
+				var sum float64
+				cnt := 0
+				for p := 0; p < tl; p++ {
+					for rr := 0; rr < r; rr++ {
+						for j := 0; j < b; j++ {
+							pos := rr*units*b + u*b + j
+							sum += float64(x[(s*tl+p)*d+pos]) * float64(pos+1) / d
+							cnt++
+						}
+					}
+				}
+				if want := sum / float64(cnt); math.Abs(res.Data[0].At(s, u)-want) > 1e-5 {
+					t.Fatalf("R=%d B=%d sample %d unit %d: got %v want %v", r, b, s, u, res.Data[0].At(s, u), want)
+				}
+			}
+		}
+	}
+}
+
+func TestNaNIsAnError(t *testing.T) {
+	m := tokenModel(t, 3, 2)
+	data, x, _ := tokenData(t, 4, 3, 2, 1)
+	x[7] = float32(math.NaN())
+	_, err := Run(m, []Point{{Tensor: "h", Axis: 2}}, data, Options{})
+	if err == nil || !strings.Contains(err.Error(), `"h"`) || !strings.Contains(err.Error(), "sample 1") {
+		t.Fatalf("want an error naming tensor h and sample 1, got %v", err)
+	}
+}
+
+func TestBadPoints(t *testing.T) {
+	m := tokenModel(t, 3, 4)
+	data, _, _ := tokenData(t, 4, 3, 4, 1)
+	for _, c := range []struct {
+		p    Point
+		want string
+	}{
+		{Point{Tensor: "nope", Axis: 1}, "nope"},
+		{Point{Tensor: "h", Axis: 0}, "axis 0"},
+		{Point{Tensor: "h", Axis: 5}, "no static unit axis"},
+		{Point{Tensor: "h", Axis: 2, B: 3}, "not a multiple"},
+	} {
+		if _, err := Run(m, []Point{c.p}, data, Options{}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: want error containing %q, got %v", c.p, c.want, err)
+		}
+	}
+	// The model itself is never changed.
+	if len(m.Graph().Node) != 3 || len(m.Graph().Output) != 1 {
+		t.Error("capture modified the model")
+	}
+}
+
+// On real fixtures, capture of every group's observation points agrees with
+// the mean computed in Go from the full tensors that ORT returns.
+func TestFixturesAgreeWithFullTensors(t *testing.T) {
+	paths, _ := filepath.Glob("../testdata/models/*/model*.onnx")
+	if len(paths) == 0 {
+		t.Fatal("no fixtures")
+	}
+	checked := 0
+	defer func() {
+		if checked == 0 {
+			t.Error("no fixture has a meta.json naming its calibration data")
+		}
+	}()
+	for _, p := range paths {
+		meta := filepath.Join(filepath.Dir(p), "meta.json")
+		calib := calibOf(t, meta)
+		if calib == "" {
+			continue
+		}
+		checked++
+		t.Run(p, func(t *testing.T) {
+			m, err := onnxio.Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := dataset.Load(calib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, err = data.Subset(6, 1); err != nil {
+				t.Fatal(err)
+			}
+			a, err := rewrite.Analyze(m, rewrite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pts []Point
+			for _, g := range a.Groups {
+				if o := g.Observe; o != nil {
+					pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS})
+				}
+			}
+			if len(pts) == 0 {
+				t.Skip("no observed groups")
+			}
+			res, err := Run(m, pts, data, Options{Batch: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			full := fullTensors(t, m, pts, data)
+			mask := data.Get("attention_mask")
+			for k, pt := range pts {
+				checkAgainstFull(t, pt, full[k], res.Data[k], mask)
+			}
+		})
+	}
+}
+
+func calibOf(t *testing.T, meta string) string {
+	t.Helper()
+	b, err := os.ReadFile(meta)
+	if err != nil {
+		return ""
+	}
+	var m struct {
+		Calib string `json:"calib"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m.Calib == "" {
+		t.Fatalf("%s: no calib entry (%v)", meta, err)
+	}
+	return filepath.Join(filepath.Dir(meta), m.Calib)
+}
+
+// fullTensors runs the model once over data with the points' tensors as
+// outputs, in Go memory.
+func fullTensors(t *testing.T, m *onnxio.Model, pts []Point, data *dataset.Set) []runtime.Tensor {
+	t.Helper()
+	var names []string
+	for _, p := range pts {
+		names = append(names, p.Tensor)
+	}
+	s, err := runtime.NewSessionForModel(m, names, runtime.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Destroy()
+	specs, _ := runtime.SpecsOf(s.Inputs())
+	b, err := data.Match(specs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in []runtime.Tensor
+	for k, a := range b.Inputs {
+		tt, _ := runtime.FromArray(b.Specs[k].Name, a)
+		in = append(in, tt)
+	}
+	out, err := s.Run(in...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[len(out)-len(pts):]
+}
+
+// checkAgainstFull reduces a full tensor the slow, obvious way.
+func checkAgainstFull(t *testing.T, p Point, full runtime.Tensor, got interface{ At(int, int) float64 }, mask *dataset.Array) {
+	t.Helper()
+	x := full.Data.([]float32)
+	shape := full.Shape
+	r, b := max(p.R, 1), max(p.B, 1)
+	n := int(shape[p.Axis]) / (r * b)
+	var mv []float64
+	tl := -1
+	if mask != nil {
+		mv = mask.AsFloat64()
+		tl = mask.Shape[1]
+	}
+	strides := make([]int, len(shape))
+	acc := 1
+	for k := len(shape) - 1; k >= 0; k-- {
+		strides[k] = acc
+		acc *= int(shape[k])
+	}
+	ns := int(shape[0])
+	sum := make([]float64, ns*n)
+	cnt := make([]float64, ns*n)
+	for i, v := range x {
+		idx := make([]int, len(shape))
+		for k := range shape {
+			idx[k] = (i / strides[k]) % int(shape[k])
+		}
+		s := idx[0]
+		w := 1.0
+		for k := 1; k < len(shape); k++ {
+			if k != p.Axis && int(shape[k]) == tl {
+				w *= mv[s*tl+idx[k]]
+			}
+		}
+		pos := idx[p.Axis]
+		u := (pos % (n * b)) / b
+		f := float64(v)
+		if p.RMS {
+			f *= f
+		}
+		sum[s*n+u] += w * f
+		cnt[s*n+u] += w
+	}
+	for s := 0; s < ns; s++ {
+		for u := 0; u < n; u++ {
+			want := sum[s*n+u] / cnt[s*n+u]
+			if p.RMS {
+				want = math.Sqrt(want)
+			}
+			if g := got.At(s, u); math.Abs(g-want) > 1e-4*math.Max(1, math.Abs(want)) {
+				t.Fatalf("%s: sample %d unit %d: capture %v, full tensor %v", p.Tensor, s, u, g, want)
+			}
+		}
+	}
+}
