@@ -1,0 +1,161 @@
+package shrink
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+func TestMain(m *testing.M) {
+	if err := runtime.Init(runtime.Config{}); err != nil {
+		fmt.Fprintf(os.Stderr, "shrink tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+type fixture struct {
+	name, model, calib, eval string
+}
+
+// fixtures reads the committed fixtures' meta.json files.
+func fixtures(t *testing.T) []fixture {
+	t.Helper()
+	metas, _ := filepath.Glob("../testdata/models/*/meta.json")
+	var out []fixture
+	for _, meta := range metas {
+		b, err := os.ReadFile(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Name  string `json:"name"`
+			Calib string `json:"calib"`
+			Eval  string `json:"eval"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", meta, err)
+		}
+		dir := filepath.Dir(meta)
+		models, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
+		for _, p := range models {
+			out = append(out, fixture{name: filepath.Base(dir) + "/" + filepath.Base(p), model: p, calib: filepath.Join(dir, m.Calib), eval: filepath.Join(dir, m.Eval)})
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no fixtures with meta.json under testdata/models")
+	}
+	return out
+}
+
+// The loop reaches its target, overshooting by at most one unit's
+// parameters, writes a valid model with the input's signature, and its
+// report agrees with a recount from the written file.
+func TestShrinkFixtures(t *testing.T) {
+	for _, f := range fixtures(t) {
+		t.Run(f.name, func(t *testing.T) {
+			m, err := onnxio.Load(f.model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			calib, err := dataset.Load(f.calib)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const target = 0.25
+			small, rep, err := Run(m, calib, Config{Target: target, Samples: 96, Seed: 1, Runtime: runtime.Config{Threads: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p0, _ := m.ParamCount()
+			p1, _ := small.ParamCount()
+			got := 1 - float64(p1)/float64(p0)
+			if got < target {
+				t.Fatalf("reduction %.4f below target %.2f", got, target)
+			}
+			// Overshoot: at most the largest per-unit cost of a pruned group.
+			var worst int64
+			for _, g := range rep.Groups {
+				if g.Pruned {
+					worst = max(worst, g.ParamsPerUnit)
+				}
+			}
+			if over := int64(math.Floor((1-target)*float64(p0))) - p1; over > worst {
+				t.Errorf("overshot the target by %d parameters, more than one unit (%d)", over, worst)
+			}
+			path := filepath.Join(t.TempDir(), "out.onnx")
+			if err := small.Save(path, nil); err != nil {
+				t.Fatal(err)
+			}
+			back, err := onnxio.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := onnxio.Validate(back); err != nil {
+				t.Fatalf("written model invalid: %v", err)
+			}
+			if bp, _ := back.ParamCount(); bp != rep.Output.Params || bp != rep.Rounds[len(rep.Rounds)-1].ParamsAfter {
+				t.Errorf("report says %d parameters, the file has %d", rep.Output.Params, bp)
+			}
+			if fl := FLOPs(back); fl != rep.Output.FLOPs {
+				t.Errorf("report says %d FLOPs, the file has %d", rep.Output.FLOPs, fl)
+			}
+			if back.Size != rep.Output.Bytes {
+				t.Errorf("report says %d bytes, the file has %d", rep.Output.Bytes, back.Size)
+			}
+			if math.Abs(rep.Reduction-got) > 1e-12 {
+				t.Errorf("report says reduction %v, recount %v", rep.Reduction, got)
+			}
+			// Widths in the report match the kept units.
+			for _, g := range rep.Groups {
+				if g.Pruned && len(g.Kept) != g.WidthAfter {
+					t.Errorf("group %s: %d kept units listed, width %d", g.Name, len(g.Kept), g.WidthAfter)
+				}
+			}
+			// A fresh ORT session runs it with the same signature.
+			s, err := runtime.NewSessionForModel(back, nil, runtime.Config{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Destroy()
+			s0, err := runtime.NewSessionForModel(m, nil, runtime.Config{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s0.Destroy()
+			if fmt.Sprint(s.Inputs(), s.Outputs()) != fmt.Sprint(s0.Inputs(), s0.Outputs()) {
+				t.Errorf("signature changed: %v %v vs %v %v", s0.Inputs(), s0.Outputs(), s.Inputs(), s.Outputs())
+			}
+			t.Logf("%d rounds, %d -> %d params (%.4f), FLOPs %d -> %d", len(rep.Rounds), p0, p1, got, rep.Input.FLOPs, rep.Output.FLOPs)
+		})
+	}
+}
+
+func TestRemovalSteps(t *testing.T) {
+	for _, c := range []struct {
+		width, minW int
+		per         float64
+		roundTo     int
+		want        []int
+	}{
+		{100, 4, 0.1, 1, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+		{8, 4, 0.1, 1, []int{1}},      // narrow groups still move one unit
+		{5, 4, 0.5, 1, []int{1}},      // never below the minimum
+		{4, 4, 0.5, 1, nil},           // at the minimum
+		{100, 4, 0.1, 8, []int{4}},    // 100 -> 96, a multiple of 8
+		{96, 4, 0.2, 8, []int{8, 16}}, // 19 allowed: steps of 8
+		{96, 4, 0.05, 8, []int{8}},    // one step even above the cap
+	} {
+		got := removalSteps(c.width, c.minW, c.per, c.roundTo)
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("removalSteps(%d, %d, %v, %d) = %v, want %v", c.width, c.minW, c.per, c.roundTo, got, c.want)
+		}
+	}
+}
