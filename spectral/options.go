@@ -60,7 +60,6 @@ func (s Solver) String() string {
 const (
 	DefaultK         = 10
 	DefaultS         = 2
-	MaxS             = 64
 	DefaultEps       = 1e-6
 	DefaultTol       = 1e-10
 	DefaultMaxIter   = 600
@@ -73,7 +72,7 @@ type Options struct {
 	K         int       // neighbours per node before union; capped at n-1
 	Weighting Weighting // Unweighted or Gaussian
 	Sigma     float64   // Gaussian width; 0: median edge length of each graph
-	S         int       // eigenpairs kept; capped at n-1
+	S         int       // eigenpairs kept; capped at n-1 (cost grows with S)
 	Reg       Reg       // regularisation of L_Y
 	Eps       float64   // RegEps: eps relative to the mean degree of G_Y
 	Solver    Solver
@@ -109,7 +108,7 @@ func (o Options) resolve() (Options, error) {
 	if o.Sigma < 0 || math.IsNaN(o.Sigma) || math.IsInf(o.Sigma, 0) {
 		return o, bad("Sigma", o.Sigma)
 	}
-	if o.S < 0 || o.S > MaxS {
+	if o.S < 0 {
 		return o, bad("S", o.S)
 	}
 	if o.S == 0 {
