@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+func TestMain(m *testing.M) {
+	if err := runtime.Init(runtime.Config{}); err != nil {
+		fmt.Fprintf(os.Stderr, "CLI tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	lmModel = "../../testdata/models/llama/model.onnx"
+	lmCalib = "../../testdata/data/llama_calib.npz"
+	lmEval  = "../../testdata/data/llama_eval.npz"
+)
+
+func cli(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	for _, c := range commands {
+		code, out, errOut := cli(c.name, "--help")
+		if code != 0 || !strings.Contains(out+errOut, "usage: onnx-cria "+c.name) {
+			t.Errorf("%s --help: exit %d, output %q", c.name, code, out+errOut)
+		}
+	}
+	if code, out, _ := cli("help"); code != 0 || !strings.Contains(out, "shrink") {
+		t.Errorf("help: exit %d", code)
+	}
+	if code, _, _ := cli(); code != 2 {
+		t.Errorf("no arguments: exit %d, want 2", code)
+	}
+	if code, _, errOut := cli("frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Errorf("unknown command: exit %d %q", code, errOut)
+	}
+	if code, _, _ := cli("shrink", "a.onnx"); code != 2 {
+		t.Errorf("missing argument: exit %d, want 2", code)
+	}
+	if code, _, _ := cli("inspect", "--bogus", lmModel); code != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+}
+
+func TestBadModels(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile(lmModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"empty.onnx":     {},
+		"truncated.onnx": good[:len(good)/3],
+		"text.onnx":      []byte("this is not a model\n"),
+	}
+	for name, b := range cases {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"inspect", p}, {"eval", p, lmEval}, {"shrink", p, filepath.Join(dir, "out.onnx"), "--target", "0.3", "--calib", lmCalib}} {
+			code, _, errOut := cli(args...)
+			if code != 1 || !strings.Contains(errOut, p) {
+				t.Errorf("%v: exit %d, stderr %q: want 1 and the file named", args, code, errOut)
+			}
+		}
+	}
+	if code, _, errOut := cli("inspect", filepath.Join(dir, "missing.onnx")); code != 1 || !strings.Contains(errOut, "missing.onnx") {
+		t.Errorf("missing file: exit %d %q", code, errOut)
+	}
+	assertNoTemp(t, dir)
+}
+
+func assertNoTemp(t *testing.T, dir string) {
+	t.Helper()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") || e.Name() == "out.onnx" {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
+
+func TestShrinkSafety(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.onnx")
+	b, _ := os.ReadFile(lmModel)
+	os.WriteFile(in, b, 0o644)
+	code, _, errOut := cli("shrink", in, in, "--target", "0.3", "--calib", lmCalib)
+	if code != 1 || !strings.Contains(errOut, "never overwrites") {
+		t.Errorf("out == in: exit %d %q", code, errOut)
+	}
+	link := filepath.Join(dir, "link.onnx")
+	os.Symlink(in, link)
+	if code, _, errOut := cli("shrink", in, link, "--target", "0.3", "--calib", lmCalib); code != 1 || !strings.Contains(errOut, "same file") {
+		t.Errorf("out links to in: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := cli("shrink", in, filepath.Join(dir, "o.onnx"), "--target", "0.3"); code != 1 || !strings.Contains(errOut, "np.savez_compressed") {
+		t.Errorf("no calibration: exit %d %q", code, errOut)
+	}
+	if code, _, _ := cli("shrink", in, filepath.Join(dir, "o.onnx"), "--target", "1.5", "--calib", lmCalib); code != 2 {
+		t.Errorf("bad target: exit %d, want 2", code)
+	}
+	// Data that does not fit the model: the error names the array.
+	bad := filepath.Join(dir, "bad.npz")
+	writeNPZ(t, bad)
+	if code, _, errOut := cli("shrink", in, filepath.Join(dir, "o.onnx"), "--target", "0.3", "--calib", bad); code != 1 || !strings.Contains(errOut, "input_ids") {
+		t.Errorf("mismatched data: exit %d %q", code, errOut)
+	}
+	after, _ := os.ReadFile(in)
+	if !bytes.Equal(after, b) {
+		t.Error("the input model was modified")
+	}
+	assertNoTemp(t, dir)
+}
+
+func TestShrinkEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "small.onnx")
+	rep := filepath.Join(dir, "report.json")
+	code, stdout, errOut := cli("shrink", lmModel, out, "--target", "0.2", "--calib", lmCalib, "--samples", "64",
+		"--eval", lmEval, "--report", rep, "--quiet", "--no-latency", "--threads", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if errOut != "" {
+		t.Errorf("--quiet still wrote to stderr: %q", errOut)
+	}
+	if !strings.Contains(stdout, "effective reduction") || !strings.Contains(stdout, "perplexity") {
+		t.Errorf("report text lacks its numbers:\n%s", stdout)
+	}
+	var r struct {
+		Reduction float64 `json:"effective_reduction"`
+		Output    struct {
+			Params int64  `json:"params"`
+			SHA256 string `json:"sha256"`
+		} `json:"output"`
+		Options struct {
+			Criterion string `json:"criterion"`
+			Seed      int64  `json:"seed"`
+		} `json:"options"`
+	}
+	b, err := os.ReadFile(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxio.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := m.ParamCount()
+	if r.Reduction < 0.2 || r.Output.Params != p || r.Output.SHA256 != m.Hash || r.Options.Criterion != "spectral" {
+		t.Errorf("report %+v disagrees with the file (params %d, sha %s)", r, p, m.Hash)
+	}
+	code, stdout, _ = cli("inspect", "--groups", "--json", out)
+	if code != 0 || !json.Valid([]byte(stdout)) {
+		t.Errorf("inspect --json of the output: exit %d", code)
+	}
+}
+
+func TestEvalAndInspect(t *testing.T) {
+	code, stdout, errOut := cli("eval", "--quiet", "--json", lmModel, lmEval)
+	if code != 0 {
+		t.Fatalf("eval: %s", errOut)
+	}
+	var r struct {
+		Metric string  `json:"metric"`
+		Value  float64 `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || r.Metric != "perplexity" || !(r.Value > 1) {
+		t.Errorf("eval json %q (%v)", stdout, err)
+	}
+	code, stdout, _ = cli("inspect", "--groups", lmModel)
+	if code != 0 || !strings.Contains(stdout, "kv-groups") || !strings.Contains(stdout, "validation: ok") {
+		t.Errorf("inspect --groups:\n%s", stdout)
+	}
+}
