@@ -30,6 +30,7 @@ type Analysis struct {
 	params   []paramUse
 	fixes    []shapeFix
 	convs    []convFix
+	splits   []splitFix
 	checks   []layoutCheck
 	shapes   *onnxio.Shapes
 	ix       *onnxio.Index
@@ -145,6 +146,12 @@ type convFix struct {
 	in    Layout // input channel layout; group = its new length / W.dims[1]
 	wIn   int
 	group bool
+}
+
+// splitFix is a Split whose split axis carries units: its sizes change.
+type splitFix struct {
+	node  int
+	parts []Layout // layout of the split axis in each output
 }
 
 type layoutCheck struct {

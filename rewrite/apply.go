@@ -21,6 +21,7 @@ type edits struct {
 	shape   map[[2]int]map[int]int64
 	shapeOf map[[2]int]string // (node, slot) -> constant read there
 	groups  map[int]int64     // Conv node -> new group count
+	splits  map[int][]int64   // Split node -> new sizes
 	changed map[string]bool   // tensors whose shape changes
 }
 
@@ -35,6 +36,7 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		shape:   map[[2]int]map[int]int64{},
 		shapeOf: map[[2]int]string{},
 		groups:  map[int]int64{},
+		splits:  map[int][]int64{},
 		changed: map[string]bool{},
 	}
 	names := make([]string, 0, len(p))
@@ -151,6 +153,28 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 			return nil, err
 		}
 		e.groups[c.node] = int64(n / c.wIn)
+	}
+	for _, f := range a.splits {
+		hit := false
+		for _, l := range f.parts {
+			h, err := touched(l)
+			if err != nil {
+				return nil, err
+			}
+			hit = hit || h
+		}
+		if !hit {
+			continue
+		}
+		sizes := make([]int64, len(f.parts))
+		for k, l := range f.parts {
+			n, err := a.sp.newLength(l, e.removed)
+			if err != nil {
+				return nil, err
+			}
+			sizes[k] = int64(n)
+		}
+		e.splits[f.node] = sizes
 	}
 	for t, axes := range a.lay {
 		for _, l := range axes {
@@ -363,6 +387,47 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 	for node, groups := range e.groups {
 		onnxio.SetAttrInt(g.Node[node], "group", groups)
 	}
+	// Split sizes: the attribute before opset 13, the input from then on.
+	splitNodes := make([]int, 0, len(e.splits))
+	for node := range e.splits {
+		splitNodes = append(splitNodes, node)
+	}
+	sort.Ints(splitNodes)
+	for _, node := range splitNodes {
+		n, sizes := g.Node[node], e.splits[node]
+		if a.Model.Opset("") < 13 {
+			onnxio.SetAttrInts(n, "split", sizes)
+			continue
+		}
+		raw, err := onnxio.EncodeInt64s(onnxio.Int64, sizes)
+		if err != nil {
+			return nil, err
+		}
+		if len(n.Input) > 1 && n.Input[1] != "" {
+			name := n.Input[1]
+			src := ix.Const(name)
+			if src == nil {
+				return nil, fmt.Errorf("split sizes %q of node %s are not a constant", name, n.GetName())
+			}
+			if uses := a.constUses(name); len(uses) == 1 && uses[0] == [2]int{node, 1} && ix.Init[name] != nil {
+				if err := onnxio.SetRawData(src, src.GetDims(), raw); err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
+		nn := fresh(n.Output[0] + "_split")
+		t, err := onnxio.NewTensor(nn, onnxio.Int64, []int64{int64(len(sizes))}, raw)
+		if err != nil {
+			return nil, err
+		}
+		g.Initializer = append(g.Initializer, t)
+		for len(n.Input) < 2 {
+			n.Input = append(n.Input, "")
+		}
+		n.Input[1] = nn
+		removeAttr(n, "num_outputs") // exclusive with explicit sizes
+	}
 	// value_info of every tensor whose shape changed is stale now.
 	for name := range e.slices {
 		e.changed[name] = true
@@ -379,6 +444,16 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 		return nil, fmt.Errorf("the pruned model failed validation (a bug in onnx-cria): %w", err)
 	}
 	return out, nil
+}
+
+func removeAttr(n *onnxpb.NodeProto, name string) {
+	var keep []*onnxpb.AttributeProto
+	for _, at := range n.Attribute {
+		if at.GetName() != name {
+			keep = append(keep, at)
+		}
+	}
+	n.Attribute = keep
 }
 
 // identityOfChanged reports whether t is an Identity output of a sliced

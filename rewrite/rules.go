@@ -910,6 +910,12 @@ func ruleSplit(an *analyzer, n *onnxpb.NodeProto, i int) {
 		if sizes == nil {
 			continue
 		}
+		if an.opset >= 13 && len(n.Input) > 1 && n.Input[1] != "" {
+			if _, t := an.constOf(n.Input[1]); t == nil {
+				an.block(l, fmt.Sprintf("Split node %s cuts the unit axis at sizes computed at run time", an.cur))
+				continue
+			}
+		}
 		parts, err := an.cut(l, sizes)
 		if err != nil {
 			an.block(l, fmt.Sprintf("Split node %s cuts the unit axis: %v", an.cur, err))
@@ -918,6 +924,7 @@ func ruleSplit(an *analyzer, n *onnxpb.NodeProto, i int) {
 		for k, o := range n.Output {
 			an.setLayout(o, ax, parts[k])
 		}
+		an.splits = append(an.splits, splitFix{node: i, parts: parts})
 	}
 }
 
