@@ -1,0 +1,443 @@
+package rewrite
+
+import (
+	"fmt"
+	"math"
+	"testing"
+)
+
+// Synthetic models, one structure each, through the rewriter's contract
+// (checkModel) and assertions about the groups the analysis finds.
+
+// Dense layers.
+
+func TestSynthGemm(t *testing.T) {
+	for _, ta := range []int64{0, 1} {
+		for _, tb := range []int64{0, 1} {
+			for _, c := range []string{"none", "vec", "row", "scalar"} {
+				t.Run(fmt.Sprintf("transA=%d/transB=%d/C=%s", ta, tb, c), func(t *testing.T) {
+					b := newBuilder(t, 17)
+					x := b.in("x", -1, 6)
+					w1 := []int64{6, 12}
+					if tb == 1 {
+						w1 = []int64{12, 6}
+					}
+					h := b.op("Gemm", "fc1", strs(x, b.w("fc1.w", w1...), b.w("fc1.b", 12)), aI("transB", tb))
+					h = b.op("Relu", "relu1", strs(h))
+					if ta == 1 {
+						h = b.op("Transpose", "t", strs(h), aIs("perm", 1, 0))
+					}
+					w2 := []int64{12, 5}
+					if tb == 1 {
+						w2 = []int64{5, 12}
+					}
+					ins := strs(h, b.w("fc2.w", w2...))
+					switch c {
+					case "vec":
+						ins = append(ins, b.w("fc2.b", 5))
+					case "row":
+						ins = append(ins, b.w("fc2.b", 1, 5))
+					case "scalar":
+						ins = append(ins, b.fs("fc2.b", 0.25))
+					}
+					y := b.op("Gemm", "fc2", ins, aI("transA", ta), aI("transB", tb), aF("alpha", 0.5), aF("beta", 2))
+					b.out(y)
+					m := b.model()
+					analyze(t, m, want{"fc1:neurons", "neurons", 12})
+					checkModel(t, m)
+				})
+			}
+		}
+	}
+}
+
+// A Gemm whose first operand is transposed and fed with units on its row
+// axis: the batch axis of the Gemm, not a feature axis.
+func TestSynthGemmTransAInput(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", 6, -1)
+	h := b.op("Gemm", "fc1", strs(x, b.w("fc1.w", 6, 10), b.w("fc1.b", 10)), aI("transA", 1))
+	h = b.op("Relu", "relu1", strs(h))
+	y := b.op("Gemm", "fc2", strs(h, b.w("fc2.w", 4, 10)), aI("transB", 1))
+	b.out(y)
+	m := b.model()
+	analyze(t, m, want{"fc1:neurons", "neurons", 10})
+	checkModel(t, m)
+}
+
+func TestSynthMatMul(t *testing.T) {
+	for _, shape := range [][]int64{{-1, 8}, {-1, 5, 8}, {-1, 2, 5, 8}} {
+		t.Run(fmt.Sprintf("rank%d", len(shape)), func(t *testing.T) {
+			b := newBuilder(t, 17)
+			x := b.in("x", shape...)
+			h := b.op("MatMul", "l1", strs(x, b.w("l1.w", 8, 16)))
+			h = b.op("Add", "l1.add", strs(h, b.w("l1.b", 16)))
+			h = b.op("Relu", "relu1", strs(h))
+			h = b.op("MatMul", "l2", strs(h, b.w("l2.w", 16, 12)))
+			h = b.op("Add", "l2.add", strs(b.w("l2.b", 12), h)) // bias first
+			h = b.op("Tanh", "tanh2", strs(h))
+			y := b.op("MatMul", "l3", strs(h, b.w("l3.w", 12, 3)))
+			b.out(y)
+			m := b.model()
+			analyze(t, m, want{"l1:neurons", "neurons", 16}, want{"l2:neurons", "neurons", 12})
+			checkModel(t, m)
+		})
+	}
+}
+
+func TestSynthLinearChain(t *testing.T) {
+	b := newBuilder(t, 11)
+	h := b.in("x", -1, 7)
+	widths := []int64{7, 20, 14, 9}
+	var groups []want
+	for k := 1; k < len(widths); k++ {
+		name := fmt.Sprintf("fc%d", k)
+		h = b.op("Gemm", name, strs(h, b.w(name+".w", widths[k], widths[k-1]), b.w(name+".b", widths[k])), aI("transB", 1))
+		h = b.op("Relu", name+".relu", strs(h))
+		groups = append(groups, want{name + ":neurons", "neurons", int(widths[k])})
+	}
+	y := b.op("Gemm", "head", strs(h, b.w("head.w", 3, 9), b.w("head.b", 3)), aI("transB", 1))
+	b.out(y)
+	m := b.model()
+	a := analyze(t, m, groups...)
+	if o := groupOf(t, a, "fc2").Observe; o == nil || o.Pre != "fc2" || o.Post != "fc2.relu" {
+		t.Errorf("fc2 observation: %+v", o)
+	}
+	blockedWith(t, a, "head", "graph output")
+	checkModel(t, m)
+}
+
+// Convolutions.
+
+func convNet(t *testing.T, opset int64, mid func(b *builder, x string) (string, int64)) *builder {
+	b := newBuilder(t, opset)
+	x := b.in("x", -1, 3, 12, 12)
+	h := b.op("Conv", "conv1", strs(x, b.w("conv1.w", 8, 3, 3, 3), b.w("conv1.b", 8)), aIs("pads", 1, 1, 1, 1))
+	h = b.op("Relu", "relu1", strs(h))
+	h, c := mid(b, h)
+	h = b.op("GlobalAveragePool", "gap", strs(h))
+	h = b.op("Flatten", "flat", strs(h))
+	y := b.op("Gemm", "fc", strs(h, b.w("fc.w", 5, c), b.w("fc.b", 5)), aI("transB", 1))
+	b.out(y)
+	return b
+}
+
+func TestSynthConvPlain(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		h := b.op("Conv", "conv2", strs(x, b.w("conv2.w", 10, 8, 3, 3)),
+			aIs("strides", 2, 2), aIs("pads", 2, 1, 2, 0), aIs("dilations", 2, 1), aIs("kernel_shape", 3, 3))
+		h = b.op("BatchNormalization", "bn2", strs(h, b.pos("bn2.s", 10), b.w("bn2.b", 10), b.w("bn2.m", 10), b.pos("bn2.v", 10)))
+		h = b.op("Relu", "relu2", strs(h))
+		h = b.op("Conv", "conv3", strs(h, b.w("conv3.w", 6, 10, 1, 1), b.w("conv3.b", 6)))
+		h = b.op("Sigmoid", "sig3", strs(h))
+		return h, 6
+	})
+	m := b.model()
+	a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 10}, want{"conv3:channels", "channels", 6})
+	g := groupOf(t, a, "conv2")
+	if g.ParamsPerUnit != 8*9+4+6 {
+		t.Errorf("conv2 params per unit %d, want %d", g.ParamsPerUnit, 8*9+4+6)
+	}
+	checkModel(t, m)
+}
+
+func TestSynthConvGrouped(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		h := b.op("Conv", "conv2", strs(x, b.w("conv2.w", 8, 4, 3, 3), b.w("conv2.b", 8)), aI("group", 2), aIs("pads", 1, 1, 1, 1))
+		h = b.op("Relu", "relu2", strs(h))
+		h = b.op("Conv", "conv3", strs(h, b.w("conv3.w", 16, 2, 3, 3), b.w("conv3.b", 16)), aI("group", 4))
+		h = b.op("Relu", "relu3", strs(h))
+		h = b.op("Conv", "conv4", strs(h, b.w("conv4.w", 6, 16, 1, 1), b.w("conv4.b", 6)))
+		h = b.op("Relu", "relu4", strs(h))
+		return h, 6
+	})
+	m := b.model()
+	// conv1's channels are read in two groups of 4 by conv2; conv2's
+	// groups each feed two of conv3's groups: all three layers lose whole
+	// conv2 groups together.
+	a := analyze(t, m, want{"conv2:conv-groups", "conv-groups", 2}, want{"conv4:channels", "channels", 6})
+	if g := groupOf(t, a, "conv2"); !contains(g.Sources, "conv1") || !contains(g.Sources, "conv3") {
+		t.Errorf("conv2 group sources %v", g.Sources)
+	}
+	// conv1 rows 4x(27+1), conv2 4x(4x9+1), conv3 8x(2x9+1), conv4 columns 6x8.
+	if g := groupOf(t, a, "conv2"); g.ParamsPerUnit != 4*28+4*37+8*19+6*8 {
+		t.Errorf("params per unit %d", g.ParamsPerUnit)
+	}
+	pruned, err := a.Apply(Plan{"conv2:conv-groups": {0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dimsOf(t, pruned, "conv3.w"); d[0] != 8 || d[1] != 2 {
+		t.Errorf("conv3.w dims %v", d)
+	}
+	checkModel(t, m)
+}
+
+func TestSynthConvDepthwise(t *testing.T) {
+	for _, mult := range []int64{1, 2} {
+		t.Run(fmt.Sprintf("mult%d", mult), func(t *testing.T) {
+			b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+				h := b.op("Conv", "dw", strs(x, b.w("dw.w", 8*mult, 1, 3, 3), b.w("dw.b", 8*mult)), aI("group", 8), aIs("pads", 1, 1, 1, 1))
+				h = b.op("BatchNormalization", "dw.bn", strs(h, b.pos("dw.bn.s", 8*mult), b.w("dw.bn.b", 8*mult), b.w("dw.bn.m", 8*mult), b.pos("dw.bn.v", 8*mult)))
+				h = b.op("Clip", "relu6", strs(h, b.fs("zero", 0), b.fs("six", 6)))
+				h = b.op("Conv", "pw", strs(h, b.w("pw.w", 6, 8*mult, 1, 1), b.w("pw.b", 6)))
+				h = b.op("Relu", "relu.pw", strs(h))
+				return h, 6
+			})
+			m := b.model()
+			a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"pw:channels", "channels", 6})
+			g := groupOf(t, a, "conv1")
+			// conv1's row (27+1), dw's mult filters (9+1 each) and BN (4
+			// each), pw's columns (6 per dw output).
+			if want := 28 + mult*(10+4+6); g.ParamsPerUnit != want {
+				t.Errorf("conv1 params per unit %d, want %d", g.ParamsPerUnit, want)
+			}
+			checkModel(t, m)
+			pruned, err := a.Apply(Plan{"conv1:channels": {1, 4, 5}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := dimsOf(t, pruned, "dw.w"); d[0] != 5*mult {
+				t.Errorf("dw.w dims %v", d)
+			}
+		})
+	}
+}
+
+func TestSynthConvTranspose(t *testing.T) {
+	t.Run("plain", func(t *testing.T) {
+		b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+			h := b.op("ConvTranspose", "up", strs(x, b.w("up.w", 8, 6, 3, 3), b.w("up.b", 6)), aIs("strides", 2, 2), aIs("pads", 1, 1, 1, 1), aIs("output_padding", 1, 1))
+			h = b.op("Relu", "relu.up", strs(h))
+			h = b.op("Conv", "conv3", strs(h, b.w("conv3.w", 4, 6, 3, 3)))
+			h = b.op("Relu", "relu3", strs(h))
+			return h, 4
+		})
+		m := b.model()
+		analyze(t, m, want{"conv1:channels", "channels", 8}, want{"up:channels", "channels", 6}, want{"conv3:channels", "channels", 4})
+		checkModel(t, m)
+	})
+	t.Run("depthwise", func(t *testing.T) {
+		b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+			h := b.op("ConvTranspose", "up", strs(x, b.w("up.w", 8, 1, 2, 2), b.w("up.b", 8)), aI("group", 8), aIs("strides", 2, 2))
+			h = b.op("Relu", "relu.up", strs(h))
+			h = b.op("Conv", "conv3", strs(h, b.w("conv3.w", 4, 8, 3, 3)))
+			h = b.op("Relu", "relu3", strs(h))
+			return h, 4
+		})
+		m := b.model()
+		analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv3:channels", "channels", 4})
+		checkModel(t, m)
+	})
+}
+
+// Normalisation.
+
+func TestSynthInstanceNorm(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		h := b.op("Conv", "conv2", strs(x, b.w("conv2.w", 6, 8, 3, 3)))
+		h = b.op("InstanceNormalization", "in2", strs(h, b.pos("in2.s", 6), b.w("in2.b", 6)))
+		h = b.op("LeakyRelu", "act2", strs(h), aF("alpha", 0.1))
+		return h, 6
+	})
+	m := b.model()
+	analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 6})
+	checkModel(t, m)
+}
+
+// mlpWithNorm builds x -> fc1 -> norm -> relu -> fc2 -> out, the norm over
+// fc1's units.
+func mlpWithNorm(t *testing.T, opset int64, norm func(b *builder, h string) string) *builder {
+	b := newBuilder(t, opset)
+	x := b.in("x", -1, 4, 8)
+	h := b.op("MatMul", "fc1", strs(x, b.w("fc1.w", 8, 12)))
+	h = b.op("Add", "fc1.add", strs(h, b.w("fc1.b", 12)))
+	h = norm(b, h)
+	h = b.op("Relu", "relu", strs(h))
+	h = b.op("MatMul", "fc2", strs(h, b.w("fc2.w", 12, 10)))
+	h = b.op("Relu", "relu2", strs(h))
+	y := b.op("MatMul", "fc3", strs(h, b.w("fc3.w", 10, 3)))
+	b.out(y)
+	return b
+}
+
+func TestSynthLayerNorm(t *testing.T) {
+	check := func(t *testing.T, b *builder) {
+		m := b.model()
+		a := analyze(t, m, want{"fc1:neurons", "neurons", 12}, want{"fc2:neurons", "neurons", 10})
+		if g := groupOf(t, a, "fc1"); len(g.Warnings) == 0 {
+			t.Errorf("fc1 group: no warning about normalisation statistics")
+		}
+		checkModel(t, m)
+		na, err := Analyze(m, Options{NoNormThrough: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if groupOf(t, na, "fc1").Prunable() {
+			t.Errorf("NoNormThrough: fc1 is still prunable")
+		}
+	}
+	t.Run("opset17", func(t *testing.T) {
+		check(t, mlpWithNorm(t, 17, func(b *builder, h string) string {
+			return b.op("LayerNormalization", "ln", strs(h, b.pos("ln.g", 12), b.w("ln.b", 12)), aI("axis", -1), aF("epsilon", 1e-5))
+		}))
+	})
+	t.Run("decomposed-opset14", func(t *testing.T) {
+		check(t, mlpWithNorm(t, 14, func(b *builder, h string) string {
+			mu := b.op("ReduceMean", "ln.mean", strs(h), aIs("axes", -1))
+			d := b.op("Sub", "ln.sub", strs(h, mu))
+			sq := b.op("Pow", "ln.pow", strs(d, b.fs("two", 2)))
+			v := b.op("ReduceMean", "ln.var", strs(sq), aIs("axes", -1))
+			v = b.op("Add", "ln.eps", strs(v, b.fs("eps", 1e-5)))
+			s := b.op("Sqrt", "ln.sqrt", strs(v))
+			n := b.op("Div", "ln.div", strs(d, s))
+			n = b.op("Mul", "ln.mul", strs(n, b.pos("ln.g", 12)))
+			return b.op("Add", "ln.add", strs(n, b.w("ln.b", 12)))
+		}))
+	})
+	t.Run("decomposed-opset18", func(t *testing.T) {
+		check(t, mlpWithNorm(t, 18, func(b *builder, h string) string {
+			axes := b.ints("axes", -1)
+			mu := b.op("ReduceMean", "ln.mean", strs(h, axes))
+			d := b.op("Sub", "ln.sub", strs(h, mu))
+			sq := b.op("Mul", "ln.sq", strs(d, d))
+			v := b.op("ReduceMean", "ln.var", strs(sq, axes))
+			v = b.op("Add", "ln.eps", strs(v, b.fs("eps", 1e-5)))
+			s := b.op("Sqrt", "ln.sqrt", strs(v))
+			n := b.op("Div", "ln.div", strs(d, s))
+			n = b.op("Mul", "ln.mul", strs(b.pos("ln.g", 12), n))
+			return b.op("Add", "ln.add", strs(n, b.w("ln.b", 12)))
+		}))
+	})
+	t.Run("rmsnorm", func(t *testing.T) {
+		check(t, mlpWithNorm(t, 17, func(b *builder, h string) string {
+			sq := b.op("Pow", "rms.pow", strs(h, b.fs("two", 2)))
+			v := b.op("ReduceMean", "rms.mean", strs(sq), aIs("axes", -1))
+			v = b.op("Add", "rms.eps", strs(v, b.fs("eps", 1e-6)))
+			s := b.op("Sqrt", "rms.sqrt", strs(v))
+			r := b.op("Reciprocal", "rms.rcp", strs(s))
+			n := b.op("Mul", "rms.mul", strs(h, r))
+			return b.op("Mul", "rms.g", strs(b.pos("rms.w", 12), n))
+		}))
+	})
+}
+
+// Structure: branches, offsets, strides, repeats.
+
+func TestSynthResidual(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		a := b.op("Conv", "a1", strs(x, b.w("a1.w", 6, 8, 3, 3), b.w("a1.b", 6)), aIs("pads", 1, 1, 1, 1))
+		a = b.op("Relu", "a1.relu", strs(a))
+		a = b.op("Conv", "a2", strs(a, b.w("a2.w", 10, 6, 3, 3), b.w("a2.b", 10)), aIs("pads", 1, 1, 1, 1))
+		c := b.op("Conv", "skip", strs(x, b.w("skip.w", 10, 8, 1, 1)))
+		c = b.op("BatchNormalization", "skip.bn", strs(c, b.pos("skip.bn.s", 10), b.w("skip.bn.b", 10), b.w("skip.bn.m", 10), b.pos("skip.bn.v", 10)))
+		h := b.op("Add", "res", strs(a, c))
+		h = b.op("Relu", "res.relu", strs(h))
+		// A second block whose identity branch is the sum itself.
+		d := b.op("Conv", "d1", strs(h, b.w("d1.w", 10, 10, 3, 3)), aIs("pads", 1, 1, 1, 1))
+		d = b.op("Relu", "d1.relu", strs(d))
+		h = b.op("Add", "res2", strs(h, d))
+		return h, 10
+	})
+	m := b.model()
+	a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"a1:channels", "channels", 6}, want{"a2:channels", "channels", 10})
+	g := groupOf(t, a, "a2")
+	for _, src := range []string{"skip", "d1"} {
+		if !contains(g.Sources, src) {
+			t.Errorf("residual group sources %v lack %s", g.Sources, src)
+		}
+	}
+	checkModel(t, m)
+}
+
+func TestSynthInceptionConcat(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		p := b.op("Conv", "b1", strs(x, b.w("b1.w", 4, 8, 1, 1), b.w("b1.b", 4)))
+		p = b.op("Relu", "b1.relu", strs(p))
+		q := b.op("Conv", "b2", strs(x, b.w("b2.w", 6, 8, 3, 3), b.w("b2.b", 6)), aIs("pads", 1, 1, 1, 1))
+		q = b.op("Relu", "b2.relu", strs(q))
+		r := b.op("MaxPool", "b3", strs(x), aIs("kernel_shape", 3, 3), aIs("strides", 1, 1), aIs("pads", 1, 1, 1, 1))
+		h := b.op("Concat", "cat", strs(p, q, r), aI("axis", 1))
+		h = b.op("Conv", "mix", strs(h, b.w("mix.w", 7, 18, 1, 1), b.w("mix.b", 7)))
+		h = b.op("Relu", "mix.relu", strs(h))
+		return h, 7
+	})
+	m := b.model()
+	a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"b1:channels", "channels", 4},
+		want{"b2:channels", "channels", 6}, want{"mix:channels", "channels", 7})
+	g := groupOf(t, a, "b2")
+	for _, p := range g.Params {
+		if p.Tensor == "mix.w" && (len(p.Segs) != 1 || p.Segs[0].Off != 4) {
+			t.Errorf("b2 in mix.w at %+v, want offset 4", p.Segs)
+		}
+	}
+	g = groupOf(t, a, "conv1")
+	for _, p := range g.Params {
+		if p.Tensor == "mix.w" && (len(p.Segs) != 1 || p.Segs[0].Off != 10) {
+			t.Errorf("conv1 in mix.w at %+v, want offset 10", p.Segs)
+		}
+	}
+	checkModel(t, m)
+}
+
+// A fused projection split three ways, with the sizes as an attribute
+// (opset 11), an input (13) or num_outputs (18).
+func TestSynthSplitFused(t *testing.T) {
+	for _, opset := range []int64{11, 13, 18} {
+		t.Run(fmt.Sprintf("opset%d", opset), func(t *testing.T) {
+			b := newBuilder(t, opset)
+			x := b.in("x", -1, 5, 8)
+			h := b.op("MatMul", "qkv", strs(x, b.w("qkv.w", 8, 30)))
+			h = b.op("Add", "qkv.add", strs(h, b.w("qkv.b", 30)))
+			sizes := []int64{10, 12, 8}
+			var parts []string
+			switch opset {
+			case 11:
+				parts = b.opN("Split", "split", strs(h), 3, aI("axis", -1), aIs("split", sizes...))
+			case 13:
+				parts = b.opN("Split", "split", strs(h, b.ints("sizes", sizes...)), 3, aI("axis", 2))
+			default:
+				sizes = []int64{10, 10, 10}
+				parts = b.opN("Split", "split", strs(h), 3, aI("axis", -1), aI("num_outputs", 3))
+			}
+			var outs []string
+			var groups []want
+			for k, p := range parts {
+				name := fmt.Sprintf("p%d", k)
+				r := b.op("Relu", name+".relu", strs(p))
+				outs = append(outs, b.op("MatMul", name+".proj", strs(r, b.w(name+".w", sizes[k], 4))))
+				groups = append(groups, want{fmt.Sprintf("split:neurons#%d", k+1), "neurons", int(sizes[k])})
+			}
+			b.out(outs...)
+			m := b.model()
+			a := analyze(t, m, groups...)
+			checkModel(t, m)
+			pruned, err := a.Apply(Plan{"split:neurons#2": {0, 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := dimsOf(t, pruned, "qkv.w"); d[1] != 28 {
+				t.Errorf("qkv.w dims %v", d)
+			}
+		})
+	}
+}
+
+// Gate and up projections fused into one weight and split in two, then
+// multiplied (SwiGLU): the halves are one space.
+func TestSynthSplitGate(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 5, 8)
+	h := b.op("MatMul", "gu", strs(x, b.w("gu.w", 8, 24)))
+	p := b.opN("Split", "split", strs(h), 2, aI("axis", -1))
+	s := b.op("Sigmoid", "sig", strs(p[0]))
+	s = b.op("Mul", "silu", strs(p[0], s))
+	s = b.op("Mul", "gate", strs(s, p[1]))
+	y := b.op("MatMul", "down", strs(s, b.w("down.w", 12, 8)))
+	b.out(y)
+	m := b.model()
+	analyze(t, m, want{"split:neurons", "neurons", 12})
+	checkModel(t, m)
+}
+
+var _ = math.Sqrt
