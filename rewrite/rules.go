@@ -533,8 +533,58 @@ func ruleReshape(an *analyzer, n *onnxpb.NodeProto, i int) {
 		an.blockTensor(x, fmt.Sprintf("Reshape node %s has an output of unknown shape", an.cur))
 		return
 	}
+	allowZero := onnxio.AttrInt(n, "allowzero", 0) == 1
+	dout = an.solveReshape(x, din, dout, an.prov(n.Input[1], 0), allowZero)
 	an.reshapeAxes(x, din, o, dout, reshapeGroups(din, dout))
-	an.fixShape(n, i, 1, o, x, onnxio.AttrInt(n, "allowzero", 0) == 1)
+	an.fixShape(n, i, 1, o, x, allowZero)
+}
+
+// solveReshape fills in the -1 of a reshape target that shape inference
+// could not size because the target also copies a run-time size of the
+// input (x.view(x.size(0), -1)): the copied axes cancel, and the -1 is the
+// rest of the input.
+func (an *analyzer) solveReshape(x string, din, dout []int64, elems []elem, allowZero bool) []int64 {
+	if len(elems) != len(dout) {
+		return dout
+	}
+	copied := map[int]bool{} // input axes copied to the same output index
+	free := -1
+	num, den := int64(1), int64(1)
+	for k, e := range elems {
+		switch {
+		case k < len(din) && e.kind == elemShape && e.tensor == x && e.axis == k:
+			copied[k] = true
+		case k < len(din) && e.kind != elemShape && e.value == 0 && !allowZero:
+			copied[k] = true
+		case e.kind != elemShape && e.value == -1:
+			if free >= 0 {
+				return dout
+			}
+			free = k
+		case dout[k] >= 0:
+			den *= dout[k]
+		default:
+			return dout
+		}
+	}
+	if free < 0 || dout[free] >= 0 {
+		return dout
+	}
+	for k, d := range din {
+		if copied[k] {
+			continue
+		}
+		if d < 0 {
+			return dout
+		}
+		num *= d
+	}
+	if den == 0 || num%den != 0 {
+		return dout
+	}
+	out := append([]int64(nil), dout...)
+	out[free] = num / den
+	return out
 }
 
 // fixShape records, for every unit axis of out, how the target shape input
