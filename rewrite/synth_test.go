@@ -109,7 +109,10 @@ func TestSynthLinearChain(t *testing.T) {
 
 // Convolutions.
 
-func convNet(t *testing.T, opset int64, mid func(b *builder, x string) (string, int64)) *builder {
+func convNet(t *testing.T, opset int64, mid func(b *builder, x string) (string, int64), opsetOverride ...int64) *builder {
+	if len(opsetOverride) > 0 {
+		opset = opsetOverride[0]
+	}
 	b := newBuilder(t, opset)
 	x := b.in("x", -1, 3, 12, 12)
 	h := b.op("Conv", "conv1", strs(x, b.w("conv1.w", 8, 3, 3, 3), b.w("conv1.b", 8)), aIs("pads", 1, 1, 1, 1))
@@ -438,6 +441,118 @@ func TestSynthSplitGate(t *testing.T) {
 	m := b.model()
 	analyze(t, m, want{"split:neurons", "neurons", 12})
 	checkModel(t, m)
+}
+
+// Slice of the full channel range (and of a spatial window), Pad of the
+// spatial axes, pools.
+func TestSynthSlicePadPool(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		h := b.op("Slice", "all", strs(x, b.ints("all.s", 0, 1), b.ints("all.e", math.MaxInt64, -1), b.ints("all.a", 1, 2)))
+		h = b.op("Pad", "pad", strs(h, b.ints("pad.p", 0, 0, 1, 2, 0, 0, 2, 1)))
+		h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 10, 8, 3, 3), b.w("conv2.b", 10)))
+		h = b.op("Relu", "relu2", strs(h))
+		h = b.op("MaxPool", "mp", strs(h), aIs("kernel_shape", 2, 2), aIs("strides", 2, 2))
+		h = b.op("Slice", "win", strs(h, b.ints("win.s", 1), b.ints("win.e", 4), b.ints("win.a", -1)))
+		h = b.op("Conv", "conv3", strs(h, b.w("conv3.w", 6, 10, 1, 1), b.w("conv3.b", 6)))
+		h = b.op("Relu", "relu3", strs(h))
+		h = b.op("AveragePool", "ap", strs(h), aIs("kernel_shape", 3, 3), aIs("pads", 1, 1, 1, 1))
+		return h, 6
+	})
+	m := b.model()
+	analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 10}, want{"conv3:channels", "channels", 6})
+	checkModel(t, m)
+}
+
+// Flatten of NCHW into a Gemm: each channel owns H*W consecutive features.
+func TestSynthFlattenStride(t *testing.T) {
+	for _, form := range []string{"flatten", "reshape"} {
+		t.Run(form, func(t *testing.T) {
+			b := newBuilder(t, 13)
+			x := b.in("x", -1, 3, 8, 8)
+			h := b.op("Conv", "conv1", strs(x, b.w("conv1.w", 6, 3, 3, 3), b.w("conv1.b", 6)), aIs("strides", 2, 2), aIs("pads", 1, 1, 1, 1))
+			h = b.op("Relu", "relu1", strs(h))
+			h = b.op("MaxPool", "mp", strs(h), aIs("kernel_shape", 2, 2), aIs("strides", 2, 2)) // [N,6,2,2]
+			if form == "flatten" {
+				h = b.op("Flatten", "flat", strs(h))
+			} else {
+				h = b.op("Reshape", "flat", strs(h, b.ints("flat.shape", -1, 24)))
+			}
+			h = b.op("Gemm", "fc1", strs(h, b.w("fc1.w", 24, 10), b.w("fc1.b", 10)))
+			h = b.op("Relu", "relu.fc1", strs(h))
+			y := b.op("Gemm", "fc2", strs(h, b.w("fc2.w", 10, 3)))
+			b.out(y)
+			m := b.model()
+			a := analyze(t, m, want{"conv1:channels", "channels", 6}, want{"fc1:neurons", "neurons", 10})
+			for _, p := range groupOf(t, a, "conv1").Params {
+				if p.Tensor == "fc1.w" && (p.PerUnit != 40 || p.Segs[0].B != 4 || p.Segs[0].R != 1) {
+					t.Errorf("conv1 in fc1.w: %+v", p)
+				}
+			}
+			checkModel(t, m)
+		})
+	}
+}
+
+// Transpose to NHWC, then Flatten or Reshape: the channels repeat H*W
+// times with a stride of C.
+func TestSynthTransposeRepeat(t *testing.T) {
+	for _, form := range []string{"flatten", "reshape", "reshape-shape"} {
+		t.Run(form, func(t *testing.T) {
+			b := newBuilder(t, 15)
+			x := b.in("x", -1, 3, 6, 6)
+			h := b.op("Conv", "conv1", strs(x, b.w("conv1.w", 5, 3, 3, 3), b.w("conv1.b", 5)), aIs("strides", 2, 2), aIs("pads", 1, 1, 1, 1))
+			h = b.op("Relu", "relu1", strs(h))
+			h = b.op("Transpose", "nhwc", strs(h), aIs("perm", 0, 2, 3, 1)) // [N,3,3,5]
+			switch form {
+			case "flatten":
+				h = b.op("Flatten", "flat", strs(h))
+			case "reshape":
+				h = b.op("Reshape", "flat", strs(h, b.ints("flat.shape", 0, 45)))
+			default:
+				n := b.op("Shape", "flat.n", strs(h), aI("end", 1))
+				h = b.op("Reshape", "flat", strs(h, b.op("Concat", "flat.shape", strs(n, b.ints("flat.rest", -1)), aI("axis", 0))))
+			}
+			h = b.op("MatMul", "fc1", strs(h, b.w("fc1.w", 45, 7)))
+			h = b.op("Relu", "relu.fc1", strs(h))
+			y := b.op("MatMul", "fc2", strs(h, b.w("fc2.w", 7, 2)))
+			b.out(y)
+			m := b.model()
+			a := analyze(t, m, want{"conv1:channels", "channels", 5}, want{"fc1:neurons", "neurons", 7})
+			for _, p := range groupOf(t, a, "conv1").Params {
+				if p.Tensor == "fc1.w" && (p.PerUnit != 9*7 || p.Segs[0].R != 9 || p.Segs[0].B != 1) {
+					t.Errorf("conv1 in fc1.w: %+v", p)
+				}
+			}
+			checkModel(t, m)
+		})
+	}
+}
+
+// Squeeze-and-excitation: the gate multiplies the channels it was computed
+// from, so the squeeze's input channels and the excitation's outputs are one
+// space.
+func TestSynthSqueezeExcite(t *testing.T) {
+	for _, gate := range []string{"Sigmoid", "HardSigmoid"} {
+		t.Run(gate, func(t *testing.T) {
+			b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+				s := b.op("GlobalAveragePool", "se.pool", strs(x))
+				s = b.op("Conv", "se.fc1", strs(s, b.w("se.fc1.w", 4, 8, 1, 1), b.w("se.fc1.b", 4)))
+				s = b.op("Relu", "se.relu", strs(s))
+				s = b.op("Conv", "se.fc2", strs(s, b.w("se.fc2.w", 8, 4, 1, 1), b.w("se.fc2.b", 8)))
+				s = b.op(gate, "se.gate", strs(s))
+				h := b.op("Mul", "se.mul", strs(x, s))
+				h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 8, 3, 3), b.w("conv2.b", 6)))
+				h = b.op("HardSwish", "act2", strs(h))
+				return h, 6
+			}, 14)
+			m := b.model()
+			a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"se.fc1:channels", "channels", 4}, want{"conv2:channels", "channels", 6})
+			if g := groupOf(t, a, "se.fc2"); g != groupOf(t, a, "conv1") {
+				t.Errorf("the excitation's outputs are not the block's channels:\n%s", summary(a))
+			}
+			checkModel(t, m)
+		})
+	}
 }
 
 var _ = math.Sqrt
