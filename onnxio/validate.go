@@ -140,6 +140,14 @@ func validateGraph(m *Model, g *onnxpb.GraphProto, outer map[string]bool, top bo
 			}
 		}
 		for _, a := range n.GetAttribute() {
+			if a.G == nil && len(a.Graphs) == 0 {
+				if a.T != nil {
+					checkTensorData(m, a.T, gname, add)
+				}
+				continue
+			}
+			// Only subgraphs need the scope: copying it for every
+			// attribute made validation quadratic in the graph size.
 			scope := map[string]bool{}
 			for k := range outer {
 				scope[k] = true
