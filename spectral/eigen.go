@@ -156,8 +156,10 @@ func residual(lx, ly *CSR, c, eps float64, vals []float64, vecs *mat.Dense) floa
 }
 
 // applyB sets dst = (L_Y + c 1 1^T + eps I) x without forming 1 1^T.
-func applyB(ly *CSR, c, eps float64, dst, x []float64) {
-	ly.MulVecTo(dst, x)
+func applyB(ly *CSR, c, eps float64, dst, x []float64) { applyBPar(ly, c, eps, dst, x, 1) }
+
+func applyBPar(ly *CSR, c, eps float64, dst, x []float64, threads int) {
+	ly.mulVecPar(dst, x, threads)
 	t := c * floats.Sum(x)
 	if eps != 0 {
 		for i, v := range x {
@@ -179,6 +181,7 @@ type pcg struct {
 	inv        []float64 // 1 / diag(B)
 	tol        float64
 	maxIter    int
+	threads    int
 	r, z, p, q []float64
 }
 
@@ -207,7 +210,7 @@ func (s *pcg) solve(x, rhs []float64) (int, error) {
 	copy(p, z)
 	rz := floats.Dot(r, z)
 	for it := 1; it <= s.maxIter; it++ {
-		applyB(s.ly, s.c, s.eps, q, p)
+		applyBPar(s.ly, s.c, s.eps, q, p, s.threads)
 		alpha := rz / floats.Dot(p, q)
 		floats.AddScaled(x, alpha, p)
 		floats.AddScaled(r, -alpha, q)
@@ -250,6 +253,7 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 	}
 	c, eps := regularisation(ly, o)
 	solver := newPCG(ly, c, eps, o.Tol*1e-2)
+	solver.threads = o.Threads
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed5eed))
 
 	var V, BV [][]float64 // basis (B-orthonormal) and its B-image
@@ -304,7 +308,7 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 	var ritzVecs *mat.Dense
 	for {
 		j := len(V) - 1
-		lx.MulVecTo(z, V[j])
+		lx.mulVecPar(z, V[j], o.Threads)
 		for i := 0; i <= j; i++ {
 			x := floats.Dot(V[i], z)
 			h[i*hs+j], h[j*hs+i] = x, x

@@ -246,20 +246,34 @@ func (ix *knnIndex) buildSearch() {
 	}
 	ix.built = true
 	u, m := len(ix.members), ix.m
+	// Mean and largest deviation, per sample in parallel chunks.
 	mean := make([]float64, m)
-	for r := 0; r < u; r++ {
-		for i, v := range ix.repRow(r) {
-			mean[i] += v
+	const chunk = 64
+	nchunks := (m + chunk - 1) / chunk
+	maxDev := make([]float64, nchunks)
+	parallelFor(nchunks, ix.threads, func(c int) {
+		lo, hi := c*chunk, min(c*chunk+chunk, m)
+		for r := 0; r < u; r++ {
+			row := ix.repRow(r)
+			for i := lo; i < hi; i++ {
+				mean[i] += row[i]
+			}
 		}
-	}
+		for i := lo; i < hi; i++ {
+			mean[i] /= float64(u)
+		}
+		for r := 0; r < u; r++ {
+			row := ix.repRow(r)
+			for i := lo; i < hi; i++ {
+				if d := math.Abs(row[i] - mean[i]); d > maxDev[c] {
+					maxDev[c] = d
+				}
+			}
+		}
+	})
 	maxAbs := 0.0
-	for i := range mean {
-		mean[i] /= float64(u)
-	}
-	for r := 0; r < u; r++ {
-		for i, v := range ix.repRow(r) {
-			maxAbs = math.Max(maxAbs, math.Abs(v-mean[i]))
-		}
+	for _, d := range maxDev {
+		maxAbs = math.Max(maxAbs, d)
 	}
 	scale := 1.0
 	if maxAbs > 0 {
@@ -275,15 +289,18 @@ func (ix *knnIndex) buildSearch() {
 	ix.packed = reuseF32(ix.packed, ix.upad*m)
 	clear(ix.packed[u/panel*m*panel:]) // zero the padding columns of the last panel
 	ix.akey = make([]float64, u)
-	for r := 0; r < u; r++ {
-		nrm := 0.0
-		for k, v := range ix.repRow(r) {
-			f := float32((v - mean[k]) * scale)
-			ix.packed[packIndex(m, k, r)] = f
-			nrm += float64(f) * float64(f)
+	parallelFor(ix.upad/panel, ix.threads, func(pn int) {
+		for r := pn * panel; r < min(pn*panel+panel, u); r++ {
+			nrm := 0.0
+			dst := ix.packed[pn*m*panel+r%panel:]
+			for k, v := range ix.repRow(r) {
+				f := float32((v - mean[k]) * scale)
+				dst[k*panel] = f
+				nrm += float64(f) * float64(f)
+			}
+			ix.akey[r] = (1-gamma)*nrm - tau/2
 		}
-		ix.akey[r] = (1-gamma)*nrm - tau/2
-	}
+	})
 }
 
 // entry is a node at a squared distance.

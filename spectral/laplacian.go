@@ -43,10 +43,26 @@ func (g *Graph) Laplacian() *CSR {
 }
 
 // MulVecTo sets dst = A x. dst and x must not overlap.
-func (a *CSR) MulVecTo(dst, x []float64) {
+func (a *CSR) MulVecTo(dst, x []float64) { a.mulRows(dst, x, 0, a.N) }
+
+// mulVecPar is MulVecTo on up to threads goroutines. Each row is summed by
+// one goroutine in the same order, so the result does not depend on threads.
+func (a *CSR) mulVecPar(dst, x []float64, threads int) {
+	const minNNZ = 1 << 15 // below this, goroutine hand-off costs more
+	if threads <= 1 || len(a.Ind) < minNNZ {
+		a.mulRows(dst, x, 0, a.N)
+		return
+	}
+	chunk := (a.N + threads - 1) / threads
+	parallelFor(threads, threads, func(t int) {
+		a.mulRows(dst, x, t*chunk, min(t*chunk+chunk, a.N))
+	})
+}
+
+func (a *CSR) mulRows(dst, x []float64, lo, hi int) {
 	x = x[:a.N]
 	dst = dst[:a.N]
-	for i := range dst {
+	for i := lo; i < hi; i++ {
 		s := 0.0
 		lo, hi := a.Ptr[i], a.Ptr[i+1]
 		ind := a.Ind[lo:hi]
