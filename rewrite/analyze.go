@@ -233,8 +233,28 @@ func (an *analyzer) carriesUnits(n *onnxpb.NodeProto) bool {
 	return false
 }
 
-// dims returns the inferred shape of t (nil, false if unknown).
-func (a *Analysis) dims(t string) ([]int64, bool) { return a.shapes.Shape(t) }
+// dims returns the inferred shape of t (nil, false if unknown). An axis
+// that carries units has the length of its layout even where inference
+// could not size it (heads reshaped with a -1 next to a run-time size).
+func (a *Analysis) dims(t string) ([]int64, bool) {
+	d, ok := a.shapes.Shape(t)
+	if !ok || len(a.lay[t]) == 0 {
+		return d, ok
+	}
+	var out []int64
+	for ax, l := range a.lay[t] {
+		if ax < len(d) && d[ax] < 0 {
+			if out == nil {
+				out = append([]int64(nil), d...)
+			}
+			out[ax] = int64(a.sp.length(l))
+		}
+	}
+	if out == nil {
+		return d, ok
+	}
+	return out, true
+}
 
 func (a *Analysis) setLayout(t string, axis int, l Layout) {
 	if l == nil {
