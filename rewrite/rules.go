@@ -3,6 +3,7 @@ package rewrite
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
@@ -535,8 +536,54 @@ func ruleReshape(an *analyzer, n *onnxpb.NodeProto, i int) {
 	}
 	allowZero := onnxio.AttrInt(n, "allowzero", 0) == 1
 	dout = an.solveReshape(x, din, dout, an.prov(n.Input[1], 0), allowZero)
-	an.reshapeAxes(x, din, o, dout, reshapeGroups(din, dout))
+	an.reshapeAxes(x, din, o, dout, reshapeGroupsSym(din, dout))
 	an.fixShape(n, i, 1, o, x, allowZero)
+}
+
+// symSize stands for a run-time size that is the same on both sides of a
+// reshape; it is larger than any product of real sizes it meets.
+const symSize = 1<<31 - 1
+
+// reshapeGroupsSym is reshapeGroups for shapes that, besides leading
+// run-time (batch) axes, have one more run-time axis on each side, such as
+// the sequence in [B,KV,G,T,D] -> [B,H,T,D]. When the known sizes on both
+// sides have the same product, the two run-time sizes are equal and can be
+// paired; a group that mixes such an axis with others stays opaque.
+func reshapeGroupsSym(in, out []int64) []rgroup {
+	i := 0
+	for i < len(in) && i < len(out) && in[i] < 0 && out[i] < 0 {
+		i++
+	}
+	unk := func(d []int64) (int, int64) {
+		at, p := -1, int64(1)
+		for k := i; k < len(d); k++ {
+			if d[k] < 0 {
+				if at >= 0 {
+					return -2, 0
+				}
+				at = k
+				continue
+			}
+			p *= d[k]
+		}
+		return at, p
+	}
+	ai, pi := unk(in)
+	ao, po := unk(out)
+	if ai < 0 || ao < 0 || pi != po {
+		return reshapeGroups(in, out)
+	}
+	in2, out2 := append([]int64(nil), in...), append([]int64(nil), out...)
+	in2[ai], out2[ao] = symSize, symSize
+	gs := reshapeGroups(in2, out2)
+	for k, g := range gs {
+		if slices.Contains(g.in, ai) || slices.Contains(g.out, ao) {
+			if len(g.in) != 1 || len(g.out) != 1 || g.in[0] != ai || g.out[0] != ao {
+				gs[k].opaque = true
+			}
+		}
+	}
+	return gs
 }
 
 // solveReshape fills in the -1 of a reshape target that shape inference
