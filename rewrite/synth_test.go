@@ -555,4 +555,236 @@ func TestSynthSqueezeExcite(t *testing.T) {
 	}
 }
 
+// Attention.
+
+// attnOpts describes a multi-head attention block: heads (query heads), kv
+// (key/value heads; kv < heads is grouped-query attention), head size d,
+// how the shape constants are written, and whether Q, K and V come from
+// one fused projection split three ways.
+type attnOpts struct {
+	opset     int64
+	heads, kv int64
+	d         int64
+	t         int64  // sequence length; -1 for a run-time size
+	shapes    string // "init", "concat" (Shape->Gather pieces), "minus1"
+	fused     bool
+}
+
+func attention(t *testing.T, o attnOpts) *builder {
+	b := newBuilder(t, o.opset)
+	const e = 16
+	x := b.in("x", -1, o.t, e)
+	hq, hk, d := o.heads, o.kv, o.d
+	unsq := func(name, in string) string {
+		if o.opset >= 13 {
+			return b.op("Unsqueeze", name, strs(in, b.ints(name+".axes", 0)))
+		}
+		return b.op("Unsqueeze", name, strs(in), aIs("axes", 0))
+	}
+	// size k of tensor src at run time, as a 1-D tensor.
+	size := func(name, src string, k int64) string {
+		sh := b.op("Shape", name+".shape", strs(src))
+		g := b.op("Gather", name+".gather", strs(sh, b.i64(name+".idx", k)), aI("axis", 0))
+		return unsq(name+".unsq", g)
+	}
+	// target builds the shape input of a Reshape of src: sizes of -1 mean
+	// "copy src's axis k" for the leading axes.
+	target := func(name, src string, dims ...int64) string {
+		switch o.shapes {
+		case "concat":
+			var parts []string
+			for k, v := range dims {
+				if v == 0 {
+					parts = append(parts, size(fmt.Sprintf("%s.s%d", name, k), src, int64(k)))
+				} else {
+					parts = append(parts, b.ints(fmt.Sprintf("%s.c%d", name, k), v))
+				}
+			}
+			return b.op("Concat", name, parts, aI("axis", 0))
+		case "minus1":
+			// One -1 in place of the last sized axis before the head size.
+			out := append([]int64(nil), dims...)
+			for k := len(out) - 2; k >= 0; k-- {
+				if out[k] != 0 {
+					out[k] = -1
+					break
+				}
+			}
+			if out[len(out)-1] != d {
+				out[len(out)-1] = -1
+				for k := range out[:len(out)-1] {
+					if out[k] == -1 {
+						out[k] = dims[k]
+					}
+				}
+			}
+			return b.ints(name, out...)
+		}
+		return b.ints(name, dims...)
+	}
+	var q, k, v string
+	if o.fused {
+		qkv := b.op("MatMul", "qkv", strs(x, b.w("qkv.w", e, (hq+2*hk)*d)))
+		qkv = b.op("Add", "qkv.add", strs(qkv, b.w("qkv.b", (hq+2*hk)*d)))
+		var parts []string
+		if o.opset >= 13 {
+			parts = b.opN("Split", "qkv.split", strs(qkv, b.ints("qkv.sizes", hq*d, hk*d, hk*d)), 3, aI("axis", 2))
+		} else {
+			parts = b.opN("Split", "qkv.split", strs(qkv), 3, aI("axis", 2), aIs("split", hq*d, hk*d, hk*d))
+		}
+		q, k, v = parts[0], parts[1], parts[2]
+	} else {
+		proj := func(name string, n int64) string {
+			h := b.op("MatMul", name, strs(x, b.w(name+".w", e, n*d)))
+			return b.op("Add", name+".add", strs(h, b.w(name+".b", n*d)))
+		}
+		q, k, v = proj("q", hq), proj("k", hk), proj("v", hk)
+	}
+	q = b.op("Reshape", "q.split", strs(q, target("q.shape", q, 0, 0, hq, d)))
+	q = b.op("Transpose", "q.t", strs(q), aIs("perm", 0, 2, 1, 3)) // [B,H,T,D]
+	heads := func(name, in string) string {
+		h := b.op("Reshape", name+".split", strs(in, target(name+".shape", in, 0, 0, hk, d)))
+		h = b.op("Transpose", name+".t", strs(h), aIs("perm", 0, 2, 1, 3)) // [B,KV,T,D]
+		if hk == hq {
+			return h
+		}
+		// repeat_kv: [B,KV,T,D] -> [B,KV,1,T,D] -> [B,KV,G,T,D] -> [B,H,T,D]
+		var u string
+		if o.opset >= 13 {
+			u = b.op("Unsqueeze", name+".rep.unsq", strs(h, b.ints(name+".rep.axes", 2)))
+		} else {
+			u = b.op("Unsqueeze", name+".rep.unsq", strs(h), aIs("axes", 2))
+		}
+		var shape string
+		if o.shapes == "concat" {
+			shape = b.op("Concat", name+".rep.shape", strs(size(name+".rep.b", h, 0), b.ints(name+".rep.kv", hk),
+				b.ints(name+".rep.g", hq/hk), size(name+".rep.t", h, 2), b.ints(name+".rep.d", d)), aI("axis", 0))
+		} else {
+			shape = b.ints(name+".rep.shape", 1, hk, hq/hk, 1, 1)
+		}
+		u = b.op("Expand", name+".rep", strs(u, shape))
+		return b.op("Reshape", name+".rep.merge", strs(u, target(name+".rep.merge.shape", u, 0, hq, -1, d)))
+	}
+	k = heads("k", k)
+	k = b.op("Transpose", "k.tt", strs(k), aIs("perm", 0, 1, 3, 2)) // [B,H,D,T]
+	v = heads("v", v)
+	s := b.op("MatMul", "scores", strs(q, k))
+	s = b.op("Div", "scale", strs(s, b.fs("sqrt_d", math.Sqrt(float64(d)))))
+	p := b.op("Softmax", "softmax", strs(s), aI("axis", -1))
+	c := b.op("MatMul", "context", strs(p, v))
+	c = b.op("Transpose", "context.t", strs(c), aIs("perm", 0, 2, 1, 3))
+	c = b.op("Reshape", "context.merge", strs(c, target("context.shape", c, 0, 0, hq*d)))
+	y := b.op("MatMul", "o", strs(c, b.w("o.w", hq*d, e)))
+	y = b.op("Add", "o.add", strs(y, b.w("o.b", e)))
+	b.out(y)
+	return b
+}
+
+func TestSynthAttention(t *testing.T) {
+	for _, o := range []attnOpts{
+		{opset: 13, shapes: "init", t: 5},
+		{opset: 13, shapes: "init", t: -1},
+		{opset: 11, shapes: "concat", t: -1},
+		{opset: 13, shapes: "concat", t: 5},
+		{opset: 14, shapes: "minus1", t: 5},
+		{opset: 14, shapes: "minus1", t: -1},
+		{opset: 11, shapes: "init", t: 5, fused: true},
+		{opset: 13, shapes: "concat", t: -1, fused: true},
+	} {
+		o.heads, o.kv, o.d = 4, 4, 4
+		name := fmt.Sprintf("opset%d/%s/T=%d", o.opset, o.shapes, o.t)
+		if o.fused {
+			name += "/fused"
+		}
+		t.Run(name, func(t *testing.T) {
+			m := attention(t, o).model()
+			a, err := Analyze(m, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := "q"
+			if o.fused {
+				src = "qkv"
+			}
+			var g *Group
+			for _, x := range a.Prunable() {
+				g = x
+			}
+			if len(a.Prunable()) != 1 || g.Kind != "heads" || g.Width != 4 || !contains(g.Sources, "k") && !o.fused {
+				t.Fatalf("want one prunable group of 4 heads from %s, have\n%s", src, summary(a))
+			}
+			if g.Observe == nil || !g.Observe.RMS {
+				t.Errorf("heads observation: %+v", g.Observe)
+			}
+			// Projection rows and columns and the output projection's rows.
+			if g.ParamsPerUnit != 3*(16*4+4)+4*16 {
+				t.Errorf("params per head %d", g.ParamsPerUnit)
+			}
+			checkModel(t, m)
+			pruned, err := a.Apply(Plan{g.Name: {1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := dimsOf(t, pruned, "o.w"); d[0] != 12 {
+				t.Errorf("o.w dims %v", d)
+			}
+		})
+	}
+}
+
+// Grouped-query attention: 8 query heads over 2 KV heads, repeated with
+// Unsqueeze, Expand and Reshape. A KV head goes with its 4 query heads.
+func TestSynthGQA(t *testing.T) {
+	for _, o := range []attnOpts{
+		{opset: 13, shapes: "init", t: 5},
+		{opset: 11, shapes: "concat", t: -1},
+		{opset: 14, shapes: "minus1", t: 5},
+		{opset: 13, shapes: "init", t: 5, fused: true},
+	} {
+		o.heads, o.kv, o.d = 8, 2, 2
+		name := fmt.Sprintf("opset%d/%s/T=%d", o.opset, o.shapes, o.t)
+		if o.fused {
+			name += "/fused"
+		}
+		t.Run(name, func(t *testing.T) {
+			m := attention(t, o).model()
+			a, err := Analyze(m, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var g *Group
+			for _, x := range a.Prunable() {
+				g = x
+			}
+			if len(a.Prunable()) != 1 || g.Kind != "kv-groups" || g.Width != 2 {
+				t.Fatalf("want one prunable group of 2 KV groups, have\n%s", summary(a))
+			}
+			t.Logf("groups:\n%s", summary(a))
+			// Per KV group: 4 query heads and 1 key and 1 value head of
+			// projection columns (16+1 each per channel of D=2), and 4
+			// heads' rows of the output projection.
+			if want := int64(6*2*17 + 4*2*16); g.ParamsPerUnit != want {
+				t.Errorf("params per KV group %d, want %d", g.ParamsPerUnit, want)
+			}
+			checkModel(t, m)
+			pruned, err := a.Apply(Plan{g.Name: {0}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !o.fused {
+				for name, want := range map[string]int64{"q.w": 8, "k.w": 2, "v.w": 2} {
+					if d := dimsOf(t, pruned, name); d[1] != want {
+						t.Errorf("%s dims %v, want %d columns", name, d, want)
+					}
+				}
+			} else if d := dimsOf(t, pruned, "qkv.w"); d[1] != 12 {
+				t.Errorf("qkv.w dims %v", d)
+			}
+			if d := dimsOf(t, pruned, "o.w"); d[0] != 8 {
+				t.Errorf("o.w dims %v", d)
+			}
+		})
+	}
+}
+
 var _ = math.Sqrt
