@@ -63,7 +63,7 @@ const (
 	DefaultEps       = 1e-6
 	DefaultTol       = 1e-10
 	DefaultMaxIter   = 600
-	DefaultDenseMaxN = 150
+	DefaultDenseMaxN = 64
 )
 
 // Options configures Score. The zero value of every field means its
