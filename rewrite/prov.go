@@ -125,6 +125,53 @@ func (an *analyzer) prov(t string, depth int) []elem {
 			out = append(out, src[j])
 		}
 		return out
+	case "Where":
+		// torch.onnx exports expand(...) with Where(shape == -1, 1, shape):
+		// where the condition is known, each element comes from one side.
+		cond, ok := an.shapes.Values[p.Input[0]]
+		if !ok {
+			break
+		}
+		x := an.withUser(an.provOrValues(p.Input[1], depth+1), p.Input[1], pi, 1)
+		y := an.withUser(an.provOrValues(p.Input[2], depth+1), p.Input[2], pi, 2)
+		n := max(len(cond), len(x), len(y))
+		at := func(e []elem, k int) (elem, bool) {
+			switch len(e) {
+			case n:
+				return e[k], true
+			case 1:
+				return e[0], true
+			}
+			return elem{}, false
+		}
+		if len(cond) != n && len(cond) != 1 {
+			break
+		}
+		out := make([]elem, n)
+		for k := range out {
+			c := cond[0]
+			if len(cond) == n {
+				c = cond[k]
+			}
+			src := x
+			if c == 0 {
+				src = y
+			}
+			e, ok := at(src, k)
+			switch {
+			case c == onnxio.Unknown:
+				out[k] = elem{kind: elemOther, value: onnxio.Unknown}
+			case !ok:
+				return nil
+			case len(src) == 1 && n > 1 && e.kind == elemConst:
+				// One constant element broadcast to several places cannot
+				// be rewritten for one of them.
+				out[k] = elem{kind: elemOther, value: e.value}
+			default:
+				out[k] = e
+			}
+		}
+		return out
 	}
 	// Computed: the values may be known, but not where they come from.
 	if v, ok := an.shapes.Values[t]; ok {
@@ -135,6 +182,22 @@ func (an *analyzer) prov(t string, depth int) []elem {
 		return out
 	}
 	return nil
+}
+
+// provOrValues is prov, or the known values of t as untraceable elements.
+func (an *analyzer) provOrValues(t string, depth int) []elem {
+	if e := an.prov(t, depth); e != nil {
+		return e
+	}
+	v, ok := an.shapes.Values[t]
+	if !ok {
+		return nil
+	}
+	out := make([]elem, len(v))
+	for k := range v {
+		out[k] = elem{kind: elemOther, value: v[k]}
+	}
+	return out
 }
 
 func safe(l []string, k int) string {
