@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"testing"
+
+	"github.com/onnx-cria/onnx-cria/onnxio"
 )
 
 // Synthetic models, one structure each, through the rewriter's contract
@@ -591,7 +593,7 @@ func attention(t *testing.T, o attnOpts) *builder {
 	// "copy src's axis k" for the leading axes.
 	target := func(name, src string, dims ...int64) string {
 		switch o.shapes {
-		case "concat":
+		case "concat", "torch":
 			var parts []string
 			for k, v := range dims {
 				if v == 0 {
@@ -656,10 +658,20 @@ func attention(t *testing.T, o attnOpts) *builder {
 			u = b.op("Unsqueeze", name+".rep.unsq", strs(h), aIs("axes", 2))
 		}
 		var shape string
-		if o.shapes == "concat" {
+		if o.shapes == "concat" || o.shapes == "torch" {
 			shape = b.op("Concat", name+".rep.shape", strs(size(name+".rep.b", h, 0), b.ints(name+".rep.kv", hk),
 				b.ints(name+".rep.g", hq/hk), size(name+".rep.t", h, 2), b.ints(name+".rep.d", d)), aI("axis", 0))
-		} else {
+		}
+		if o.shapes == "torch" {
+			// torch.onnx's export of expand: -1 entries mean "keep".
+			sh := b.op("Reshape", name+".rep.flat", strs(shape, b.ints(name+".rep.m1", -1)))
+			ones := b.op("ConstantOfShape", name+".rep.ones", strs(b.op("Shape", name+".rep.len", strs(sh))),
+				aT("value", onnxio.NewInt64Tensor("", []int64{1}, []int64{1})))
+			neg := b.op("Mul", name+".rep.neg", strs(ones, b.i64(name+".rep.minus", -1)))
+			eq := b.op("Equal", name+".rep.eq", strs(sh, neg))
+			shape = b.op("Where", name+".rep.where", strs(eq, ones, sh))
+		}
+		if shape == "" {
 			shape = b.ints(name+".rep.shape", 1, hk, hq/hk, 1, 1)
 		}
 		u = b.op("Expand", name+".rep", strs(u, shape))
@@ -740,6 +752,8 @@ func TestSynthGQA(t *testing.T) {
 		{opset: 11, shapes: "concat", t: -1},
 		{opset: 14, shapes: "minus1", t: 5},
 		{opset: 13, shapes: "init", t: 5, fused: true},
+		{opset: 14, shapes: "torch", t: 5},
+		{opset: 17, shapes: "torch", t: -1},
 	} {
 		o.heads, o.kv, o.d = 8, 2, 2
 		name := fmt.Sprintf("opset%d/%s/T=%d", o.opset, o.shapes, o.t)
@@ -788,3 +802,28 @@ func TestSynthGQA(t *testing.T) {
 }
 
 var _ = math.Sqrt
+
+// The Llama fixture's KV heads are repeated with torch's Expand export;
+// every layer's KV groups must be prunable.
+func TestLlamaKVGroups(t *testing.T) {
+	m, err := onnxio.Load("../testdata/models/llama/model.onnx")
+	if err != nil {
+		t.Skip(err)
+	}
+	a, err := Analyze(m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range a.Groups {
+		if g.Kind == "kv-groups" {
+			n++
+			if !g.Prunable() {
+				t.Errorf("%s is blocked: %v", g.Name, g.Blocked)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("no KV groups:\n%s", summary(a))
+	}
+}
