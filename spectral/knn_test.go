@@ -93,6 +93,9 @@ func checkKNN(t *testing.T, name string, x *mat.Dense, k int, kernels []string, 
 func TestKNNBruteForce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	kernels := availableKernels()
+	if raceEnabled {
+		kernels = kernels[:1]
+	}
 	for _, tc := range []struct {
 		name string
 		x    *mat.Dense
