@@ -151,7 +151,6 @@ func insertAxis(d []int64, at int, v int64) []int64 {
 	return append(out, d[at:]...)
 }
 
-
 // convGeom is the geometry of a Conv or pooling node with explicit pads.
 type convGeom struct {
 	kernel, strides, dilations []int64
