@@ -14,10 +14,8 @@ type Plan map[string][]int
 // edits is everything Apply changes, worked out before touching the model.
 type edits struct {
 	removed map[int]map[int]bool
-	slices  map[string]map[int][]int // constant -> axis -> kept positions
-	oldDims map[string][]int64
-	private map[string]bool     // shared constants that get a pruned copy
-	users   map[string][][2]int // registered (node, slot) readers per constant
+	slices  map[string][]*variant // constant -> its distinct slicings
+	inPlace map[string]bool       // the first slicing is applied to the constant itself
 	shape   map[[2]int]map[int]int64
 	shapeOf map[[2]int]string // (node, slot) -> constant read there
 	groups  map[int]int64     // Conv node -> new group count
@@ -29,10 +27,8 @@ type edits struct {
 func (a *Analysis) plan(p Plan) (*edits, error) {
 	e := &edits{
 		removed: map[int]map[int]bool{},
-		slices:  map[string]map[int][]int{},
-		oldDims: map[string][]int64{},
-		private: map[string]bool{},
-		users:   map[string][][2]int{},
+		slices:  map[string][]*variant{},
+		inPlace: map[string]bool{},
 		shape:   map[[2]int]map[int]int64{},
 		shapeOf: map[[2]int]string{},
 		groups:  map[int]int64{},
@@ -86,6 +82,7 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		}
 		return false, nil
 	}
+	perUse := map[string]map[[2]int]map[int][]int{}
 	for _, pu := range a.params {
 		hit, err := touched(pu.lay)
 		if err != nil {
@@ -98,21 +95,45 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		if err != nil {
 			return nil, err
 		}
-		if e.slices[pu.tensor] == nil {
-			e.slices[pu.tensor] = map[int][]int{}
-			_, t := a.constOf(pu.tensor)
-			e.oldDims[pu.tensor] = t.GetDims()
+		use := [2]int{pu.node, pu.slot}
+		if perUse[pu.tensor] == nil {
+			perUse[pu.tensor] = map[[2]int]map[int][]int{}
 		}
-		if prev, ok := e.slices[pu.tensor][pu.axis]; ok && !equalInts(prev, keep) {
+		axes := perUse[pu.tensor][use]
+		if axes == nil {
+			axes = map[int][]int{}
+			perUse[pu.tensor][use] = axes
+		}
+		if prev, ok := axes[pu.axis]; ok && !equalInts(prev, keep) {
 			return nil, fmt.Errorf("constant %q would be sliced two ways along axis %d", pu.tensor, pu.axis)
 		}
-		e.slices[pu.tensor][pu.axis] = keep
-		e.users[pu.tensor] = append(e.users[pu.tensor], [2]int{pu.node, pu.slot})
+		axes[pu.axis] = keep
 	}
-	for name := range e.slices {
-		if !sameUses(a.constUses(name), e.users[name]) {
-			e.private[name] = true
+	// A constant read in several places (tied weights, constants that an
+	// exporter deduplicated) is sliced per use: each distinct slicing is one
+	// tensor. The constant itself takes the first slicing when every reader
+	// wants a slicing; otherwise it stays as it is for the others.
+	for name, uses := range perUse {
+		keys := make([][2]int, 0, len(uses))
+		for u := range uses {
+			keys = append(keys, u)
 		}
+		sort.Slice(keys, func(i, j int) bool {
+			return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
+		})
+		var vs []*variant
+	next:
+		for _, u := range keys {
+			for _, v := range vs {
+				if sameSlicing(v.axes, uses[u]) {
+					v.users = append(v.users, u)
+					continue next
+				}
+			}
+			vs = append(vs, &variant{axes: uses[u], users: [][2]int{u}})
+		}
+		e.slices[name] = vs
+		e.inPlace[name] = sameUses(a.constUses(name), keys)
 	}
 	for _, f := range a.fixes {
 		hit, err := touched(f.lay)
@@ -186,6 +207,33 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 	return e, nil
 }
 
+// variant is one slicing of a constant and the (node, slot) uses that read it.
+type variant struct {
+	axes  map[int][]int // axis -> kept positions
+	users [][2]int
+}
+
+func sameSlicing(a, b map[int][]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for ax, k := range a {
+		if l, ok := b[ax]; !ok || !equalInts(k, l) {
+			return false
+		}
+	}
+	return true
+}
+
+// sliced returns the dims of t after slicing.
+func (v *variant) dims(t *onnxpb.TensorProto) []int64 {
+	nd := append([]int64(nil), t.GetDims()...)
+	for ax, keep := range v.axes {
+		nd[ax] = int64(len(keep))
+	}
+	return nd
+}
+
 func equalInts(a, b []int) bool {
 	if len(a) != len(b) {
 		return false
@@ -253,20 +301,16 @@ func (a *Analysis) ParamsAfter(p Plan) (int64, error) {
 		return 0, err
 	}
 	total, _ := a.Model.ParamCount()
-	for name, axes := range e.slices {
+	for name, vs := range e.slices {
 		_, t := a.constOf(name)
 		if !onnxio.DataType(t.GetDataType()).IsFloat() {
 			continue
 		}
-		old := onnxio.NumElements(t.GetDims())
-		nd := append([]int64(nil), t.GetDims()...)
-		for ax, keep := range axes {
-			nd[ax] = int64(len(keep))
+		for _, v := range vs {
+			total += onnxio.NumElements(v.dims(t))
 		}
-		if e.private[name] {
-			total += onnxio.NumElements(nd)
-		} else {
-			total += onnxio.NumElements(nd) - old
+		if e.inPlace[name] {
+			total -= onnxio.NumElements(t.GetDims())
 		}
 	}
 	return total, nil
@@ -313,35 +357,48 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 		if src == nil {
 			return nil, fmt.Errorf("constant %q not found in the copy", name)
 		}
-		raw, err := a.Model.RawData(src)
+		orig, err := a.Model.RawData(src)
 		if err != nil {
 			return nil, err
 		}
-		dims := append([]int64(nil), src.GetDims()...)
-		axes := make([]int, 0, len(e.slices[name]))
-		for ax := range e.slices[name] {
-			axes = append(axes, ax)
-		}
-		sort.Ints(axes)
 		size := onnxio.DataType(src.GetDataType()).Size()
-		for _, ax := range axes {
-			raw = gatherAxis(raw, dims, size, ax, e.slices[name][ax])
-			dims[ax] = int64(len(e.slices[name][ax]))
+		type sliced struct {
+			dims []int64
+			raw  []byte
 		}
-		if !e.private[name] {
-			if err := onnxio.SetRawData(src, dims, raw); err != nil {
+		var done []sliced
+		for _, v := range e.slices[name] {
+			raw := orig
+			dims := append([]int64(nil), src.GetDims()...)
+			axes := make([]int, 0, len(v.axes))
+			for ax := range v.axes {
+				axes = append(axes, ax)
+			}
+			sort.Ints(axes)
+			for _, ax := range axes {
+				raw = gatherAxis(raw, dims, size, ax, v.axes[ax])
+				dims[ax] = int64(len(v.axes[ax]))
+			}
+			done = append(done, sliced{dims, raw})
+		}
+		for k, v := range e.slices[name] {
+			if k == 0 && e.inPlace[name] {
+				continue // written last: the copies read the original
+			}
+			nn := fresh(name)
+			t, err := onnxio.NewTensor(nn, onnxio.DataType(src.GetDataType()), done[k].dims, done[k].raw)
+			if err != nil {
 				return nil, err
 			}
-			continue
+			g.Initializer = append(g.Initializer, t)
+			for _, u := range v.users {
+				g.Node[u[0]].Input[u[1]] = nn
+			}
 		}
-		nn := fresh(name)
-		t, err := onnxio.NewTensor(nn, onnxio.DataType(src.GetDataType()), dims, raw)
-		if err != nil {
-			return nil, err
-		}
-		g.Initializer = append(g.Initializer, t)
-		for _, u := range e.users[name] {
-			g.Node[u[0]].Input[u[1]] = nn
+		if e.inPlace[name] {
+			if err := onnxio.SetRawData(src, done[0].dims, done[0].raw); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// Shape constants read by Reshape and Expand (through Concat and the like).
@@ -430,7 +487,9 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 	}
 	// value_info of every tensor whose shape changed is stale now.
 	for name := range e.slices {
-		e.changed[name] = true
+		if e.inPlace[name] {
+			e.changed[name] = true
+		}
 	}
 	var vi []*onnxpb.ValueInfoProto
 	for _, v := range g.GetValueInfo() {
@@ -465,7 +524,7 @@ func (a *Analysis) identityOfChanged(t string, e *edits) bool {
 			return false
 		}
 		t = p.Input[0]
-		if _, ok := e.slices[t]; ok {
+		if e.inPlace[t] {
 			return true
 		}
 	}
