@@ -69,8 +69,8 @@ func (g *Group) Prunable() bool { return len(g.Blocked) == 0 && g.Width > 1 }
 type ParamRef struct {
 	Tensor  string
 	Axis    int
-	Role    string // "in": computes the units; "out": reads them; "affine": bias or normalisation
-	PerUnit int64
+	Role    string   // "in": computes the units; "out": reads them; "affine": bias or normalisation
+	PerUnit int64    // 0 when another ParamRef of the group already counts this tensor axis (tied weights)
 	Segs    []SegRef // where the units sit along Axis
 }
 
@@ -458,14 +458,20 @@ func (a *Analysis) finish(an *analyzer) {
 		for _, sg := range e {
 			g := a.rootOf[sg.S]
 			key := fmt.Sprintf("%d/%s/%d", sg.S, p.tensor, p.axis)
-			if g == nil || seen[key] {
+			if g == nil || seen[key+"/"+p.role] {
 				continue
 			}
-			seen[key] = true
+			seen[key+"/"+p.role] = true
 			var pu int64
 			for _, s := range segs[sg.S] {
 				pu += per * int64(s.R*s.B)
 			}
+			if seen[key] {
+				// A tied weight that both computes and reads the units: list
+				// the second role too, counted once.
+				pu = 0
+			}
+			seen[key] = true
 			g.Params = append(g.Params, ParamRef{Tensor: p.tensor, Axis: p.axis, Role: p.role, PerUnit: pu, Segs: segs[sg.S]})
 			g.ParamsPerUnit += pu
 		}
