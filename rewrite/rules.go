@@ -1162,8 +1162,9 @@ func ruleGather(an *analyzer, n *onnxpb.NodeProto, i int) {
 		axis += len(dd)
 	}
 	an.blockTensor(idx, fmt.Sprintf("used as indices by Gather node %s", an.cur))
-	if _, t := an.constOf(data); t != nil && len(dd) == 2 && axis == 0 && !an.ix.IsConst(idx) && dd[1] > 1 {
-		// An embedding table: each column is a unit of the model's width.
+	if _, t := an.constOf(data); t != nil && len(dd) == 2 && axis == 0 && dd[1] > 1 && onnxio.DataType(t.GetDataType()).IsFloat() {
+		// An embedding table: each column is a unit of the model's width
+		// (with constant indices too: position embeddings at a fixed length).
 		out := an.fresh(int(dd[1]), "embedding")
 		an.param(i, 0, 1, out, roleIn)
 		an.setLayout(n.Output[0], len(di), out)
