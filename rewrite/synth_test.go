@@ -801,6 +801,112 @@ func TestSynthGQA(t *testing.T) {
 	}
 }
 
+// Embeddings and shared constants.
+
+func TestSynthEmbedding(t *testing.T) {
+	for _, pos := range []string{"table", "gather"} {
+		t.Run(pos, func(t *testing.T) {
+			b := newBuilder(t, 13)
+			ids := b.inT("ids", onnxio.Int64, -1, 6)
+			h := b.op("Gather", "embed", strs(b.w("embed.w", 20, 12), ids))
+			var p string
+			if pos == "table" {
+				p = b.w("pos.w", 6, 12)
+			} else {
+				p = b.op("Gather", "pos", strs(b.w("pos.table", 10, 12), b.ints("pos.ids", 0, 1, 2, 3, 4, 5)))
+			}
+			h = b.op("Add", "embed.add", strs(h, p))
+			u := b.op("MatMul", "fc1", strs(h, b.w("fc1.w", 12, 16)))
+			u = b.op("Relu", "relu", strs(u))
+			u = b.op("MatMul", "fc2", strs(u, b.w("fc2.w", 16, 12)))
+			h = b.op("Add", "res", strs(h, u))
+			y := b.op("MatMul", "head", strs(h, b.w("head.w", 12, 5)))
+			b.out(y)
+			m := b.model()
+			a := analyze(t, m, want{"embed:hidden", "hidden", 12}, want{"fc1:neurons", "neurons", 16})
+			g := groupOf(t, a, "embed")
+			var tensors []string
+			for _, p := range g.Params {
+				tensors = append(tensors, p.Tensor)
+			}
+			if want := map[bool]string{true: "pos.w", false: "pos.table"}[pos == "table"]; !contains(tensors, want) {
+				t.Errorf("embedding group params %v lack %s", tensors, want)
+			}
+			checkModel(t, m)
+		})
+	}
+}
+
+// One weight used by two layers: each use is sliced by its own units.
+func TestSynthTiedWeights(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 8)
+	w := b.w("shared.w", 8, 8)
+	h := b.op("MatMul", "l1", strs(x, w))
+	h = b.op("Relu", "relu1", strs(h))
+	h = b.op("MatMul", "l2", strs(h, w))
+	h = b.op("Relu", "relu2", strs(h))
+	y := b.op("MatMul", "l3", strs(h, b.w("l3.w", 8, 3)))
+	b.out(y)
+	m := b.model()
+	analyze(t, m, want{"l1:neurons", "neurons", 8}, want{"l2:neurons", "neurons", 8})
+	checkModel(t, m)
+}
+
+// A tied embedding and output layer (Gemm with transB reads the table).
+func TestSynthTiedEmbedding(t *testing.T) {
+	b := newBuilder(t, 13)
+	ids := b.inT("ids", onnxio.Int64, -1)
+	tab := b.w("embed.w", 20, 12)
+	h := b.op("Gather", "embed", strs(tab, ids))
+	u := b.op("Gemm", "fc1", strs(h, b.w("fc1.w", 12, 16)))
+	u = b.op("Relu", "relu", strs(u))
+	u = b.op("Gemm", "fc2", strs(u, b.w("fc2.w", 16, 12)))
+	h = b.op("Add", "res", strs(h, u))
+	y := b.op("Gemm", "head", strs(h, tab), aI("transB", 1))
+	b.out(y)
+	m := b.model()
+	a := analyze(t, m, want{"embed:hidden", "hidden", 12}, want{"fc1:neurons", "neurons", 16})
+	checkModel(t, m)
+	pruned, err := a.Apply(Plan{"embed:hidden": {0, 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dimsOf(t, pruned, "embed.w"); d[1] != 10 || len(pruned.Graph().GetInitializer()) != len(m.Graph().GetInitializer()) {
+		t.Errorf("the tied table was copied or not sliced: %v", d)
+	}
+}
+
+// A constant shared by two layers that are pruned independently (exporters
+// deduplicate equal constants such as zero biases and unit scales).
+func TestSynthSharedConstant(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 3, 8, 8)
+	zero := b.f("zeros8", []int64{8}, 0, 0, 0, 0, 0, 0, 0, 0)
+	ones := b.f("ones8", []int64{8}, 1, 1, 1, 1, 1, 1, 1, 1)
+	h := b.op("Conv", "conv1", strs(x, b.w("conv1.w", 8, 3, 3, 3), zero))
+	h = b.op("BatchNormalization", "bn1", strs(h, ones, zero, b.w("bn1.m", 8), ones))
+	h = b.op("Relu", "relu1", strs(h))
+	h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 8, 8, 3, 3), zero))
+	h = b.op("BatchNormalization", "bn2", strs(h, ones, zero, b.w("bn2.m", 8), ones))
+	h = b.op("Relu", "relu2", strs(h))
+	// A third use of the zeros that carries no units: a shifted input.
+	h = b.op("Conv", "conv3", strs(h, b.w("conv3.w", 4, 8, 1, 1)))
+	h = b.op("GlobalAveragePool", "gap", strs(h))
+	y := b.op("Add", "shift", strs(h, b.op("Reshape", "zr", strs(b.op("Slice", "zs", strs(zero, b.ints("zs.s", 0), b.ints("zs.e", 4))), b.ints("zr.shape", 1, 4, 1, 1)))))
+	b.out(y)
+	m := b.model()
+	a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 8})
+	checkModel(t, m)
+	pruned, err := a.Apply(Plan{"conv1:channels": {1, 2}, "conv2:channels": {0, 3, 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dimsOf(t, pruned, "zeros8"); d[0] != 8 {
+		t.Errorf("the constant read by a use without units was sliced: %v", d)
+	}
+}
+
 var _ = math.Sqrt
 
 // The Llama fixture's KV heads are repeated with torch's Expand export;
