@@ -211,10 +211,16 @@ func (m *Model) saveExternal(path string, o SaveOptions) error {
 	}()
 	var offset int64
 	var werr error
+	seen := map[*onnxpb.TensorProto]bool{}
 	walkTensors(m.Proto, func(t *onnxpb.TensorProto) {
-		if werr != nil {
+		// A message built in Go may hold one tensor in two places (both
+		// branches of an If sharing a graph): swap it only once, or the
+		// second visit reads the reference the first one wrote and the
+		// restore leaves that reference in m.
+		if werr != nil || seen[t] {
 			return
 		}
+		seen[t] = true
 		size := int64(DataType(t.GetDataType()).Size())
 		n := NumElements(t.GetDims())
 		ext := t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL
