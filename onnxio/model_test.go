@@ -770,3 +770,102 @@ func TestOpset(t *testing.T) {
 		t.Error("ops11/ops17 opsets")
 	}
 }
+
+func TestParamCount(t *testing.T) {
+	for _, c := range []struct {
+		path         string
+		elems, bytes int64
+	}{
+		// conv1 108+4, bn1 4x4, conv2 216, bn2 6x4, fc 120+5: the 1972
+		// bytes onnx packed into external.data.
+		{"testdata/conv_bn.onnx", 493, 1972},
+		{"testdata/external.onnx", 493, 1972},
+		{"testdata/halfs.onnx", 21, 42},                        // float16 10 + 3, bfloat16 8
+		{"testdata/typed.onnx", 10, 52},                        // f32 6, f64 3, scalar 1, empty 0
+		{"testdata/constant.onnx", 4 + 1 + 36 + 3 + 1, 4 * 45}, // Constant nodes count
+	} {
+		e, b := mustLoad(t, c.path).ParamCount()
+		if e != c.elems || b != c.bytes {
+			t.Errorf("%s: ParamCount = %d, %d; want %d, %d", c.path, e, b, c.elems, c.bytes)
+		}
+	}
+	if got := int64(len(readFile(t, "testdata/external.data"))); got != 1972 {
+		t.Errorf("external.data is %d bytes", got)
+	}
+}
+
+// TestNestedExternalData: tensors in subgraphs, functions, sparse
+// initializers and training graphs are found by HasExternalData, inlined by
+// Encode and moved by Save.
+func TestNestedExternalData(t *testing.T) {
+	m, top := extModel(t, "location", "data.bin", "offset", "0", "length", "8")
+	template := proto.Clone(top).(*onnxpb.TensorProto)
+	ref := func(name string) *onnxpb.TensorProto {
+		c := proto.Clone(template).(*onnxpb.TensorProto)
+		c.Name = proto.String(name)
+		return c
+	}
+	// Only nested tensors are external.
+	if err := SetRawData(top, top.Dims, []byte{2, 0, 0, 0, 2, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if m.HasExternalData() {
+		t.Fatal("inline model reported external data")
+	}
+	sub := graph{
+		nodes:   []*onnxpb.NodeProto{node("Constant", "c", nil, outs("k"), aTensor("value", ref("in_constant")))},
+		inits:   []*onnxpb.TensorProto{ref("in_branch")},
+		outputs: []*onnxpb.ValueInfoProto{viT("k", Int32, 2)},
+	}.proto("branch")
+	g := m.Graph()
+	g.Node = append(g.Node, node("If", "if", ins("c"), outs("z"), aGraph("then_branch", sub), aGraph("else_branch", sub)))
+	g.SparseInitializer = []*onnxpb.SparseTensorProto{{Values: ref("sparse_values"), Indices: NewInt64Tensor("sparse_idx", []int64{2}, []int64{0, 1}), Dims: []int64{4}}}
+	m.Proto.Functions = []*onnxpb.FunctionProto{{Name: proto.String("f"), Node: []*onnxpb.NodeProto{
+		node("Constant", "fc", nil, outs("o"), aTensor("value", ref("in_function")))}}}
+	m.Proto.TrainingInfo = []*onnxpb.TrainingInfoProto{{Initialization: graph{inits: []*onnxpb.TensorProto{ref("in_training")}}.proto("init")}}
+	if !m.HasExternalData() {
+		t.Fatal("nested external data not found")
+	}
+	b, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inl, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	walkTensors(inl.Proto, func(tp *onnxpb.TensorProto) {
+		n++
+		if tp.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
+			t.Errorf("Encode left %q external", tp.GetName())
+		}
+	})
+	if n != 9 { // w, 2x(constant, branch init), sparse values+indices, function, training
+		t.Errorf("walked %d tensors, want 9", n)
+	}
+	if m.Name() != m.Path || (&Model{}).Name() != "model" {
+		t.Error("Name")
+	}
+	// Save moves all of them into the new data file, even though both If
+	// branches share one graph message here, and leaves m as it was.
+	before := proto.Clone(m.Proto)
+	out := filepath.Join(t.TempDir(), "n.onnx")
+	if err := m.Save(out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(before, m.Proto) {
+		t.Error("Save changed the model")
+	}
+	back := mustLoad(t, out)
+	walkTensors(back.Proto, func(tp *onnxpb.TensorProto) {
+		if tp.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
+			if loc, _, _ := externalRefs(t, tp); loc != "n.onnx.data" {
+				t.Errorf("%q at %q", tp.GetName(), loc)
+			}
+			if v, err := back.Int64s(tp); err != nil || !equalInts(v, []int64{1, 1}) {
+				t.Errorf("%q = %v, %v", tp.GetName(), v, err)
+			}
+		}
+	})
+}
