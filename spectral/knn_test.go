@@ -105,6 +105,7 @@ func TestKNNBruteForce(t *testing.T) {
 		{"gauss-7x130", randDense(rng, 7, 130), 5},
 		{"lowrank-64x200", lowRank(rng, 64, 200, 3, 0.05), 10},
 		{"tiny-3x5", randDense(rng, 3, 5), 10},
+		{"sparse-relu-64x300", sparseRelu(rng, 64, 300), 10},
 	} {
 		checkKNN(t, tc.name, tc.x, tc.k, kernels, 0)
 		checkKNN(t, tc.name+"/exhaustive", tc.x, tc.k, kernels[:1], 1<<30)
@@ -173,4 +174,16 @@ func TestKNNRejectsNaN(t *testing.T) {
 	if _, err := KNN(x, 2, 1); err == nil || err.Error() != "spectral: column 3 has -Inf at row 2" {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// sparseRelu is a ReLU layer whose biases make many neurons dead or active
+// on few samples: exact groups plus many near-zero columns.
+func sparseRelu(rng *rand.Rand, m, n int) *mat.Dense {
+	z := lowRank(rng, m, n, 4, 0.5)
+	z.Scale(0.5, z)
+	for j := 0; j < n; j++ {
+		b := -6 + 7*rng.Float64()
+		setCol(z, j, func(i int) float64 { return math.Max(z.At(i, j)+b, 0) })
+	}
+	return z
 }
