@@ -196,20 +196,19 @@ type analyzer struct {
 func (an *analyzer) node(n *onnxpb.NodeProto, i int) {
 	an.cur = onnxio.NodeLabel(n, i)
 	r := lookupRule(n.GetDomain(), n.GetOpType(), an.opset)
-	if r == nil {
-		if an.carriesUnits(n) {
-			key := [2]string{n.GetDomain(), n.GetOpType()}
-			an.skipped[key] = append(an.skipped[key], an.cur)
-			an.blockInputs(n, fmt.Sprintf("op %s has no rule (node %s)", opName(n), an.cur))
-		}
-		return
+	if r == nil && an.carriesUnits(n) {
+		key := [2]string{n.GetDomain(), n.GetOpType()}
+		an.skipped[key] = append(an.skipped[key], an.cur)
+		an.blockInputs(n, fmt.Sprintf("op %s has no rule (node %s)", opName(n), an.cur))
 	}
-	if reads := onnxio.SubgraphReads(n); len(reads) > 0 {
-		for _, t := range reads {
-			an.blockTensor(t, fmt.Sprintf("read inside a subgraph of %s (node %s)", n.GetOpType(), an.cur))
-		}
+	// Tensors that If, Loop and Scan bodies read from this scope are inputs
+	// too, though not listed as such.
+	for _, t := range onnxio.SubgraphReads(n) {
+		an.blockTensor(t, fmt.Sprintf("read inside a subgraph of %s (node %s)", n.GetOpType(), an.cur))
 	}
-	r.fn(an, n, i)
+	if r != nil {
+		r.fn(an, n, i)
+	}
 }
 
 func opName(n *onnxpb.NodeProto) string {
