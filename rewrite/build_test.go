@@ -25,6 +25,7 @@ type builder struct {
 	inputs  []*onnxpb.ValueInfoProto
 	outputs []string
 	inits   []*onnxpb.TensorProto
+	vinfo   []*onnxpb.ValueInfoProto
 	names   map[string]bool
 }
 
@@ -162,6 +163,11 @@ func (b *builder) opN(op, name string, ins []string, nout int, attrs ...*onnxpb.
 	return outs
 }
 
+// declare adds a value_info entry (a shape an exporter recorded).
+func (b *builder) declare(name string, dims ...int64) {
+	b.vinfo = append(b.vinfo, onnxio.NewValueInfo(name, onnxio.Float, symDims(dims)))
+}
+
 // out marks tensors as graph outputs.
 func (b *builder) out(names ...string) { b.outputs = append(b.outputs, names...) }
 
@@ -172,7 +178,7 @@ func (b *builder) model() *onnxio.Model {
 	if b.opset < 9 {
 		ir = 3
 	}
-	g := &onnxpb.GraphProto{Name: proto.String("synthetic"), Node: b.nodes, Input: b.inputs, Initializer: b.inits}
+	g := &onnxpb.GraphProto{Name: proto.String("synthetic"), Node: b.nodes, Input: b.inputs, Initializer: b.inits, ValueInfo: b.vinfo}
 	m := &onnxio.Model{Proto: &onnxpb.ModelProto{
 		IrVersion:   proto.Int64(ir),
 		OpsetImport: append([]*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(b.opset)}}, b.extra...),
@@ -193,7 +199,11 @@ func (b *builder) model() *onnxio.Model {
 				}
 			}
 		}
-		g.Output = append(g.Output, onnxio.NewValueInfo(o, dt, shape))
+		v := onnxio.NewValueInfo(o, dt, shape)
+		if shape == nil {
+			v.GetType().GetTensorType().Shape = nil // rank unknown
+		}
+		g.Output = append(g.Output, v)
 	}
 	if err := onnxio.Validate(m); err != nil {
 		b.t.Fatalf("builder made an invalid model: %v", err)

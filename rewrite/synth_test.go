@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 )
 
 // Synthetic models, one structure each, through the rewriter's contract
@@ -904,6 +905,233 @@ func TestSynthSharedConstant(t *testing.T) {
 	}
 	if d := dimsOf(t, pruned, "zeros8"); d[0] != 8 {
 		t.Errorf("the constant read by a use without units was sliced: %v", d)
+	}
+}
+
+// Barriers: the units that reach them stay, the rest of the model shrinks.
+
+// mlp3 builds x -> fc1 -> relu -> [mid] -> fc2 -> relu -> fc3 -> out.
+func mlp3(t *testing.T, opset int64, mid func(b *builder, h string) string) *builder {
+	b := newBuilder(t, opset)
+	x := b.in("x", -1, 8)
+	h := b.op("MatMul", "fc1", strs(x, b.w("fc1.w", 8, 12)))
+	h = b.op("Relu", "relu1", strs(h))
+	h = mid(b, h)
+	h = b.op("MatMul", "fc2", strs(h, b.w("fc2.w", 12, 10)))
+	h = b.op("Relu", "relu2", strs(h))
+	y := b.op("MatMul", "fc3", strs(h, b.w("fc3.w", 10, 3)))
+	b.out(y)
+	return b
+}
+
+func TestSynthBarrierNoRule(t *testing.T) {
+	// x -> fc0 -> relu -> fc1 -> relu -> OP -> fc2 -> relu -> fc3: fc1's
+	// units stop at OP, fc0's shrink; fc2's only when an exporter recorded
+	// the shape of OP's output (the rewriter needs shapes).
+	build := func(t *testing.T, op string, declared bool) *builder {
+		b := newBuilder(t, 13)
+		x := b.in("x", -1, 6)
+		h := b.op("MatMul", "fc0", strs(x, b.w("fc0.w", 6, 8)))
+		h = b.op("Relu", "relu0", strs(h))
+		h = b.op("MatMul", "fc1", strs(h, b.w("fc1.w", 8, 12)))
+		h = b.op("Relu", "relu1", strs(h))
+		switch op {
+		case "Einsum":
+			h = b.op("Einsum", "mix", strs(h, b.w("mix.w", 12, 12)), aS("equation", "bi,ij->bj"))
+		case "com.microsoft::Gelu":
+			b.use("com.microsoft", 1)
+			h = b.op(op, "mix", strs(h))
+		default:
+			b.use("org.example", 1)
+			h = b.op(op, "mix", strs(h))
+		}
+		if declared {
+			b.declare("mix", -1, 12)
+		}
+		h = b.op("MatMul", "fc2", strs(h, b.w("fc2.w", 12, 10)))
+		h = b.op("Relu", "relu2", strs(h))
+		y := b.op("MatMul", "fc3", strs(h, b.w("fc3.w", 10, 3)))
+		b.out(y)
+		return b
+	}
+	for _, op := range []string{"Einsum", "com.microsoft::Gelu", "org.example::Mystery"} {
+		for _, declared := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/value_info=%v", op, declared), func(t *testing.T) {
+				b := build(t, op, declared)
+				m := b.model()
+				groups := []want{{"fc0:neurons", "neurons", 8}}
+				if declared {
+					groups = append(groups, want{"fc2:neurons", "neurons", 10})
+				}
+				a := analyze(t, m, groups...)
+				blockedWith(t, a, "fc1", fmt.Sprintf("op %s has no rule (node mix)", op))
+				if len(a.Skipped) != 1 || opName(b.nodes[4]) != op || a.Skipped[0].Op != b.nodes[4].GetOpType() ||
+					a.Skipped[0].Domain != b.nodes[4].GetDomain() || !contains(a.Skipped[0].Nodes, "mix") {
+					t.Errorf("Skipped = %+v", a.Skipped)
+				}
+				if op != "org.example::Mystery" { // ORT cannot run it
+					checkModel(t, m)
+				}
+			})
+		}
+	}
+}
+
+func TestSynthBarrierSoftmax(t *testing.T) {
+	m := mlp3(t, 13, func(b *builder, h string) string { return b.op("Softmax", "sm", strs(h), aI("axis", -1)) }).model()
+	a := analyze(t, m, want{"fc2:neurons", "neurons", 10})
+	blockedWith(t, a, "fc1", "Softmax node sm normalises over the unit axis")
+	checkModel(t, m)
+	// Before opset 13, Softmax's axis 1 covers everything after it.
+	m = mlp3(t, 11, func(b *builder, h string) string { return b.op("Softmax", "sm", strs(h)) }).model()
+	blockedWith(t, analyze(t, m, want{"fc2:neurons", "neurons", 10}), "fc1", "Softmax node sm")
+	checkModel(t, m)
+}
+
+// Softmax over another axis passes the units (before opset 13, the units
+// must come before the axis: it flattens everything from the axis on).
+func TestSynthSoftmaxOtherAxis(t *testing.T) {
+	for _, opset := range []int64{11, 13} {
+		t.Run(fmt.Sprint(opset), func(t *testing.T) {
+			b := newBuilder(t, opset)
+			x := b.in("x", -1, 4, 8)
+			h := b.op("MatMul", "fc1", strs(x, b.w("fc1.w", 8, 12)))
+			h = b.op("Transpose", "t1", strs(h), aIs("perm", 0, 2, 1)) // [N,12,4]
+			h = b.op("Softmax", "sm", strs(h), aI("axis", 2))
+			h = b.op("Transpose", "t2", strs(h), aIs("perm", 0, 2, 1))
+			h = b.op("MatMul", "fc2", strs(h, b.w("fc2.w", 12, 3)))
+			b.out(h)
+			m := b.model()
+			analyze(t, m, want{"fc1:neurons", "neurons", 12})
+			checkModel(t, m)
+		})
+	}
+}
+
+func TestSynthBarrierReduceMax(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		mx := b.op("ReduceMax", "chmax", strs(x), aIs("axes", 1), aI("keepdims", 1))
+		h := b.op("Div", "norm", strs(x, b.op("Add", "chmax.eps", strs(mx, b.fs("eps", 10)))))
+		h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 8, 3, 3), b.w("conv2.b", 6)))
+		h = b.op("Relu", "relu2", strs(h))
+		return h, 6
+	})
+	m := b.model()
+	a := analyze(t, m, want{"conv2:channels", "channels", 6})
+	blockedWith(t, a, "conv1", "ReduceMax node chmax reduces over the unit axis")
+	checkModel(t, m)
+}
+
+func TestSynthBarrierGraphOutput(t *testing.T) {
+	b := mlp3(t, 13, func(b *builder, h string) string { return h })
+	b.out("relu1")
+	m := b.model()
+	a := analyze(t, m, want{"fc2:neurons", "neurons", 10})
+	blockedWith(t, a, "fc1", `reaches graph output "relu1"`)
+	checkModel(t, m)
+}
+
+func TestSynthBarrierSubgraph(t *testing.T) {
+	t.Run("If", func(t *testing.T) {
+		m := mlp3(t, 13, func(b *builder, h string) string {
+			c := b.op("ReduceSum", "c.sum", strs("x"), aI("keepdims", 0))
+			c = b.op("Greater", "c", strs(c, b.fs("c.zero", 0)))
+			yes := b.subgraph("then", func(s *builder) { s.op("Identity", "then.out", strs(h)) },
+				onnxio.NewValueInfo("then.out", onnxio.Float, nil))
+			no := b.subgraph("else", func(s *builder) { s.op("Neg", "else.out", strs(h)) },
+				onnxio.NewValueInfo("else.out", onnxio.Float, nil))
+			r := b.op("If", "branch", strs(c), aG("then_branch", yes), aG("else_branch", no))
+			b.declare("branch", -1, 12)
+			return r
+		}).model()
+		a := analyze(t, m, want{"fc2:neurons", "neurons", 10})
+		blockedWith(t, a, "fc1", "read inside a subgraph of If (node branch)")
+		checkModel(t, m)
+	})
+	t.Run("Loop", func(t *testing.T) {
+		m := mlp3(t, 13, func(b *builder, h string) string {
+			body := b.subgraph("body", func(s *builder) {
+				s.in("i", -1)
+				s.inputs[0] = onnxio.NewValueInfo("i", onnxio.Int64, nil)
+				s.inputs = append(s.inputs, onnxio.NewValueInfo("cond_in", onnxio.Bool, nil), onnxio.NewValueInfo("acc", onnxio.Float, nil))
+				s.op("Identity", "cond_out", strs("cond_in"))
+				s.op("Add", "acc_out", strs("acc", h))
+			}, onnxio.NewValueInfo("cond_out", onnxio.Bool, nil), onnxio.NewValueInfo("acc_out", onnxio.Float, nil))
+			zero := b.op("Mul", "acc0", strs(h, b.fs("zero", 0)))
+			r := b.op("Loop", "loop", strs(b.i64("trips", 2), "", zero), aG("body", body))
+			b.declare("loop", -1, 12)
+			return r
+		}).model()
+		a := analyze(t, m, want{"fc2:neurons", "neurons", 10})
+		blockedWith(t, a, "fc1", "read inside a subgraph of Loop (node loop)", "op Loop has no rule")
+		checkModel(t, m)
+	})
+}
+
+// A head split whose size is computed at run time by arithmetic that
+// cannot be rewritten.
+func TestSynthBarrierRuntimeShape(t *testing.T) {
+	m := mlp3(t, 13, func(b *builder, h string) string {
+		sh := b.op("Shape", "hs", strs(h))
+		n := b.op("Gather", "hs.n", strs(sh, b.ints("hs.i0", 0)), aI("axis", 0))
+		w := b.op("Gather", "hs.w", strs(sh, b.ints("hs.i1", 1)), aI("axis", 0))
+		w = b.op("Div", "hs.half", strs(w, b.ints("hs.two", 2)))
+		r := b.op("Reshape", "pairs", strs(h, b.op("Concat", "pairs.shape", strs(n, w, b.ints("hs.k", 2)), aI("axis", 0))))
+		r = b.op("Tanh", "pairs.act", strs(r))
+		return b.op("Reshape", "flat", strs(r, b.ints("flat.shape", 0, -1)))
+	}).model()
+	a := analyze(t, m, want{"fc2:neurons", "neurons", 10})
+	blockedWith(t, a, "fc1", "Reshape node pairs computes the size of a unit axis at run time")
+	checkModel(t, m)
+}
+
+// Opset forms: axes as attributes (before 13) or inputs, Clip bounds as
+// attributes (before 11) or inputs.
+func TestSynthOpsetForms(t *testing.T) {
+	for _, opset := range []int64{7, 11, 13, 18} {
+		t.Run(fmt.Sprint(opset), func(t *testing.T) {
+			b := newBuilder(t, opset)
+			x := b.in("x", -1, 8)
+			axes := func(name string, v ...int64) ([]string, []*onnxpb.AttributeProto) {
+				if opset >= 13 {
+					return []string{b.ints(name, v...)}, nil
+				}
+				return nil, []*onnxpb.AttributeProto{aIs("axes", v...)}
+			}
+			h := b.op("MatMul", "fc1", strs(x, b.w("fc1.w", 8, 12)))
+			if opset >= 11 {
+				h = b.op("Clip", "clip", strs(h, b.fs("lo", 0), b.fs("hi", 6)))
+			} else {
+				h = b.op("Clip", "clip", strs(h), aF("min", 0), aF("max", 6))
+			}
+			in, at := axes("u.axes", 2)
+			h = b.op("Unsqueeze", "u", append(strs(h), in...), at...) // [N,12,1]
+			raxIn, rax := axes("r.axes", 2)
+			if opset >= 13 && opset < 18 {
+				// ReduceSum takes axes as an input from 13, the others from 18.
+				h = b.op("ReduceSum", "r", append(strs(h), raxIn...), aI("keepdims", 1))
+			} else if opset >= 18 {
+				h = b.op("ReduceMax", "r", append(strs(h), raxIn...), aI("keepdims", 1))
+			} else {
+				h = b.op("ReduceSum", "r", strs(h), append(rax, aI("keepdims", 1))...)
+			}
+			in, at = axes("s.axes", 2)
+			h = b.op("Squeeze", "s", append(strs(h), in...), at...)
+			h = b.op("MatMul", "fc2", strs(h, b.w("fc2.w", 12, 10)))
+			var parts []string
+			if opset >= 18 {
+				parts = b.opN("Split", "split", strs(h), 2, aI("axis", 1), aI("num_outputs", 2))
+			} else {
+				parts = b.opN("Split", "split", strs(h), 2, aI("axis", 1)) // [N,5] each
+			}
+			h = b.op("Mul", "glu", strs(b.op("Sigmoid", "glu.sig", strs(parts[0])), parts[1]))
+			y := b.op("MatMul", "fc3", strs(h, b.w("fc3.w", 5, 3)))
+			b.out(y)
+			m := b.model()
+			a := analyze(t, m, want{"fc1:neurons", "neurons", 12}, want{"split:neurons", "neurons", 5})
+			_ = a
+			checkModel(t, m)
+		})
 	}
 }
 
