@@ -334,3 +334,13 @@ func (b *builder) sumToDims(g string, outDims, xd []int64, like string) (string,
 	r := b.reduceSum(g, axes, true)
 	return b.reshapeLike(r, like), nil
 }
+
+// oneHot is OneHot(idx, depth) along a new last axis, of type dt. ORT
+// implements OneHot for float32 values only, hence the Cast.
+func (b *builder) oneHot(idx string, depth int64, dt onnxio.DataType) string {
+	oh := b.op("OneHot", []string{idx, b.ints(depth), b.floats(onnxio.Float, []int64{2}, []float64{0, 1})}, attrInt("axis", -1))
+	if dt != onnxio.Float {
+		oh = b.cast(oh, dt)
+	}
+	return oh
+}

@@ -91,50 +91,14 @@ func isFloatish(dt onnxio.DataType) bool { return dt == onnxio.Undefined || dt.I
 func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]string, error) {
 	fwd := b.g.GetNode()
 	nFwd := len(fwd)
-	// Tensors that depend on a wrt tensor through floating-point values.
-	active := map[string]bool{}
-	for _, t := range wrt {
-		active[t] = true
-	}
-	for _, n := range fwd {
-		dep := false
-		for _, in := range n.GetInput() {
-			if in != "" && active[in] && isFloatish(b.dtype(in)) {
-				dep = true
-			}
-		}
-		if !dep || nondiffOps[n.GetOpType()] && n.GetDomain() == "" {
-			continue
-		}
-		for _, o := range n.GetOutput() {
-			if o != "" && isFloatish(b.dtype(o)) {
-				active[o] = true
-			}
-		}
-	}
-	// Tensors whose gradient reaches a seed.
-	live := map[string]bool{}
+	seedNames := make([]string, 0, len(seeds))
 	for t := range seeds {
-		live[t] = true
+		seedNames = append(seedNames, t)
 	}
-	for i := nFwd - 1; i >= 0; i-- {
-		n := fwd[i]
-		reach := false
-		for _, o := range n.GetOutput() {
-			if live[o] {
-				reach = true
-			}
-		}
-		if !reach {
-			continue
-		}
-		for _, in := range n.GetInput() {
-			if in != "" && active[in] {
-				live[in] = true
-			}
-		}
-	}
-
+	active, live := pathSets(b.g, b.sh.DTypes, seedNames, wrt)
+	// Graph outputs of the rules below are appended after the forward
+	// nodes, which are the first nFwd.
+	fwd = fwd[:nFwd]
 	// Every op on a path from wrt to a seed needs a rule: report all
 	// missing ones at once, before building anything.
 	var errs onnxio.ErrorList

@@ -234,8 +234,7 @@ func gradGather(c *bctx) ([]string, error) {
 	if c.opset >= 16 {
 		out = c.op("ScatterND", []string{c.zeros(c.ints(moved...), dt), ind, upd}, attrString("reduction", "add"))
 	} else {
-		vals := c.floats(dt, []int64{2}, []float64{0, 1})
-		oh := c.op("OneHot", []string{c.reshape(ind, c.ints(-1)), c.ints(dd[axis]), vals}, attrInt("axis", -1)) // [M, V]
+		oh := c.oneHot(c.reshape(ind, c.ints(-1)), dd[axis], dt) // [M, V]
 		flat := c.reshape(upd, c.ints(func() []int64 {
 			if len(rest) == 0 {
 				return []int64{-1, 1}

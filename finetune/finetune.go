@@ -1,0 +1,561 @@
+package finetune
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/evaluate"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+// Config holds every setting of a fine-tuning run.
+type Config struct {
+	Epochs      int     // passes over the training data (1)
+	LR          float64 // learning rate (1e-3 for adam, 1e-2 for sgd)
+	Batch       int     // rows per step (64)
+	Optimizer   string  // "adam" (default; decoupled weight decay) or "sgd"
+	Momentum    float64 // sgd momentum (0.9)
+	WeightDecay float64
+	Schedule    string  // "constant" (default) or "cosine" (decay to 0 over the run)
+	ClipNorm    float64 // clip the global gradient norm to this (0: off)
+
+	// Objective is the loss; its zero value chooses one (see Run).
+	Objective   Objective
+	Teacher     *onnxio.Model // the original model, for distillation
+	Temperature float64       // distillation temperature (2)
+	Alpha       float64       // with labels and a teacher: weight of distillation (0.5)
+
+	Params []string // initializers to train; nil: DefaultParams
+	Freeze []string // glob patterns left out of the default set
+
+	Eval     *dataset.Set // if set, the metric before training and after every epoch
+	EvalTask string
+
+	Seed       int64 // shuffling and the training subset
+	MaxSamples int   // train on a seeded subset of this many rows (0: all)
+	MaxSteps   int   // stop after this many steps in total (0: no limit)
+
+	// Checkpoint, if set, is written atomically after every epoch, every
+	// CheckpointEvery steps if that is positive, and when MaxSteps stops
+	// the run. With Resume the run continues from it and ends exactly as
+	// an uninterrupted run would.
+	Checkpoint      string
+	CheckpointEvery int
+	Resume          bool
+
+	Runtime  runtime.Config
+	Log      func(format string, args ...any)
+	Progress func(label string, done, total int)
+}
+
+func (c *Config) defaults() error {
+	if c.Epochs == 0 {
+		c.Epochs = 1
+	}
+	if c.Batch <= 0 {
+		c.Batch = 64
+	}
+	if c.Optimizer == "" {
+		c.Optimizer = "adam"
+	}
+	if c.LR == 0 {
+		c.LR = 1e-3
+		if c.Optimizer == "sgd" {
+			c.LR = 1e-2
+		}
+	}
+	if c.Momentum == 0 && c.Optimizer == "sgd" {
+		c.Momentum = 0.9
+	}
+	if c.Schedule == "" {
+		c.Schedule = "constant"
+	}
+	if c.Temperature == 0 {
+		c.Temperature = 2
+	}
+	if c.Alpha == 0 {
+		c.Alpha = 0.5
+	}
+	if c.Log == nil {
+		c.Log = func(string, ...any) {}
+	}
+	switch {
+	case c.Epochs < 0:
+		return fmt.Errorf("epochs %d: want at least 1", c.Epochs)
+	case c.LR < 0 || math.IsNaN(c.LR):
+		return fmt.Errorf("learning rate %v: want a positive number", c.LR)
+	case c.Optimizer != "adam" && c.Optimizer != "sgd":
+		return fmt.Errorf("optimizer %q: want adam or sgd", c.Optimizer)
+	case c.Schedule != "constant" && c.Schedule != "cosine":
+		return fmt.Errorf("schedule %q: want constant or cosine", c.Schedule)
+	case c.Alpha < 0 || c.Alpha > 1:
+		return fmt.Errorf("alpha %v: want a weight in [0, 1]", c.Alpha)
+	case c.Resume && c.Checkpoint == "":
+		return errors.New("resume needs a checkpoint file")
+	}
+	return nil
+}
+
+// EpochStat is one epoch's summary.
+type EpochStat struct {
+	Epoch   int              `json:"epoch"`
+	Steps   int              `json:"steps"`
+	Loss    float64          `json:"train_loss"` // mean over the epoch's steps
+	Eval    *evaluate.Result `json:"eval,omitempty"`
+	Seconds float64          `json:"seconds"`
+}
+
+// Result is what a run did.
+type Result struct {
+	Objective   Objective        `json:"objective"`
+	Optimizer   string           `json:"optimizer"`
+	LR          float64          `json:"lr"`
+	Batch       int              `json:"batch"`
+	Samples     int              `json:"samples"`
+	Tensors     int              `json:"trained_tensors"`
+	Params      int64            `json:"trained_params"`
+	Steps       int              `json:"steps"`
+	Epochs      []EpochStat      `json:"epochs"`
+	EvalBefore  *evaluate.Result `json:"eval_before,omitempty"`
+	EvalAfter   *evaluate.Result `json:"eval_after,omitempty"`
+	Resumed     bool             `json:"resumed,omitempty"`
+	Stopped     bool             `json:"stopped_early,omitempty"`
+	Seconds     float64          `json:"seconds"`
+	StepSeconds float64          `json:"seconds_per_step"`
+}
+
+// lmInputs finds a language model's token ids and attention mask: the
+// first output is [N, T, V] and a 2-D integer input other than
+// attention_mask holds the ids.
+func lmInputs(m *onnxio.Model) (ids, mask string) {
+	g := m.Graph()
+	sh := onnxio.InferShapes(m, true)
+	if len(g.GetOutput()) == 0 {
+		return "", ""
+	}
+	if d, ok := sh.Shape(g.GetOutput()[0].GetName()); !ok || len(d) != 3 {
+		return "", ""
+	}
+	inits := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	for _, v := range g.GetInput() {
+		dt, shape, ok := onnxio.TensorType(v)
+		if !ok || inits[v.GetName()] || len(shape) != 2 || !dt.IsInt() {
+			continue
+		}
+		if v.GetName() == "attention_mask" {
+			mask = v.GetName()
+		} else if ids == "" {
+			ids = v.GetName()
+		}
+	}
+	return ids, mask
+}
+
+// chooseObjective picks the loss when the caller did not: distillation
+// with a teacher, mixed with the hard-label loss (class labels, or next
+// tokens for a language model) when there is one; without a teacher the
+// hard-label loss alone.
+func chooseObjective(m *onnxio.Model, hasLabels bool, c *Config) (Objective, error) {
+	o := Objective{Temperature: c.Temperature}
+	ids, mask := lmInputs(m)
+	hard := 0.0
+	if c.Teacher != nil {
+		o.KD = c.Alpha
+		hard = 1 - c.Alpha
+	} else {
+		hard = 1
+	}
+	switch {
+	case hasLabels:
+		o.CE = hard
+	case ids != "":
+		o.LM, o.IDs, o.Mask = hard, ids, mask
+	case c.Teacher == nil:
+		return o, errors.New("the training data has no \"labels\" array and no teacher was given: pass --teacher ORIGINAL.onnx to distill from the original model, or add integer class labels named \"labels\"")
+	default:
+		o.KD = 1
+	}
+	return o, nil
+}
+
+func (o Objective) String() string {
+	s := ""
+	add := func(w float64, name string) {
+		if w == 0 {
+			return
+		}
+		if s != "" {
+			s += " + "
+		}
+		if w != 1 {
+			s += fmt.Sprintf("%g*", w)
+		}
+		s += name
+	}
+	add(o.CE, "cross-entropy")
+	add(o.LM, "next-token cross-entropy")
+	add(o.KD, fmt.Sprintf("KD(T=%g)", o.Temperature))
+	add(o.MSE, "MSE to teacher")
+	return s
+}
+
+// Run fine-tunes m on train and returns the model with the trained weights.
+// m is not modified.
+//
+// Without an explicit Objective the loss is cross-entropy on the
+// "labels" array; for a language model without labels (first output
+// [N, T, vocab], a 2-D integer id input) next-token cross-entropy; with
+// a Teacher, distillation KL(softmax(t/T) || softmax(z/T)) T^2, mixed
+// 1-Alpha : Alpha with the hard-label loss when there is one. Without
+// labels, language model or teacher it is an error.
+func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, nil, err
+	}
+	t0 := time.Now()
+	specs, err := inputSpecs(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	bound, err := train.Match(specs, "")
+	if err != nil {
+		return nil, nil, fmt.Errorf("training data: %w", err)
+	}
+	if cfg.MaxSamples > 0 && bound.N > cfg.MaxSamples {
+		if bound, err = bound.Subset(cfg.MaxSamples, cfg.Seed); err != nil {
+			return nil, nil, err
+		}
+	}
+	if bound.N == 0 {
+		return nil, nil, errors.New("training data: no rows")
+	}
+	obj := cfg.Objective
+	if obj == (Objective{}) {
+		if obj, err = chooseObjective(m, bound.Labels != nil, &cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	if obj.CE != 0 && bound.Labels == nil {
+		return nil, nil, fmt.Errorf("%s: the objective needs class labels and the data has no \"labels\" array", train.Path)
+	}
+	if obj.needsTeacher() && cfg.Teacher == nil {
+		return nil, nil, errors.New("the objective distills from a teacher and none was given")
+	}
+	tg, err := BuildTraining(m, TrainSpec{Objective: obj, Params: cfg.Params, Freeze: cfg.Freeze})
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := NewStepper(tg, cfg.Runtime)
+	if err != nil {
+		return nil, nil, fmt.Errorf("training graph: %w", err)
+	}
+	defer st.Destroy()
+	var teacher *teacherRun
+	if obj.needsTeacher() {
+		if teacher, err = newTeacherRun(cfg.Teacher, tg.Output, cfg.Runtime); err != nil {
+			return nil, nil, err
+		}
+		defer teacher.sess.Destroy()
+	}
+	params, err := ParamValues(m, tg.Params)
+	if err != nil {
+		return nil, nil, err
+	}
+	var opt Optimizer
+	if cfg.Optimizer == "sgd" {
+		opt = &SGD{Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay}
+	} else {
+		opt = NewAdam(cfg.WeightDecay)
+	}
+	res := &Result{Objective: obj, Optimizer: cfg.Optimizer, LR: cfg.LR, Batch: cfg.Batch, Samples: bound.N, Tensors: len(tg.Params)}
+	for _, p := range tg.Params {
+		res.Params += onnxio.NumElements(p.Dims)
+	}
+	batch := cfg.Batch
+	if bound.FixedBatch > 0 {
+		batch = bound.FixedBatch
+	}
+	perEpoch := (bound.N + batch - 1) / batch
+	if bound.FixedBatch > 0 {
+		perEpoch = bound.N / batch
+	}
+	total := perEpoch * cfg.Epochs
+	fp, err := fingerprint(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	pos := position{}
+	ck := &checkpoint{Meta: ckMeta{
+		Format: ckFormat, Model: fp, Optimizer: cfg.Optimizer, Objective: obj.String(), Batch: batch,
+		Seed: cfg.Seed, Samples: bound.N,
+	}}
+	for _, p := range tg.Params {
+		ck.Meta.Params = append(ck.Meta.Params, p.Name)
+	}
+	if cfg.Resume {
+		prev, err := loadCheckpoint(cfg.Checkpoint)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := prev.compatible(&ck.Meta); err != nil {
+			return nil, nil, fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
+		}
+		if err := prev.restore(params, opt); err != nil {
+			return nil, nil, fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
+		}
+		pos = prev.Meta.Pos
+		res.Epochs = prev.Meta.History
+		res.EvalBefore = prev.Meta.EvalBefore
+		res.Resumed = true
+		cfg.Log("resuming from %s at epoch %d, step %d (%d steps done)", cfg.Checkpoint, pos.Epoch+1, pos.Step, pos.Global)
+	}
+	evalNow := func(label string) (*evaluate.Result, error) {
+		if cfg.Eval == nil {
+			return nil, nil
+		}
+		cur, err := WithParams(m, tg.Params, params)
+		if err != nil {
+			return nil, err
+		}
+		return evaluate.Run(cur, cfg.Eval, evaluate.Options{Task: cfg.EvalTask, Batch: max(cfg.Batch, 64), Runtime: cfg.Runtime})
+	}
+	if !cfg.Resume {
+		if res.EvalBefore, err = evalNow("before"); err != nil {
+			return nil, nil, fmt.Errorf("evaluating the input model: %w", err)
+		}
+		if res.EvalBefore != nil {
+			cfg.Log("before fine-tuning: %s", res.EvalBefore)
+		}
+	}
+	cfg.Log("fine-tuning %d tensors (%d parameters) on %d samples: %s, %s lr %g, batch %d, %d epochs of %d steps",
+		res.Tensors, res.Params, bound.N, obj, cfg.Optimizer, cfg.LR, batch, cfg.Epochs, perEpoch)
+	save := func() error {
+		if cfg.Checkpoint == "" {
+			return nil
+		}
+		ck.Meta.Pos, ck.Meta.History, ck.Meta.EvalBefore = pos, res.Epochs, res.EvalBefore
+		return ck.save(cfg.Checkpoint, params, opt)
+	}
+	var stepTime time.Duration
+	steps := 0
+	for pos.Epoch < cfg.Epochs {
+		e0 := time.Now()
+		perm := epochOrder(bound.N, cfg.Seed, pos.Epoch)
+		label := fmt.Sprintf("epoch %d/%d", pos.Epoch+1, cfg.Epochs)
+		for pos.Step < perEpoch {
+			if cfg.MaxSteps > 0 && pos.Global >= cfg.MaxSteps {
+				res.Stopped = true
+				if err := save(); err != nil {
+					return nil, nil, err
+				}
+				cfg.Log("stopped after %d steps (max steps); checkpoint %s", pos.Global, orNone(cfg.Checkpoint))
+				return finish(m, tg, params, res, t0, stepTime, steps, evalNow)
+			}
+			lo := pos.Step * batch
+			rows := perm[lo:min(lo+batch, bound.N)]
+			b, err := makeBatch(bound, rows)
+			if err != nil {
+				return nil, nil, err
+			}
+			if teacher != nil {
+				if b.Teacher, err = teacher.run(b.Inputs); err != nil {
+					return nil, nil, err
+				}
+			}
+			s0 := time.Now()
+			out, err := st.Run(params, b)
+			if err != nil {
+				return nil, nil, fmt.Errorf("epoch %d, step %d: %w", pos.Epoch+1, pos.Step+1, err)
+			}
+			if cfg.ClipNorm > 0 {
+				clipNorm(out.Grads, cfg.ClipNorm)
+			}
+			opt.Step(params, out.Grads, lrAt(&cfg, pos.Global, total))
+			stepTime += time.Since(s0)
+			steps++
+			pos.LossSum += out.Loss
+			pos.Step++
+			pos.Global++
+			if cfg.Progress != nil {
+				cfg.Progress(label, pos.Step, perEpoch)
+			}
+			if cfg.CheckpointEvery > 0 && pos.Global%cfg.CheckpointEvery == 0 && pos.Step < perEpoch {
+				if err := save(); err != nil {
+					return nil, nil, err
+				}
+			}
+		}
+		es := EpochStat{Epoch: pos.Epoch + 1, Steps: pos.Step, Loss: pos.LossSum / float64(pos.Step), Seconds: time.Since(e0).Seconds()}
+		if es.Eval, err = evalNow(label); err != nil {
+			return nil, nil, err
+		}
+		res.Epochs = append(res.Epochs, es)
+		if es.Eval != nil {
+			cfg.Log("%s: train loss %.4f, eval %s, %.1fs", label, es.Loss, es.Eval, es.Seconds)
+		} else {
+			cfg.Log("%s: train loss %.4f, %.1fs", label, es.Loss, es.Seconds)
+		}
+		pos = position{Epoch: pos.Epoch + 1, Global: pos.Global}
+		if err := save(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return finish(m, tg, params, res, t0, stepTime, steps, nil)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// finish writes the weights into a copy of m and completes the result.
+func finish(m *onnxio.Model, tg *TrainGraph, params [][]float32, res *Result, t0 time.Time, stepTime time.Duration, steps int, evalNow func(string) (*evaluate.Result, error)) (*onnxio.Model, *Result, error) {
+	out, err := WithParams(m, tg.Params, params)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range res.Epochs {
+		res.Steps += e.Steps
+	}
+	if n := len(res.Epochs); n > 0 && res.Epochs[n-1].Eval != nil && !res.Stopped {
+		res.EvalAfter = res.Epochs[n-1].Eval
+	} else if evalNow != nil {
+		if res.EvalAfter, err = evalNow("after"); err != nil {
+			return nil, nil, err
+		}
+	}
+	res.Seconds = time.Since(t0).Seconds()
+	if steps > 0 {
+		res.StepSeconds = stepTime.Seconds() / float64(steps)
+	}
+	return out, res, nil
+}
+
+// lrAt is the learning rate of step k of total.
+func lrAt(c *Config, k, total int) float64 {
+	if c.Schedule == "cosine" && total > 0 {
+		return c.LR * 0.5 * (1 + math.Cos(math.Pi*float64(k)/float64(total)))
+	}
+	return c.LR
+}
+
+// epochOrder is the row order of an epoch: a Fisher-Yates shuffle driven
+// by a PCG generator seeded with (seed, epoch), so any epoch's order can
+// be recomputed without replaying the ones before it.
+func epochOrder(n int, seed int64, epoch int) []int {
+	r := rand.New(rand.NewPCG(uint64(seed), uint64(epoch)))
+	p := make([]int, n)
+	for i := range p {
+		p[i] = i
+	}
+	for i := n - 1; i > 0; i-- {
+		j := r.IntN(i + 1)
+		p[i], p[j] = p[j], p[i]
+	}
+	return p
+}
+
+// inputSpecs describes m's data inputs for dataset.Set.Match.
+func inputSpecs(m *onnxio.Model) ([]dataset.InputSpec, error) {
+	inits := map[string]bool{}
+	for _, t := range m.Graph().GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	var infos []runtime.Info
+	for _, v := range m.Graph().GetInput() {
+		if inits[v.GetName()] {
+			continue
+		}
+		dt, shape, ok := onnxio.TensorType(v)
+		if !ok {
+			return nil, fmt.Errorf("graph input %q is not a tensor", v.GetName())
+		}
+		info := runtime.Info{Name: v.GetName(), DType: dt}
+		if shape != nil {
+			info.Shape = onnxio.StaticDims(shape)
+		}
+		infos = append(infos, info)
+	}
+	return runtime.SpecsOf(infos)
+}
+
+// makeBatch copies the given rows of every bound array.
+func makeBatch(b *dataset.Bound, rows []int) (Batch, error) {
+	var out Batch
+	for k, a := range b.Inputs {
+		r, err := a.Take(rows)
+		if err != nil {
+			return out, err
+		}
+		t, err := runtime.FromArray(b.Specs[k].Name, r)
+		if err != nil {
+			return out, err
+		}
+		out.Inputs = append(out.Inputs, t)
+	}
+	if b.Labels != nil {
+		l, err := b.Labels.Take(rows)
+		if err != nil {
+			return out, err
+		}
+		if out.Labels, err = l.AsInt64(); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// teacherRun computes the teacher's output on training batches.
+type teacherRun struct {
+	sess *runtime.Session
+	out  int
+}
+
+func newTeacherRun(t *onnxio.Model, output string, rt runtime.Config) (*teacherRun, error) {
+	s, err := runtime.NewSessionForModel(t, nil, rt)
+	if err != nil {
+		return nil, fmt.Errorf("teacher: %w", err)
+	}
+	tr := &teacherRun{sess: s}
+	for k, o := range s.Outputs() {
+		if o.Name == output {
+			tr.out = k
+		}
+	}
+	return tr, nil
+}
+
+func (t *teacherRun) run(in []runtime.Tensor) (*runtime.Tensor, error) {
+	outs, err := t.sess.Run(in...)
+	if err != nil {
+		return nil, fmt.Errorf("teacher: %w", err)
+	}
+	o := outs[t.out]
+	return &o, nil
+}
+
+// fingerprint identifies the model a checkpoint belongs to.
+func fingerprint(m *onnxio.Model) (string, error) {
+	if m.Hash != "" {
+		return m.Hash, nil
+	}
+	b, err := m.Encode()
+	if err != nil {
+		return "", err
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:]), nil
+}
+
