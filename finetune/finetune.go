@@ -558,4 +558,3 @@ func fingerprint(m *onnxio.Model) (string, error) {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:]), nil
 }
-
