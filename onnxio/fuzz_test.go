@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // FuzzDecode feeds arbitrary bytes to Decode and, when they decode, runs
@@ -18,10 +19,11 @@ import (
 // The seed corpus is testdata/fuzz/FuzzDecode (small models and the crashers
 // found so far) plus the small models in testdata.
 //
-// Decoded models have no directory, so external data resolves against the
-// working directory (the package directory under go test); the body points
-// Dir at an empty directory instead so that fuzzing cannot read or depend
-// on the files around it.
+// Decoded models have no directory, so external data would resolve against
+// the working directory (the package directory under go test); the body
+// points Dir at a temporary directory holding only a copy of
+// testdata/external.data, so that fuzzed references read that file and
+// nothing else.
 func FuzzDecode(f *testing.F) {
 	paths, _ := filepath.Glob(filepath.Join("testdata", "*.onnx"))
 	for _, p := range paths {
@@ -31,12 +33,23 @@ func FuzzDecode(f *testing.F) {
 	}
 	// Hand-built graphs reach what the exports do not: subgraphs, shape
 	// arithmetic, external data references.
-	for _, m := range []*Model{subgraphModel(), fuzzShapeModel()} {
-		if b, err := m.Encode(); err == nil {
+	models := []*Model{subgraphModel(), fuzzShapeModel()}
+	for _, g := range malformedGraphs() {
+		models = append(models, g.model(13))
+	}
+	for _, m := range models {
+		if b, err := proto.Marshal(m.Proto); err == nil {
 			f.Add(b)
 		}
 	}
-	empty := f.TempDir()
+	dir := f.TempDir()
+	data, err := os.ReadFile(filepath.Join("testdata", "external.data"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "external.data"), data, 0o644); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {
@@ -45,7 +58,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		m.Dir = empty
+		m.Dir = dir
 		exercise(m)
 		out, err := m.Encode()
 		if err != nil {
@@ -55,7 +68,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decoding an encoded model: %v", err)
 		}
-		m2.Dir = empty
+		m2.Dir = dir
 		// Encoding is a fixed point once the model has been through the
 		// schema.
 		out2, err := m2.Encode()
