@@ -48,6 +48,7 @@ type TrainGraph struct {
 	ModelOutput []string // the model's outputs, when TrainSpec.Outputs
 	Objective   Objective
 	OutputDims  []int64 // static shape of Output (-1 for unknown sizes)
+	Model0      *onnxio.Model // the inference model it was built from
 }
 
 // frozenSlots are inputs that hold hyper-parameters or statistics, not
@@ -195,7 +196,7 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 	if err != nil {
 		return nil, err
 	}
-	tg := &TrainGraph{Model: c, Output: o.Output, Loss: LossOutput, Objective: o}
+	tg := &TrainGraph{Model: c, Model0: m, Output: o.Output, Loss: LossOutput, Objective: o}
 	tg.OutputDims, _ = b.dims(o.Output)
 	cg := c.Graph()
 	for _, v := range g.GetInput() {
