@@ -186,6 +186,67 @@ __attribute__((target("avx512f"))) static void kern_avx512(const float *a, const
 
 #endif
 
+#ifdef GRAM_X86
+// Each __m256d accumulator holds the four partial sums of one distance, so
+// lane l sums i = l, l+4, ... in order, as the Go code does. Four distances
+// at a time give four independent dependency chains. No FMA contraction,
+// even if the build enables FMA globally.
+__attribute__((target("avx2"), optimize("fp-contract=off"))) static void sqdist4(const double *a, const double *b0,
+                                                    const double *b1, const double *b2,
+                                                    const double *b3, int m, double *out) {
+	__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+	__m256d s2 = _mm256_setzero_pd(), s3 = _mm256_setzero_pd();
+	int i = 0;
+	for (; i + 4 <= m; i += 4) {
+		__m256d x = _mm256_loadu_pd(a + i);
+		__m256d d0 = _mm256_sub_pd(x, _mm256_loadu_pd(b0 + i));
+		__m256d d1 = _mm256_sub_pd(x, _mm256_loadu_pd(b1 + i));
+		__m256d d2 = _mm256_sub_pd(x, _mm256_loadu_pd(b2 + i));
+		__m256d d3 = _mm256_sub_pd(x, _mm256_loadu_pd(b3 + i));
+		s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
+		s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
+		s2 = _mm256_add_pd(s2, _mm256_mul_pd(d2, d2));
+		s3 = _mm256_add_pd(s3, _mm256_mul_pd(d3, d3));
+	}
+	double l[4][4];
+	_mm256_storeu_pd(l[0], s0);
+	_mm256_storeu_pd(l[1], s1);
+	_mm256_storeu_pd(l[2], s2);
+	_mm256_storeu_pd(l[3], s3);
+	const double *b[4] = {b0, b1, b2, b3};
+	for (int j = 0; j < 4; j++) {
+		for (int t = i; t < m; t++) {
+			double d = a[t] - b[j][t];
+			l[j][0] += d * d;
+		}
+		out[j] = (l[j][0] + l[j][1]) + (l[j][2] + l[j][3]);
+	}
+}
+#endif
+
+int sqdist_batch(const double *a, const double *xt, int m, const int *idx, int cnt, double *out) {
+#ifdef GRAM_X86
+	if (!__builtin_cpu_supports("avx2")) {
+		return 0;
+	}
+	double tmp[4];
+	for (int j = 0; j < cnt; j += 4) {
+		const double *b[4];
+		for (int t = 0; t < 4; t++) {
+			b[t] = xt + (long)idx[j + t < cnt ? j + t : j] * m;
+		}
+		sqdist4(a, b[0], b[1], b[2], b[3], m, tmp);
+		for (int t = 0; t < 4 && j + t < cnt; t++) {
+			out[j + t] = tmp[t];
+		}
+	}
+	return 1;
+#else
+	(void)a, (void)xt, (void)m, (void)idx, (void)cnt, (void)out;
+	return 0;
+#endif
+}
+
 // Pointer to column i's lane in its panel.
 static const float *col(const float *p, int m, int i) {
 	return p + ((long)(i / GRAM_PANEL) * m) * GRAM_PANEL + i % GRAM_PANEL;

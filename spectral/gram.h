@@ -15,4 +15,10 @@ int gram_best_isa(void);
 void gram_tile(const float *a, const float *b, int m, int i0, int mr, int j0,
                int nc, float *c, int ldc, int isa);
 
+/* out[j] = squared distance between a and row idx[j] of xt (m doubles per
+   row), summed exactly like the Go SquaredDistance: four partial sums over
+   i mod 4, a scalar tail added to the first, then (s0+s1)+(s2+s3). Needs
+   AVX2; returns 0 if unavailable (the caller then uses Go). */
+int sqdist_batch(const double *a, const double *xt, int m, const int *idx, int cnt, double *out);
+
 #endif

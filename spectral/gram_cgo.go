@@ -60,3 +60,15 @@ func gramTile(kernel string, a, b []float32, m, i0, mr, j0, nc int, c []float32,
 		C.int(m), C.int(i0), C.int(mr), C.int(j0), C.int(nc),
 		(*C.float)(unsafe.Pointer(&c[0])), C.int(ldc), kernelISA(kernel))
 }
+
+// sqDistBatch sets out[j] = SquaredDistance(a, xt[idx[j]*m:]) with the C
+// kernel; it reports false when the CPU lacks AVX2.
+func sqDistBatch(a, xt []float64, m int, idx []int32, out []float64) bool {
+	if len(idx) == 0 {
+		return true
+	}
+	_ = out[len(idx)-1]
+	return C.sqdist_batch((*C.double)(unsafe.Pointer(&a[0])), (*C.double)(unsafe.Pointer(&xt[0])),
+		C.int(m), (*C.int)(unsafe.Pointer(&idx[0])), C.int(len(idx)),
+		(*C.double)(unsafe.Pointer(&out[0]))) != 0
+}

@@ -51,14 +51,15 @@ func SquaredDistance(a, b []float64) float64 {
 		d1 := a[i+1] - b[i+1]
 		d2 := a[i+2] - b[i+2]
 		d3 := a[i+3] - b[i+3]
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
+		// float64() forbids fusing into FMA, which would change the sums.
+		s0 += float64(d0 * d0)
+		s1 += float64(d1 * d1)
+		s2 += float64(d2 * d2)
+		s3 += float64(d3 * d3)
 	}
 	for ; i < len(a); i++ {
 		d := a[i] - b[i]
-		s0 += d * d
+		s0 += float64(d * d)
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -84,7 +85,8 @@ type knnIndex struct {
 
 	// Float32 search over representatives (built lazily).
 	kernel     string
-	exactBelow int // use exhaustive float64 when #representatives <= this
+	exactBelow int  // use exhaustive float64 when #representatives <= this
+	noC        bool // tests: force the Go distance loop
 	built      bool
 	packed     []float32 // panel-packed scaled, centred columns of the representatives
 	upad       int       // representatives padded to a multiple of panel
@@ -426,14 +428,35 @@ func (ix *knnIndex) expand(r int, reps []entry, k int) []entry {
 // exactList compares representative r with every other one in float64.
 func (ix *knnIndex) exactList(r, k int) []entry {
 	u := len(ix.members)
-	reps := make([]entry, 0, u-1)
-	a := ix.repRow(r)
+	others := make([]int32, 0, u-1)
 	for q := 0; q < u; q++ {
 		if q != r {
-			reps = append(reps, entry{SquaredDistance(a, ix.repRow(q)), q})
+			others = append(others, int32(q))
 		}
 	}
-	return ix.expand(r, reps, k)
+	return ix.expand(r, ix.repDistances(r, others), k)
+}
+
+// repDistances returns SquaredDistance from representative r to each of
+// reps, by the C kernel when available (same sums, about 4x faster).
+func (ix *knnIndex) repDistances(r int, reps []int32) []entry {
+	out := make([]entry, len(reps))
+	d := make([]float64, len(reps))
+	nodes := make([]int32, len(reps))
+	for j, q := range reps {
+		nodes[j] = int32(ix.members[q][0])
+	}
+	a := ix.repRow(r)
+	if !ix.noC && sqDistBatch(a, ix.xt, ix.m, nodes, d) {
+		for j, q := range reps {
+			out[j] = entry{d[j], int(q)}
+		}
+		return out
+	}
+	for j, q := range reps {
+		out[j] = entry{SquaredDistance(a, ix.repRow(int(q))), int(q)}
+	}
+	return out
 }
 
 // certify re-ranks the candidates of rows[i] exactly and stores the lists of
@@ -444,12 +467,7 @@ func (ix *knnIndex) certify(lists [][]entry, rows []int, cands [][]int32, thr []
 	failed := make([]bool, len(rows))
 	ix.parallel(len(rows), func(i int) {
 		r := rows[i]
-		a := ix.repRow(r)
-		reps := make([]entry, len(cands[i]))
-		for j, q := range cands[i] {
-			reps[j] = entry{SquaredDistance(a, ix.repRow(int(q))), int(q)}
-		}
-		list := ix.expand(r, reps, k)
+		list := ix.expand(r, ix.repDistances(r, cands[i]), k)
 		last := list[len(list)-1].d * ix.scale2
 		if !(thr[i] > last*(1+ix.relSlack)) {
 			failed[i] = true

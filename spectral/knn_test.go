@@ -77,6 +77,7 @@ func checkKNN(t *testing.T, name string, x *mat.Dense, k int, kernels []string, 
 			}
 			ix.kernel = kern
 			ix.exactBelow = exactBelow
+			ix.noC = kern == "go"
 			nb := ix.query(k)
 			for p := range want {
 				got := nb.Of(p)
@@ -186,4 +187,26 @@ func sparseRelu(rng *rand.Rand, m, n int) *mat.Dense {
 		setCol(z, j, func(i int) float64 { return math.Max(z.At(i, j)+b, 0) })
 	}
 	return z
+}
+
+// The C distance kernel must reproduce SquaredDistance bit for bit, or the
+// kNN answer would depend on the build.
+func TestSquaredDistanceC(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for m := 1; m <= 41; m++ {
+		xt := make([]float64, 9*m)
+		for i := range xt {
+			xt[i] = rng.NormFloat64() * math.Pow(10, float64(rng.IntN(30)-15))
+		}
+		idx := []int32{1, 2, 3, 4, 5, 6, 7, 8, 0}
+		out := make([]float64, len(idx))
+		if !sqDistBatch(xt[:m], xt, m, idx, out) {
+			t.Skip("no C kernel on this machine")
+		}
+		for j, q := range idx {
+			if want := SquaredDistance(xt[:m], xt[int(q)*m:int(q+1)*m]); out[j] != want {
+				t.Fatalf("m=%d j=%d: C %v Go %v", m, j, out[j], want)
+			}
+		}
+	}
 }
