@@ -1,0 +1,224 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	goruntime "runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/evaluate"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/rewrite"
+	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/shrink"
+)
+
+// Results is everything one experiment measured.
+type Results struct {
+	Config    Config             `json:"config"`
+	Machine   Machine            `json:"machine"`
+	Originals []Original         `json:"originals"`
+	Records   []Record           `json:"records"`
+	Ablations []*shrink.Ablation `json:"ablations"`
+	Seconds   float64            `json:"seconds"`
+}
+
+// Machine says where the numbers come from.
+type Machine struct {
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	Go     string `json:"go"`
+	ORT    string `json:"onnxruntime"`
+	OS     string `json:"os"`
+	Date   string `json:"date"`
+	Commit string `json:"commit,omitempty"`
+}
+
+// Original is a fixture before pruning.
+type Original struct {
+	Fixture string           `json:"fixture"`
+	Model   string           `json:"model"`
+	Metric  *evaluate.Result `json:"metric"`
+	Params  int64            `json:"params"`
+	FLOPs   int64            `json:"flops"`
+	Latency []shrink.Latency `json:"latency"`
+}
+
+// Record is one shrink run.
+type Record struct {
+	Fixture    string             `json:"fixture"`
+	Target     float64            `json:"target"`
+	Criterion  string             `json:"criterion"`
+	Seed       int64              `json:"seed"`
+	Metric     string             `json:"metric"`
+	Reduction  float64            `json:"effective_reduction"`
+	Params     int64              `json:"params"`
+	FLOPs      int64              `json:"flops"`
+	Bytes      int64              `json:"bytes"`
+	Rounds     int                `json:"rounds"`
+	Pruned     float64            `json:"metric_pruned"`
+	Recovered  float64            `json:"metric_recovered"`
+	Recovery   string             `json:"recovery"`
+	Latency    []shrink.Latency   `json:"latency,omitempty"`
+	Stages     map[string]float64 `json:"seconds_per_stage"`
+	Error      string             `json:"error,omitempty"`
+	ShrinkSecs float64            `json:"seconds"`
+}
+
+// Experiment runs every setting of cfg, logging progress to log.
+func Experiment(cfg Config, log io.Writer) (*Results, error) {
+	start := time.Now()
+	res := &Results{Config: cfg, Machine: machine()}
+	rt := runtime.Config{Threads: cfg.Threads}
+	for _, name := range cfg.Fixtures {
+		f, err := loadFixture(cfg.Root, name)
+		if err != nil {
+			fmt.Fprintf(log, "skipping fixture %s: %v\n", name, err)
+			continue
+		}
+		m, err := onnxio.Load(f.Model)
+		if err != nil {
+			return nil, err
+		}
+		calib, err := dataset.Load(f.Calib)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := dataset.Load(f.Eval)
+		if err != nil {
+			return nil, err
+		}
+		evOpts := evaluate.Options{Task: f.Task, Runtime: rt}
+		base, err := evaluate.Run(m, ev, evOpts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		p0, _ := m.ParamCount()
+		lat, err := shrink.MeasureLatency(m, calib, []int{1, 64}, time.Second, rt)
+		if err != nil {
+			return nil, err
+		}
+		res.Originals = append(res.Originals, Original{Fixture: name, Model: f.Model, Metric: base, Params: p0, FLOPs: shrink.FLOPs(m), Latency: lat})
+		fmt.Fprintf(log, "%s: %s, %d parameters\n", name, base, p0)
+
+		if g := ablationGroup(m); g != "" {
+			crit, _ := shrink.NewCriterion("spectral")
+			ab, err := shrink.Ablate(m, calib, ev, g, cfg.Ablation, cfg.Trials, shrink.Config{Criterion: crit, Samples: cfg.Samples, Runtime: rt, EvalTask: f.Task})
+			if err != nil {
+				return nil, fmt.Errorf("%s ablation: %w", name, err)
+			}
+			res.Ablations = append(res.Ablations, ab)
+			fmt.Fprintf(log, "%s ablation of %s: lowest %.4f highest %.4f random %.4f±%.4f\n", name, g, ab.Lowest.Value, ab.Highest.Value, ab.RandMean, ab.RandStd)
+		}
+
+		for _, target := range cfg.Targets {
+			for _, cname := range cfg.Criteria {
+				for _, seed := range cfg.Seeds {
+					rec := runOne(m, calib, ev, f, target, cname, seed, cfg, rt, seed == cfg.Seeds[0])
+					res.Records = append(res.Records, rec)
+					if rec.Error != "" {
+						fmt.Fprintf(log, "%s %.2f %s seed %d: %s\n", name, target, cname, seed, rec.Error)
+						continue
+					}
+					fmt.Fprintf(log, "%s %.2f %-10s seed %d: reduction %.4f, %s %.4f pruned, %.4f recovered (%.1fs)\n",
+						name, target, cname, seed, rec.Reduction, rec.Metric, rec.Pruned, rec.Recovered, rec.ShrinkSecs)
+				}
+			}
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname string, seed int64, cfg Config, rt runtime.Config, latency bool) Record {
+	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery}
+	crit, err := shrink.NewCriterion(cname)
+	if err != nil {
+		rec.Error = err.Error()
+		return rec
+	}
+	t0 := time.Now()
+	small, rep, err := shrink.Run(m, calib, shrink.Config{Target: target, Criterion: crit, Samples: cfg.Samples, Seed: seed, Runtime: rt})
+	if err != nil {
+		rec.Error = err.Error()
+		return rec
+	}
+	rec.ShrinkSecs = time.Since(t0).Seconds()
+	rec.Reduction, rec.Params, rec.FLOPs, rec.Bytes = rep.Reduction, rep.Output.Params, rep.Output.FLOPs, rep.Output.Bytes
+	rec.Rounds, rec.Stages = len(rep.Rounds), rep.Stages
+	evOpts := evaluate.Options{Task: f.Task, Runtime: rt}
+	r, err := evaluate.Run(small, ev, evOpts)
+	if err != nil {
+		rec.Error = err.Error()
+		return rec
+	}
+	rec.Metric, rec.Pruned, rec.Recovered = r.Metric, r.Value, r.Value
+	if rec.Recovered, err = recoverModel(small, m, calib, ev, cfg, f, rt, rep); err != nil {
+		rec.Error = err.Error()
+		return rec
+	}
+	if latency {
+		if rec.Latency, err = shrink.MeasureLatency(small, calib, []int{1, 64}, time.Second, rt); err != nil {
+			rec.Error = err.Error()
+		}
+	}
+	return rec
+}
+
+// recoverModel applies the experiment's recovery budget and returns the
+// metric after it.
+func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture, rt runtime.Config, rep *shrink.Report) (float64, error) {
+	switch cfg.Recovery {
+	case "none", "":
+		r, err := evaluate.Run(small, ev, evaluate.Options{Task: f.Task, Runtime: rt})
+		if err != nil {
+			return 0, err
+		}
+		return r.Value, nil
+	}
+	return 0, fmt.Errorf("recovery %q is not available", cfg.Recovery)
+}
+
+// ablationGroup picks the widest prunable group with observation points.
+func ablationGroup(m *onnxio.Model) string {
+	a, err := rewrite.Analyze(m, rewrite.Options{})
+	if err != nil {
+		return ""
+	}
+	best, width := "", 0
+	for _, g := range a.Prunable() {
+		if g.Observe != nil && g.Width > width {
+			best, width = g.Name, g.Width
+		}
+	}
+	return best
+}
+
+func machine() Machine {
+	mc := Machine{Cores: goruntime.NumCPU(), Go: goruntime.Version(), ORT: runtime.Version(), OS: goruntime.GOOS + "/" + goruntime.GOARCH, Date: time.Now().UTC().Format("2006-01-02")}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if k := strings.Index(line, ":"); k > 0 {
+					mc.CPU = strings.TrimSpace(line[k+1:])
+					break
+				}
+			}
+		}
+	}
+	return mc
+}
+
+// keys returns map keys in order.
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

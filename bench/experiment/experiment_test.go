@@ -1,0 +1,53 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The quick mode must keep working: it is how CI keeps the experiment from
+// rotting. It runs the whole pipeline on the MLP fixture and checks that
+// RESULTS.md carries the numbers of results.json.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the quick experiment takes a minute or two")
+	}
+	out := t.TempDir()
+	if err := run([]string{"--quick", "--root", "../..", "--out", out}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results", "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Records) != len(res.Config.Criteria) || len(res.Originals) != 1 || len(res.Ablations) != 1 {
+		t.Fatalf("quick run: %d records, %d originals, %d ablations", len(res.Records), len(res.Originals), len(res.Ablations))
+	}
+	md, err := os.ReadFile(filepath.Join(out, "RESULTS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Records {
+		if r.Error != "" {
+			t.Errorf("%s: %s", r.Criterion, r.Error)
+		}
+		if r.Reduction < 0.5 {
+			t.Errorf("%s: reduction %.4f below the 0.5 target", r.Criterion, r.Reduction)
+		}
+	}
+	if !strings.Contains(string(md), res.Originals[0].Metric.Metric) || !strings.Contains(string(md), "--quick") {
+		t.Errorf("RESULTS.md does not describe the run:\n%s", md)
+	}
+	for _, p := range []string{"mlp_metric.png", "mlp_latency.png"} {
+		if st, err := os.Stat(filepath.Join(out, "results", p)); err != nil || st.Size() == 0 {
+			t.Errorf("plot %s missing", p)
+		}
+	}
+}

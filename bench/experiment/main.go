@@ -1,0 +1,146 @@
+// Command experiment reproduces the paper's experiment shape on the fixture
+// zoo: for every fixture, target reduction, criterion and seed it shrinks the
+// model, measures the metric before and after the same recovery budget and
+// the ORT latency, runs the METHOD.md §7 ablation, times every stage, and
+// writes the raw records as JSON and docs/RESULTS.md with tables and plots.
+//
+//	go run ./bench/experiment            # the full run (about two hours on 2 cores)
+//	go run ./bench/experiment --quick    # minutes; what CI runs
+//
+// Every number in RESULTS.md is computed from the JSON written beside it.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "experiment:", err)
+		os.Exit(1)
+	}
+}
+
+// Config is one experiment's settings; it is recorded in the output.
+type Config struct {
+	Quick     bool      `json:"quick"`
+	Fixtures  []string  `json:"fixtures"`
+	Targets   []float64 `json:"targets"`
+	Criteria  []string  `json:"criteria"`
+	Seeds     []int64   `json:"seeds"`
+	Samples   int       `json:"samples"`
+	Recovery  string    `json:"recovery"`
+	Threads   int       `json:"threads"`
+	Ablation  float64   `json:"ablation_fraction"`
+	Trials    int       `json:"ablation_random_trials"`
+	Root      string    `json:"-"`
+	OutDir    string    `json:"-"`
+	Markdown  string    `json:"-"`
+	Command   string    `json:"command"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "a few minutes: one fixture, one target, one seed, few samples")
+	fixtures := fs.String("fixtures", "mlp,cnn,dwcnn,transformer,llama", "fixtures (directories under testdata/models)")
+	targets := fs.String("targets", "0.3,0.5,0.7", "effective parameter reductions")
+	criteria := fs.String("criteria", "spectral,magnitude,activation,random", "criteria")
+	seeds := fs.Int("seeds", 3, "seeds per setting")
+	samples := fs.Int("samples", 1024, "calibration samples M")
+	recovery := fs.String("recovery", "lsq", "recovery after pruning: none or lsq")
+	threads := fs.Int("threads", 0, "ORT intra-op threads (0: ORT's default)")
+	ablation := fs.Float64("ablation", 0.5, "fraction of one group removed in the ablation")
+	trials := fs.Int("trials", 5, "random trials in the ablation")
+	root := fs.String("root", ".", "repository root (where testdata/ is)")
+	out := fs.String("out", "docs", "directory for RESULTS.md, results.json and the plots")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := Config{
+		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples,
+		Recovery: *recovery, Threads: *threads, Ablation: *ablation, Trials: *trials,
+		Root: *root, OutDir: *out, Command: "go run ./bench/experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
+	}
+	for _, t := range split(*targets) {
+		var v float64
+		if _, err := fmt.Sscan(t, &v); err != nil {
+			return fmt.Errorf("target %q: %v", t, err)
+		}
+		cfg.Targets = append(cfg.Targets, v)
+	}
+	for s := 0; s < *seeds; s++ {
+		cfg.Seeds = append(cfg.Seeds, int64(s))
+	}
+	if cfg.Quick {
+		cfg.Fixtures, cfg.Targets, cfg.Seeds, cfg.Samples, cfg.Trials, cfg.Recovery = []string{"mlp"}, []float64{0.5}, []int64{0}, 128, 2, "none"
+	}
+	if err := runtime.Init(runtime.Config{}); err != nil {
+		return err
+	}
+	res, err := Experiment(cfg, os.Stderr)
+	if err != nil {
+		return err
+	}
+	return Write(res, cfg)
+}
+
+func split(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// fixture is a model with its data, from testdata/models/NAME/meta.json.
+type fixture struct {
+	Name  string
+	Model string
+	Calib string
+	Eval  string
+	Task  string
+}
+
+func loadFixture(root, name string) (*fixture, error) {
+	dir := filepath.Join(root, "testdata", "models", name)
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	var meta struct {
+		Task  string `json:"task"`
+		Calib string `json:"calib"`
+		Eval  string `json:"eval"`
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, fmt.Errorf("%s/meta.json: %v", dir, err)
+	}
+	model := filepath.Join(dir, "model.onnx")
+	if _, err := os.Stat(model); err != nil {
+		// A fixture exported twice (opset 14 and 17) is run at its newest.
+		matches, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("%s: no model", dir)
+		}
+		model = matches[len(matches)-1]
+	}
+	task := "classification"
+	if meta.Task == "lm" {
+		task = "lm"
+	}
+	return &fixture{Name: name, Model: model, Calib: filepath.Join(dir, meta.Calib), Eval: filepath.Join(dir, meta.Eval), Task: task}, nil
+}
+
+func loadModel(p string) (*onnxio.Model, error) { return onnxio.Load(p) }
