@@ -164,6 +164,12 @@ func (c *bctx) geometry(x string, kernel []int64, dilate bool) (*convGeom, error
 	if err != nil {
 		return nil, err
 	}
+	return geometryOf(c.n, x, xd, kernel, dilate)
+}
+
+// geometryOf is the geometry of Conv or pooling node n on input x of
+// shape xd.
+func geometryOf(n *onnxpb.NodeProto, x string, xd, kernel []int64, dilate bool) (*convGeom, error) {
 	ns := len(xd) - 2
 	if ns < 1 {
 		return nil, fmt.Errorf("input %q has rank %d, want at least 3", x, len(xd))
@@ -184,25 +190,25 @@ func (c *bctx) geometry(x string, kernel []int64, dilate bool) (*convGeom, error
 		}
 		return o
 	}
-	g.strides = onnxio.AttrInts(c.n, "strides")
+	g.strides = onnxio.AttrInts(n, "strides")
 	if g.strides == nil {
 		g.strides = ones()
 	}
 	g.dilations = nil
 	if dilate {
-		g.dilations = onnxio.AttrInts(c.n, "dilations")
+		g.dilations = onnxio.AttrInts(n, "dilations")
 	}
 	if g.dilations == nil {
 		g.dilations = ones()
 	}
-	pads := onnxio.AttrInts(c.n, "pads")
+	pads := onnxio.AttrInts(n, "pads")
 	g.padsBegin, g.padsEnd = make([]int64, ns), make([]int64, ns)
 	if pads != nil {
 		copy(g.padsBegin, pads[:ns])
 		copy(g.padsEnd, pads[ns:])
 	}
-	autoPad := onnxio.AttrString(c.n, "auto_pad", "NOTSET")
-	ceil := onnxio.AttrInt(c.n, "ceil_mode", 0) != 0
+	autoPad := onnxio.AttrString(n, "auto_pad", "NOTSET")
+	ceil := onnxio.AttrInt(n, "ceil_mode", 0) != 0
 	g.out = make([]int64, ns)
 	for k := 0; k < ns; k++ {
 		ek := (kernel[k]-1)*g.dilations[k] + 1
