@@ -47,7 +47,7 @@ type TrainGraph struct {
 	Hidden      []string // gradient outputs of TrainSpec.Hidden, in order
 	ModelOutput []string // the model's outputs, when TrainSpec.Outputs
 	Objective   Objective
-	OutputDims  []int64 // static shape of Output (-1 for unknown sizes)
+	OutputDims  []int64       // static shape of Output (-1 for unknown sizes)
 	Model0      *onnxio.Model // the inference model it was built from
 }
 
