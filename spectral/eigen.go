@@ -106,7 +106,7 @@ func GeneralizedEigsDense(lx, ly *CSR, opts Options) (*Eigs, error) {
 	}
 	blas64.Trsm(blas.Left, blas.NoTrans, 1, ut, e.Vectors.RawMatrix())
 	normaliseColumns(e.Vectors)
-	e.Residual = residual(lx, ly, c, eps, e.Values, e.Vectors)
+	e.Residual = residual(newSpOp(lx), newSpOp(ly), c, eps, e.Values, e.Vectors)
 	return e, nil
 }
 
@@ -136,16 +136,16 @@ func normaliseColumns(v *mat.Dense) {
 }
 
 // residual returns max_i |L_X u - z B u| / (|L_X u| + z |B u|).
-func residual(lx, ly *CSR, c, eps float64, vals []float64, vecs *mat.Dense) float64 {
-	n := lx.N
+func residual(lx, ly *spOp, c, eps float64, vals []float64, vecs *mat.Dense) float64 {
+	n := lx.n
 	u := make([]float64, n)
 	a := make([]float64, n)
 	b := make([]float64, n)
 	worst := 0.0
 	for i, z := range vals {
 		mat.Col(u, i, vecs)
-		lx.MulVecTo(a, u)
-		applyB(ly, c, eps, b, u)
+		lx.mulPar(a, u, 1)
+		applyB(ly, c, eps, b, u, 1)
 		na, nb := floats.Norm(a, 2), floats.Norm(b, 2)
 		floats.AddScaled(a, -z, b)
 		if den := na + math.Abs(z)*nb; den > 0 {
@@ -156,10 +156,8 @@ func residual(lx, ly *CSR, c, eps float64, vals []float64, vecs *mat.Dense) floa
 }
 
 // applyB sets dst = (L_Y + c 1 1^T + eps I) x without forming 1 1^T.
-func applyB(ly *CSR, c, eps float64, dst, x []float64) { applyBPar(ly, c, eps, dst, x, 1) }
-
-func applyBPar(ly *CSR, c, eps float64, dst, x []float64, threads int) {
-	ly.mulVecPar(dst, x, threads)
+func applyB(ly *spOp, c, eps float64, dst, x []float64, threads int) {
+	ly.mulPar(dst, x, threads)
 	t := c * floats.Sum(x)
 	if eps != 0 {
 		for i, v := range x {
@@ -176,7 +174,7 @@ func applyBPar(ly *CSR, c, eps float64, dst, x []float64, threads int) {
 // preconditioner diag(B), from x = 0, to |r| <= tol |rhs|. It returns the
 // iterations used.
 type pcg struct {
-	ly         *CSR
+	ly         *spOp
 	c, eps     float64
 	inv        []float64 // 1 / diag(B)
 	tol        float64
@@ -185,9 +183,9 @@ type pcg struct {
 	r, z, p, q []float64
 }
 
-func newPCG(ly *CSR, c, eps, tol float64) *pcg {
-	n := ly.N
-	d := ly.Diag()
+func newPCG(ly *spOp, c, eps, tol float64) *pcg {
+	n := ly.n
+	d := ly.diag
 	inv := make([]float64, n)
 	for i, v := range d {
 		inv[i] = 1 / (v + c + eps)
@@ -210,7 +208,7 @@ func (s *pcg) solve(x, rhs []float64) (int, error) {
 	copy(p, z)
 	rz := floats.Dot(r, z)
 	for it := 1; it <= s.maxIter; it++ {
-		applyBPar(s.ly, s.c, s.eps, q, p, s.threads)
+		applyB(s.ly, s.c, s.eps, q, p, s.threads)
 		alpha := rz / floats.Dot(p, q)
 		floats.AddScaled(x, alpha, p)
 		floats.AddScaled(r, -alpha, q)
@@ -252,7 +250,8 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 		maxIter = want
 	}
 	c, eps := regularisation(ly, o)
-	solver := newPCG(ly, c, eps, o.Tol*1e-2)
+	lxOp, lyOp := newSpOp(lx), newSpOp(ly)
+	solver := newPCG(lyOp, c, eps, o.Tol*1e-2)
 	solver.threads = o.Threads
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed5eed))
 
@@ -275,7 +274,7 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 			}
 			floats.AddConst(-floats.Sum(w)/float64(n), w)
 		}
-		applyB(ly, c, eps, bw, w)
+		applyB(lyOp, c, eps, bw, w, o.Threads)
 	}
 	// fresh returns a random B-unit vector B-orthogonal to V and 1.
 	fresh := func() ([]float64, []float64, bool) {
@@ -308,7 +307,7 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 	var ritzVecs *mat.Dense
 	for {
 		j := len(V) - 1
-		lx.mulVecPar(z, V[j], o.Threads)
+		lxOp.mulPar(z, V[j], o.Threads)
 		for i := 0; i <= j; i++ {
 			x := floats.Dot(V[i], z)
 			h[i*hs+j], h[j*hs+i] = x, x
@@ -389,7 +388,7 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 			}
 			ritzVecs.SetCol(i, col)
 		}
-		res := residual(lx, ly, c, eps, ritzVals[:min(s, k)], ritzVecs)
+		res := residual(lxOp, lyOp, c, eps, ritzVals[:min(s, k)], ritzVecs)
 		if res <= o.Tol || done {
 			e.Residual = res
 			if res > o.Tol && m < dim {

@@ -45,20 +45,6 @@ func (g *Graph) Laplacian() *CSR {
 // MulVecTo sets dst = A x. dst and x must not overlap.
 func (a *CSR) MulVecTo(dst, x []float64) { a.mulRows(dst, x, 0, a.N) }
 
-// mulVecPar is MulVecTo on up to threads goroutines. Each row is summed by
-// one goroutine in the same order, so the result does not depend on threads.
-func (a *CSR) mulVecPar(dst, x []float64, threads int) {
-	const minNNZ = 1 << 15 // below this, goroutine hand-off costs more
-	if threads <= 1 || len(a.Ind) < minNNZ {
-		a.mulRows(dst, x, 0, a.N)
-		return
-	}
-	chunk := (a.N + threads - 1) / threads
-	parallelFor(threads, threads, func(t int) {
-		a.mulRows(dst, x, t*chunk, min(t*chunk+chunk, a.N))
-	})
-}
-
 func (a *CSR) mulRows(dst, x []float64, lo, hi int) {
 	x = x[:a.N]
 	dst = dst[:a.N]
@@ -98,4 +84,77 @@ func (a *CSR) SymDense() *mat.SymDense {
 		}
 	}
 	return s
+}
+
+// spOp is a Laplacian-like matrix in the form the iterative solvers stream:
+// diagonal apart, int32 column indices, and no values at all when every
+// off-diagonal entry is -1 (unit weights, the default), which roughly
+// thirds the bytes read per product.
+type spOp struct {
+	n    int
+	diag []float64
+	ptr  []int32
+	ind  []int32
+	w    []float64 // off-diagonal weights (= -value); nil when all are 1
+}
+
+func newSpOp(a *CSR) *spOp {
+	op := &spOp{n: a.N, diag: make([]float64, a.N), ptr: make([]int32, a.N+1)}
+	unit := true
+	for i := 0; i < a.N; i++ {
+		for j := a.Ptr[i]; j < a.Ptr[i+1]; j++ {
+			if a.Ind[j] == i {
+				op.diag[i] += a.Val[j]
+				continue
+			}
+			op.ind = append(op.ind, int32(a.Ind[j]))
+			op.w = append(op.w, -a.Val[j])
+			if a.Val[j] != -1 {
+				unit = false
+			}
+		}
+		op.ptr[i+1] = int32(len(op.ind))
+	}
+	if unit {
+		op.w = nil
+	}
+	return op
+}
+
+// mulPar sets dst = A x on up to threads goroutines; each row is summed by
+// one goroutine in a fixed order, so the result does not depend on threads.
+func (op *spOp) mulPar(dst, x []float64, threads int) {
+	const minNNZ = 1 << 15 // below this, goroutine hand-off costs more
+	if threads <= 1 || len(op.ind) < minNNZ {
+		op.mulRows(dst, x, 0, op.n)
+		return
+	}
+	chunk := (op.n + threads - 1) / threads
+	parallelFor(threads, threads, func(t int) {
+		op.mulRows(dst, x, t*chunk, min(t*chunk+chunk, op.n))
+	})
+}
+
+func (op *spOp) mulRows(dst, x []float64, lo, hi int) {
+	x = x[:op.n]
+	dst = dst[:op.n]
+	if op.w == nil {
+		for i := lo; i < hi; i++ {
+			s := 0.0
+			for _, c := range op.ind[op.ptr[i]:op.ptr[i+1]] {
+				s += x[c]
+			}
+			dst[i] = op.diag[i]*x[i] - s
+		}
+		return
+	}
+	for i := lo; i < hi; i++ {
+		s := 0.0
+		lo, hi := op.ptr[i], op.ptr[i+1]
+		w := op.w[lo:hi]
+		for j, c := range op.ind[lo:hi] {
+			s += w[j] * x[c]
+		}
+		dst[i] = op.diag[i]*x[i] - s
+	}
 }
