@@ -1,8 +1,10 @@
 package spectral
 
 import (
+	"encoding/json"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
@@ -379,5 +381,24 @@ func TestOptions(t *testing.T) {
 	}
 	if r.Options.S != 3 || r.Options.K != DefaultK || r.GraphX.K != 3 || r.Options.Threads < 1 {
 		t.Fatalf("recorded options %+v graph %+v", r.Options, r.GraphX)
+	}
+}
+
+func TestOptionsJSON(t *testing.T) {
+	o := DefaultOptions()
+	o.Weighting, o.Solver = Gaussian, Sparse
+	b, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"Weighting":"gaussian"`) || !strings.Contains(string(b), `"Reg":"rank-one"`) {
+		t.Fatalf("json %s", b)
+	}
+	var back Options
+	if err := json.Unmarshal(b, &back); err != nil || back != o {
+		t.Fatalf("round trip %+v %v", back, err)
+	}
+	if err := back.Solver.UnmarshalText([]byte("lobpcg")); err == nil {
+		t.Fatal("unknown solver accepted")
 	}
 }
