@@ -289,6 +289,9 @@ func (ix *knnIndex) buildSearch() {
 		_, e := math.Frexp(maxAbs) // maxAbs < 2^e
 		scale = math.Ldexp(1, -e)
 	}
+	if !(maxAbs <= math.MaxFloat64) {
+		ix.exactBelow = math.MaxInt // differences overflow: search exhaustively
+	}
 	ix.scale2 = scale * scale
 	ix.relSlack = 4 * float64(m) * 0x1p-53
 	gamma := 2 * float64(m+8) * 0x1p-24
@@ -330,11 +333,13 @@ func (ix *knnIndex) query(k int) *Neighbors {
 	}
 	u := len(ix.members)
 	lists := make([][]entry, u) // per representative: first k+1 nodes by (d, index)
+	if u-1 > ix.exactBelow {
+		ix.buildSearch() // may fall back to exhaustive
+	}
 	if u-1 <= ix.exactBelow {
 		ix.exhaustive += u
 		ix.parallel(u, func(i int) { lists[i] = ix.exactList(i, k) })
 	} else {
-		ix.buildSearch()
 		kc := k + max(8, k/2)
 		cands, thr := ix.searchAll(kc)
 		todo := ix.certify(lists, allReps(u), cands, thr, k)
@@ -623,9 +628,13 @@ func (ix *knnIndex) searchAll(kc int) ([][]int32, []float64) {
 			c[i] = ids[o]
 		}
 		cands[r] = c
-		thr[r] = math.Inf(1)
-		if len(ord) == kc && kc < u-1 {
+		switch {
+		case len(ord) < min(kc, u-1):
+			thr[r] = math.Inf(-1) // keys were not comparable (overflow): never certify
+		case kc < u-1:
 			thr[r] = keys[ord[kc-1]]
+		default:
+			thr[r] = math.Inf(1) // every representative is a candidate
 		}
 	})
 	return cands, thr
@@ -718,6 +727,9 @@ func (ix *knnIndex) searchRows(rows []int, kc int) ([][]int32, []float64) {
 		_, ids := h.rowEntries(i)
 		cands[i] = append([]int32(nil), ids...)
 		thr[i] = h.thr[i] // root = largest kept key; full since kc < u-1
+		if len(ids) < kc {
+			thr[i] = math.Inf(-1) // keys were not comparable (overflow)
+		}
 	}
 	return cands, thr
 }

@@ -167,6 +167,13 @@ func TestKNNScales(t *testing.T) {
 		}
 	}
 	checkKNN(t, "offset", y, 6, availableKernels()[:1], 0)
+	// Differences that overflow float64 fall back to the exhaustive search
+	// (distances are then +Inf ties, ranked by index).
+	w := randDense(rng, 4, 40)
+	for j := 0; j < 40; j++ {
+		setCol(w, j, func(i int) float64 { return math.Copysign(1+0.5*rng.Float64(), w.At(i, j)) * 1e308 })
+	}
+	checkKNN(t, "overflow", w, 5, availableKernels()[:1], 0)
 }
 
 func TestKNNRejectsNaN(t *testing.T) {
