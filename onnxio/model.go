@@ -345,6 +345,9 @@ func writeTemp(path string, b []byte) (string, error) {
 // m.Dir), the offset, and the length (-1 if absent). It refuses locations
 // outside the model's directory and malformed or negative numbers.
 func (m *Model) externalRef(t *onnxpb.TensorProto) (path string, offset, length int64, err error) {
+	if m.Dir == "" {
+		return "", 0, 0, fmt.Errorf("tensor %q: stored as external data, but the model was decoded from bytes: load it from its file so the data can be found", t.GetName())
+	}
 	var loc string
 	offset, length = 0, -1
 	for _, kv := range t.GetExternalData() {

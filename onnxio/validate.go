@@ -3,6 +3,7 @@ package onnxio
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 )
@@ -208,7 +209,7 @@ func checkTensorData(m *Model, t *onnxpb.TensorProto, gname string, add func(*Er
 	if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
 		p, off, length, err := m.externalRef(t)
 		if err != nil {
-			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: err.Error()})
+			add(&Error{Graph: gname, Tensor: t.GetName(), Msg: trimTensor(err, t.GetName())})
 			return
 		}
 		if length >= 0 && length != want {
@@ -224,7 +225,7 @@ func checkTensorData(m *Model, t *onnxpb.TensorProto, gname string, add func(*Er
 		return
 	}
 	if _, err := m.RawData(t); err != nil {
-		add(&Error{Graph: gname, Tensor: t.GetName(), Msg: err.Error()})
+		add(&Error{Graph: gname, Tensor: t.GetName(), Msg: trimTensor(err, t.GetName())})
 	}
 }
 
@@ -278,4 +279,10 @@ func checkParams(m *Model, sh *Shapes, add func(*Error)) {
 			}
 		}
 	}
+}
+
+// trimTensor drops the tensor name that codec errors start with, since the
+// Error names it already.
+func trimTensor(err error, name string) string {
+	return strings.TrimPrefix(err.Error(), fmt.Sprintf("tensor %q: ", name))
 }
