@@ -1,0 +1,184 @@
+package rewrite
+
+import (
+	"fmt"
+	"testing"
+)
+
+// Edge cases beyond the basic structures: combinations of offsets,
+// strides and couplings.
+
+// DenseNet-style: a Concat of two branches added to a third tensor, then a
+// depthwise conv over the concatenation.
+func TestEdgeConcatCoupled(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		p := b.op("Conv", "p", strs(x, b.w("p.w", 4, 8, 1, 1), b.w("p.b", 4)))
+		q := b.op("Conv", "q", strs(x, b.w("q.w", 6, 8, 1, 1), b.w("q.b", 6)))
+		c := b.op("Concat", "cat", strs(p, q), aI("axis", 1))
+		r := b.op("Conv", "r", strs(x, b.w("r.w", 10, 8, 3, 3), b.w("r.b", 10)), aIs("pads", 1, 1, 1, 1))
+		h := b.op("Add", "sum", strs(r, c))
+		h = b.op("Relu", "sum.relu", strs(h))
+		h = b.op("Conv", "dw", strs(h, b.w("dw.w", 20, 1, 3, 3)), aI("group", 10), aIs("pads", 1, 1, 1, 1))
+		h = b.op("Relu", "dw.relu", strs(h))
+		return h, 20
+	})
+	m := b.model()
+	a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"p:channels", "channels", 4}, want{"q:channels", "channels", 6})
+	if g := groupOf(t, a, "r"); !contains(g.Sources, "p") && !contains(g.Sources, "q") {
+		t.Errorf("r's channels are not split into p's and q's: %v", g.Sources)
+	}
+	checkModel(t, m)
+}
+
+// A Split at boundaries that differ from the Concat before it.
+func TestEdgeConcatThenSplit(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 8)
+	p := b.op("Relu", "p.relu", strs(b.op("MatMul", "p", strs(x, b.w("p.w", 8, 4)))))
+	q := b.op("Relu", "q.relu", strs(b.op("MatMul", "q", strs(x, b.w("q.w", 8, 6)))))
+	c := b.op("Concat", "cat", strs(p, q), aI("axis", 1))
+	parts := b.opN("Split", "split", strs(c, b.ints("split.sizes", 5, 5)), 2, aI("axis", 1))
+	y1 := b.op("MatMul", "y1", strs(parts[0], b.w("y1.w", 5, 3)))
+	y2 := b.op("MatMul", "y2", strs(parts[1], b.w("y2.w", 5, 3)))
+	b.out(b.op("Add", "y", strs(y1, y2)))
+	m := b.model()
+	// q's first unit goes to the first half with p's four: a group of one.
+	a := analyze(t, m, want{"p:neurons", "neurons", 4}, want{"split:neurons#2", "neurons", 5})
+	if g := a.Group("split:neurons#1"); g == nil || g.Width != 1 || g.Prunable() {
+		t.Errorf("q's first unit:\n%s", summary(a))
+	}
+	checkModel(t, m)
+}
+
+// The same tensor concatenated twice, and a tensor added to itself.
+func TestEdgeSelfConcat(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 8)
+	h := b.op("Relu", "fc1.relu", strs(b.op("MatMul", "fc1", strs(x, b.w("fc1.w", 8, 6)))))
+	h2 := b.op("Add", "double", strs(h, h))
+	c := b.op("Concat", "cat", strs(h, h2), aI("axis", -1))
+	b.out(b.op("MatMul", "y", strs(c, b.w("y.w", 12, 3))))
+	m := b.model()
+	a := analyze(t, m, want{"fc1:neurons", "neurons", 6})
+	if g := groupOf(t, a, "fc1"); g.ParamsPerUnit != 8+2*3 {
+		t.Errorf("params per unit %d", g.ParamsPerUnit)
+	}
+	checkModel(t, m)
+}
+
+// PRelu with per-channel slopes, Where, a spatial ReduceMean, Conv1d.
+func TestEdgeElementwiseMix(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 4, 16)
+	h := b.op("Conv", "c1", strs(x, b.w("c1.w", 10, 4, 3), b.w("c1.b", 10)), aIs("pads", 1, 1))
+	h = b.op("PRelu", "prelu", strs(h, b.w("prelu.slope", 10, 1)))
+	pos := b.op("Greater", "pos", strs(h, b.fs("zero", 0)))
+	h = b.op("Where", "where", strs(pos, h, b.op("Mul", "neg", strs(h, b.w("neg.s", 10, 1)))))
+	h = b.op("Conv", "c2", strs(h, b.w("c2.w", 7, 10, 1)))
+	h = b.op("Elu", "elu", strs(h))
+	h = b.op("Sub", "shift", strs(b.w("shift.c", 7, 1), h))
+	h = b.op("ReduceMean", "mean", strs(h), aIs("axes", 2), aI("keepdims", 0))
+	b.out(b.op("Gemm", "fc", strs(h, b.w("fc.w", 7, 3))))
+	m := b.model()
+	analyze(t, m, want{"c1:channels", "channels", 10}, want{"c2:channels", "channels", 7})
+	checkModel(t, m)
+}
+
+// Reshape that copies the channel axis with 0 and flattens the rest.
+// (With [0, 0, -1] shape inference cannot size the last axis for a run-time
+// batch, and the reshape back is a barrier.)
+func TestEdgeReshapeCopy(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		h := b.op("Reshape", "r", strs(x, b.ints("r.shape", 0, 0, 144))) // [N,8,144]
+		h = b.op("Softmax", "sm", strs(h), aI("axis", 2))
+		h = b.op("Reshape", "back", strs(h, b.ints("back.shape", -1, 8, 12, 12)))
+		h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 8, 1, 1)))
+		h = b.op("Relu", "relu2", strs(h))
+		return h, 6
+	})
+	m := b.model()
+	analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 6})
+	checkModel(t, m)
+}
+
+// Expand of a per-channel gate and Tile on spatial axes.
+func TestEdgeExpandTile(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		s := b.op("GlobalAveragePool", "gp", strs(x))
+		s = b.op("Sigmoid", "gate", strs(b.op("Conv", "se", strs(s, b.w("se.w", 8, 8, 1, 1)))))
+		s = b.op("Expand", "gate.x", strs(s, b.ints("gate.shape", 1, 8, 12, 12)))
+		h := b.op("Mul", "gated", strs(x, s))
+		h = b.op("MaxPool", "mp", strs(h), aIs("kernel_shape", 2, 2), aIs("strides", 2, 2))
+		h = b.op("Tile", "tile", strs(h, b.ints("tile.reps", 1, 1, 2, 2)))
+		h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 8, 1, 1)))
+		h = b.op("Relu", "relu2", strs(h))
+		return h, 6
+	})
+	m := b.model()
+	analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 6})
+	checkModel(t, m)
+}
+
+// Barriers with reasons: partial slices, grouped ConvTranspose, channel
+// gathers, a constant multiplied by a computed tensor.
+func TestEdgeBarriers(t *testing.T) {
+	cases := []struct {
+		name   string
+		mid    func(b *builder, x string) string
+		reason string
+	}{
+		{"slice-partial", func(b *builder, x string) string {
+			h := b.op("Slice", "s", strs(x, b.ints("s.s", 1), b.ints("s.e", 7), b.ints("s.a", 1)))
+			return b.op("Pad", "p", strs(h, b.ints("p.p", 0, 1, 0, 0, 0, 1, 0, 0)))
+		}, "Slice node s slices the unit axis"},
+		{"slice-step", func(b *builder, x string) string {
+			h := b.op("Slice", "s", strs(x, b.ints("s.s", -1), b.ints("s.e", -9223372036854775807), b.ints("s.a", 1), b.ints("s.st", -1)))
+			return h
+		}, "Slice node s"},
+		{"gather-channels", func(b *builder, x string) string {
+			return b.op("Gather", "g", strs(x, b.ints("g.i", 7, 6, 5, 4, 3, 2, 1, 0)), aI("axis", 1))
+		}, "Gather node g selects along the unit axis"},
+		{"convtranspose-grouped", func(b *builder, x string) string {
+			return b.op("ConvTranspose", "ct", strs(x, b.w("ct.w", 8, 4, 1, 1)), aI("group", 2))
+		}, "only plain and depthwise forms"},
+		{"pad-channels", func(b *builder, x string) string {
+			h := b.op("Pad", "p", strs(x, b.ints("p.p", 0, 1, 0, 0, 0, 1, 0, 0)))
+			return b.op("Slice", "s", strs(h, b.ints("s.s", 1), b.ints("s.e", 9), b.ints("s.a", 1)))
+		}, "Pad node p pads the unit axis"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+				h := c.mid(b, x)
+				h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 8, 1, 1)))
+				return b.op("Relu", "relu2", strs(h)), 6
+			})
+			m := b.model()
+			a := analyze(t, m, want{"conv2:channels", "channels", 6})
+			blockedWith(t, a, "conv1", c.reason)
+			checkModel(t, m)
+		})
+	}
+}
+
+// Conv with 1-D and 3-D kernels.
+func TestEdgeConvRanks(t *testing.T) {
+	for _, r := range []int{1, 3} {
+		t.Run(fmt.Sprintf("conv%dd", r), func(t *testing.T) {
+			b := newBuilder(t, 13)
+			sp := []int64{-1, 3, 6, 6, 6}[:2+r]
+			x := b.in("x", sp...)
+			k := func(c, cin int64) []int64 { return append([]int64{c, cin}, []int64{3, 3, 3}[:r]...) }
+			pads := []int64{1, 1, 1, 1, 1, 1}[:2*r]
+			h := b.op("Conv", "c1", strs(x, b.w("c1.w", k(6, 3)...)), aIs("pads", pads...))
+			h = b.op("Relu", "r1", strs(h))
+			h = b.op("Conv", "c2", strs(h, b.w("c2.w", k(6, 1)...)), aI("group", 6), aIs("pads", pads...))
+			h = b.op("Relu", "r2", strs(h))
+			h = b.op("Conv", "c3", strs(h, b.w("c3.w", k(4, 6)...)))
+			b.out(h)
+			m := b.model()
+			analyze(t, m, want{"c1:channels", "channels", 6})
+			checkModel(t, m)
+		})
+	}
+}
