@@ -18,12 +18,12 @@ import (
 // Config holds every setting of a fine-tuning run.
 type Config struct {
 	Epochs      int     // passes over the training data (1)
-	LR          float64 // learning rate (1e-3 for adam, 1e-2 for sgd)
+	LR          float64 // learning rate (1e-4 for adam, 1e-3 for sgd: recovery, not training from scratch)
 	Batch       int     // rows per step (64)
 	Optimizer   string  // "adam" (default; decoupled weight decay) or "sgd"
 	Momentum    float64 // sgd momentum (0.9)
 	WeightDecay float64
-	Schedule    string  // "constant" (default) or "cosine" (decay to 0 over the run)
+	Schedule    string  // "cosine" (default: decay to 0 over the run) or "constant"
 	ClipNorm    float64 // clip the global gradient norm to this (0: off)
 
 	// Objective is the loss; its zero value chooses one (see Run).
@@ -66,16 +66,16 @@ func (c *Config) defaults() error {
 		c.Optimizer = "adam"
 	}
 	if c.LR == 0 {
-		c.LR = 1e-3
+		c.LR = 1e-4
 		if c.Optimizer == "sgd" {
-			c.LR = 1e-2
+			c.LR = 1e-3
 		}
 	}
 	if c.Momentum == 0 && c.Optimizer == "sgd" {
 		c.Momentum = 0.9
 	}
 	if c.Schedule == "" {
-		c.Schedule = "constant"
+		c.Schedule = "cosine"
 	}
 	if c.Temperature == 0 {
 		c.Temperature = 2

@@ -51,6 +51,7 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	external := fs.String("external-data", "", "write tensors of OUT to this data file beside it")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
+	rf := addRecoverFlags(fs) // recovery after the last round: finetune.go
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -120,6 +121,17 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rep.Warnings = append(warnings, rep.Warnings...)
+	small, rrep, err := rf.apply(m, small, rep, calib, &cfg, evalSet, *evalTask, rt, stderr, *quiet)
+	if err != nil {
+		return err
+	}
+	var full any = rep
+	if rrep != nil {
+		full = struct {
+			*shrink.Report
+			Recovery *shrink.RecoveryReport `json:"recovery"`
+		}{rep, rrep}
+	}
 	var so *onnxio.SaveOptions
 	if *external != "" {
 		so = &onnxio.SaveOptions{ExternalData: *external}
@@ -133,7 +145,7 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	}
 	rep.Output.SHA256 = fileSHA(out)
 	if *reportPath != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
+		b, err := json.MarshalIndent(full, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -144,9 +156,10 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return enc.Encode(full)
 	}
 	rep.WriteText(stdout)
+	writeRecovery(stdout, rrep)
 	return nil
 }
 

@@ -3,6 +3,8 @@
 // form onnx-cria's commands read:
 //
 //	go run ./internal/fmnist/cmd/fmnist-npz -split train -n 20000 -seed 1 -o train20k.npz
+//
+// -no-labels leaves the labels out, for distillation without labels.
 package main
 
 import (
@@ -20,6 +22,7 @@ func main() {
 	n := flag.Int("n", 0, "rows to keep, a seeded subset (0: all)")
 	seed := flag.Int64("seed", 0, "subset seed")
 	out := flag.String("o", "", "output .npz file (required)")
+	noLabels := flag.Bool("no-labels", false, "write the images only (for label-free recovery)")
 	flag.Parse()
 	if *out == "" || flag.NArg() > 0 {
 		flag.Usage()
@@ -27,7 +30,11 @@ func main() {
 	}
 	s, err := fmnist.LoadSubset(*dir, *split, *n, *seed)
 	if err == nil {
-		err = dataset.SaveNPZ(*out, s.Arrays...)
+		arrays := s.Arrays
+		if *noLabels {
+			arrays = []*dataset.Array{s.Get("input")}
+		}
+		err = dataset.SaveNPZ(*out, arrays...)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fmnist-npz:", err)
