@@ -118,3 +118,25 @@ func BenchmarkScore(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKNNKernel times one exact kNN graph (k = 10) per Gram kernel at
+// M = 1024, n = 2048: what the C kernels buy over pure Go.
+func BenchmarkKNNKernel(b *testing.B) {
+	z, _ := benchData(1024, 2048)
+	for _, kern := range availableKernels() {
+		b.Run(kern, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i++ {
+				ix, err := newKNNIndex(z, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ix.kernel = kern
+				ix.noC = kern == "go"
+				ix.query(10)
+			}
+			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+		})
+	}
+}
