@@ -174,12 +174,16 @@ func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
 		shapes: onnxio.InferShapes(m, true),
 		ix:     onnxio.NewIndex(g),
 	}
-	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}}
+	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}, sizes: map[string][]sizeDep{}}
 	for i, n := range g.GetNode() {
 		an.node(n, i)
+		an.sizeUses(n, i)
 	}
 	for _, o := range g.GetOutput() {
 		an.blockTensor(o.GetName(), fmt.Sprintf("reaches graph output %q", o.GetName()))
+		for _, d := range an.sizes[o.GetName()] {
+			an.block(d.lay, fmt.Sprintf("the size of a unit axis reaches graph output %q", o.GetName()))
+		}
 	}
 	a.finish(an)
 	return a, nil
@@ -190,7 +194,8 @@ type analyzer struct {
 	opts    Options
 	opset   int64
 	skipped map[[2]string][]string
-	cur     string // label of the node being analysed
+	cur     string               // label of the node being analysed
+	sizes   map[string][]sizeDep // small integer tensors holding run-time sizes of unit axes
 }
 
 func (an *analyzer) node(n *onnxpb.NodeProto, i int) {

@@ -1,7 +1,10 @@
 package rewrite
 
 import (
+	"fmt"
+
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 )
 
 // Provenance of the elements of small integer tensors that feed Reshape and
@@ -234,4 +237,229 @@ func (an *analyzer) withUser(e []elem, in string, user, slot int) []elem {
 		out[k] = x
 	}
 	return out
+}
+
+// Run-time sizes of unit axes. Shape (and Size) of a tensor that carries
+// units gives values that shrink with the units. Where they set the size of
+// a unit axis of a Reshape or Expand output, the rewriter keeps them
+// consistent (fixShape); anywhere else (zeros_like, Range, a reshape of a
+// tensor without units, arithmetic on data) the model would change shape
+// behind the rewriter's back, so those units are blocked.
+
+// sizeDep marks element elem (-1: every element) of a small integer tensor
+// as the run-time size of an axis with layout lay.
+type sizeDep struct {
+	elem int
+	lay  Layout
+}
+
+// sizeUses propagates run-time sizes through shape arithmetic at node i and
+// blocks the units whose sizes reach anything else.
+func (an *analyzer) sizeUses(n *onnxpb.NodeProto, i int) {
+	op := n.GetOpType()
+	if n.GetDomain() != "" && n.GetDomain() != "ai.onnx" {
+		op = ""
+	}
+	switch op {
+	case "Shape":
+		x := n.Input[0]
+		d, ok := an.dims(x)
+		if !ok || len(an.lay[x]) == 0 {
+			return
+		}
+		r := int64(len(d))
+		start, end := onnxio.AttrInt(n, "start", 0), onnxio.AttrInt(n, "end", r)
+		if start < 0 {
+			start += r
+		}
+		if end < 0 {
+			end += r
+		}
+		for ax, l := range an.lay[x] {
+			if int64(ax) >= start && int64(ax) < end {
+				an.sizes[n.Output[0]] = append(an.sizes[n.Output[0]], sizeDep{ax - int(start), l})
+			}
+		}
+		return
+	case "Size":
+		for _, l := range an.lay[n.Input[0]] {
+			an.sizes[n.Output[0]] = append(an.sizes[n.Output[0]], sizeDep{-1, l})
+		}
+		return
+	}
+	var deps []sizeDep // every dependency of the node's inputs
+	slots := map[int]bool{}
+	for k, in := range n.Input {
+		if ds := an.sizes[in]; len(ds) > 0 {
+			deps = append(deps, ds...)
+			slots[k] = true
+		}
+	}
+	for _, t := range onnxio.SubgraphReads(n) {
+		for _, d := range an.sizes[t] {
+			an.block(d.lay, fmt.Sprintf("the size of a unit axis is read inside a subgraph of %s (node %s)", n.GetOpType(), an.cur))
+		}
+	}
+	if len(deps) == 0 {
+		return
+	}
+	if (op == "Reshape" || op == "Expand") && len(slots) == 1 && slots[1] {
+		an.sizeTarget(n, an.sizes[n.Input[1]])
+		return
+	}
+	// Shape arithmetic: every output is a small integer tensor.
+	for _, o := range n.Output {
+		if _, ok := an.shapes.Values[o]; !ok && o != "" {
+			for _, d := range deps {
+				an.block(d.lay, fmt.Sprintf("the size of a unit axis is used at run time by %s node %s", n.GetOpType(), an.cur))
+			}
+			return
+		}
+	}
+	out := an.sizeElems(n, op)
+	for _, o := range n.Output {
+		if o != "" {
+			an.sizes[o] = append(an.sizes[o], out...)
+		}
+	}
+}
+
+// sizeTarget checks a Reshape or Expand whose target shape holds run-time
+// sizes of unit axes: each must name a unit axis of the output (fixShape
+// then checks that the units agree).
+func (an *analyzer) sizeTarget(n *onnxpb.NodeProto, deps []sizeDep) {
+	out := n.Output[0]
+	r := an.rank(out)
+	tv, ok := an.shapes.Values[n.Input[1]]
+	for _, d := range deps {
+		bad := !ok || r < 0 || d.elem < 0
+		if !bad {
+			ax := d.elem
+			if n.GetOpType() == "Expand" {
+				ax += r - len(tv)
+			}
+			l := an.lay[out][ax]
+			if ax < 0 || ax >= r || l == nil {
+				bad = true
+			} else {
+				an.checks = append(an.checks, layoutCheck{d.lay, l, fmt.Sprintf("%s node %s gives axis %d the run-time size of other units", n.GetOpType(), an.cur, ax)})
+			}
+		}
+		if bad {
+			an.block(d.lay, fmt.Sprintf("%s node %s sizes an axis without units from a unit axis", n.GetOpType(), an.cur))
+		}
+	}
+}
+
+// sizeElems maps the size dependencies of a shape-arithmetic node's inputs
+// to its output elements: exactly for selections and concatenations of
+// 1-D tensors, to every element otherwise.
+func (an *analyzer) sizeElems(n *onnxpb.NodeProto, op string) []sizeDep {
+	length := func(t string) int {
+		if v, ok := an.shapes.Values[t]; ok {
+			return len(v)
+		}
+		return -1
+	}
+	whole := func() []sizeDep {
+		var out []sizeDep
+		for _, in := range n.Input {
+			for _, d := range an.sizes[in] {
+				out = append(out, sizeDep{-1, d.lay})
+			}
+		}
+		return out
+	}
+	in0 := an.sizes[safe(n.Input, 0)]
+	onlyFirst := true
+	for k, in := range n.Input {
+		if k > 0 && len(an.sizes[in]) > 0 {
+			onlyFirst = false
+		}
+	}
+	switch op {
+	case "Identity", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Neg", "Abs":
+		if onlyFirst {
+			return in0
+		}
+	case "Gather":
+		idx, ok := an.shapes.Values[safe(n.Input, 1)]
+		if !onlyFirst || !ok || onnxio.AttrInt(n, "axis", 0) != 0 {
+			break
+		}
+		var out []sizeDep
+		for _, d := range in0 {
+			for j, x := range idx {
+				if x < 0 {
+					x += int64(length(n.Input[0]))
+				}
+				if d.elem < 0 || int64(d.elem) == x {
+					out = append(out, sizeDep{j, d.lay})
+				}
+			}
+		}
+		return out
+	case "Slice":
+		starts, ok1 := an.shapes.Values[safe(n.Input, 1)]
+		ends, ok2 := an.shapes.Values[safe(n.Input, 2)]
+		size := length(n.Input[0])
+		if !onlyFirst || !ok1 || !ok2 || len(starts) != 1 || size < 0 {
+			break
+		}
+		step := int64(1)
+		if st, ok := an.shapes.Values[safe(n.Input, 4)]; ok && len(st) == 1 {
+			step = st[0]
+		}
+		s, e, step := onnxio.SliceBounds(starts[0], ends[0], step, int64(size))
+		var out []sizeDep
+		j := 0
+		for x := s; (step > 0 && x < e) || (step < 0 && x > e); x += step {
+			for _, d := range in0 {
+				if d.elem < 0 || int64(d.elem) == x {
+					out = append(out, sizeDep{j, d.lay})
+				}
+			}
+			j++
+		}
+		return out
+	case "Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Equal", "Less", "Greater",
+		"LessOrEqual", "GreaterOrEqual", "Where", "Not", "And", "Or":
+		// Elementwise on 1-D values of one length (or scalars).
+		nout := length(n.Output[0])
+		var out []sizeDep
+		for _, in := range n.Input {
+			for _, d := range an.sizes[in] {
+				switch k := length(in); {
+				case nout < 0 || (k != nout && k != 1):
+					return whole()
+				case k == 1 && nout != 1:
+					out = append(out, sizeDep{-1, d.lay})
+				default:
+					out = append(out, d)
+				}
+			}
+		}
+		return out
+	case "Concat":
+		var out []sizeDep
+		off := 0
+		for _, in := range n.Input {
+			k := length(in)
+			if k < 0 {
+				return whole()
+			}
+			for _, d := range an.sizes[in] {
+				if d.elem < 0 {
+					for j := 0; j < k; j++ {
+						out = append(out, sizeDep{off + j, d.lay})
+					}
+				} else {
+					out = append(out, sizeDep{off + d.elem, d.lay})
+				}
+			}
+			off += k
+		}
+		return out
+	}
+	return whole()
 }
