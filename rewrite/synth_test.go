@@ -660,7 +660,11 @@ func attention(t *testing.T, o attnOpts) *builder {
 		}
 		var shape string
 		if o.shapes == "concat" || o.shapes == "torch" {
-			shape = b.op("Concat", name+".rep.shape", strs(size(name+".rep.b", h, 0), b.ints(name+".rep.kv", hk),
+			kv := b.ints(name+".rep.kv", hk)
+			if o.shapes == "torch" {
+				kv = size(name+".rep.kvs", h, 1) // hidden_states.shape[1]
+			}
+			shape = b.op("Concat", name+".rep.shape", strs(size(name+".rep.b", h, 0), kv,
 				b.ints(name+".rep.g", hq/hk), size(name+".rep.t", h, 2), b.ints(name+".rep.d", d)), aI("axis", 0))
 		}
 		if o.shapes == "torch" {
