@@ -140,11 +140,20 @@ func (op *spOp) mulRows(dst, x []float64, lo, hi int) {
 	dst = dst[:op.n]
 	if op.w == nil {
 		for i := lo; i < hi; i++ {
-			s := 0.0
-			for _, c := range op.ind[op.ptr[i]:op.ptr[i+1]] {
-				s += x[c]
+			// Four partial sums: independent loads and adds.
+			ind := op.ind[op.ptr[i]:op.ptr[i+1]]
+			var s0, s1, s2, s3 float64
+			for len(ind) >= 4 {
+				s0 += x[ind[0]]
+				s1 += x[ind[1]]
+				s2 += x[ind[2]]
+				s3 += x[ind[3]]
+				ind = ind[4:]
 			}
-			dst[i] = op.diag[i]*x[i] - s
+			for _, c := range ind {
+				s0 += x[c]
+			}
+			dst[i] = op.diag[i]*x[i] - ((s0 + s1) + (s2 + s3))
 		}
 		return
 	}
