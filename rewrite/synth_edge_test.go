@@ -3,6 +3,8 @@ package rewrite
 import (
 	"fmt"
 	"testing"
+
+	"github.com/onnx-cria/onnx-cria/onnxio"
 )
 
 // Edge cases beyond the basic structures: combinations of offsets,
@@ -181,4 +183,150 @@ func TestEdgeConvRanks(t *testing.T) {
 			checkModel(t, m)
 		})
 	}
+}
+
+// Models as exporters write them: value_info for every tensor (stale after
+// pruning), shared weights behind Identity nodes, weights in Constant
+// nodes, half-precision weights.
+
+// declareAll adds value_info for every node output that inference sizes.
+func declareAll(b *builder) {
+	m := b.model()
+	sh := onnxio.InferShapes(m, false)
+	for _, n := range m.Graph().GetNode() {
+		for _, o := range n.Output {
+			if d, ok := sh.Dims[o]; ok && sh.DTypes[o] != 0 && !contains(b.outputs, o) {
+				v := onnxio.NewValueInfo(o, sh.DTypes[o], symDims(d))
+				b.vinfo = append(b.vinfo, v)
+			}
+		}
+	}
+}
+
+func TestEdgeValueInfo(t *testing.T) {
+	t.Run("conv", func(t *testing.T) {
+		b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+			h := b.op("Conv", "conv2", strs(x, b.w("conv2.w", 6, 8, 3, 3)), aIs("pads", 1, 1, 1, 1))
+			h = b.op("Relu", "relu2", strs(h))
+			h = b.op("Conv", "dw", strs(h, b.w("dw.w", 6, 1, 3, 3)), aI("group", 6))
+			return b.op("Relu", "relu3", strs(h)), 6
+		})
+		declareAll(b)
+		m := b.model()
+		analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 6})
+		checkModel(t, m)
+	})
+	t.Run("attention", func(t *testing.T) {
+		b := attention(t, attnOpts{opset: 13, shapes: "init", t: 5, heads: 8, kv: 2, d: 2})
+		declareAll(b)
+		m := b.model()
+		if len(m.Graph().GetValueInfo()) < 20 {
+			t.Fatalf("only %d value_info entries", len(m.Graph().GetValueInfo()))
+		}
+		a := analyze(t, m, want{"k.split:kv-groups", "kv-groups", 2})
+		_ = a
+		checkModel(t, m)
+	})
+}
+
+// torch.onnx writes a parameter used by two modules once and reads it
+// through Identity nodes.
+func TestEdgeTiedThroughIdentity(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 8)
+	w := b.w("shared.w", 8, 8)
+	h := b.op("MatMul", "l1", strs(x, b.op("Identity", "w1", strs(w))))
+	h = b.op("Relu", "relu1", strs(h))
+	h = b.op("MatMul", "l2", strs(h, b.op("Identity", "w2", strs(w))))
+	h = b.op("Relu", "relu2", strs(h))
+	bias := b.w("shared.b", 8)
+	h = b.op("Add", "l2.bias", strs(h, bias))
+	y := b.op("MatMul", "l3", strs(h, b.w("l3.w", 8, 3)))
+	y = b.op("Add", "out", strs(y, b.op("Slice", "b3", strs(b.op("Identity", "b.id", strs(bias)), b.ints("b3.s", 0), b.ints("b3.e", 3)))))
+	b.out(y)
+	m := b.model()
+	analyze(t, m, want{"l1:neurons", "neurons", 8}, want{"l2:neurons", "neurons", 8})
+	checkModel(t, m)
+}
+
+// Weights held by Constant nodes rather than initializers.
+func TestEdgeConstantNodeWeights(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 3, 8, 8)
+	cw := func(name string, dims ...int64) string {
+		init := b.w(name+".init", dims...)
+		t0 := b.inits[len(b.inits)-1]
+		b.inits = b.inits[:len(b.inits)-1]
+		delete(b.names, init)
+		t0.Name = nil
+		return b.op("Constant", name, nil, aT("value", t0))
+	}
+	h := b.op("Conv", "conv1", strs(x, cw("conv1.w", 8, 3, 3, 3), cw("conv1.b", 8)))
+	h = b.op("Relu", "relu1", strs(h))
+	h = b.op("Conv", "conv2", strs(h, cw("conv2.w", 6, 8, 1, 1)))
+	h = b.op("Relu", "relu2", strs(h))
+	h = b.op("Flatten", "flat", strs(b.op("GlobalAveragePool", "gap", strs(h))))
+	b.out(b.op("Gemm", "fc", strs(h, cw("fc.w", 6, 4))))
+	m := b.model()
+	analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 6})
+	checkModel(t, m)
+}
+
+// Half-precision weights between Casts.
+func TestEdgeFloat16(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 8)
+	half := func(name string, dims ...int64) string {
+		b.w(name, dims...)
+		t0 := b.inits[len(b.inits)-1]
+		vals, err := onnxio.DecodeFloat64s(onnxio.Float, t0.GetRawData())
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := onnxio.EncodeFloat64s(onnxio.Float16, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t1, err := onnxio.NewTensor(name, onnxio.Float16, dims, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.inits[len(b.inits)-1] = t1
+		return name
+	}
+	h := b.op("Cast", "x16", strs(x), aI("to", int64(onnxio.Float16)))
+	h = b.op("MatMul", "fc1", strs(h, half("fc1.w", 8, 12)))
+	h = b.op("Add", "fc1.add", strs(h, half("fc1.b", 12)))
+	h = b.op("Relu", "relu", strs(h))
+	h = b.op("MatMul", "fc2", strs(h, half("fc2.w", 12, 3)))
+	b.out(b.op("Cast", "y", strs(h), aI("to", int64(onnxio.Float))))
+	m := b.model()
+	analyze(t, m, want{"fc1:neurons", "neurons", 12})
+	checkModel(t, m)
+}
+
+// BERT-style pooling of the first token, and a per-head constant bias on
+// attention scores.
+func TestEdgeTokenSelectAndHeadBias(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 5, 16)
+	q := b.op("Reshape", "q.split", strs(b.op("MatMul", "q", strs(x, b.w("q.w", 16, 16))), b.ints("q.shape", 0, 0, 4, 4)))
+	q = b.op("Transpose", "q.t", strs(q), aIs("perm", 0, 2, 1, 3))
+	k := b.op("Reshape", "k.split", strs(b.op("MatMul", "k", strs(x, b.w("k.w", 16, 16))), b.ints("k.shape", 0, 0, 4, 4)))
+	k = b.op("Transpose", "k.t", strs(k), aIs("perm", 0, 2, 3, 1))
+	v := b.op("Reshape", "v.split", strs(b.op("MatMul", "v", strs(x, b.w("v.w", 16, 16))), b.ints("v.shape", 0, 0, 4, 4)))
+	v = b.op("Transpose", "v.t", strs(v), aIs("perm", 0, 2, 1, 3))
+	s := b.op("MatMul", "scores", strs(q, k))
+	s = b.op("Add", "bias", strs(s, b.w("rel.bias", 1, 4, 5, 5)))
+	s = b.op("Mul", "alibi", strs(s, b.w("slopes", 4, 1, 1)))
+	p := b.op("Softmax", "softmax", strs(s), aI("axis", -1))
+	c := b.op("Transpose", "ctx.t", strs(b.op("MatMul", "ctx", strs(p, v))), aIs("perm", 0, 2, 1, 3))
+	c = b.op("Reshape", "ctx.merge", strs(c, b.ints("ctx.shape", 0, 0, 16)))
+	h := b.op("MatMul", "o", strs(c, b.w("o.w", 16, 16)))
+	cls := b.op("Gather", "cls", strs(h, b.i64("first", 0)), aI("axis", 1)) // [N,16]
+	cls = b.op("Tanh", "pool", strs(b.op("Gemm", "pooler", strs(cls, b.w("pooler.w", 16, 8)))))
+	b.out(b.op("Gemm", "head", strs(cls, b.w("head.w", 8, 2))))
+	m := b.model()
+	analyze(t, m, want{"q.split:heads", "heads", 4}, want{"o:neurons", "neurons", 16}, want{"pooler:neurons", "neurons", 8})
+	checkModel(t, m)
 }
