@@ -78,7 +78,11 @@ func UnionGraph(nb *Neighbors, weighting Weighting, sigma float64) (*Graph, floa
 			rows[q] = append(rows[q], half{p, d})
 		}
 	}
-	g := &Graph{N: n, Ptr: make([]int, n+1)}
+	total := 0
+	for _, d := range deg {
+		total += d
+	}
+	g := &Graph{N: n, Ptr: make([]int, n+1), Ind: make([]int, 0, total), Dist2: make([]float64, 0, total)}
 	for p := 0; p < n; p++ {
 		r := rows[p]
 		sort.Slice(r, func(a, b int) bool { return r[a].q < r[b].q })

@@ -414,7 +414,7 @@ func parallelFor(n, threads int, f func(i int)) {
 // by (distance, index). Members of one group share the distance, so at most
 // k+1 of each can matter.
 func (ix *knnIndex) expand(r int, reps []entry, k int) []entry {
-	var all []entry
+	all := make([]entry, 0, (len(reps)+1)*2)
 	own := ix.members[r]
 	for _, p := range own[:min(len(own), k+1)] {
 		all = append(all, entry{0, p})

@@ -185,7 +185,7 @@ func proportional(gx, gy *Graph) bool {
 // no neuron is distinguished. Edges are returned with P < Q.
 func NeuronScores(gx *Graph, vals []float64, vecs *mat.Dense) ([]float64, []EdgeScore) {
 	n := gx.N
-	var edges []EdgeScore
+	edges := make([]EdgeScore, 0, len(gx.Ind)/2)
 	for p := 0; p < n; p++ {
 		for i := gx.Ptr[p]; i < gx.Ptr[p+1]; i++ {
 			if q := gx.Ind[i]; q > p {
