@@ -5,9 +5,9 @@ import (
 	"math"
 )
 
-// Optimizer updates weights in place from their gradients. Updates are
-// computed per element in float64 and stored as float32, in a fixed order,
-// so a run is reproducible bit for bit.
+// Optimizer updates weights in place from their gradients. Updates run in
+// float32, as PyTorch's do, element by element in a fixed order, so a run
+// is reproducible bit for bit.
 type Optimizer interface {
 	// Step applies one update with learning rate lr.
 	Step(params, grads [][]float32, lr float64)
@@ -40,21 +40,23 @@ func (a *Adam) Step(params, grads [][]float32, lr float64) {
 		a.m, a.v = zerosLike(params), zerosLike(params)
 	}
 	a.t++
+	// p -= lr m^ / (sqrt(v^) + eps) with m^ = m/c1, v^ = v/c2, written as
+	// p -= step m / (sqrt(v) + eps sqrt(c2)), step = lr sqrt(c2)/c1.
 	c1 := 1 - math.Pow(a.Beta1, float64(a.t))
 	c2 := 1 - math.Pow(a.Beta2, float64(a.t))
+	step := float32(lr * math.Sqrt(c2) / c1)
+	eps := float32(a.Eps * math.Sqrt(c2))
+	b1, b2 := float32(a.Beta1), float32(a.Beta2)
+	g1, g2 := 1-b1, 1-b2
+	decay := float32(1 - lr*a.WeightDecay)
 	for k, p := range params {
-		g, m, v := grads[k], a.m[k], a.v[k]
-		for i := range p {
-			x := float64(p[i])
-			if a.WeightDecay != 0 {
-				x -= lr * a.WeightDecay * x
-			}
-			gi := float64(g[i])
-			mi := a.Beta1*float64(m[i]) + (1-a.Beta1)*gi
-			vi := a.Beta2*float64(v[i]) + (1-a.Beta2)*gi*gi
-			m[i], v[i] = float32(mi), float32(vi)
-			x -= lr * (mi / c1) / (math.Sqrt(vi/c2) + a.Eps)
-			p[i] = float32(x)
+		g, m, v := grads[k][:len(p)], a.m[k][:len(p)], a.v[k][:len(p)]
+		for i, x := range p {
+			gi := g[i]
+			mi := b1*m[i] + g1*gi
+			vi := b2*v[i] + g2*gi*gi
+			m[i], v[i] = mi, vi
+			p[i] = x*decay - step*mi/(float32(math.Sqrt(float64(vi)))+eps)
 		}
 	}
 }
@@ -87,20 +89,18 @@ func (s *SGD) Step(params, grads [][]float32, lr float64) {
 	if s.buf == nil && s.Momentum != 0 {
 		s.buf = zerosLike(params)
 	}
+	rate, wd, mu := float32(lr), float32(s.WeightDecay), float32(s.Momentum)
 	for k, p := range params {
-		g := grads[k]
-		for i := range p {
-			x := float64(p[i])
-			d := float64(g[i]) + s.WeightDecay*x
-			if s.Momentum != 0 {
-				b := d
+		g := grads[k][:len(p)]
+		for i, x := range p {
+			d := g[i] + wd*x
+			if mu != 0 {
 				if s.t > 0 {
-					b = s.Momentum*float64(s.buf[k][i]) + d
+					d += mu * s.buf[k][i]
 				}
-				s.buf[k][i] = float32(b)
-				d = b
+				s.buf[k][i] = d
 			}
-			p[i] = float32(x - lr*d)
+			p[i] = x - rate*d
 		}
 	}
 	s.t++

@@ -52,18 +52,38 @@ type TrainGraph struct {
 }
 
 // frozenSlots are inputs that hold hyper-parameters or statistics, not
-// weights: an initializer used only there is never trained by default.
+// weights: an initializer read there (directly or through Identity nodes,
+// which exporters use to share equal tensors) is never trained by default,
+// since training it would change those uses too.
 var frozenSlots = map[string][]int{
-	"BatchNormalization": {3, 4}, "Pow": {1}, "Clip": {1, 2}, "Dropout": {1},
-	"Reshape": {1}, "Expand": {1}, "Slice": {1, 2, 3, 4}, "Pad": {1, 2},
+	"BatchNormalization": {3, 4}, "Pow": {1}, "Clip": {1, 2}, "Dropout": {1, 2},
+	"Reshape": {1}, "Expand": {1}, "Slice": {1, 2, 3, 4}, "Pad": {1, 2, 3},
+}
+
+// nondiffSlots are inputs no gradient flows into.
+var nondiffSlots = map[string][]int{
+	"BatchNormalization": {3, 4}, "Clip": {1, 2}, "Dropout": {1, 2}, "Reshape": {1},
+	"Expand": {1}, "Slice": {1, 2, 3, 4}, "Pad": {1, 2, 3}, "Gather": {1}, "Where": {0},
+	"Tile": {1}, "Split": {1}, "Squeeze": {1}, "Unsqueeze": {1}, "ReduceSum": {1},
+	"ReduceMean": {1}, "MaxPool": {}, "Resize": {1, 2, 3}, "TopK": {1},
+}
+
+func inSlots(slots []int, k int) bool {
+	for _, s := range slots {
+		if s == k {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultParams lists the initializers a training run updates: every
 // floating-point initializer with at least two elements that the output
-// depends on, that is not overridable by a graph input, and that some node
-// reads as a weight (not only as BatchNormalization running statistics, a
-// Pow exponent or Clip bounds). Constant nodes are never trained: exporters
-// put buffers such as rotary tables and masks there.
+// depends on, that is not overridable by a graph input, and that no node
+// reads as a hyper-parameter or statistic (BatchNormalization running
+// statistics, a Pow exponent, Clip bounds; see frozenSlots). Constant
+// nodes are never trained: exporters put buffers such as rotary tables and
+// masks there.
 func DefaultParams(m *onnxio.Model, output string, freeze []string) ([]string, error) {
 	g := m.Graph()
 	if output == "" {
@@ -76,23 +96,24 @@ func DefaultParams(m *onnxio.Model, output string, freeze []string) ([]string, e
 	for _, v := range g.GetInput() {
 		inputs[v.GetName()] = true
 	}
-	weightUse := map[string]bool{}
-	for _, n := range g.GetNode() {
-		frozen := frozenSlots[n.GetOpType()]
+	frozen := map[string]bool{}
+	nodes := g.GetNode()
+	for _, n := range nodes {
 		for k, in := range n.GetInput() {
-			isFrozen := false
-			for _, f := range frozen {
-				isFrozen = isFrozen || f == k
+			if inSlots(frozenSlots[n.GetOpType()], k) {
+				frozen[in] = true
 			}
-			if !isFrozen {
-				weightUse[in] = true
-			}
+		}
+	}
+	for i := len(nodes) - 1; i >= 0; i-- {
+		if n := nodes[i]; n.GetOpType() == "Identity" && len(n.Input) == 1 && len(n.Output) == 1 && frozen[n.Output[0]] {
+			frozen[n.Input[0]] = true
 		}
 	}
 	var cands []string
 	for _, t := range g.GetInitializer() {
 		name := t.GetName()
-		if inputs[name] || !onnxio.DataType(t.GetDataType()).IsFloat() || onnxio.NumElements(t.GetDims()) < 2 || !weightUse[name] {
+		if inputs[name] || !onnxio.DataType(t.GetDataType()).IsFloat() || onnxio.NumElements(t.GetDims()) < 2 || frozen[name] {
 			continue
 		}
 		skip := false
@@ -152,8 +173,9 @@ func pathSets(g *onnxpb.GraphProto, dtypes map[string]onnxio.DataType, seeds, wr
 		if !reach {
 			continue
 		}
-		for _, in := range nodes[i].GetInput() {
-			if in != "" && active[in] {
+		slots := nondiffSlots[nodes[i].GetOpType()]
+		for k, in := range nodes[i].GetInput() {
+			if in != "" && active[in] && !inSlots(slots, k) {
 				live[in] = true
 			}
 		}

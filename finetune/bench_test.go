@@ -1,0 +1,87 @@
+package finetune
+
+import (
+	"math"
+	"testing"
+
+	"github.com/onnx-cria/onnx-cria/runtime"
+)
+
+// BenchmarkTrainStep times one training step (forward, loss, backward in
+// ORT with one intra-op thread, then Adam in Go) at batch 64 on the
+// Fashion-MNIST fixtures; bench/torchstep/torchstep.py times the same
+// model and batch in PyTorch.
+//
+//	go test ./finetune -run '^$' -bench TrainStep -benchtime 200x
+func BenchmarkTrainStep(b *testing.B) {
+	needORT(b)
+	for _, name := range []string{"mlp", "cnn"} {
+		b.Run(name, func(b *testing.B) {
+			if !haveFixture(name) {
+				b.Skipf("fixture testdata/models/%s is not there yet", name)
+			}
+			m, data := loadFixture(b, name, "fmnist_calib.npz")
+			tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			st, err := NewStepper(tg, runtime.Config{Threads: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Destroy()
+			specs, _ := inputSpecs(m)
+			bound, err := data.Match(specs, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows := make([]int, 64)
+			for i := range rows {
+				rows[i] = i
+			}
+			batch, err := makeBatch(bound, rows)
+			if err != nil {
+				b.Fatal(err)
+			}
+			params, err := ParamValues(m, tg.Params)
+			if err != nil {
+				b.Fatal(err)
+			}
+			opt := NewAdam(0)
+			first, err := st.Run(params, batch)
+			if err != nil {
+				b.Fatal(err)
+			}
+			grads := first.Grads
+			var norm float64
+			for _, g := range grads {
+				for _, x := range g {
+					norm += float64(x) * float64(x)
+				}
+			}
+			// The same numbers torchstep.py prints for its first step.
+			b.Logf("first step: loss %.6f, gradient norm %.6f (%d tensors)", first.Loss, math.Sqrt(norm), len(grads))
+			b.Run("step", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					res, err := st.Run(params, batch)
+					if err != nil {
+						b.Fatal(err)
+					}
+					opt.Step(params, res.Grads, 1e-5)
+				}
+			})
+			b.Run("graph", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if _, err := st.Run(params, batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("adam", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					opt.Step(params, grads, 1e-5)
+				}
+			})
+		})
+	}
+}
