@@ -2,11 +2,14 @@ package finetune
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/runtime"
 )
 
 type A = onnxpb.AttributeProto
@@ -85,6 +88,7 @@ func TestGradUnary(t *testing.T) {
 		{"HardSigmoid", "hsig", []*A{attrFloat("alpha", 0.3)}, 17},
 		{"HardSwish", "hswish", nil, 17},
 		{"Identity", "", nil, 17},
+		{"Dropout", "", nil, 17},
 		{"Gelu", "", nil, 20},
 		{"Gelu", "", []*A{attrString("approximate", "tanh")}, 20},
 	}
@@ -515,4 +519,53 @@ func TestGradSkipsShapePaths(t *testing.T) {
 	ns := g.op("Concat", []string{ci, g.ints("m1", []int64{1}, -1)}, "ns", attrInt("axis", 0))
 	g.out(g.op("Reshape", []string{g.op("Tanh", []string{x}, "t"), ns}, "y"))
 	checkGrad(t, g, "x")
+}
+
+// Gradients of hidden tensors (for Taylor scores) equal those of the same
+// tensors fed as inputs to the rest of the graph.
+func TestGradHidden(t *testing.T) {
+	needORT(t)
+	full := newTG(17)
+	x := full.in("x", nil, 3, 4)
+	h := full.op("Tanh", []string{full.op("MatMul", []string{x, full.in("w", nil, 4, 5)}, "xw")}, "h")
+	full.out(full.op("Mul", []string{h, full.op("Sigmoid", []string{h}, "s")}, "y"))
+	tail := newTG(17)
+	th := tail.in("h", nil, 3, 5)
+	tail.out(tail.op("Mul", []string{th, tail.op("Sigmoid", []string{th}, "s")}, "y"))
+	checkGrad(t, tail, "h")
+
+	fm, err := VJP(full.model(t, onnxio.Double), []string{"h", "w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := VJP(tail.model(t, onnxio.Double), []string{"h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(4, 4))
+	xv, wv, seed := uniform(-1, 1)(r, 12), uniform(-1, 1)(r, 20), uniform(-1, 1)(r, 15)
+	fs, err := runtime.NewSessionForModel(fm, []string{"h"}, testRT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Destroy()
+	out, err := fs.Run(tensorOf("x", onnxio.Double, []int64{3, 4}, xv), tensorOf("w", onnxio.Double, []int64{4, 5}, wv), tensorOf(SeedName("y"), onnxio.Double, []int64{3, 5}, seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hv, gh := out[3].Data.([]float64), out[1].Data.([]float64)
+	ts, err := runtime.NewSessionForModel(tm, nil, testRT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Destroy()
+	out2, err := ts.Run(tensorOf("h", onnxio.Double, []int64{3, 5}, hv), tensorOf(SeedName("y"), onnxio.Double, []int64{3, 5}, seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range out2[1].Data.([]float64) {
+		if math.Abs(g-gh[i]) > 1e-12 {
+			t.Fatalf("dL/dh[%d]: %v from the full graph, %v from the tail", i, gh[i], g)
+		}
+	}
 }
