@@ -330,3 +330,60 @@ func TestEdgeTokenSelectAndHeadBias(t *testing.T) {
 	analyze(t, m, want{"q.split:heads", "heads", 4}, want{"o:neurons", "neurons", 16}, want{"pooler:neurons", "neurons", 8})
 	checkModel(t, m)
 }
+
+// timm's ViT attention: qkv reshaped to [B,N,3,H,D], permuted to
+// [3,B,H,N,D] and indexed. Units on two axes at once (which of q/k/v, which
+// head) are beyond the layout model: a clean barrier, the MLP still shrinks.
+func TestEdgeFusedQKV5D(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 5, 16)
+	qkv := b.op("MatMul", "qkv", strs(x, b.w("qkv.w", 16, 48)))
+	qkv = b.op("Reshape", "qkv.r", strs(qkv, b.ints("qkv.shape", 0, 0, 3, 4, 4)))
+	qkv = b.op("Transpose", "qkv.t", strs(qkv), aIs("perm", 2, 0, 3, 1, 4))
+	q := b.op("Gather", "q", strs(qkv, b.i64("i0", 0)), aI("axis", 0))
+	k := b.op("Gather", "k", strs(qkv, b.i64("i1", 1)), aI("axis", 0))
+	v := b.op("Gather", "v", strs(qkv, b.i64("i2", 2)), aI("axis", 0))
+	s := b.op("MatMul", "scores", strs(q, b.op("Transpose", "k.t", strs(k), aIs("perm", 0, 1, 3, 2))))
+	p := b.op("Softmax", "softmax", strs(s), aI("axis", -1))
+	c := b.op("Transpose", "ctx.t", strs(b.op("MatMul", "ctx", strs(p, v))), aIs("perm", 0, 2, 1, 3))
+	c = b.op("Reshape", "ctx.merge", strs(c, b.ints("ctx.shape", 0, 0, 16)))
+	h := b.op("Add", "res", strs(x, b.op("MatMul", "proj", strs(c, b.w("proj.w", 16, 16)))))
+	u := b.op("Gelu", "gelu", strs(b.op("MatMul", "fc1", strs(h, b.w("fc1.w", 16, 32)))))
+	h = b.op("Add", "res2", strs(h, b.op("MatMul", "fc2", strs(u, b.w("fc2.w", 32, 16)))))
+	b.out(h)
+	b.opset = 20 // Gelu
+	m := b.model()
+	a := analyze(t, m, want{"fc1:neurons", "neurons", 32})
+	blockedWith(t, a, "qkv")
+	checkModel(t, m)
+}
+
+// torch.nn.MultiheadAttention (torch 1.13): a packed in-projection split with
+// unflatten/Gather, then heads merged with the batch axis ([T, B*H, D]).
+func TestEdgeTorchMHA(t *testing.T) {
+	b := newBuilder(t, 14)
+	x := b.in("x", 5, 2, 16) // [T,B,E]
+	proj := b.op("Add", "in_proj", strs(b.op("MatMul", "in_proj.mm", strs(x, b.w("in_proj.w", 16, 48))), b.w("in_proj.b", 48)))
+	proj = b.op("Reshape", "unflat", strs(proj, b.ints("unflat.shape", 5, 2, 3, 16)))
+	proj = b.op("Unsqueeze", "unsq", strs(proj, b.ints("unsq.axes", 0)))
+	proj = b.op("Transpose", "tr", strs(proj), aIs("perm", 3, 1, 2, 0, 4))
+	proj = b.op("Squeeze", "sq", strs(proj, b.ints("sq.axes", 3)))
+	heads := func(name string, idx int64) string {
+		t0 := b.op("Gather", name, strs(proj, b.i64(name+".i", idx)), aI("axis", 0)) // [T,B,E]
+		t0 = b.op("Reshape", name+".view", strs(t0, b.ints(name+".shape", 5, 8, 4)))  // [T,B*H,D]
+		return b.op("Transpose", name+".t", strs(t0), aIs("perm", 1, 0, 2))           // [B*H,T,D]
+	}
+	q, k, v := heads("q", 0), heads("k", 1), heads("v", 2)
+	s := b.op("MatMul", "scores", strs(q, b.op("Transpose", "k.tt", strs(k), aIs("perm", 0, 2, 1))))
+	p := b.op("Softmax", "softmax", strs(s), aI("axis", -1))
+	c := b.op("Transpose", "ctx.t", strs(b.op("MatMul", "ctx", strs(p, v))), aIs("perm", 1, 0, 2))
+	c = b.op("Reshape", "ctx.merge", strs(c, b.ints("ctx.shape", 10, 16)))
+	o := b.op("Gemm", "out_proj", strs(c, b.w("out_proj.w", 16, 16), b.w("out_proj.b", 16)), aI("transB", 1))
+	o = b.op("Reshape", "o.view", strs(o, b.ints("o.shape", 5, 2, 16)))
+	u := b.op("Relu", "relu", strs(b.op("MatMul", "fc1", strs(o, b.w("fc1.w", 16, 24)))))
+	b.out(b.op("MatMul", "fc2", strs(u, b.w("fc2.w", 24, 16))))
+	m := b.model()
+	a := analyze(t, m, want{"fc1:neurons", "neurons", 24}, want{"out_proj:neurons", "neurons", 16})
+	blockedWith(t, a, "in_proj.mm")
+	checkModel(t, m)
+}
