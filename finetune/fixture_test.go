@@ -133,3 +133,43 @@ func TestLlamaTrainingGraph(t *testing.T) {
 	names = append(names, mats[0], mats[len(mats)/2], mats[len(mats)-1])
 	directionalCheck(t, tg, b, names, 0.01, 0.03)
 }
+
+// The sentiment transformers: LayerNormalization (opset 17) and its
+// decomposed form (opset 14), GELU through Erf, attention masks, masked
+// mean pooling; classification with cross-entropy on labels.
+func TestTransformerTrainingGraphs(t *testing.T) {
+	needORT(t)
+	for _, name := range []string{"transformer", "transformer_opset14"} {
+		t.Run(name, func(t *testing.T) {
+			if !haveFixture(name) {
+				t.Skipf("fixture testdata/models/%s is not there yet", name)
+			}
+			m, data := loadFixture(t, name, "sentiment_calib.npz")
+			tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs, _ := inputSpecs(m)
+			bound, err := data.Match(specs, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := makeBatch(bound, []int{0, 7, 100, 333})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Wrong labels: a well-trained model then has large gradients,
+			// which finite differences in float32 resolve.
+			for i := range b.Labels {
+				b.Labels[i] = 1 - b.Labels[i]
+			}
+			var names []string
+			for k, p := range tg.Params {
+				if k%4 == 0 {
+					names = append(names, p.Name)
+				}
+			}
+			directionalCheck(t, tg, b, names, 0.01, 0.03)
+		})
+	}
+}
