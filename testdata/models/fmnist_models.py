@@ -309,6 +309,7 @@ def run(name, x_tr, y_tr, x_te, y_te, calib_path, eval_path, evals):
 
 
 def main():
+    common.reexec_with_malloc_tunables()
     torch.set_num_threads(THREADS)
     names = sys.argv[1:] or list(CONFIGS)
     for n in names:
