@@ -48,8 +48,8 @@
 //     151 vs 44 ms at 300; dense is O(n^3) (§3 warns it is too slow past a
 //     few thousand nodes).
 //   - Tol = 1e-10: the sparse solver stops when every returned pair has
-//     |L_X u - zeta B u| <= Tol (|L_X u| + zeta |B u|); its inner CG solves
-//     run to Tol/100. This keeps the sparse path within 1e-9 of the dense
+//     backward error |L_X u - zeta B u| <= Tol (|L_X| + zeta |B|) |u|
+//     (Gershgorin bounds for the norms); its inner CG solves run to Tol/100. This keeps the sparse path within 1e-9 of the dense
 //     oracle in the tests, well inside the 1e-6 that §3's "must not depend
 //     on the solver" is checked at. MaxIter = 600 Lanczos steps (our choice;
 //     50-80 suffice for s = 2 at n = 11008).

@@ -18,8 +18,9 @@ type Eigs struct {
 	Values  []float64  // zeta_1 >= ... >= zeta_s
 	Next    float64    // zeta_{s+1} (0, the constant vector's, when s = n-1)
 	Vectors *mat.Dense // n x s; unit 2-norm columns; largest |entry| positive
-	// Residual is the largest relative residual
-	// |L_X u - zeta B u| / (|L_X u| + zeta |B u|) over the returned pairs.
+	// Residual is the largest backward error
+	// |L_X u - zeta B u| / ((|L_X| + zeta |B|) |u|) over the returned pairs,
+	// with Gershgorin bounds for the norms (well defined also for zeta = 0).
 	Residual float64
 	// Sparse only: Lanczos steps and conjugate gradient iterations.
 	Iterations, CGIterations int
@@ -135,9 +136,13 @@ func normaliseColumns(v *mat.Dense) {
 	}
 }
 
-// residual returns max_i |L_X u - z B u| / (|L_X u| + z |B u|).
+// residual returns the largest backward error of the pairs (see Eigs).
 func residual(lx, ly *spOp, c, eps float64, vals []float64, vecs *mat.Dense) float64 {
 	n := lx.n
+	// Gershgorin bounds: a Laplacian's norm is at most twice its largest
+	// degree; B adds c n (rank one) and eps.
+	normLX := 2 * floats.Max(lx.diag)
+	normB := 2*floats.Max(ly.diag) + c*float64(n) + eps
 	u := make([]float64, n)
 	a := make([]float64, n)
 	b := make([]float64, n)
@@ -146,9 +151,8 @@ func residual(lx, ly *spOp, c, eps float64, vals []float64, vecs *mat.Dense) flo
 		mat.Col(u, i, vecs)
 		lx.mulPar(a, u, 1)
 		applyB(ly, c, eps, b, u, 1)
-		na, nb := floats.Norm(a, 2), floats.Norm(b, 2)
 		floats.AddScaled(a, -z, b)
-		if den := na + math.Abs(z)*nb; den > 0 {
+		if den := (normLX + math.Abs(z)*normB) * floats.Norm(u, 2); den > 0 {
 			worst = math.Max(worst, floats.Norm(a, 2)/den)
 		}
 	}

@@ -74,7 +74,9 @@ func TestSparseMatchesDense(t *testing.T) {
 					}
 					ds, _ := NeuronScores(gx, dv, dvec)
 					ss, _ := NeuronScores(gx, sp.Values, sp.Vectors)
-					if d := maxAbsDiff(ds, ss); d > 1e-6 {
+					d := maxAbsDiff(ds, ss)
+					t.Logf("s=%d: zeta %.6g, score diff %.1g, %d Lanczos steps", s, sp.Values, d, sp.Iterations)
+					if d > 1e-6 {
 						t.Errorf("s=%d: scores differ by %.2g", s, d)
 					}
 					if sp.Residual > o.Tol {

@@ -43,7 +43,7 @@ type Result struct {
 	// kernel of the kNN candidate search.
 	Solver, Kernel string
 	// Iterations and CGIterations count sparse solver work; Residual is the
-	// largest relative residual of the returned eigenpairs.
+	// largest backward error of the returned eigenpairs (see Eigs).
 	Iterations, CGIterations int
 	Residual                 float64
 	Timings                  Timings
