@@ -129,13 +129,17 @@ func TestConnectivityDoubling(t *testing.T) {
 	if _, err := Score(x, x, Options{Weighting: Gaussian, Sigma: 1}); err == nil {
 		t.Fatal("no error for disconnected G_Y under RegRankOne")
 	}
-	r, err := Score(x, applyFn(x, math.Tanh), Options{Weighting: Gaussian, Sigma: 1, Reg: RegEps})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range r.Scores {
-		if math.IsNaN(s) || s < 0 || s > 1 {
-			t.Fatalf("score %v", s)
+	for _, solver := range []Solver{Dense, Sparse} {
+		for _, s := range []int{2, 54} { // 54 = n-1 reaches the zero zetas of the split G_X
+			r, err := Score(x, applyFn(x, math.Tanh), Options{Weighting: Gaussian, Sigma: 1, Reg: RegEps, Solver: solver, S: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range r.Scores {
+				if math.IsNaN(s) || s < 0 || s > 1 {
+					t.Fatalf("score %v", s)
+				}
+			}
 		}
 	}
 }
