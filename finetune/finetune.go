@@ -121,7 +121,7 @@ type Result struct {
 	Samples     int              `json:"samples"`
 	Tensors     int              `json:"trained_tensors"`
 	Params      int64            `json:"trained_params"`
-	Steps       int              `json:"steps"`
+	Steps       int              `json:"steps"` // in all, including those before a resume
 	Epochs      []EpochStat      `json:"epochs"`
 	EvalBefore  *evaluate.Result `json:"eval_before,omitempty"`
 	EvalAfter   *evaluate.Result `json:"eval_after,omitempty"`
@@ -359,7 +359,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 					return nil, nil, err
 				}
 				cfg.Log("stopped after %d steps (max steps); checkpoint %s", pos.Global, orNone(cfg.Checkpoint))
-				return finish(m, tg, params, res, t0, stepTime, steps, evalNow)
+				return finish(m, tg, params, res, pos.Global, t0, stepTime, steps, evalNow)
 			}
 			lo := pos.Step * batch
 			rows := perm[lo:min(lo+batch, bound.N)]
@@ -410,7 +410,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 			return nil, nil, err
 		}
 	}
-	return finish(m, tg, params, res, t0, stepTime, steps, nil)
+	return finish(m, tg, params, res, pos.Global, t0, stepTime, steps, nil)
 }
 
 func orNone(s string) string {
@@ -421,14 +421,12 @@ func orNone(s string) string {
 }
 
 // finish writes the weights into a copy of m and completes the result.
-func finish(m *onnxio.Model, tg *TrainGraph, params [][]float32, res *Result, t0 time.Time, stepTime time.Duration, steps int, evalNow func(string) (*evaluate.Result, error)) (*onnxio.Model, *Result, error) {
+func finish(m *onnxio.Model, tg *TrainGraph, params [][]float32, res *Result, global int, t0 time.Time, stepTime time.Duration, steps int, evalNow func(string) (*evaluate.Result, error)) (*onnxio.Model, *Result, error) {
 	out, err := WithParams(m, tg.Params, params)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, e := range res.Epochs {
-		res.Steps += e.Steps
-	}
+	res.Steps = global
 	if n := len(res.Epochs); n > 0 && res.Epochs[n-1].Eval != nil && !res.Stopped {
 		res.EvalAfter = res.Epochs[n-1].Eval
 	} else if evalNow != nil {

@@ -296,6 +296,9 @@ func writeFinetune(w io.Writer, r *finetune.Result) {
 		}
 		fmt.Fprintln(w, line)
 	}
+	if r.Stopped && r.EvalAfter != nil {
+		fmt.Fprintf(w, "  after           %s\n", r.EvalAfter)
+	}
 	note := ""
 	if r.Resumed {
 		note += " (resumed)"
