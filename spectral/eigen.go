@@ -235,9 +235,9 @@ func (s *pcg) solve(x, rhs []float64) (int, error) {
 // restricted to 1^⊥ (every wanted eigenvector lies there, and both L_X and
 // B^-1 map 1^⊥ into itself). Each step costs one L_X product and one
 // preconditioned CG solve with B; the basis is fully reorthogonalised
-// (twice, classical Gram-Schmidt) in the B inner product. Ritz pairs come from the
-// projected matrix V^T L_X V. Uses opts.S (exact), Reg, Eps, Tol, MaxIter,
-// Seed.
+// (twice, classical Gram-Schmidt) in the B inner product. Ritz pairs come
+// from the projected matrix V^T L_X V. Uses opts.S (exact), Reg, Eps, Tol,
+// MaxIter, Seed and Threads.
 func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 	o, err := opts.resolve()
 	if err != nil {
@@ -377,7 +377,9 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 		if k > s {
 			ritzVals[s] = vals[m-1-s]
 		}
-		if est > o.Tol && !done {
+		// est is relative to theta, the test below a backward error: screen
+		// loosely, decide on the true residual.
+		if est > 100*o.Tol && !done {
 			continue
 		}
 		// Candidate: form the Ritz vectors and check true residuals.
@@ -400,6 +402,9 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 			}
 			break
 		}
+	}
+	if len(ritzVals) < s {
+		return nil, fmt.Errorf("spectral: Lanczos found only %d of %d eigenpairs", len(ritzVals), s)
 	}
 	e.Values = ritzVals[:s]
 	if len(ritzVals) > s {

@@ -21,7 +21,7 @@ type Neighbors struct {
 	Dist2 []float64
 }
 
-// Neighbors of node p.
+// Of returns the neighbours of node p.
 func (nb *Neighbors) Of(p int) []int { return nb.Index[p*nb.K : (p+1)*nb.K] }
 
 // KNN returns the exact k nearest neighbours of every column of x under the
@@ -29,12 +29,12 @@ func (nb *Neighbors) Of(p int) []int { return nb.Index[p*nb.K : (p+1)*nb.K] }
 // column index. k is capped at n-1. threads <= 0 means GOMAXPROCS; the
 // result does not depend on it.
 func KNN(x mat.Matrix, k, threads int) (*Neighbors, error) {
+	if k < 1 {
+		return nil, fmt.Errorf("spectral: k = %d, want >= 1", k)
+	}
 	ix, err := newKNNIndex(x, threads)
 	if err != nil {
 		return nil, err
-	}
-	if k < 1 {
-		return nil, fmt.Errorf("spectral: k = %d, want >= 1", k)
 	}
 	return ix.query(k), nil
 }
