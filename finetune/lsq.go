@@ -79,6 +79,10 @@ type lsqLayer struct {
 	target  string // tensor of the original model to match
 	weight  string // weight constant (in the pruned model)
 	bias    string // bias constant, "" if none
+	// A Conv without bias that feeds a BatchNormalization alone gets its
+	// bias folded into the normalisation's: B += scale/sqrt(var+eps) * b.
+	bnBias   string
+	bnFactor []float64
 	keep    []int  // output units of the original layer that remain
 	alpha   float64
 	beta    float64
@@ -100,7 +104,9 @@ type lsqLayer struct {
 // of shrink's report; groups not listed lost nothing). Layers are refit in
 // graph order and each one's inputs are recaptured through the layers
 // already refit; a refit is kept only if it lowers the layer's error. A
-// MatMul whose only consumer adds a constant bias is refit with that bias.
+// MatMul whose only consumer adds a constant bias is refit with that bias,
+// and a Conv without a bias that only feeds a BatchNormalization is refit
+// with a bias folded into the normalisation's.
 // Convolutions are refit on im2col patches of subsampled output positions.
 // pruned is not modified.
 func LSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, o LSQOptions) (*onnxio.Model, []LayerFit, error) {
@@ -239,6 +245,11 @@ func findLayers(orig, cur *onnxio.Model, kept map[string][]int) ([]*lsqLayer, []
 			}
 			l.bias = n.Input[2]
 		}
+		if op == "Conv" && l.bias == "" {
+			if err := l.foldIntoBN(cur, cix); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", l.label, err)
+			}
+		}
 		if op == "MatMul" {
 			if cs := cix.Consumers[n.Output[0]]; len(cs) == 1 {
 				add := cur.Graph().Node[cs[0]]
@@ -269,6 +280,42 @@ func findLayers(orig, cur *onnxio.Model, kept map[string][]int) ([]*lsqLayer, []
 	}
 	return layers, notes, nil
 }
+
+// foldIntoBN sets up the bias fold when the Conv's only consumer is a
+// BatchNormalization (inference form) with constant parameters of its own.
+func (l *lsqLayer) foldIntoBN(m *onnxio.Model, ix *onnxio.Index) error {
+	cs := ix.Consumers[l.node.Output[0]]
+	if len(cs) != 1 {
+		return nil
+	}
+	bn := m.Graph().Node[cs[0]]
+	if bn.GetOpType() != "BatchNormalization" || len(bn.Input) < 5 || bn.Input[0] != l.node.Output[0] ||
+		onnxio.AttrInt(bn, "training_mode", 0) != 0 || len(ix.Consumers[bn.Input[2]]) != 1 {
+		return nil
+	}
+	vals := make([][]float64, 5)
+	for k := 1; k < 5; k++ {
+		t := ix.Const(bn.Input[k])
+		if t == nil || onnxio.NumElements(t.GetDims()) != int64(l.outW) {
+			return nil
+		}
+		v, err := m.Float64s(t)
+		if err != nil {
+			return err
+		}
+		vals[k] = v
+	}
+	eps := float64(onnxio.AttrFloat(bn, "epsilon", 1e-5))
+	l.bnFactor = make([]float64, l.outW)
+	for u := range l.bnFactor {
+		l.bnFactor[u] = vals[1][u] / math.Sqrt(vals[4][u]+eps)
+	}
+	l.bnBias = bn.Input[2]
+	return nil
+}
+
+// hasBias reports whether the refit fits a bias column.
+func (l *lsqLayer) hasBias() bool { return l.bias != "" || l.bnBias != "" }
 
 // keptOutputs lists the positions along the output axis of an original
 // weight that pruning left, from the groups whose units that axis computes.
@@ -401,7 +448,7 @@ func (e *normal) solve(ridge float64, bias bool) (*mat.Dense, error) {
 
 // refit regresses one layer and writes the new weights into cur.
 func refit(cur *onnxio.Model, l *lsqLayer, li int, orig *runtime.Session, ti int, bound *dataset.Bound, o *LSQOptions) (LayerFit, error) {
-	fit := LayerFit{Node: l.label, Op: l.op, Weight: l.weight, Inputs: l.inW, Outputs: l.outW, Bias: l.bias != ""}
+	fit := LayerFit{Node: l.label, Op: l.op, Weight: l.weight, Inputs: l.inW, Outputs: l.outW, Bias: l.hasBias()}
 	s, err := runtime.NewSessionForModel(cur, []string{l.input}, o.Runtime)
 	if err != nil {
 		return fit, err
@@ -410,7 +457,7 @@ func refit(cur *onnxio.Model, l *lsqLayer, li int, orig *runtime.Session, ti int
 	xi := len(cur.Graph().GetOutput())
 	d := l.inW // per group for Conv: (C/g) * kernel
 	nb := 0
-	if l.bias != "" {
+	if l.hasBias() {
 		nb = 1
 	}
 	per := l.outW / l.groups
@@ -589,7 +636,7 @@ func layerWeights(m *onnxio.Model, l *lsqLayer) ([]*mat.Dense, error) {
 		}
 	}
 	nb := 0
-	if l.bias != "" {
+	if l.hasBias() {
 		nb = 1
 	}
 	per := l.outW / l.groups
@@ -610,9 +657,9 @@ func layerWeights(m *onnxio.Model, l *lsqLayer) ([]*mat.Dense, error) {
 				}
 				w.Set(k, j, v)
 			}
-			if nb == 1 {
+			if l.bias != "" {
 				w.Set(l.inW, j, l.beta*bv[u])
-			}
+			} // a bias folded into a BatchNormalization is 0 in the conv's output space
 		}
 		out[g] = w
 	}
@@ -625,7 +672,7 @@ func setLayerWeights(m *onnxio.Model, l *lsqLayer, ws []*mat.Dense) error {
 	wt := ix.Const(l.weight)
 	wv := make([]float64, onnxio.NumElements(wt.GetDims()))
 	var bv []float64
-	if l.bias != "" {
+	if l.hasBias() {
 		bv = make([]float64, l.outW)
 	}
 	per := l.outW / l.groups
@@ -658,8 +705,19 @@ func setLayerWeights(m *onnxio.Model, l *lsqLayer, ws []*mat.Dense) error {
 	if err := set(wt, wv); err != nil {
 		return err
 	}
-	if bv != nil {
+	switch {
+	case l.bias != "":
 		return set(ix.Const(l.bias), bv)
+	case l.bnBias != "":
+		bt := ix.Const(l.bnBias)
+		old, err := m.Float64s(bt)
+		if err != nil {
+			return err
+		}
+		for u := range old {
+			old[u] += l.bnFactor[u] * bv[u]
+		}
+		return set(bt, old)
 	}
 	return nil
 }

@@ -48,7 +48,12 @@ func smallNets(t *testing.T) map[string]*onnxio.Model {
 	c := g.op("Relu", []string{g.op("Conv", []string{x, w(g, "k1", 18, 8, 2, 3, 3), w(g, "kb1", 18, 8)}, "c1", attrInts("pads", []int64{1, 1, 1, 1}))}, "r1")
 	c = g.op("Relu", []string{g.op("Conv", []string{c, w(g, "k2", 72, 12, 8, 3, 3), w(g, "kb2", 72, 12)}, "c2", attrInts("strides", []int64{2, 2}), attrInts("pads", []int64{1, 1, 1, 1}))}, "r2")
 	c = g.op("Relu", []string{g.op("Conv", []string{c, w(g, "k3", 9, 12, 1, 3, 3), w(g, "kb3", 9, 12)}, "c3", attrInt("group", 12), attrInts("pads", []int64{1, 1, 1, 1}))}, "r3")
-	c = g.op("Relu", []string{g.op("Conv", []string{c, w(g, "k4", 12, 10, 12, 1, 1)}, "c4")}, "r4")
+	// A Conv without bias into a BatchNormalization: the refit's bias is
+	// folded into the normalisation's.
+	c4 := g.op("Conv", []string{c, w(g, "k4", 12, 10, 12, 1, 1)}, "c4")
+	bn := g.op("BatchNormalization", []string{c4, g.fconst("bns", []int64{10}, uniform(0.5, 2)(r, 10)...), w(g, "bnb", 1, 10),
+		w(g, "bnm", 1, 10), g.fconst("bnv", []int64{10}, uniform(0.5, 2)(r, 10)...)}, "bn4")
+	c = g.op("Relu", []string{bn}, "r4")
 	p := g.op("Flatten", []string{g.op("GlobalAveragePool", []string{c}, "gap")}, "flat")
 	g.out(g.op("Gemm", []string{p, w(g, "w5", 10, 4, 10), w(g, "b5", 10, 4)}, "logits", attrInt("transB", 1)))
 	nets["cnn"] = dynamicBatch(g.model(t, onnxio.Float))
@@ -146,6 +151,9 @@ func TestLSQReducesError(t *testing.T) {
 				t.Logf("%s %s %d->%d rows %d: %.4g -> %.4g applied %v %s", f.Node, f.Op, f.Inputs, f.Outputs, f.Rows, f.Before, f.After, f.Applied, f.Note)
 				if f.Note != "" {
 					continue
+				}
+				if f.Node == "n6_Conv" && !f.Bias {
+					t.Errorf("%s: no bias folded into the BatchNormalization", f.Node)
 				}
 				if !(f.After < f.Before) {
 					t.Errorf("%s: error %.4g -> %.4g", f.Node, f.Before, f.After)
