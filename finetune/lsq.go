@@ -72,25 +72,25 @@ type LayerFit struct {
 
 // lsqLayer is a consumer layer to refit.
 type lsqLayer struct {
-	node    *onnxpb.NodeProto // in the model being refit
-	label   string
-	op      string
-	input   string // X
-	target  string // tensor of the original model to match
-	weight  string // weight constant (in the pruned model)
-	bias    string // bias constant, "" if none
+	node   *onnxpb.NodeProto // in the model being refit
+	label  string
+	op     string
+	input  string // X
+	target string // tensor of the original model to match
+	weight string // weight constant (in the pruned model)
+	bias   string // bias constant, "" if none
 	// A Conv without bias that feeds a BatchNormalization alone gets its
 	// bias folded into the normalisation's: B += scale/sqrt(var+eps) * b.
 	bnBias   string
 	bnFactor []float64
-	keep    []int  // output units of the original layer that remain
-	alpha   float64
-	beta    float64
-	transB  bool
-	groups  int
-	outW    int // output units
-	inW     int // input features per group (without bias)
-	kernels []int64
+	keep     []int // output units of the original layer that remain
+	alpha    float64
+	beta     float64
+	transB   bool
+	groups   int
+	outW     int // output units
+	inW      int // input features per group (without bias)
+	kernels  []int64
 }
 
 // LSQ refits the layers whose input width pruning changed: every Gemm,
