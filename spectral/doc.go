@@ -68,8 +68,12 @@
 // pure Go without cgo). Each candidate key is a proven lower bound of the
 // true distance (error analysis in buildSearch); candidates are re-ranked in
 // float64 and a row is accepted only if no non-candidate can beat its
-// (k+1)-th entry. Rows that fail are searched again with 4x the candidates,
-// and finally exhaustively, so the result always equals float64 brute force.
+// (k+1)-th entry. Rows that fail get one more Gram pass that collects every
+// column whose bound is below their current (k+1)-th distance (or, past
+// 4096 such columns, an exhaustive float64 scan), so the result always
+// equals float64 brute force. The Gram runs on columns centred at the
+// per-sample median: the bound scales with the squared norms, and the median
+// keeps both near-zero ReLU columns and columns with a shared offset small.
 //
 // # Sparse eigensolver
 //

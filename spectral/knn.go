@@ -72,9 +72,9 @@ func SquaredDistance(a, b []float64) float64 {
 // key L is a certified lower bound of the true squared distance (see
 // buildSearch), the candidates are re-ranked with SquaredDistance, and a row
 // is accepted only if every non-candidate's lower bound exceeds the distance
-// of its (k+1)-th entry. Rows that fail are searched again with 4x more
-// candidates, ending in an exhaustive float64 scan, so the answer is always
-// the float64 brute-force answer.
+// of its (k+1)-th entry. Rows that fail get one more pass that collects every
+// representative whose key is below their current (k+1)-th distance (see
+// refine), so the answer is always the float64 brute-force answer.
 type knnIndex struct {
 	n, m    int
 	threads int
@@ -87,6 +87,7 @@ type knnIndex struct {
 	kernel     string
 	exactBelow int  // use exhaustive float64 when #representatives <= this
 	noC        bool // tests: force the Go distance loop
+	refineCap  int  // tests: override refine's collection cap
 	built      bool
 	packed     []float32 // panel-packed scaled, centred columns of the representatives
 	upad       int       // representatives padded to a multiple of panel
@@ -341,18 +342,9 @@ func (ix *knnIndex) query(k int) *Neighbors {
 	} else {
 		kc := k + max(8, k/2)
 		cands, thr := ix.searchAll(kc)
-		todo := ix.certify(lists, allReps(u), cands, thr, k)
-		for len(todo) > 0 {
-			kc *= 4
-			ix.refined += len(todo)
-			if kc >= u-1 {
-				rows := todo
-				ix.exhaustive += len(rows)
-				ix.parallel(len(rows), func(i int) { lists[rows[i]] = ix.exactList(rows[i], k) })
-				break
-			}
-			cands, thr = ix.searchRows(todo, kc)
-			todo = ix.certify(lists, todo, cands, thr, k)
+		todo, bound := ix.certify(lists, allReps(u), cands, thr, k)
+		if len(todo) > 0 {
+			ix.refine(lists, todo, bound, k)
 		}
 	}
 	for p := 0; p < n; p++ {
@@ -464,28 +456,33 @@ func (ix *knnIndex) repDistances(r int, reps []int32) []entry {
 }
 
 // certify re-ranks the candidates of rows[i] exactly and stores the lists of
-// the rows whose candidate set provably contains the answer; it returns the
-// others. thr[i] is the smallest lower bound any non-candidate can have
-// (+Inf when every representative was a candidate).
-func (ix *knnIndex) certify(lists [][]entry, rows []int, cands [][]int32, thr []float64, k int) []int {
-	failed := make([]bool, len(rows))
+// the rows whose candidate set provably contains the answer. thr[i] is the
+// smallest lower bound any non-candidate can have (+Inf when every
+// representative was a candidate). It returns the other rows with, for
+// each, a bound on the keys of every representative that can still enter
+// its first k+1 entries: the scaled distance of its current (k+1)-th entry,
+// which can only be too large, plus rounding slack.
+func (ix *knnIndex) certify(lists [][]entry, rows []int, cands [][]int32, thr []float64, k int) ([]int, []float64) {
+	bounds := make([]float64, len(rows))
 	ix.parallel(len(rows), func(i int) {
 		r := rows[i]
 		list := ix.expand(r, ix.repDistances(r, cands[i]), k)
-		last := list[len(list)-1].d * ix.scale2
-		if !(thr[i] > last*(1+ix.relSlack)) {
-			failed[i] = true
+		b := list[len(list)-1].d * ix.scale2 * (1 + ix.relSlack)
+		if thr[i] > b {
+			lists[r] = list
 			return
 		}
-		lists[r] = list
+		bounds[i] = math.Max(b, math.SmallestNonzeroFloat64) // > 0 marks failure
 	})
 	var todo []int
-	for i, f := range failed {
-		if f {
+	var bound []float64
+	for i, b := range bounds {
+		if b > 0 {
 			todo = append(todo, rows[i])
+			bound = append(bound, b)
 		}
 	}
-	return todo
+	return todo, bound
 }
 
 // heapSet keeps, for each of its rows, the kc smallest (key, index) pairs in
@@ -671,11 +668,19 @@ func (ix *knnIndex) scanTriangle(h *heapSet, tile []float32, i0, mr, j0, nc, u i
 	}
 }
 
-// searchRows finds kc candidates for the given representatives against all
-// others (full rows; each row is owned by one goroutine).
-func (ix *knnIndex) searchRows(rows []int, kc int) ([][]int32, []float64) {
+// refine settles the rows that certify could not: one more Gram pass over
+// their full rows collects every representative whose key is within the
+// row's bound (all that can enter the first k+1 entries, since keys are
+// lower bounds), and those are re-ranked exactly. A row that collects more
+// than refineCap is compared exhaustively instead.
+func (ix *knnIndex) refine(lists [][]entry, rows []int, bound []float64, k int) {
 	ix.passes++
+	ix.refined += len(rows)
 	u, m := len(ix.members), ix.m
+	refineCap := max(4096, 16*k)
+	if ix.refineCap > 0 {
+		refineCap = ix.refineCap
+	}
 	fpad := (len(rows) + panel - 1) / panel * panel
 	a := make([]float32, fpad*m)
 	for i, r := range rows {
@@ -683,54 +688,41 @@ func (ix *knnIndex) searchRows(rows []int, kc int) ([][]int32, []float64) {
 			a[packIndex(m, k, i)] = ix.packed[packIndex(m, k, r)]
 		}
 	}
-	h := newHeapSet(len(rows), kc)
+	coll := make([][]int32, len(rows))
 	nblocks := (fpad + rowBlock - 1) / rowBlock
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for t := 0; t < min(ix.threads, nblocks); t++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tile := make([]float32, rowBlock*colBlock)
-			for {
-				b := int(next.Add(1) - 1)
-				if b >= nblocks {
-					return
+	parallelFor(nblocks, ix.threads, func(b int) {
+		// Each row belongs to one block, hence to one goroutine.
+		tile := make([]float32, rowBlock*colBlock)
+		i0 := b * rowBlock
+		mr := min(rowBlock, fpad-i0)
+		for j0 := 0; j0 < ix.upad; j0 += colBlock {
+			nc := min(colBlock, ix.upad-j0)
+			gramTile(ix.kernel, a, ix.packed, m, i0, mr, j0, nc, tile, colBlock)
+			for r := 0; r < mr && i0+r < len(rows); r++ {
+				i := i0 + r
+				self, ap, bnd := rows[i], ix.akey[rows[i]], bound[i]
+				if len(coll[i]) > refineCap {
+					continue
 				}
-				i0 := b * rowBlock
-				mr := min(rowBlock, fpad-i0)
-				for j0 := 0; j0 < ix.upad; j0 += colBlock {
-					nc := min(colBlock, ix.upad-j0)
-					gramTile(ix.kernel, a, ix.packed, m, i0, mr, j0, nc, tile, colBlock)
-					for r := 0; r < mr && i0+r < len(rows); r++ {
-						self := rows[i0+r]
-						ap := ix.akey[self]
-						for q := j0; q < min(j0+nc, u); q++ {
-							if q == self {
-								continue
-							}
-							l := ap + ix.akey[q] - 2*float64(tile[r*colBlock+q-j0])
-							if l <= h.thr[i0+r] {
-								h.push(i0+r, l, int32(q))
-							}
-						}
+				for q := j0; q < min(j0+nc, u); q++ {
+					if q != self && ap+ix.akey[q]-2*float64(tile[r*colBlock+q-j0]) <= bnd {
+						coll[i] = append(coll[i], int32(q))
 					}
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	cands := make([][]int32, len(rows))
-	thr := make([]float64, len(rows))
-	for i := range rows {
-		_, ids := h.rowEntries(i)
-		cands[i] = append([]int32(nil), ids...)
-		thr[i] = h.thr[i] // root = largest kept key; full since kc < u-1
-		if len(ids) < kc {
-			thr[i] = math.Inf(-1) // keys were not comparable (overflow)
 		}
-	}
-	return cands, thr
+	})
+	var over atomic.Int64
+	defer func() { ix.exhaustive += int(over.Load()) }()
+	ix.parallel(len(rows), func(i int) {
+		r := rows[i]
+		if len(coll[i]) > refineCap {
+			over.Add(1)
+			lists[r] = ix.exactList(r, k)
+			return
+		}
+		lists[r] = ix.expand(r, ix.repDistances(r, coll[i]), k)
+	})
 }
 
 func reuseF64(b []float64, n int) []float64 {

@@ -66,7 +66,14 @@ func lowRank(rng *rand.Rand, m, n, r int, noise float64) *mat.Dense {
 	return &z
 }
 
+// refined counts rows settled by the second pass, per case name.
+var refined = map[string]int{}
+
 func checkKNN(t *testing.T, name string, x *mat.Dense, k int, kernels []string, exactBelow int) {
+	checkKNNCap(t, name, x, k, kernels, exactBelow, 0)
+}
+
+func checkKNNCap(t *testing.T, name string, x *mat.Dense, k int, kernels []string, exactBelow, refineCap int) {
 	t.Helper()
 	want := bruteKNN(x, k)
 	for _, kern := range kernels {
@@ -78,7 +85,9 @@ func checkKNN(t *testing.T, name string, x *mat.Dense, k int, kernels []string, 
 			ix.kernel = kern
 			ix.exactBelow = exactBelow
 			ix.noC = kern == "go"
+			ix.refineCap = refineCap
 			nb := ix.query(k)
+			refined[name] += ix.refined
 			for p := range want {
 				got := nb.Of(p)
 				for j := range want[p] {
@@ -159,6 +168,11 @@ func TestKNNScales(t *testing.T) {
 		}
 	}
 	checkKNN(t, "scales", x, 6, availableKernels()[:1], 0)
+	if refined["scales"] == 0 {
+		t.Error("the second pass was never exercised")
+	}
+	// Rows that collect too much in the second pass go exhaustive.
+	checkKNNCap(t, "scales-cap", x, 6, availableKernels()[:1], 0, 1)
 	// A common offset far larger than the spread.
 	y := randDense(rng, 12, 100)
 	for j := 0; j < 100; j++ {
