@@ -1,5 +1,10 @@
 package rewrite
 
+import (
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+)
+
 // observe chooses, for every group, where capture records its hidden
 // states: Z is the input of the first nonlinearity that the group's units
 // go through (in graph order), A the output of the chain of elementwise ops
@@ -7,7 +12,12 @@ package rewrite
 // Z = gate projection, A = SiLU(gate) * up). For attention heads the
 // nonlinearity is the softmax over keys, and A is the per-head context
 // (softmax times V); their feature axes are reduced by root mean square.
+// A group whose units meet no such nonlinearity but are normalised (the
+// hidden width of a Transformer, through LayerNorm or RMSNorm) is observed
+// across its first normalisation: Z is the normalisation's input, A the
+// normalised tensor that the next layer reads.
 func (a *Analysis) observe() {
+	defer a.observeNorms()
 	g := a.Model.Graph()
 	elementwise := map[string]bool{}
 	for _, op := range elementwiseOps {
@@ -115,4 +125,115 @@ func (a *Analysis) backToLogits(t string, ax, root int, single func(string, int)
 		_, r, b, _ = single(t, ax)
 	}
 	return t, ax, r, b
+}
+
+var normOps = map[string]bool{"LayerNormalization": true, "RMSNormalization": true, "SimplifiedLayerNormalization": true}
+
+// isStat reports a reduction over axis ax of its input with kept dims: the
+// statistics of a decomposed normalisation.
+func (a *Analysis) isStat(n *onnxpb.NodeProto, ax int) bool {
+	switch n.GetOpType() {
+	case "ReduceMean", "ReduceSumSquare", "ReduceSum", "ReduceL2":
+	default:
+		return false
+	}
+	if onnxio.AttrInt(n, "keepdims", 1) != 1 {
+		return false
+	}
+	d, ok := a.dims(n.Input[0])
+	if !ok {
+		return false
+	}
+	_, has := a.lay[n.Output[0]][ax]
+	return !has && ax < len(d)
+}
+
+func (a *Analysis) observeNorms() {
+	g := a.Model.Graph()
+	elementwise := map[string]bool{}
+	for _, op := range elementwiseOps {
+		elementwise[op] = true
+	}
+	rootAxis := func(t string, root int) (int, int, int, bool) {
+		for ax, l := range a.lay[t] {
+			e, err := a.sp.expand(l)
+			if err == nil && len(e) == 1 && e[0].S == root {
+				return ax, e[0].R, e[0].B, true
+			}
+		}
+		return 0, 0, 0, false
+	}
+	for i, n := range g.GetNode() {
+		if len(n.Input) == 0 || len(n.Output) == 0 {
+			continue
+		}
+		x := n.Input[0]
+		for ax, l := range a.lay[x] {
+			e, err := a.sp.expand(l)
+			if err != nil || len(e) != 1 {
+				continue
+			}
+			grp := a.rootOf[e[0].S]
+			if grp == nil || grp.Observe != nil || !(normOps[n.GetOpType()] || a.isStat(n, ax)) {
+				continue
+			}
+			root := e[0].S
+			if p := a.ix.ProducerNode(x); p != nil && !normOps[n.GetOpType()] && squares(p) {
+				// RMSNorm reduces x*x: observe x itself.
+				x = p.Input[0]
+				if ax2, _, _, ok := rootAxis(x, root); !ok || ax2 != ax {
+					continue
+				}
+			}
+			// The normalised tensor: the first input, in graph order, of an
+			// op past the normalisation that reads the units.
+			seen := map[string]bool{x: true}
+			queue := []string{x}
+			best, bestNode := "", len(g.Node)
+			for len(queue) > 0 {
+				t := queue[0]
+				queue = queue[1:]
+				for _, c := range a.ix.Consumers[t] {
+					cn := a.ix.Node(c)
+					op := cn.GetOpType()
+					if op == "Shape" || (c == i && !normOps[op]) {
+						continue
+					}
+					through := elementwise[op] || normOps[op]
+					if !through {
+						if _, _, _, ok := rootAxis(t, root); ok && t != x && !a.isStat(cn, ax) && c < bestNode {
+							best, bestNode = t, c
+						}
+						continue
+					}
+					for _, o := range cn.Output {
+						if _, _, _, ok := rootAxis(o, root); ok && !seen[o] {
+							seen[o] = true
+							queue = append(queue, o)
+						}
+					}
+				}
+			}
+			if best == "" {
+				continue
+			}
+			pax, pr, pb, _ := rootAxis(best, root)
+			grp.Observe = &Observation{
+				Pre: x, PreAxis: ax, PreR: e[0].R, PreB: e[0].B,
+				Post: best, PostAxis: pax, PostR: pr, PostB: pb,
+				Op: "normalization",
+			}
+		}
+	}
+}
+
+// squares reports Pow(y, 2) and Mul(y, y).
+func squares(p *onnxpb.NodeProto) bool {
+	switch p.GetOpType() {
+	case "Mul":
+		return len(p.Input) == 2 && p.Input[0] == p.Input[1]
+	case "Pow":
+		return len(p.Input) == 2
+	}
+	return false
 }
