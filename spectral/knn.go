@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -160,17 +159,22 @@ func transposeInto(buf []float64, x mat.Matrix, threads int) ([]float64, error) 
 	}
 	parallelFor(nb, threads, func(b int) {
 		j0, j1 := b*bs, min(b*bs+bs, n)
-		for j := j0; j < j1; j++ {
-			dst := xt[j*m : (j+1)*m]
-			if data != nil {
-				for i := range dst {
-					dst[i] = data[i*stride+j]
-				}
-			} else {
-				for i := range dst {
-					dst[i] = get(i, j)
+		if data != nil {
+			// Row-major walk: each source cache line is read once.
+			for i := 0; i < m; i++ {
+				for j, v := range data[i*stride+j0 : i*stride+j1] {
+					xt[(j0+j)*m+i] = v
 				}
 			}
+		} else {
+			for i := 0; i < m; i++ {
+				for j := j0; j < j1; j++ {
+					xt[j*m+i] = get(i, j)
+				}
+			}
+		}
+		for j := j0; j < j1; j++ {
+			dst := xt[j*m : (j+1)*m]
 			for i, v := range dst {
 				if v-v != 0 { // NaN or Inf
 					bad[j] = i + 1
@@ -260,16 +264,18 @@ func (ix *knnIndex) buildSearch() {
 	nchunks := (m + chunk - 1) / chunk
 	maxDev := make([]float64, nchunks)
 	stride := max(1, u/257)
+	ns := (u + stride - 1) / stride
 	parallelFor(nchunks, ix.threads, func(c int) {
 		lo, hi := c*chunk, min(c*chunk+chunk, m)
-		vals := make([]float64, 0, u/stride+1)
-		for i := lo; i < hi; i++ {
-			vals = vals[:0]
-			for r := 0; r < u; r += stride {
-				vals = append(vals, ix.repRow(r)[i])
+		// Gather the chunk sample-major, reading each row segment once.
+		vals := make([]float64, (hi-lo)*ns)
+		for t, r := 0, 0; r < u; t, r = t+1, r+stride {
+			for i, v := range ix.repRow(r)[lo:hi] {
+				vals[i*ns+t] = v
 			}
-			slices.Sort(vals)
-			center[i] = vals[len(vals)/2]
+		}
+		for i := lo; i < hi; i++ {
+			center[i] = selectKth(vals[(i-lo)*ns:(i-lo+1)*ns], ns/2)
 		}
 		for r := 0; r < u; r++ {
 			row := ix.repRow(r)
@@ -737,4 +743,36 @@ func reuseF32(b []float32, n int) []float32 {
 		return b[:n]
 	}
 	return make([]float32, n)
+}
+
+// selectKth returns the k-th smallest of v (0-based), reordering v (Hoare's
+// selection; v holds no NaN).
+func selectKth(v []float64, k int) float64 {
+	lo, hi := 0, len(v)-1
+	for lo < hi {
+		pivot := v[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < pivot {
+				i++
+			}
+			for v[j] > pivot {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	return v[k]
 }

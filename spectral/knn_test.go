@@ -231,3 +231,21 @@ func TestSquaredDistanceC(t *testing.T) {
 		}
 	}
 }
+
+func TestSelectKth(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	for n := 1; n < 60; n++ {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(rng.IntN(7)) // many ties
+		}
+		s := append([]float64(nil), v...)
+		sort.Float64s(s)
+		for k := 0; k < n; k++ {
+			w := append([]float64(nil), v...)
+			if got := selectKth(w, k); got != s[k] {
+				t.Fatalf("n=%d k=%d: %v, want %v", n, k, got, s[k])
+			}
+		}
+	}
+}
