@@ -370,8 +370,8 @@ func TestEdgeTorchMHA(t *testing.T) {
 	proj = b.op("Squeeze", "sq", strs(proj, b.ints("sq.axes", 3)))
 	heads := func(name string, idx int64) string {
 		t0 := b.op("Gather", name, strs(proj, b.i64(name+".i", idx)), aI("axis", 0)) // [T,B,E]
-		t0 = b.op("Reshape", name+".view", strs(t0, b.ints(name+".shape", 5, 8, 4)))  // [T,B*H,D]
-		return b.op("Transpose", name+".t", strs(t0), aIs("perm", 1, 0, 2))           // [B*H,T,D]
+		t0 = b.op("Reshape", name+".view", strs(t0, b.ints(name+".shape", 5, 8, 4))) // [T,B*H,D]
+		return b.op("Transpose", name+".t", strs(t0), aIs("perm", 1, 0, 2))          // [B*H,T,D]
 	}
 	q, k, v := heads("q", 0), heads("k", 1), heads("v", 2)
 	s := b.op("MatMul", "scores", strs(q, b.op("Transpose", "k.tt", strs(k), aIs("perm", 0, 2, 1))))

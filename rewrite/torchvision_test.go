@@ -11,6 +11,9 @@ import (
 	"github.com/onnx-cria/onnx-cria/onnxio"
 )
 
+// raceDetector is set when the tests are built with -race.
+var raceDetector bool
+
 // Real architectures with random weights: torchvision's resnet18 (residual
 // Adds with downsampling projections) and mobilenet_v2 (depthwise convs,
 // ReLU6 as Clip, inverted residuals), exported by
@@ -19,6 +22,11 @@ import (
 func TestTorchvision(t *testing.T) {
 	if testing.Short() {
 		t.Skip("exports and checks two torchvision models at two opsets; skipped in -short mode")
+	}
+	if raceDetector {
+		// About 80 s without the race detector on two cores, 7 minutes with
+		// it (the detector tracks every copy of the 47 MB resnet18).
+		t.Skip("too slow under the race detector; run go test ./rewrite -run TestTorchvision")
 	}
 	const python = "/usr/bin/python3"
 	script := filepath.Join("..", "testdata", "models", "torchvision_structs.py")
@@ -51,6 +59,7 @@ func TestTorchvision(t *testing.T) {
 	for _, e := range manifest {
 		seen[e.Name] = true
 		t.Run(strings.TrimSuffix(e.File, ".onnx"), func(t *testing.T) {
+			t.Parallel() // ORT sessions run one thread each: use the cores
 			m, err := onnxio.Load(filepath.Join(dir, e.File))
 			if err != nil {
 				t.Fatal(err)
