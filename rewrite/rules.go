@@ -312,10 +312,15 @@ func ruleMatMul(an *analyzer, n *onnxpb.NodeProto, i int) {
 	if l := an.lay[b][len(db)-1]; l != nil {
 		an.setLayout(n.Output[0], ro-1, l)
 	}
+	// Units summed over in a product of two computed tensors (the head
+	// size of q.k when a single head is left) have no outgoing weights:
+	// removing them changes every product, whatever the units' values.
 	ka, kb := an.lay[a][len(da)-1], an.lay[b][len(db)-2]
 	switch {
 	case ka != nil && kb != nil:
-		an.unify(ka, kb, "contracted axes of MatMul")
+		r := fmt.Sprintf("contracted by MatMul node %s between two computed tensors", an.cur)
+		an.block(ka, r)
+		an.block(kb, r)
 	case ka != nil:
 		an.block(ka, fmt.Sprintf("contracted by MatMul node %s with an axis without units", an.cur))
 	case kb != nil:
