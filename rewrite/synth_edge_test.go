@@ -387,3 +387,22 @@ func TestEdgeTorchMHA(t *testing.T) {
 	blockedWith(t, a, "in_proj.mm")
 	checkModel(t, m)
 }
+
+// Attention with a single head and no reshape: q and k units are summed
+// over in q.k^T, which no outgoing weight can silence (barrier); v's units
+// reach the output projection (prunable).
+func TestEdgeSingleHead(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 5, 16)
+	q := b.op("MatMul", "q", strs(x, b.w("q.w", 16, 8)))
+	k := b.op("MatMul", "k", strs(x, b.w("k.w", 16, 8)))
+	v := b.op("MatMul", "v", strs(x, b.w("v.w", 16, 6)))
+	s := b.op("MatMul", "scores", strs(q, b.op("Transpose", "kt", strs(k), aIs("perm", 0, 2, 1))))
+	p := b.op("Softmax", "softmax", strs(s), aI("axis", -1))
+	c := b.op("MatMul", "ctx", strs(p, v))
+	b.out(b.op("MatMul", "o", strs(c, b.w("o.w", 6, 16))))
+	m := b.model()
+	a := analyze(t, m, want{"v:neurons", "neurons", 6})
+	blockedWith(t, a, "q", "contracted by MatMul node scores between two computed tensors")
+	checkModel(t, m)
+}
