@@ -798,6 +798,11 @@ func (an *analyzer) reshapeAxes(x string, din []int64, out string, dout []int64,
 			if err == nil && len(e) > 1 && outer != 1 {
 				err = fmt.Errorf("a concatenated axis is repeated")
 			}
+			if err == nil && (outer < 1 || inner < 1) {
+				// Merged with an axis of run-time size (Flatten(axis=2) of
+				// NCHW puts the channels inside the batch).
+				err = fmt.Errorf("it is merged with an axis of unknown size")
+			}
 			if err != nil {
 				an.block(l, reason+": "+err.Error())
 				continue
