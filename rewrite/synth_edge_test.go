@@ -406,3 +406,29 @@ func TestEdgeSingleHead(t *testing.T) {
 	blockedWith(t, a, "q", "contracted by MatMul node scores between two computed tensors")
 	checkModel(t, m)
 }
+
+// Flatten(axis=2) of NCHW merges the channels with the run-time batch: the
+// channels can no longer be followed (they had a layout with a negative
+// repeat count before).
+func TestEdgeFlattenIntoBatch(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		h := b.op("Flatten", "fl", strs(x), aI("axis", 2)) // [N*8, 144]
+		h = b.op("MatMul", "mm", strs(h, b.w("mm.w", 144, 144)))
+		h = b.op("Reshape", "back", strs(h, b.ints("back.shape", -1, 8, 12, 12)))
+		h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 8, 1, 1)))
+		return b.op("Relu", "relu2", strs(h)), 6
+	})
+	m := b.model()
+	a := analyze(t, m, want{"conv2:channels", "channels", 6})
+	blockedWith(t, a, "conv1", "merged with an axis of unknown size")
+	for t0, axes := range a.lay {
+		for ax, l := range axes {
+			for _, s := range l {
+				if s.R < 1 || s.B < 1 {
+					t.Errorf("%s axis %d has layout %v", t0, ax, l)
+				}
+			}
+		}
+	}
+	checkModel(t, m)
+}
