@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -34,6 +35,15 @@ type Result struct {
 	Edges []EdgeScore
 	// GraphX and GraphY describe the input and output graphs.
 	GraphX, GraphY GraphStats
+	// Clustered reports that zeta_s was part of a cluster of (numerically)
+	// equal eigenvalues: the pairs returned then cover the whole cluster
+	// (more than S of them), with a Euclidean-orthonormal basis inside it,
+	// so that the scores do not depend on the solver's arbitrary choice of
+	// eigenvectors. ClusterCut reports that the cluster was larger than the
+	// cap of the sparse solver, max(4S, 16) pairs, and had to be cut (scores
+	// then do depend on the solver). Below n = 1024 clusters are solved
+	// densely, uncapped.
+	Clustered, ClusterCut bool
 	// NoDistortion reports W_Y = c W_X (c > 0): every non-constant zeta is
 	// 1/c, the eigenvectors are arbitrary, and all scores are set to 1.
 	NoDistortion bool
@@ -100,16 +110,58 @@ func Score(z, a mat.Matrix, opts Options) (*Result, error) {
 
 	lx, ly := gx.g.Laplacian(), gy.g.Laplacian()
 	useDense := o.Solver == Dense || (o.Solver == Auto && n <= o.DenseMaxN)
-	var e *Eigs
+	solve := func(o Options) (*Eigs, error) {
+		if useDense {
+			return GeneralizedEigsDense(lx, ly, o)
+		}
+		return GeneralizedEigsSparse(lx, ly, o)
+	}
+	res.Solver = "sparse"
 	if useDense {
 		res.Solver = "dense"
-		e, err = GeneralizedEigsDense(lx, ly, o)
-	} else {
-		res.Solver = "sparse"
-		e, err = GeneralizedEigsSparse(lx, ly, o)
 	}
+	e, err := solve(o)
 	if err != nil {
 		return nil, err
+	}
+	// A cut through a cluster of equal eigenvalues leaves the eigenvectors
+	// at the cut arbitrary within the cluster, and the scores with them:
+	// take the whole cluster instead.
+	if last := len(e.Values) - 1; last >= 0 && sameValue(e.Values[last], e.Next) {
+		res.Clustered = true
+		if !useDense && n <= clusterDenseMaxN {
+			// Single-vector Lanczos cannot see multiplicities; the dense
+			// oracle can, and is affordable at this size.
+			useDense = true
+			res.Solver = "dense"
+			if e, err = solve(o); err != nil {
+				return nil, err
+			}
+		}
+		// Dense solves give every pair at the same cost: no cap there.
+		limit := n - 1
+		if !useDense {
+			limit = min(n-1, max(4*o.S, 16))
+		}
+		cut := e.Values[last]
+		wider := o
+		for sameValue(e.Values[len(e.Values)-1], e.Next) && wider.S < limit {
+			wider.S = min(limit, 2*wider.S+2)
+			if e, err = solve(wider); err != nil {
+				return nil, err
+			}
+		}
+		res.ClusterCut = sameValue(e.Values[len(e.Values)-1], e.Next)
+		keep := 0
+		for keep < len(e.Values) && (e.Values[keep] > cut || sameValue(e.Values[keep], cut)) {
+			keep++
+		}
+		if keep < len(e.Values) {
+			e.Next = e.Values[keep]
+		}
+		e.Values = e.Values[:keep]
+		e.Vectors = mat.DenseCopyOf(e.Vectors.Slice(0, n, 0, keep))
+		orthonormalizeClusters(e.Values, e.Vectors)
 	}
 	t3 := time.Now()
 	res.Timings.Eigen = t3.Sub(t2)
@@ -229,4 +281,41 @@ func NeuronScores(gx *Graph, vals []float64, vecs *mat.Dense) ([]float64, []Edge
 		}
 	}
 	return sum, edges
+}
+
+// clusterDenseMaxN is the largest n at which a cluster of equal eigenvalues
+// found by the sparse solver is recomputed densely.
+const clusterDenseMaxN = 1024
+
+// sameValue reports eigenvalues equal to within the solvers' agreement.
+func sameValue(a, b float64) bool {
+	return math.Abs(a-b) <= 1e-6*math.Max(math.Abs(a), math.Abs(b))+1e-12
+}
+
+// orthonormalizeClusters replaces the vectors of every run of equal
+// eigenvalues by a Euclidean-orthonormal basis of their span (modified
+// Gram-Schmidt). A projector onto the span does not depend on the basis,
+// and neither do the scores built from it.
+func orthonormalizeClusters(values []float64, v *mat.Dense) {
+	n, _ := v.Dims()
+	for start := 0; start < len(values); {
+		end := start + 1
+		for end < len(values) && sameValue(values[end], values[start]) {
+			end++
+		}
+		for j := start; j < end; j++ {
+			col := mat.Col(nil, j, v)
+			for i := start; i < j; i++ {
+				prev := mat.Col(nil, i, v)
+				d := floats.Dot(col, prev)
+				floats.AddScaled(col, -d, prev)
+			}
+			if nrm := floats.Norm(col, 2); nrm > 0 {
+				floats.Scale(1/nrm, col)
+			}
+			v.SetCol(j, col)
+		}
+		start = end
+	}
+	_ = n
 }
