@@ -94,8 +94,17 @@
 //     exactly the case "all generalized eigenvalues equal": two Laplacians
 //     that agree up to a factor on 1^⊥ agree everywhere.
 //   - max eta = 0 or max score = 0: every score is 1.
-//   - A near-zero gap between zeta_s and Result.NextEigenvalue leaves the
-//     eigenvectors, and so the scores, ill-determined; the caller can see it.
+//   - zeta_s equal to zeta_{s+1} (within 1e-6 relative, the solvers'
+//     agreement) leaves the eigenvectors at the cut arbitrary inside the
+//     eigenspace, and the scores with them. Score then takes the whole
+//     cluster of equal eigenvalues (Result.Clustered; more than S pairs) and
+//     a Euclidean-orthonormal basis inside it, which makes the scores
+//     basis-independent (they depend on the cluster's projector only). Up
+//     to n = 1024 the cluster is solved densely, since single-vector Lanczos
+//     cannot resolve multiplicities; above, the sparse solver extends s up to
+//     max(4S, 16) and sets Result.ClusterCut if the cluster is larger still.
+//     Small layers hit this: the trained depthwise CNN's 16-channel stem has
+//     zeta = 1.24 followed by eleven eigenvalues equal to 1.
 //
 // # What the scores guarantee
 //
