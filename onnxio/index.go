@@ -332,3 +332,43 @@ func NewValueInfo(name string, dt DataType, shape []Dim) *onnxpb.ValueInfoProto 
 		}},
 	}
 }
+
+// InputInitializers lists the initializers that the main graph also declares
+// as inputs (IR < 4 exporters did this for every weight), which makes them
+// overridable defaults rather than constants.
+func InputInitializers(m *Model) []string {
+	g := m.Graph()
+	init := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		init[t.GetName()] = true
+	}
+	var out []string
+	for _, v := range g.GetInput() {
+		if init[v.GetName()] {
+			out = append(out, v.GetName())
+		}
+	}
+	return out
+}
+
+// DetachInputInitializers removes initializers from the main graph's inputs,
+// so that they are constants. Inputs without an initializer stay.
+func DetachInputInitializers(m *Model) {
+	g := m.Graph()
+	init := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		init[t.GetName()] = true
+	}
+	var in []*onnxpb.ValueInfoProto
+	for _, v := range g.GetInput() {
+		if !init[v.GetName()] {
+			in = append(in, v)
+		}
+	}
+	g.Input = in
+	if m.Proto.GetIrVersion() < 4 {
+		// IR 4 is the first that allows initializers outside the inputs.
+		v := int64(4)
+		m.Proto.IrVersion = &v
+	}
+}

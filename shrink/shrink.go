@@ -128,6 +128,14 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 	p0, _ := m.ParamCount()
 	goal := int64(math.Floor((1 - cfg.Target) * float64(p0)))
 	cur := m
+	if names := onnxio.InputInitializers(m); len(names) > 0 {
+		// Old exporters list every initializer as a graph input too, which
+		// makes the weights overridable and so not constants. Nobody feeds
+		// them; treat them as the weights they are.
+		cur = m.Clone()
+		onnxio.DetachInputInitializers(cur)
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d initializers were also listed as graph inputs (an old exporter's habit); the output lists them as initializers only", len(names)))
+	}
 	orig := map[string][]int{} // original index of every current unit
 	origW := map[string]int{}  // original widths
 	for round := 1; ; round++ {
@@ -156,6 +164,11 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 				continue
 			}
 			minW := max(cfg.MinWidth, int(math.Ceil(cfg.MinFrac*float64(origW[g.Name]))))
+			if g.Kind == "heads" || g.Kind == "kv-groups" {
+				// One head left makes its axes look like broadcasts to the
+				// next analysis; keep two.
+				minW = max(minW, 2)
+			}
 			if st := removalSteps(g.Width, minW, cfg.PerRound, cfg.RoundTo); len(st) > 0 {
 				steps[g.Name] = st
 				groups = append(groups, g)

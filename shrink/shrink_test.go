@@ -159,3 +159,44 @@ func TestRemovalSteps(t *testing.T) {
 		}
 	}
 }
+
+// Weights that an old exporter also listed as graph inputs are still
+// pruned, and the report says what was done.
+func TestInitializersListedAsInputs(t *testing.T) {
+	m, err := onnxio.Load("../testdata/models/mlp/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph()
+	for _, init := range g.GetInitializer() {
+		g.Input = append(g.Input, onnxio.NewValueInfo(init.GetName(), onnxio.DataType(init.GetDataType()), dimsOf(init.GetDims())))
+	}
+	if len(onnxio.InputInitializers(m)) == 0 {
+		t.Fatal("setup: no initializer inputs")
+	}
+	calib, err := dataset.Load("../testdata/data/fmnist_calib.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, rep, err := Run(m, calib, Config{Target: 0.2, Samples: 64, Criterion: Magnitude{Norm: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Reduction < 0.2 || len(rep.Warnings) == 0 {
+		t.Errorf("reduction %v, warnings %v", rep.Reduction, rep.Warnings)
+	}
+	if len(onnxio.InputInitializers(small)) != 0 {
+		t.Error("the output still lists initializers as inputs")
+	}
+	if len(onnxio.InputInitializers(m)) == 0 {
+		t.Error("the input model was modified")
+	}
+}
+
+func dimsOf(d []int64) []onnxio.Dim {
+	out := make([]onnxio.Dim, len(d))
+	for k, v := range d {
+		out[k] = onnxio.Dim{Value: v, Known: true}
+	}
+	return out
+}

@@ -34,6 +34,7 @@ type inspectJSON struct {
 	Problems   []string       `json:"problems,omitempty"`
 	Groups     []groupJSON    `json:"groups,omitempty"`
 	Unpruned   []opJSON       `json:"ops_without_rule,omitempty"`
+	Notes      []string       `json:"notes,omitempty"`
 }
 
 type groupJSON struct {
@@ -71,6 +72,12 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 	}
 	info := describe(m)
 	if *groups {
+		if names := onnxio.InputInitializers(m); len(names) > 0 {
+			// As shrink does: weights that are also inputs are weights.
+			info.Notes = append(info.Notes, fmt.Sprintf("%d initializers are also graph inputs; analysed as constants, as shrink treats them", len(names)))
+			m = m.Clone()
+			onnxio.DetachInputInitializers(m)
+		}
 		a, err := rewrite.Analyze(m, rewrite.Options{})
 		if err != nil {
 			return err
@@ -218,6 +225,9 @@ func printInspect(w io.Writer, info *inspectJSON) {
 		}
 	}
 	fmt.Fprintf(w, "\ngroups: %d, %d prunable\n", len(info.Groups), n)
+	for _, note := range info.Notes {
+		fmt.Fprintf(w, "  note: %s\n", note)
+	}
 	fmt.Fprintf(w, "  %-34s %-10s %6s %10s  %s\n", "name", "kind", "width", "params/u", "observe (Z -> A) or why not prunable")
 	for _, g := range info.Groups {
 		status := ""
