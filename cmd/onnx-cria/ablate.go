@@ -70,4 +70,3 @@ func runAblate(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  random (%d trials)  %s %.4f ± %.4f\n", len(res.Random), res.Original.Metric, res.RandMean, res.RandStd)
 	return nil
 }
-
