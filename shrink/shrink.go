@@ -309,6 +309,13 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 			return nil, nil, err
 		}
 		stage("latency", t0)
+		for k := range rep.LatencyAfter {
+			b, a := rep.LatencyBefore[k], rep.LatencyAfter[k]
+			if k < len(rep.LatencyBefore) && a.Median > 0.95*b.Median && cfg.RoundTo < 8 {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("ORT latency at batch %d did not fall (%.3f -> %.3f ms): widths that are not multiples of 8 or 16 defeat ONNX Runtime's blocked convolution and GEMM kernels; try --round-to 8 or --round-to 16", b.Batch, b.Median, a.Median))
+				break
+			}
+		}
 	}
 	if err := rep.setOutput(cur); err != nil {
 		return nil, nil, err
