@@ -10,9 +10,10 @@ import (
 )
 
 // BenchmarkTrainStep times one training step (forward, loss, backward in
-// ORT with one intra-op thread, then Adam in Go) at batch 64 on the
-// Fashion-MNIST fixtures; bench/torchstep/torchstep.py times the same
-// model and batch in PyTorch.
+// ORT with one intra-op thread, then Adam in Go; BatchNormalization with
+// batch statistics, as Run trains by default and PyTorch in train mode) at
+// batch 64 on the Fashion-MNIST fixtures; bench/torchstep/torchstep.py
+// times the same model and batch in PyTorch.
 //
 //	go test ./finetune -run '^$' -bench TrainStep -benchtime 200x
 func BenchmarkTrainStep(b *testing.B) {
@@ -23,7 +24,7 @@ func BenchmarkTrainStep(b *testing.B) {
 				b.Skipf("fixture testdata/models/%s is not there yet", name)
 			}
 			m, data := loadFixture(b, name, "fmnist_calib.npz")
-			tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}})
+			tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}, BatchNorm: BNBatch})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -12,8 +12,9 @@ import (
 
 // A checkpoint is an .npz file (readable with numpy): "meta.json" is a
 // uint8 array holding ckMeta as JSON; "param_NNN" are the weights in
-// Meta.Params order; "<state>_NNN" the optimizer's state tensors (Adam's
-// m and v, SGD's momentum). Written through a temporary file and a rename.
+// Meta.Params order, "buffer_NNN" the running statistics of batch-mode
+// BatchNormalizations in Meta.Buffers order; "<state>_NNN" the optimizer's
+// state tensors (Adam's m and v, SGD's momentum). Written through a temporary file and a rename.
 const ckFormat = "onnx-cria finetune checkpoint 1"
 
 // position is where a run is: the next step to take is Step of epoch
@@ -36,6 +37,8 @@ type ckMeta struct {
 	Seed       int64            `json:"seed"`
 	Samples    int              `json:"samples"`
 	Params     []string         `json:"params"`
+	Buffers    []string         `json:"buffers,omitempty"` // running statistics, "buffer_NNN"
+	BatchNorm  string           `json:"batch_norm,omitempty"`
 	OptSteps   int64            `json:"optimizer_steps"`
 	OptState   []string         `json:"optimizer_state"`
 	Pos        position         `json:"position"`
@@ -49,7 +52,7 @@ type checkpoint struct {
 	arrays map[string][]float32
 }
 
-func (c *checkpoint) save(path string, params [][]float32, opt Optimizer) error {
+func (c *checkpoint) save(path string, params, buffers [][]float32, opt Optimizer) error {
 	state, steps := opt.State()
 	c.Meta.OptSteps = steps
 	c.Meta.OptState = sortedKeys(state)
@@ -74,6 +77,9 @@ func (c *checkpoint) save(path string, params [][]float32, opt Optimizer) error 
 		return nil
 	}
 	if err := add("param", params); err != nil {
+		return err
+	}
+	if err := add("buffer", buffers); err != nil {
 		return err
 	}
 	for _, name := range c.Meta.OptState {
@@ -126,15 +132,17 @@ func (c *checkpoint) compatible(want *ckMeta) error {
 	check("the seed", c.Meta.Seed, want.Seed)
 	check("the number of training samples", c.Meta.Samples, want.Samples)
 	check("the trained parameters", c.Meta.Params, want.Params)
+	check("the batch norm mode", c.Meta.BatchNorm, want.BatchNorm)
+	check("the running statistics", c.Meta.Buffers, want.Buffers)
 	if len(diffs) > 0 {
 		return fmt.Errorf("%s", strings.Join(diffs, "; "))
 	}
 	return nil
 }
 
-// restore copies the checkpoint's weights and optimizer state into params
-// and opt.
-func (c *checkpoint) restore(params [][]float32, opt Optimizer) error {
+// restore copies the checkpoint's weights, running statistics and
+// optimizer state into params, buffers and opt.
+func (c *checkpoint) restore(params, buffers [][]float32, opt Optimizer) error {
 	get := func(prefix string, k, n int) ([]float32, error) {
 		name := fmt.Sprintf("%s_%03d", prefix, k)
 		v, ok := c.arrays[name]
@@ -152,6 +160,13 @@ func (c *checkpoint) restore(params [][]float32, opt Optimizer) error {
 			return err
 		}
 		copy(params[k], v)
+	}
+	for k := range buffers {
+		v, err := get("buffer", k, len(buffers[k]))
+		if err != nil {
+			return err
+		}
+		copy(buffers[k], v)
 	}
 	state := map[string][][]float32{}
 	names := append([]string{}, c.Meta.OptState...)

@@ -34,6 +34,9 @@ type Config struct {
 
 	Params []string // initializers to train; nil: DefaultParams
 	Freeze []string // glob patterns left out of the default set
+	// BatchNorm is BNBatch (the default: batch statistics while training,
+	// running statistics updated, as PyTorch's train mode) or BNFrozen.
+	BatchNorm string
 
 	Eval     *dataset.Set // if set, the metric before training and after every epoch
 	EvalTask string
@@ -83,6 +86,9 @@ func (c *Config) defaults() error {
 	if c.Alpha == 0 {
 		c.Alpha = 0.5
 	}
+	if c.BatchNorm == "" {
+		c.BatchNorm = BNBatch
+	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
 	}
@@ -97,6 +103,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("schedule %q: want constant or cosine", c.Schedule)
 	case c.Alpha < 0 || c.Alpha > 1:
 		return fmt.Errorf("alpha %v: want a weight in [0, 1]", c.Alpha)
+	case c.BatchNorm != BNBatch && c.BatchNorm != BNFrozen:
+		return fmt.Errorf("batch norm mode %q: want %s or %s", c.BatchNorm, BNBatch, BNFrozen)
 	case c.Resume && c.Checkpoint == "":
 		return errors.New("resume needs a checkpoint file")
 	}
@@ -116,6 +124,7 @@ type EpochStat struct {
 type Result struct {
 	Objective   Objective        `json:"objective"`
 	Optimizer   string           `json:"optimizer"`
+	BatchNorm   string           `json:"batch_norm,omitempty"` // the mode, when the model has BatchNormalization nodes that train
 	LR          float64          `json:"lr"`
 	Batch       int              `json:"batch"`
 	Samples     int              `json:"samples"`
@@ -251,7 +260,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 	if obj.needsTeacher() && cfg.Teacher == nil {
 		return nil, nil, errors.New("the objective distills from a teacher and none was given")
 	}
-	tg, err := BuildTraining(m, TrainSpec{Objective: obj, Params: cfg.Params, Freeze: cfg.Freeze})
+	tg, err := BuildTraining(m, TrainSpec{Objective: obj, Params: cfg.Params, Freeze: cfg.Freeze, BatchNorm: cfg.BatchNorm})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -271,6 +280,18 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 	if err != nil {
 		return nil, nil, err
 	}
+	// Running statistics of batch-mode BatchNormalizations.
+	var bufs []Param
+	for _, st := range tg.BNStats {
+		bufs = append(bufs, Param{Name: st.Mean, DType: st.DType, Dims: st.Dims}, Param{Name: st.Var, DType: st.DType, Dims: st.Dims})
+	}
+	buffers, err := ParamValues(m, bufs)
+	if err != nil {
+		return nil, nil, err
+	}
+	weights := func() (*onnxio.Model, error) {
+		return WithParams(m, append(append([]Param{}, tg.Params...), bufs...), append(append([][]float32{}, params...), buffers...))
+	}
 	var opt Optimizer
 	if cfg.Optimizer == "sgd" {
 		opt = &SGD{Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay}
@@ -278,6 +299,9 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 		opt = NewAdam(cfg.WeightDecay)
 	}
 	res := &Result{Objective: obj, Optimizer: cfg.Optimizer, LR: cfg.LR, Batch: cfg.Batch, Samples: bound.N, Tensors: len(tg.Params)}
+	if len(tg.BNStats) > 0 || cfg.BatchNorm == BNFrozen && hasOp(m, "BatchNormalization") {
+		res.BatchNorm = cfg.BatchNorm
+	}
 	for _, p := range tg.Params {
 		res.Params += onnxio.NumElements(p.Dims)
 	}
@@ -297,10 +321,13 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 	pos := position{}
 	ck := &checkpoint{Meta: ckMeta{
 		Format: ckFormat, Model: fp, Optimizer: cfg.Optimizer, Objective: obj.String(), Batch: batch,
-		Seed: cfg.Seed, Samples: bound.N,
+		Seed: cfg.Seed, Samples: bound.N, BatchNorm: res.BatchNorm,
 	}}
 	for _, p := range tg.Params {
 		ck.Meta.Params = append(ck.Meta.Params, p.Name)
+	}
+	for _, p := range bufs {
+		ck.Meta.Buffers = append(ck.Meta.Buffers, p.Name)
 	}
 	if cfg.Resume {
 		prev, err := loadCheckpoint(cfg.Checkpoint)
@@ -310,7 +337,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 		if err := prev.compatible(&ck.Meta); err != nil {
 			return nil, nil, fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
 		}
-		if err := prev.restore(params, opt); err != nil {
+		if err := prev.restore(params, buffers, opt); err != nil {
 			return nil, nil, fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
 		}
 		pos = prev.Meta.Pos
@@ -323,7 +350,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 		if cfg.Eval == nil {
 			return nil, nil
 		}
-		cur, err := WithParams(m, tg.Params, params)
+		cur, err := weights()
 		if err != nil {
 			return nil, err
 		}
@@ -344,7 +371,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 			return nil
 		}
 		ck.Meta.Pos, ck.Meta.History, ck.Meta.EvalBefore = pos, res.Epochs, res.EvalBefore
-		return ck.save(cfg.Checkpoint, params, opt)
+		return ck.save(cfg.Checkpoint, params, buffers, opt)
 	}
 	var stepTime time.Duration
 	steps := 0
@@ -359,7 +386,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 					return nil, nil, err
 				}
 				cfg.Log("stopped after %d steps (max steps); checkpoint %s", pos.Global, orNone(cfg.Checkpoint))
-				return finish(m, tg, params, res, pos.Global, t0, stepTime, steps, evalNow)
+				return finish(weights, res, pos.Global, t0, stepTime, steps, evalNow)
 			}
 			lo := pos.Step * batch
 			rows := perm[lo:min(lo+batch, bound.N)]
@@ -381,6 +408,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 				clipNorm(out.Grads, cfg.ClipNorm)
 			}
 			opt.Step(params, out.Grads, lrAt(&cfg, pos.Global, total))
+			updateRunning(tg.BNStats, buffers, out.Stats)
 			stepTime += time.Since(s0)
 			steps++
 			pos.LossSum += out.Loss
@@ -410,7 +438,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 			return nil, nil, err
 		}
 	}
-	return finish(m, tg, params, res, pos.Global, t0, stepTime, steps, nil)
+	return finish(weights, res, pos.Global, t0, stepTime, steps, nil)
 }
 
 func orNone(s string) string {
@@ -420,9 +448,10 @@ func orNone(s string) string {
 	return s
 }
 
-// finish writes the weights into a copy of m and completes the result.
-func finish(m *onnxio.Model, tg *TrainGraph, params [][]float32, res *Result, global int, t0 time.Time, stepTime time.Duration, steps int, evalNow func(string) (*evaluate.Result, error)) (*onnxio.Model, *Result, error) {
-	out, err := WithParams(m, tg.Params, params)
+// finish writes the weights into a copy of the model and completes the
+// result.
+func finish(weights func() (*onnxio.Model, error), res *Result, global int, t0 time.Time, stepTime time.Duration, steps int, evalNow func(string) (*evaluate.Result, error)) (*onnxio.Model, *Result, error) {
+	out, err := weights()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -555,4 +584,13 @@ func fingerprint(m *onnxio.Model) (string, error) {
 	}
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:]), nil
+}
+
+func hasOp(m *onnxio.Model, op string) bool {
+	for _, n := range m.Graph().GetNode() {
+		if n.GetOpType() == op {
+			return true
+		}
+	}
+	return false
 }

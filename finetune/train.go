@@ -25,6 +25,8 @@ type TrainSpec struct {
 	Hidden []string
 	// Outputs makes the graph return the model's own outputs too.
 	Outputs bool
+	// BatchNorm is BNFrozen (the default) or BNBatch.
+	BatchNorm string
 }
 
 // Param is a trainable tensor.
@@ -47,6 +49,7 @@ type TrainGraph struct {
 	Hidden      []string // gradient outputs of TrainSpec.Hidden, in order
 	ModelOutput []string // the model's outputs, when TrainSpec.Outputs
 	Objective   Objective
+	BNStats     []BNStat      // batch-mode BatchNormalizations; their statistics follow Hidden among the outputs
 	OutputDims  []int64       // static shape of Output (-1 for unknown sizes)
 	Model0      *onnxio.Model // the inference model it was built from
 }
@@ -214,11 +217,23 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 		return nil, fmt.Errorf("%s: nothing to train: no floating-point initializer feeds output %q", m.Name(), o.Output)
 	}
 	wrt := append(append([]string{}, params...), spec.Hidden...)
-	c, b, err := prepare(m, wrt)
+	src := m
+	var stats []BNStat
+	switch spec.BatchNorm {
+	case "", BNFrozen:
+	case BNBatch:
+		var err error
+		if src, stats, err = batchModeBN(m); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("batch norm mode %q: want %s or %s", spec.BatchNorm, BNFrozen, BNBatch)
+	}
+	c, b, err := prepare(src, wrt)
 	if err != nil {
 		return nil, err
 	}
-	tg := &TrainGraph{Model: c, Model0: m, Output: o.Output, Loss: LossOutput, Objective: o}
+	tg := &TrainGraph{Model: c, Model0: m, Output: o.Output, Loss: LossOutput, Objective: o, BNStats: stats}
 	tg.OutputDims, _ = b.dims(o.Output)
 	cg := c.Graph()
 	for _, v := range g.GetInput() {
@@ -273,6 +288,22 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 		tg.Hidden = append(tg.Hidden, GradName(h))
 		b.output(GradName(h), grads[h], h)
 	}
+	for k := range tg.BNStats {
+		st := &tg.BNStats[k]
+		for j, p := range []*string{&st.MeanOut, &st.VarOut} {
+			name := "bnstat:" + st.Mean
+			if j == 1 {
+				name = "bnstat:" + st.Var
+			}
+			cg.Node = append(cg.Node, &onnxpb.NodeProto{Name: ptr(b.fresh("stat")), OpType: &id, Input: []string{*p}, Output: []string{name}})
+			shape := make([]onnxio.Dim, len(st.Dims))
+			for i, d := range st.Dims {
+				shape[i] = onnxio.Dim{Value: d, Known: true}
+			}
+			cg.Output = append(cg.Output, onnxio.NewValueInfo(name, st.DType, shape))
+			*p = name
+		}
+	}
 	cg.Output = append(cg.Output, outs...)
 	return tg, nil
 }
@@ -312,6 +343,7 @@ type StepResult struct {
 	Loss    float64
 	Grads   [][]float32      // per parameter, in TG.Params order
 	Hidden  []runtime.Tensor // gradients of TrainSpec.Hidden
+	Stats   [][]float32      // batch mean and variance of each TG.BNStats entry, in turn
 	Outputs []runtime.Tensor // model outputs, when built with Outputs
 }
 
@@ -387,7 +419,18 @@ func (s *Stepper) Run(params [][]float32, b Batch) (*StepResult, error) {
 		k++
 	}
 	res.Hidden = outs[k : k+len(tg.Hidden)]
-	res.Outputs = outs[k+len(tg.Hidden):]
+	k += len(tg.Hidden)
+	for range tg.BNStats {
+		for j := 0; j < 2; j++ {
+			v, ok := outs[k].Data.([]float32)
+			if !ok {
+				return nil, fmt.Errorf("batch statistic %s is %T", outs[k].Name, outs[k].Data)
+			}
+			res.Stats = append(res.Stats, v)
+			k++
+		}
+	}
+	res.Outputs = outs[k:]
 	return res, nil
 }
 

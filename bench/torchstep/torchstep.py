@@ -8,6 +8,8 @@ fixtures use), so the model, the weights and the batch are exactly those of the
 Go benchmark: the first 64 rows of testdata/data/fmnist_calib.npz, cross-entropy
 on their labels, Adam. The trainable tensors follow onnx-cria's default (float
 initializers of at least two elements, not BatchNormalization statistics).
+BatchNormalization uses batch statistics and updates its running ones, as
+onnx-cria's fine-tuning does by default (--bn eval: running statistics fixed).
 A step is forward + loss + backward + optimizer step, on one thread
 (torch.set_num_threads(1)); the script prints the median and the minimum over
 the timed steps, and the loss and gradient norm of the first step, which the Go
@@ -42,7 +44,8 @@ def pads2d(a, k):
 
 
 class Graph:
-    def __init__(self, path):
+    def __init__(self, path, bn_train=True):
+        self.bn_train = bn_train
         self.m = onnx.load(path)
         g = self.m.graph
         self.inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in g.initializer}
@@ -90,7 +93,8 @@ class Graph:
                 y = F.conv2d(i[0], i[1], i[2] if len(i) > 2 else None, stride=tuple(a.get("strides", [1] * k)),
                              padding=pads2d(a, k), dilation=tuple(a.get("dilations", [1] * k)), groups=a.get("group", 1))
             elif op == "BatchNormalization":
-                y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], training=False, eps=a.get("epsilon", 1e-5))
+                y = F.batch_norm(i[0], i[3], i[4], i[1], i[2], training=self.bn_train,
+                                 momentum=1 - a.get("momentum", 0.9), eps=a.get("epsilon", 1e-5))
             elif op == "Relu":
                 y = F.relu(i[0])
             elif op == "Clip":
@@ -125,12 +129,14 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--bn", choices=("train", "eval"), default="train",
+                    help="BatchNormalization with batch statistics (train, onnx-cria's default) or running ones")
     args = ap.parse_args()
     torch.set_num_threads(1)
     d = np.load(args.data)
     x = torch.from_numpy(d["input"][: args.batch].copy())
     y = torch.from_numpy(d["labels"][: args.batch].astype(np.int64))
-    g = Graph(args.model)
+    g = Graph(args.model, bn_train=args.bn == "train")
     opt = torch.optim.Adam(list(g.params.values()), lr=args.lr)
 
     def step():

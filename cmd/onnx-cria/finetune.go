@@ -22,7 +22,7 @@ import (
 type trainFlags struct {
 	epochs, batch, maxSamples, maxSteps, every *int
 	lr, momentum, wd, clip, temp, alpha        *float64
-	optimizer, schedule, loss                  *string
+	optimizer, schedule, loss, bn              *string
 	freeze                                     *multiFlag
 }
 
@@ -38,6 +38,7 @@ func addTrainFlags(fs *flag.FlagSet, prefix string) *trainFlags {
 	f.clip = fs.Float64(prefix+"clip", 0, "clip the global gradient norm to this (0: off)")
 	f.temp = fs.Float64(prefix+"temperature", 2, "distillation temperature")
 	f.alpha = fs.Float64(prefix+"alpha", 0.5, "with labels and a teacher: weight of distillation (the labels get 1-alpha)")
+	f.bn = fs.String(prefix+"bn", "batch", "BatchNormalization while training: batch (batch statistics, running statistics updated, as PyTorch's train mode) or frozen (running statistics fixed)")
 	f.loss = fs.String(prefix+"loss", "auto", "auto, ce (labels), lm (next token), kd (teacher's logits) or mse (teacher's outputs)")
 	f.maxSamples = fs.Int(prefix+"max-samples", 0, "train on a seeded subset of this many rows (0: all)")
 	f.maxSteps = fs.Int(prefix+"max-steps", 0, "stop after this many steps in total, writing the checkpoint (0: no limit)")
@@ -52,6 +53,7 @@ func (f *trainFlags) config(m *onnxio.Model) (finetune.Config, error) {
 		Epochs: *f.epochs, LR: *f.lr, Batch: *f.batch, Optimizer: *f.optimizer, Momentum: *f.momentum,
 		WeightDecay: *f.wd, Schedule: *f.schedule, ClipNorm: *f.clip, Temperature: *f.temp, Alpha: *f.alpha,
 		MaxSamples: *f.maxSamples, MaxSteps: *f.maxSteps, CheckpointEvery: *f.every, Freeze: *f.freeze,
+		BatchNorm: *f.bn,
 	}
 	switch {
 	case c.Epochs < 1:
@@ -60,6 +62,8 @@ func (f *trainFlags) config(m *onnxio.Model) (finetune.Config, error) {
 		return c, usagef("--optimizer %q: want adam or sgd", c.Optimizer)
 	case c.Schedule != "constant" && c.Schedule != "cosine":
 		return c, usagef("--schedule %q: want constant or cosine", c.Schedule)
+	case c.BatchNorm != finetune.BNBatch && c.BatchNorm != finetune.BNFrozen:
+		return c, usagef("--bn %q: want batch or frozen", c.BatchNorm)
 	case c.Alpha < 0 || c.Alpha > 1:
 		return c, usagef("--alpha %v: want a weight between 0 and 1", c.Alpha)
 	}
@@ -284,8 +288,12 @@ func writeLSQ(w io.Writer, fits []finetune.LayerFit) {
 }
 
 func writeFinetune(w io.Writer, r *finetune.Result) {
-	fmt.Fprintf(w, "objective: %s; %s lr %g, batch %d, %d samples, %d tensors (%s parameters) trained\n",
-		r.Objective, r.Optimizer, r.LR, r.Batch, r.Samples, r.Tensors, commasInt(r.Params))
+	bn := ""
+	if r.BatchNorm != "" {
+		bn = ", batch norm " + r.BatchNorm
+	}
+	fmt.Fprintf(w, "objective: %s; %s lr %g, batch %d%s, %d samples, %d tensors (%s parameters) trained\n",
+		r.Objective, r.Optimizer, r.LR, r.Batch, bn, r.Samples, r.Tensors, commasInt(r.Params))
 	if r.EvalBefore != nil {
 		fmt.Fprintf(w, "  before          %s\n", r.EvalBefore)
 	}
