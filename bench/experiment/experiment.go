@@ -11,6 +11,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
+	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
 	"github.com/onnx-cria/onnx-cria/runtime"
@@ -170,7 +171,8 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64,
 }
 
 // recoverModel applies the experiment's recovery budget and returns the
-// metric after it.
+// metric after it: none, or the least-squares refit of every narrowed layer
+// on the calibration set (label-free, the same for every criterion).
 func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture, rt runtime.Config, rep *shrink.Report) (float64, error) {
 	switch cfg.Recovery {
 	case "none", "":
@@ -179,8 +181,16 @@ func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config,
 			return 0, err
 		}
 		return r.Value, nil
+	case "lsq":
+		_, rr, err := shrink.Recover(orig, small, rep, calib, shrink.Recovery{
+			LSQ: true, LSQOpts: finetune.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
+		})
+		if err != nil {
+			return 0, err
+		}
+		return rr.EvalAfter.Value, nil
 	}
-	return 0, fmt.Errorf("recovery %q is not available", cfg.Recovery)
+	return 0, fmt.Errorf("recovery %q is not available (none or lsq)", cfg.Recovery)
 }
 
 // ablationGroup picks the widest prunable group with observation points.

@@ -82,7 +82,7 @@ func run(args []string) error {
 		cfg.Seeds = append(cfg.Seeds, int64(s))
 	}
 	if cfg.Quick {
-		cfg.Fixtures, cfg.Targets, cfg.Seeds, cfg.Samples, cfg.Trials, cfg.Recovery = []string{"mlp"}, []float64{0.5}, []int64{0}, 128, 2, "none"
+		cfg.Fixtures, cfg.Targets, cfg.Seeds, cfg.Samples, cfg.Trials = []string{"mlp"}, []float64{0.5}, []int64{0}, 128, 2
 	}
 	if err := runtime.Init(runtime.Config{}); err != nil {
 		return err
