@@ -157,14 +157,25 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 	if mask != nil {
 		tokLen = int64(mask.Shape[1])
 	}
-	var nodes []*onnxpb.NodeProto
+	// Reductions go right after the node that makes the tensor they read, so
+	// that ONNX Runtime runs them early and can reuse the tensor's memory;
+	// appended at the end they would keep every observed tensor alive
+	// through the whole run.
+	var front []*onnxpb.NodeProto
+	after := map[int][]*onnxpb.NodeProto{}
+	producer := map[string]int{}
+	for i, n := range g.GetNode() {
+		for _, o := range n.GetOutput() {
+			producer[o] = i
+		}
+	}
 	ensureMask := func() string {
 		if maskName != "" {
 			return maskName
 		}
 		if inputs[mask.Name] {
 			maskName = "onnx_cria_capture_mask_f"
-			nodes = append(nodes, node("Cast", []string{mask.Name}, maskName, intAttr("to", int64(onnxio.Float))))
+			front = append(front, node("Cast", []string{mask.Name}, maskName, intAttr("to", int64(onnxio.Float))))
 		} else {
 			maskName = maskInput
 			useMask = true
@@ -194,9 +205,44 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 		pl := plan{output: fmt.Sprintf("onnx_cria_capture_%d", k), length: int(dims[p.Axis]), n: int(dims[p.Axis]) / (r * bl), plainSize: 1}
 		pre := fmt.Sprintf("onnx_cria_capture_%d_", k)
 		cur := p.Tensor
-		if p.RMS {
-			nodes = append(nodes, node("Mul", []string{cur, cur}, pre+"sq"))
-			cur = pre + "sq"
+		at, ok := producer[p.Tensor]
+		if !ok {
+			at = -1
+		}
+		emit := func(ns ...*onnxpb.NodeProto) { after[at] = append(after[at], ns...) }
+		if spatialChannels(dims, p, mask != nil && hasLen(dims, tokLen, p.Axis)) {
+			// Feature maps: GlobalAveragePool works on ONNX Runtime's blocked
+			// (NCHWc) layout directly, where a ReduceSum would first need the
+			// map reordered back to NCHW.
+			emit(node("GlobalAveragePool", []string{cur}, pre+"gap"),
+				node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
+			plans[k] = pl // a mean already: plainSize stays 1
+			continue
+		}
+		if len(dims) == 3 && p.Axis == 2 && !p.RMS && dims[1] > 0 {
+			// Token states [N, T, D]: one batched product with the mask
+			// row (or a row of ones) sums over the real tokens; ONNX
+			// Runtime's GEMM does this far faster than a masked ReduceSum.
+			w := ""
+			if mask != nil && dims[1] == tokLen {
+				w = pre + "w"
+				front = append(front, unsqueeze(opset, ensureMask(), w, []int64{1}, g)...)
+				pl.tokenAxes = 1
+			} else {
+				w = pre + "ones"
+				ones := make([]float64, dims[1])
+				for i := range ones {
+					ones[i] = 1
+				}
+				raw, _ := onnxio.EncodeFloat64s(onnxio.Float, ones)
+				t, _ := onnxio.NewTensor(w, onnxio.Float, []int64{1, 1, dims[1]}, raw)
+				g.Initializer = append(g.Initializer, t)
+				pl.plainSize = dims[1]
+			}
+			emit(node("MatMul", []string{w, cur}, pre+"mm"),
+				node("Flatten", []string{pre + "mm"}, pl.output, intAttr("axis", 1)))
+			plans[k] = pl
+			continue
 		}
 		var axes []int64
 		for ax := 1; ax < len(dims); ax++ {
@@ -215,11 +261,11 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 				mname := fmt.Sprintf("%smask%d", pre, ax)
 				mul := fmt.Sprintf("%sm%d", pre, ax)
 				if ax != len(dims)-1 || len(un) > 0 {
-					nodes = append(nodes, unsqueeze(opset, ensureMask(), mname, un, g)...)
+					front = append(front, unsqueeze(opset, ensureMask(), mname, un, g)...)
 				} else {
 					mname = ensureMask()
 				}
-				nodes = append(nodes, node("Mul", []string{cur, mname}, mul))
+				emit(node("Mul", []string{cur, mname}, mul))
 				cur = mul
 				pl.tokenAxes++
 				continue
@@ -229,14 +275,27 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 			}
 			pl.plainSize *= dims[ax]
 		}
-		if len(axes) == 0 {
-			nodes = append(nodes, node("Identity", []string{cur}, pl.output))
+		if len(axes) == 0 && p.RMS {
+			emit(node("Mul", []string{cur, cur}, pl.output))
+		} else if len(axes) == 0 {
+			emit(node("Identity", []string{cur}, pl.output))
 		} else {
-			nodes = append(nodes, reduceSum(opset, cur, pl.output, axes, g)...)
+			// For RMS, ReduceSumSquare squares on the fly; the mask, applied
+			// before, is 0 or 1, so masking commutes with squaring.
+			op := "ReduceSum"
+			if p.RMS {
+				op = "ReduceSumSquare"
+			}
+			emit(reduceOp(op, opset, cur, pl.output, axes, g)...)
 		}
 		plans[k] = pl
 	}
-	g.Node = append(g.Node, nodes...)
+	nodes := append(front, after[-1]...)
+	for i, n := range g.GetNode() {
+		nodes = append(nodes, n)
+		nodes = append(nodes, after[i]...)
+	}
+	g.Node = nodes
 	return c, plans, useMask, nil
 }
 
@@ -265,14 +324,19 @@ func unsqueeze(opset int64, in, out string, axes []int64, g *onnxpb.GraphProto) 
 	return []*onnxpb.NodeProto{node("Unsqueeze", []string{in, c}, out)}
 }
 
-func reduceSum(opset int64, in, out string, axes []int64, g *onnxpb.GraphProto) []*onnxpb.NodeProto {
+func reduceOp(op string, opset int64, in, out string, axes []int64, g *onnxpb.GraphProto) []*onnxpb.NodeProto {
 	keep := intAttr("keepdims", 0)
-	if opset < 13 {
-		return []*onnxpb.NodeProto{node("ReduceSum", []string{in}, out, intsAttr("axes", axes), keep)}
+	// ReduceSum takes axes as an input from opset 13, the others from 18.
+	since := int64(18)
+	if op == "ReduceSum" {
+		since = 13
+	}
+	if opset < since {
+		return []*onnxpb.NodeProto{node(op, []string{in}, out, intsAttr("axes", axes), keep)}
 	}
 	c := out + "_axes"
 	g.Initializer = append(g.Initializer, onnxio.NewInt64Tensor(c, []int64{int64(len(axes))}, axes))
-	return []*onnxpb.NodeProto{node("ReduceSum", []string{in, c}, out, keep)}
+	return []*onnxpb.NodeProto{node(op, []string{in, c}, out, keep)}
 }
 
 // finish turns the [b, length] sums of one batch into unit means.
@@ -317,4 +381,28 @@ func finish(dst *mat.Dense, p Point, pl plan, t runtime.Tensor, first int, mask 
 		}
 	}
 	return nil
+}
+
+// spatialChannels reports an NCHW-style feature map observed on its channel
+// axis with nothing masked: a global average pool computes its means.
+func spatialChannels(dims []int64, p Point, masked bool) bool {
+	if p.Axis != 1 || p.RMS || masked || len(dims) < 3 {
+		return false
+	}
+	for _, d := range dims[2:] {
+		if d <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hasLen reports whether an axis other than 0 and skip has length n.
+func hasLen(dims []int64, n int64, skip int) bool {
+	for ax := 1; ax < len(dims); ax++ {
+		if ax != skip && dims[ax] == n {
+			return true
+		}
+	}
+	return false
 }

@@ -78,10 +78,14 @@ func (a *Analysis) observe() {
 			}
 			_, pr, pb, _ := single(post, pax)
 			pre, preAx := in, ax
-			if heads {
-				// Observe the raw attention logits: step back over the mask
-				// and scale ops to the product of queries and keys.
-				pre, preAx, r, b = a.backToLogits(pre, preAx, root, single)
+			switch {
+			case heads:
+				pre, preAx, r, b = a.headInput(post, pre, preAx, root, single)
+			default:
+				// Decomposed GELU divides its input by sqrt(2) before Erf:
+				// observe the input itself, which is also what a fused Gelu
+				// reads (observing inside the pattern would break fusion).
+				pre, preAx = a.backOverScale(pre, preAx, root, single)
 			}
 			grp.Observe = &Observation{
 				Pre: pre, PreAxis: preAx, PreR: r, PreB: b,
@@ -90,6 +94,50 @@ func (a *Analysis) observe() {
 			}
 		}
 	}
+}
+
+// headInput returns what a head mixes: the values V that the softmax
+// weights multiply, when the context is produced by that product. V and the
+// context have the same shape per head, so the graphs compare what attention
+// does to each head's signal. Otherwise it falls back to the raw logits.
+// Values are also far cheaper to observe than the T x T logits.
+func (a *Analysis) headInput(post, logits string, ax, root int, single func(string, int) (int, int, int, bool)) (string, int, int, int) {
+	if p := a.ix.ProducerNode(post); p != nil && p.GetOpType() == "MatMul" && len(p.Input) == 2 {
+		v := p.Input[1]
+		for vax := range a.lay[v] {
+			if s2, r, b, ok := single(v, vax); ok && s2 == root {
+				return v, vax, r, b
+			}
+		}
+	}
+	return a.backToLogits(logits, ax, root, single)
+}
+
+// backOverScale steps back from t over multiplications and divisions by a
+// scalar constant.
+func (a *Analysis) backOverScale(t string, ax, root int, single func(string, int) (int, int, int, bool)) (string, int) {
+	for k := 0; k < 4; k++ {
+		p := a.ix.ProducerNode(t)
+		if p == nil || (p.GetOpType() != "Div" && p.GetOpType() != "Mul") || len(p.Input) != 2 {
+			break
+		}
+		c := a.ix.Const(p.Input[1])
+		if c == nil || onnxio.NumElements(c.GetDims()) != 1 {
+			break
+		}
+		x := p.Input[0]
+		found := false
+		for xax := range a.lay[x] {
+			if s2, _, _, ok := single(x, xax); ok && s2 == root && xax == ax {
+				found = true
+			}
+		}
+		if !found {
+			break
+		}
+		t = x
+	}
+	return t, ax
 }
 
 // backToLogits walks from a softmax input back through elementwise ops in
