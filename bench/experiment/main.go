@@ -62,9 +62,23 @@ func run(args []string) error {
 	ablation := fs.Float64("ablation", 0.5, "fraction of one group removed in the ablation")
 	trials := fs.Int("trials", 5, "random trials in the ablation")
 	root := fs.String("root", ".", "repository root (where testdata/ is)")
-	out := fs.String("out", "docs", "directory for RESULTS.md, results.json and the plots")
+	out := fs.String("out", "docs", "directory for RESULTS.md, results/results.json and the plots")
+	render := fs.String("render", "", "only redraw RESULTS.md and the plots in --out from this results.json")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *render != "" {
+		b, err := os.ReadFile(*render)
+		if err != nil {
+			return err
+		}
+		var res Results
+		if err := json.Unmarshal(b, &res); err != nil {
+			return fmt.Errorf("%s: %v", *render, err)
+		}
+		cfg := res.Config
+		cfg.OutDir = *out
+		return Write(&res, cfg)
 	}
 	cfg := Config{
 		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples,
