@@ -15,9 +15,15 @@
 // gradients of hidden tensors (dL/da for first-order Taylor scores) can be
 // requested too. A Stepper runs the graph; an Optimizer (Adam with bias
 // correction and decoupled weight decay, or SGD with momentum) updates the
-// weights in Go. Run is the whole loop: seeded shuffling, epochs,
-// evaluation after each, checkpoints written atomically from which a run
-// resumes to exactly the result of an uninterrupted one.
+// weights in Go. BatchNormalization trains with batch statistics by default
+// (its running statistics follow them, updated in Go, as in PyTorch's train
+// mode) or stays frozen in inference form. Run is the whole loop: seeded
+// shuffling, epochs, evaluation after each, checkpoints (weights, running
+// statistics, optimizer state, position) written atomically, from which a
+// run resumes to exactly the result of an uninterrupted one. The defaults
+// (Adam, learning rate 1e-4, cosine schedule) suit recovering a trained
+// model, not training from scratch; a heavily damaged model wants more
+// (see RESULTS.md).
 //
 // VJP exposes the differentiation itself: vector-Jacobian products of any
 // graph with respect to any tensors.
