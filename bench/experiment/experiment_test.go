@@ -51,3 +51,37 @@ func TestQuick(t *testing.T) {
 		}
 	}
 }
+
+// docs/RESULTS.md must be exactly what the committed results.json renders
+// to, so that every published number traces back to the run's JSON, and
+// each fixture's section must show its own plots only.
+func TestPublishedResults(t *testing.T) {
+	b, err := os.ReadFile("../../docs/results/results.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	var plots []string
+	for _, o := range res.Originals {
+		plots = append(plots, o.Fixture+"_metric.png", o.Fixture+"_latency.png")
+	}
+	md := Markdown(&res, plots)
+	want, err := os.ReadFile("../../docs/RESULTS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md != string(want) {
+		t.Errorf("docs/RESULTS.md differs from what docs/results/results.json renders to; run go run ./bench/experiment --render docs/results/results.json --out docs")
+	}
+	for _, sec := range strings.Split(md, "\n## ")[1:] {
+		name := strings.Fields(sec)[0]
+		for _, line := range strings.Split(sec, "\n") {
+			if strings.HasPrefix(line, "![") && !strings.HasPrefix(line, "!["+name+"_") {
+				t.Errorf("section %s shows %s", name, line)
+			}
+		}
+	}
+}

@@ -153,7 +153,7 @@ func Markdown(res *Results, plots []string) string {
 			fmt.Fprintf(&b, "\n")
 		}
 		for _, p := range plots {
-			if strings.Contains(filepath.Base(p), o.Fixture+"_") {
+			if strings.HasPrefix(filepath.Base(p), o.Fixture+"_") {
 				fmt.Fprintf(&b, "\n![%s](%s)\n", filepath.Base(p), "results/"+filepath.Base(p))
 			}
 		}
