@@ -4,7 +4,8 @@
 // rewrite the model physically, and repeat until the effective parameter
 // reduction 1 - params/params0 reaches the target. The last round removes
 // only what is still needed, so the target is overshot by at most one
-// unit's parameters (or one step of RoundTo units).
+// unit's parameters (or one step of RoundTo units); of the steps that would
+// complete it, it takes the one that overshoots least.
 //
 // The criteria share one interface so that comparisons differ only in the
 // criterion: spectral structural importance and the local baselines the

@@ -51,6 +51,7 @@ type Options struct {
 	MinFrac   float64  `json:"min_width_fraction"`
 	Ranking   string   `json:"ranking"`
 	RoundTo   int      `json:"round_to"`
+	RoundCh   int      `json:"round_channels,omitempty"`
 	Exclude   []string `json:"exclude,omitempty"`
 	AllGroups bool     `json:"all_groups"`
 	Samples   int      `json:"samples"`
@@ -103,7 +104,7 @@ func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 		Stages: map[string]float64{},
 		Options: Options{
 			Criterion: c.Criterion.Name(), PerRound: c.PerRound, MinWidth: c.MinWidth, MinFrac: c.MinFrac,
-			Ranking: c.Ranking, RoundTo: c.RoundTo, Exclude: c.Exclude, AllGroups: c.AllGroups,
+			Ranking: c.Ranking, RoundTo: c.RoundTo, RoundCh: c.RoundChannels, Exclude: c.Exclude, AllGroups: c.AllGroups,
 			Samples: c.Samples, Seed: c.Seed, Batch: c.Batch, Threads: c.Runtime.Threads, Provider: c.Runtime.Provider,
 		},
 	}
@@ -137,7 +138,7 @@ func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 	}
 }
 
-func (r *Report) finishGroups(m *onnxio.Model, orig map[string][]int, origW map[string]int) {
+func (r *Report) finishGroups(m *onnxio.Model, orig map[string][]int, origW map[string]int, cfg *Config) {
 	for k := range r.Groups {
 		g := &r.Groups[k]
 		if kept, ok := orig[g.Name]; ok && len(kept) < origW[g.Name] {
@@ -145,7 +146,15 @@ func (r *Report) finishGroups(m *onnxio.Model, orig map[string][]int, origW map[
 			g.Pruned = true
 			g.Kept = kept
 		} else if g.Why == "" {
-			g.Why = "at its minimum width (see --min-width, --min-width-frac)"
+			round := cfg.RoundTo
+			if cfg.RoundChannels > 1 && g.Kind == "channels" {
+				round = cfg.RoundChannels
+			}
+			if len(removalSteps(g.WidthBefore, cfg.minWidth(g.Kind, g.WidthBefore), cfg.PerRound, round)) > 0 {
+				g.Why = "the target was reached before its turn"
+			} else {
+				g.Why = "at its minimum width (see --min-width, --min-width-frac, --round-to)"
+			}
 		}
 	}
 }

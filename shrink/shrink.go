@@ -29,15 +29,18 @@ type Config struct {
 	MinFrac   float64   // (0.05)
 	Ranking   string    // "per-group" (default) or "global"
 	RoundTo   int       // widths in multiples of this (1)
-	Exclude   []string  // glob patterns of group names left alone
-	AllGroups bool      // also prune groups without a nonlinearity to observe (not with spectral)
-	Samples   int       // calibration samples M, fixed across rounds (1024)
-	Seed      int64
-	Batch     int // rows per ORT run (64)
-	Runtime   runtime.Config
-	Eval      *dataset.Set // if set, the metric before and after
-	EvalTask  string
-	Latency   bool // measure ORT latency at batch 1 and 64 before and after
+	// RoundChannels, when above 1, overrides RoundTo for Conv channel
+	// groups (see runtime.ConvBlock: --round-to auto).
+	RoundChannels int
+	Exclude       []string // glob patterns of group names left alone
+	AllGroups     bool     // also prune groups without a nonlinearity to observe (not with spectral)
+	Samples       int      // calibration samples M, fixed across rounds (1024)
+	Seed          int64
+	Batch         int // rows per ORT run (64)
+	Runtime       runtime.Config
+	Eval          *dataset.Set // if set, the metric before and after
+	EvalTask      string
+	Latency       bool // measure ORT latency at batch 1 and 64 before and after
 	// Log receives one line per event; Progress tracks long steps.
 	Log      func(format string, args ...any)
 	Progress func(label string, done, total int)
@@ -163,13 +166,8 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 			if !cfg.eligible(g) {
 				continue
 			}
-			minW := max(cfg.MinWidth, int(math.Ceil(cfg.MinFrac*float64(origW[g.Name]))))
-			if g.Kind == "heads" || g.Kind == "kv-groups" {
-				// One head left makes its axes look like broadcasts to the
-				// next analysis; keep two.
-				minW = max(minW, 2)
-			}
-			if st := removalSteps(g.Width, minW, cfg.PerRound, cfg.RoundTo); len(st) > 0 {
+			minW := cfg.minWidth(g.Kind, origW[g.Name])
+			if st := removalSteps(g.Width, minW, cfg.PerRound, cfg.roundFor(g)); len(st) > 0 {
 				steps[g.Name] = st
 				groups = append(groups, g)
 			}
@@ -178,12 +176,6 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 			return nil, nil, fmt.Errorf("cannot reach the target %.3g: stopped at an effective reduction of %.4f because every eligible group is at its minimum width (lower --min-width, or exclude fewer groups)", cfg.Target, 1-float64(params)/float64(p0))
 		}
 		// Candidates: each group's cheapest units, within the round's cap.
-		type item struct {
-			g     *rewrite.Group
-			units []int   // current indices, in removal order
-			key   float64 // ordering for a partial last round
-			order int
-		}
 		var items []item
 		scored, err := scoreGroups(cur, a, groups, calib, &cfg, round, stage)
 		if err != nil {
@@ -211,7 +203,7 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 					}
 					key = worst
 				}
-				items = append(items, item{g: g, units: chunk, key: key, order: gi})
+				items = append(items, item{g: g, units: chunk, key: key, order: gi, step: k})
 				done = upto
 			}
 		}
@@ -221,15 +213,15 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 			}
 			return items[i].order < items[j].order
 		})
-		planOf := func(n int) rewrite.Plan {
+		planOf := func(its []item) rewrite.Plan {
 			p := rewrite.Plan{}
-			for _, it := range items[:n] {
+			for _, it := range its {
 				p[it.g.Name] = append(p[it.g.Name], it.units...)
 			}
 			return p
 		}
 		t0 = time.Now()
-		take := len(items)
+		take := items
 		after, err := a.ParamsAfter(planOf(take))
 		if err != nil {
 			return nil, nil, err
@@ -239,7 +231,7 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 			lo, hi := 1, len(items)
 			for lo < hi {
 				mid := (lo + hi) / 2
-				pa, err := a.ParamsAfter(planOf(mid))
+				pa, err := a.ParamsAfter(planOf(items[:mid]))
 				if err != nil {
 					return nil, nil, err
 				}
@@ -249,7 +241,9 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 					lo = mid + 1
 				}
 			}
-			take = lo
+			if take, err = closest(a, items[:lo-1], items[lo-1:], goal, planOf); err != nil {
+				return nil, nil, err
+			}
 		}
 		plan := planOf(take)
 		stage("select", t0)
@@ -287,7 +281,7 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		cfg.Log("round %d: %s -> %s parameters, effective reduction %.4f", round, commas(params), commas(pAfter), rr.Reduction)
 		cur = next
 	}
-	rep.finishGroups(cur, orig, origW)
+	rep.finishGroups(cur, orig, origW, &cfg)
 	if cfg.Eval != nil {
 		t0 := time.Now()
 		cfg.Log("evaluating the shrunk model")
@@ -311,8 +305,8 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		stage("latency", t0)
 		for k := range rep.LatencyAfter {
 			b, a := rep.LatencyBefore[k], rep.LatencyAfter[k]
-			if k < len(rep.LatencyBefore) && a.Median > 0.95*b.Median && cfg.RoundTo < 8 {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("ORT latency at batch %d did not fall (%.3f -> %.3f ms): widths that are not multiples of 8 or 16 defeat ONNX Runtime's blocked convolution and GEMM kernels; try --round-to 8 or --round-to 16", b.Batch, b.Median, a.Median))
+			if k < len(rep.LatencyBefore) && a.Median > 0.95*b.Median && cfg.RoundTo < 8 && cfg.RoundChannels <= 1 {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("ORT latency at batch %d did not fall (%.3f -> %.3f ms): Conv channel counts that are not multiples of 8 or 16 defeat ONNX Runtime's blocked convolution kernels; try --round-to auto", b.Batch, b.Median, a.Median))
 				break
 			}
 		}
@@ -328,6 +322,60 @@ func (c *Config) progress(label string) func(done, total int) {
 		return nil
 	}
 	return func(done, total int) { c.Progress(label, done, total) }
+}
+
+// item is one step of one group: units removed together in a round.
+type item struct {
+	g     *rewrite.Group
+	units []int   // current indices, in removal order
+	key   float64 // ordering for a partial last round
+	order int
+	step  int // index among its group's steps
+}
+
+// closest completes a last round: prefix alone stays above the goal, and of
+// the remaining steps that may follow it (a group's steps in their order),
+// it adds the one that reaches the goal with the fewest parameters removed,
+// so that the overshoot is the smallest single step rather than whichever
+// step happened to come next.
+func closest(a *rewrite.Analysis, prefix, rest []item, goal int64, planOf func([]item) rewrite.Plan) ([]item, error) {
+	taken := map[string]int{}
+	for _, it := range prefix {
+		taken[it.g.Name]++
+	}
+	best, bestPA := -1, int64(-1)
+	try := append([]item(nil), prefix...)
+	for j, it := range rest {
+		if it.step != taken[it.g.Name] {
+			continue
+		}
+		pa, err := a.ParamsAfter(planOf(append(try, it)))
+		if err != nil {
+			return nil, err
+		}
+		if pa <= goal && pa > bestPA {
+			best, bestPA = j, pa
+		}
+	}
+	return append(try, rest[best]), nil
+}
+
+// minWidth is the narrowest a group of this kind and original width may get.
+func (c *Config) minWidth(kind string, orig int) int {
+	w := max(c.MinWidth, int(math.Ceil(c.MinFrac*float64(orig))))
+	if kind == "heads" || kind == "kv-groups" {
+		// One head left makes its axes look like broadcasts to the next
+		// analysis; keep two.
+		w = max(w, 2)
+	}
+	return w
+}
+
+func (c *Config) roundFor(g *rewrite.Group) int {
+	if c.RoundChannels > 1 && g.Kind == "channels" {
+		return c.RoundChannels
+	}
+	return c.RoundTo
 }
 
 // eligible reports whether g takes part in the loop.

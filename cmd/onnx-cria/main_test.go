@@ -116,6 +116,9 @@ func TestShrinkSafety(t *testing.T) {
 	if code, _, _ := cli("shrink", in, filepath.Join(dir, "o.onnx"), "--target", "1.5", "--calib", lmCalib); code != 2 {
 		t.Errorf("bad target: exit %d, want 2", code)
 	}
+	if code, _, errOut := cli("shrink", in, filepath.Join(dir, "o.onnx"), "--target", "0.3", "--calib", lmCalib, "--round-to", "fast"); code != 2 || !strings.Contains(errOut, "auto") {
+		t.Errorf("bad --round-to: exit %d %q, want 2", code, errOut)
+	}
 	// Data that does not fit the model: the error names the array.
 	bad := filepath.Join(dir, "bad.npz")
 	writeNPZ(t, bad)
@@ -173,6 +176,48 @@ func TestShrinkEndToEnd(t *testing.T) {
 	code, stdout, _ = cli("inspect", "--groups", "--json", out)
 	if code != 0 || !json.Valid([]byte(stdout)) {
 		t.Errorf("inspect --json of the output: exit %d", code)
+	}
+}
+
+// By default Conv channel counts stay multiples of ORT's blocked-kernel
+// width on this CPU, and the report records it.
+func TestShrinkRoundsConvChannels(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "cnn.onnx")
+	code, stdout, errOut := cli("shrink", "../../testdata/models/cnn/model.onnx", out, "--target", "0.4",
+		"--calib", "../../testdata/data/fmnist_calib.npz", "--samples", "128", "--quiet", "--no-latency", "--recover", "none", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r struct {
+		Options struct {
+			RoundTo  int `json:"round_to"`
+			Channels int `json:"round_channels"`
+		} `json:"options"`
+		Groups []struct {
+			Name   string `json:"name"`
+			Kind   string `json:"kind"`
+			After  int    `json:"width_after"`
+			Pruned bool   `json:"pruned"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	block := runtime.ConvBlock("cpu")
+	if r.Options.RoundTo != 1 || (block > 1 && r.Options.Channels != block) {
+		t.Errorf("options %+v, want round_to 1 and round_channels %d", r.Options, block)
+	}
+	pruned := 0
+	for _, g := range r.Groups {
+		if g.Pruned && g.Kind == "channels" {
+			pruned++
+			if g.After%block != 0 {
+				t.Errorf("group %s: width %d, not a multiple of %d", g.Name, g.After, block)
+			}
+		}
+	}
+	if pruned == 0 {
+		t.Error("no channel group pruned")
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/runtime"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -36,7 +38,7 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	minWidth := fs.Int("min-width", 4, "never leave a group narrower than this many units")
 	minFrac := fs.Float64("min-width-frac", 0.05, "never leave a group narrower than this fraction of its original width")
 	ranking := fs.String("ranking", "per-group", "per-group: rank units within each group; global: rank normalised scores across groups")
-	roundTo := fs.Int("round-to", 1, "keep widths multiples of N (for fast kernels)")
+	roundTo := fs.String("round-to", "auto", "keep widths multiples of N; auto: Conv channel counts in multiples of ONNX Runtime's blocked-kernel width on this CPU (16 with AVX-512, 8 with AVX2), so that a pruned CNN runs faster rather than slower; 1 for the exact budget of METHOD.md")
 	var exclude multiFlag
 	fs.Var(&exclude, "exclude", "leave groups whose name matches this glob pattern alone (repeatable)")
 	allGroups := fs.Bool("all-groups", false, "also prune groups without a nonlinearity (not with spectral or activation)")
@@ -61,6 +63,10 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 		return usagef("--target %v: want a fraction between 0 and 1, e.g. --target 0.5", *target)
 	}
 	if err := sameFile(in, out); err != nil {
+		return err
+	}
+	round, err := parseRoundTo(*roundTo, rt.Provider)
+	if err != nil {
 		return err
 	}
 	crit, err := cf.criterion()
@@ -98,7 +104,7 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := shrink.Config{
 		Target: *target, Criterion: crit, PerRound: *perRound, MinWidth: *minWidth, MinFrac: *minFrac,
-		Ranking: *ranking, RoundTo: *roundTo, Exclude: exclude, AllGroups: *allGroups, Samples: *samples,
+		Ranking: *ranking, RoundTo: round.all, RoundChannels: round.channels, Exclude: exclude, AllGroups: *allGroups, Samples: *samples,
 		Seed: *seed, Batch: *batch, Runtime: *rt, Eval: evalSet, EvalTask: *evalTask, Latency: !*noLatency,
 	}
 	bar := newProgress(stderr, "")
@@ -182,4 +188,19 @@ func sameFile(in, out string) error {
 		return fmt.Errorf("output %s is a directory; give a file name", out)
 	}
 	return nil
+}
+
+type rounding struct{ all, channels int }
+
+// parseRoundTo reads --round-to: a positive count for every group, or auto
+// for Conv channel groups only (other units have no such kernel cliff).
+func parseRoundTo(v, provider string) (rounding, error) {
+	if v == "auto" {
+		return rounding{all: 1, channels: runtime.ConvBlock(provider)}, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return rounding{}, usagef("--round-to %q: want a positive integer or auto", v)
+	}
+	return rounding{all: n}, nil
 }
