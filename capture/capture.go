@@ -73,7 +73,9 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	for _, p := range plans {
 		outs = append(outs, p.output)
 	}
-	s, err := runtime.NewSessionForModel(c, outs, opts.Runtime)
+	rc := opts.Runtime
+	rc.ShortLived = true
+	s, err := runtime.NewSessionForModel(c, outs, rc)
 	if err != nil {
 		return nil, err
 	}
@@ -358,26 +360,31 @@ func finish(dst *mat.Dense, p Point, pl plan, t runtime.Tensor, first int, mask 
 			}
 			count *= math.Pow(real, float64(pl.tokenAxes))
 		}
-		for u := 0; u < pl.n; u++ {
-			dst.Set(row, u, 0)
+		out := dst.RawRowView(row)
+		clear(out)
+		in := x[s*pl.length : (s+1)*pl.length]
+		if bl == 1 && pl.length == pl.n {
+			for u, f := range in {
+				out[u] = float64(f)
+			}
+		} else {
+			for pos, f := range in {
+				out[(pos%(pl.n*bl))/bl] += float64(f)
+			}
 		}
-		for pos := 0; pos < pl.length; pos++ {
-			v := float64(x[s*pl.length+pos])
-			u := (pos % (pl.n * bl)) / bl
+		for u, v := range out {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return fmt.Errorf("tensor %q holds NaN or infinite values for sample %d (unit %d)", p.Tensor, row, u)
 			}
-			dst.Set(row, u, dst.At(row, u)+v)
-		}
-		for u := 0; u < pl.n; u++ {
-			v := 0.0
 			if count > 0 {
-				v = dst.At(row, u) / (count * per)
+				v /= count * per
+			} else {
+				v = 0
 			}
 			if p.RMS {
 				v = math.Sqrt(math.Max(v, 0))
 			}
-			dst.Set(row, u, v)
+			out[u] = v
 		}
 	}
 	return nil

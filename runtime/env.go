@@ -23,6 +23,11 @@ type Config struct {
 	Provider string
 	// DeviceID is the CUDA device, when Provider is "cuda".
 	DeviceID int
+	// ShortLived skips ORT's memory-pattern planning, for sessions that run
+	// a few dozen batches and are dropped (capture makes one per round):
+	// the pattern costs its second run as much as a whole first run and
+	// only pays off over many runs of one shape.
+	ShortLived bool
 }
 
 // Providers lists the accepted Config.Provider values.

@@ -203,6 +203,11 @@ func sessionOptions(cfg Config, provider, libPath string) (*ort.SessionOptions, 
 				return fmt.Errorf("setting %d intra-op threads: %w", cfg.Threads, err)
 			}
 		}
+		if cfg.ShortLived {
+			if err := opts.SetMemPattern(false); err != nil {
+				return err
+			}
+		}
 		if provider == ProviderCUDA {
 			return appendCUDA(opts, cfg.DeviceID, libPath)
 		}

@@ -324,6 +324,13 @@ func TestThreadsAndProviders(t *testing.T) {
 	b := encode(t, mlpModel())
 	s := mustSession(t)(NewSession(b, nil, Config{Threads: 1, Provider: "CPU"}))
 	mustRun(t, s, Tensor{Name: "x", Shape: []int64{3, 4}, Data: mlpX})
+	// A short-lived session (no memory pattern) computes the same, run after run.
+	short := mustSession(t)(NewSession(b, nil, Config{Threads: 1, ShortLived: true}))
+	_, _, y := mlpExpect(mlpX, 3)
+	for range 3 {
+		out := mustRun(t, short, Tensor{Name: "x", Shape: []int64{3, 4}, Data: mlpX})
+		closeTo(t, "y (short-lived)", out[0].Data.([]float32), y)
+	}
 
 	if _, err := NewSession(b, nil, Config{Threads: -2}); err == nil || !strings.Contains(err.Error(), "negative thread count") {
 		t.Errorf("negative threads: %v", err)
