@@ -11,6 +11,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/runtime"
 	"gonum.org/v1/gonum/mat"
+	"google.golang.org/protobuf/proto"
 )
 
 // Point is one observed tensor.
@@ -165,6 +166,7 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 	// through the whole run.
 	var front []*onnxpb.NodeProto
 	after := map[int][]*onnxpb.NodeProto{}
+	ix := onnxio.NewIndex(m.Graph())
 	producer := map[string]int{}
 	for i, n := range g.GetNode() {
 		for _, o := range n.GetOutput() {
@@ -216,8 +218,13 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 			// Feature maps: GlobalAveragePool works on ONNX Runtime's blocked
 			// (NCHWc) layout directly, where a ReduceSum would first need the
 			// map reordered back to NCHW.
-			emit(node("GlobalAveragePool", []string{cur}, pre+"gap"),
-				node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
+			if chain := pointwiseChain(ix, p.Tensor, len(dims)); chain != nil {
+				emit(replay(chain, pre)...)
+				emit(node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
+			} else {
+				emit(node("GlobalAveragePool", []string{cur}, pre+"gap"),
+					node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
+			}
 			plans[k] = pl // a mean already: plainSize stays 1
 			continue
 		}
@@ -299,6 +306,130 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 	}
 	g.Node = nodes
 	return c, plans, useMask, nil
+}
+
+// pointwiseChain finds a 1x1 Conv (stride 1, no padding) followed only by
+// per-channel affine nodes with constant operands (BatchNormalization, or
+// Add, Sub, Mul, Div by a constant) that makes tensor, a feature map of the
+// given rank, and returns the nodes, Conv first. The spatial mean of such a
+// tensor is the same chain applied to the spatial mean of the Conv's input,
+// so capture need not read the tensor at all: another reader would stop
+// ONNX Runtime from fusing the activation that follows into the Conv.
+func pointwiseChain(ix *onnxio.Index, tensor string, rank int) []*onnxpb.NodeProto {
+	var chain []*onnxpb.NodeProto
+	for {
+		n := ix.ProducerNode(tensor)
+		if n == nil || n.GetDomain() != "" || len(n.GetOutput()) != 1 {
+			return nil
+		}
+		chain = append([]*onnxpb.NodeProto{n}, chain...)
+		in := n.GetInput()
+		switch n.GetOpType() {
+		case "Conv":
+			if !pointwise(ix, n) {
+				return nil
+			}
+			return chain
+		case "BatchNormalization":
+			for _, a := range n.GetAttribute() {
+				if a.GetName() == "training_mode" && a.GetI() != 0 {
+					return nil
+				}
+			}
+			for _, c := range in[1:] {
+				if !ix.IsConst(c) {
+					return nil
+				}
+			}
+		case "Add", "Sub", "Mul", "Div":
+			if len(in) != 2 || ix.IsConst(in[0]) || !perChannel(ix.Const(in[1]), rank) {
+				return nil
+			}
+		default:
+			return nil
+		}
+		tensor = in[0]
+	}
+}
+
+// pointwise reports a Conv whose every output position reads one input
+// position: 1x1 kernel, stride 1, no padding.
+func pointwise(ix *onnxio.Index, n *onnxpb.NodeProto) bool {
+	if len(n.GetInput()) < 2 {
+		return false
+	}
+	w := ix.Const(n.GetInput()[1])
+	if w == nil || len(w.GetDims()) < 3 || (len(n.GetInput()) > 2 && n.GetInput()[2] != "" && !ix.IsConst(n.GetInput()[2])) {
+		return false
+	}
+	for _, d := range w.GetDims()[2:] {
+		if d != 1 {
+			return false
+		}
+	}
+	for _, a := range n.GetAttribute() {
+		want := int64(-1)
+		switch a.GetName() {
+		case "strides":
+			want = 1
+		case "pads":
+			want = 0
+		}
+		for _, v := range a.GetInts() {
+			if want >= 0 && v != want {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// perChannel reports a constant that, broadcast against a feature map of
+// the given rank (channels on axis 1), holds one value per channel or one
+// value for all.
+func perChannel(t *onnxpb.TensorProto, rank int) bool {
+	if t == nil {
+		return false
+	}
+	d := t.GetDims()
+	if len(d) > rank {
+		return false // it would add axes
+	}
+	ch := len(d) - (rank - 1) // the constant's axis that meets axis 1
+	for k, v := range d {
+		if v != 1 && k != ch {
+			return false
+		}
+	}
+	return ch >= 0 || len(d) == 0 || allOnes(d)
+}
+
+func allOnes(d []int64) bool {
+	for _, v := range d {
+		if v != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// replay copies chain onto the spatial mean of the Conv's input; the last
+// node's output is pre+"gap".
+func replay(chain []*onnxpb.NodeProto, pre string) []*onnxpb.NodeProto {
+	out := []*onnxpb.NodeProto{node("GlobalAveragePool", []string{chain[0].GetInput()[0]}, pre+"in")}
+	cur := pre + "in"
+	for i, n := range chain {
+		c := proto.Clone(n).(*onnxpb.NodeProto)
+		c.Input = append([]string{cur}, c.GetInput()[1:]...)
+		cur = fmt.Sprintf("%sc%d", pre, i)
+		if i == len(chain)-1 {
+			cur = pre + "gap"
+		}
+		c.Output = []string{cur}
+		c.Name = strPtr(cur)
+		out = append(out, c)
+	}
+	return out
 }
 
 func node(op string, in []string, out string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -345,6 +346,91 @@ func checkAgainstFull(t *testing.T, p Point, full runtime.Tensor, got interface{
 			if g := got.At(s, u); math.Abs(g-want) > 1e-4*math.Max(1, math.Abs(want)) {
 				t.Fatalf("%s: sample %d unit %d: capture %v, full tensor %v", p.Tensor, s, u, g, want)
 			}
+		}
+	}
+}
+
+// convModel is x [N,4,5,5] -> Conv(kernel k, pads p) -> BatchNormalization
+// -> Mul by a per-channel constant -> Sub a scalar = z -> Relu = y.
+func convModel(t *testing.T, k, pad int64) *onnxio.Model {
+	t.Helper()
+	r := rand.New(rand.NewPCG(uint64(k), uint64(pad)))
+	const c, o = 4, 6
+	cst := func(name string, dims []int64, pos bool) *onnxpb.TensorProto {
+		n := int64(1)
+		for _, d := range dims {
+			n *= d
+		}
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = r.NormFloat64()
+			if pos {
+				v[i] = 0.5 + math.Abs(v[i])
+			}
+		}
+		raw, _ := onnxio.EncodeFloat64s(onnxio.Float, v)
+		tt, _ := onnxio.NewTensor(name, onnxio.Float, dims, raw)
+		return tt
+	}
+	dims := []onnxio.Dim{{Param: "N"}, {Value: c, Known: true}, {Value: 5, Known: true}, {Value: 5, Known: true}}
+	g := &onnxpb.GraphProto{
+		Name:  sp("conv"),
+		Input: []*onnxpb.ValueInfoProto{onnxio.NewValueInfo("x", onnxio.Float, dims)},
+		Output: []*onnxpb.ValueInfoProto{onnxio.NewValueInfo("y", onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: o, Known: true},
+			{Value: 5 + 2*pad - k + 1, Known: true}, {Value: 5 + 2*pad - k + 1, Known: true}})},
+		Initializer: []*onnxpb.TensorProto{cst("w", []int64{o, c, k, k}, false), cst("b", []int64{o}, false),
+			cst("scale", []int64{o}, true), cst("bias", []int64{o}, false), cst("mean", []int64{o}, false), cst("var", []int64{o}, true),
+			cst("mul", []int64{o, 1, 1}, false), cst("sub", nil, false)},
+		Node: []*onnxpb.NodeProto{
+			{OpType: sp("Conv"), Input: []string{"x", "w", "b"}, Output: []string{"c"}, Name: sp("conv"),
+				Attribute: []*onnxpb.AttributeProto{intsAttr("pads", []int64{pad, pad, pad, pad})}},
+			{OpType: sp("BatchNormalization"), Input: []string{"c", "scale", "bias", "mean", "var"}, Output: []string{"bn"}, Name: sp("bn")},
+			{OpType: sp("Mul"), Input: []string{"bn", "mul"}, Output: []string{"m"}, Name: sp("m")},
+			{OpType: sp("Sub"), Input: []string{"m", "sub"}, Output: []string{"z"}, Name: sp("sub")},
+			{OpType: sp("Relu"), Input: []string{"z"}, Output: []string{"y"}, Name: sp("relu")},
+		},
+	}
+	ir, ver := int64(8), int64(17)
+	return &onnxio.Model{Proto: &onnxpb.ModelProto{IrVersion: &ir, Graph: g, OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: sp(""), Version: &ver}}}}
+}
+
+// The spatial mean of a 1x1 Conv's output (through per-channel affine ops)
+// is computed from the mean of its input, without reading the map; padded
+// or wider kernels are read directly. Both must equal the map's mean.
+func TestPointwiseConvMean(t *testing.T) {
+	x := make([]float32, 7*4*5*5)
+	r := rand.New(rand.NewPCG(9, 9))
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	xa, _ := dataset.New("x", []int{7, 4, 5, 5}, x)
+	data := &dataset.Set{Path: "mem", Arrays: []*dataset.Array{xa}}
+	for _, c := range []struct {
+		k, pad   int64
+		fromMean bool
+	}{{1, 0, true}, {1, 1, false}, {3, 1, false}} {
+		m := convModel(t, c.k, c.pad)
+		pts := []Point{{Tensor: "z", Axis: 1}, {Tensor: "y", Axis: 1}}
+		inst, _, _, err := instrument(m, pts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readsZ := false
+		for _, n := range inst.Graph().GetNode() {
+			if strings.HasPrefix(n.GetName(), "onnx_cria_capture_") && slices.Contains(n.GetInput(), "z") {
+				readsZ = true
+			}
+		}
+		if readsZ == c.fromMean {
+			t.Errorf("kernel %d pads %d: capture reads z: %v, want %v", c.k, c.pad, readsZ, !c.fromMean)
+		}
+		res, err := Run(m, pts, data, Options{Batch: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := fullTensors(t, m, pts, data)
+		for k, pt := range pts {
+			checkAgainstFull(t, pt, full[k], res.Data[k], nil)
 		}
 	}
 }
