@@ -175,6 +175,12 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "shrink %s -> %s\n", r.Input.Path, orDash(r.Output.Path))
 	fmt.Fprintf(w, "criterion %s, target %.3g, ranking %s, %d calibration samples (seed %d)\n",
 		r.Options.Criterion, r.Target, r.Options.Ranking, r.Samples, r.Options.Seed)
+	switch {
+	case r.Options.RoundCh > 1:
+		fmt.Fprintf(w, "Conv channels removed in steps of %d (ONNX Runtime's kernel block on this CPU; --round-to 1 for single units)\n", r.Options.RoundCh)
+	case r.Options.RoundTo > 1:
+		fmt.Fprintf(w, "widths in multiples of %d (--round-to)\n", r.Options.RoundTo)
+	}
 	fmt.Fprintf(w, "\n%-22s %14s %14s %8s\n", "", "before", "after", "ratio")
 	row := func(name string, a, b int64, f func(int64) string) {
 		ratio := 0.0
