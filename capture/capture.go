@@ -3,6 +3,7 @@ package capture
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
@@ -72,7 +73,9 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	}
 	var outs []string
 	for _, p := range plans {
-		outs = append(outs, p.output)
+		if !slices.Contains(outs, p.output) {
+			outs = append(outs, p.output)
+		}
 	}
 	rc := opts.Runtime
 	rc.ShortLived = true
@@ -287,7 +290,9 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 		if len(axes) == 0 && p.RMS {
 			emit(node("Mul", []string{cur, cur}, pl.output))
 		} else if len(axes) == 0 {
-			emit(node("Identity", []string{cur}, pl.output))
+			// Already [N, n]: ask for the tensor itself. An Identity node
+			// would copy it on every run for nothing.
+			pl.output = cur
 		} else {
 			// For RMS, ReduceSumSquare squares on the fly; the mask, applied
 			// before, is 0 or 1, so masking commutes with squaring.
