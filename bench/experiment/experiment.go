@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"sort"
 	"strings"
@@ -103,7 +104,13 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Originals = append(res.Originals, Original{Fixture: name, Model: f.Model, Metric: base, Params: p0, FLOPs: shrink.FLOPs(m), Latency: lat})
+		// Paths relative to the repository, so that results.json names no
+		// directory of the machine that ran it.
+		model := f.Model
+		if rel, err := filepath.Rel(cfg.Root, f.Model); err == nil {
+			model = filepath.ToSlash(rel)
+		}
+		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: shrink.FLOPs(m), Latency: lat})
 		fmt.Fprintf(log, "%s: %s, %d parameters\n", name, base, p0)
 
 		if g := ablationGroup(m); g != "" {
