@@ -146,11 +146,7 @@ func (r *Report) finishGroups(m *onnxio.Model, orig map[string][]int, origW map[
 			g.Pruned = true
 			g.Kept = kept
 		} else if g.Why == "" {
-			round := cfg.RoundTo
-			if cfg.RoundChannels > 1 && g.Kind == "channels" {
-				round = cfg.RoundChannels
-			}
-			if len(removalSteps(g.WidthBefore, cfg.minWidth(g.Kind, g.WidthBefore), cfg.PerRound, round)) > 0 {
+			if len(removalSteps(g.WidthBefore, cfg.minWidth(g.Kind, g.WidthBefore), cfg.PerRound, cfg.roundFor(g.Kind))) > 0 {
 				g.Why = "the target was reached before its turn"
 			} else {
 				g.Why = "at its minimum width (see --min-width, --min-width-frac, --round-to)"

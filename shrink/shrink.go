@@ -167,7 +167,7 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 				continue
 			}
 			minW := cfg.minWidth(g.Kind, origW[g.Name])
-			if st := removalSteps(g.Width, minW, cfg.PerRound, cfg.roundFor(g)); len(st) > 0 {
+			if st := removalSteps(g.Width, minW, cfg.PerRound, cfg.roundFor(g.Kind)); len(st) > 0 {
 				steps[g.Name] = st
 				groups = append(groups, g)
 			}
@@ -371,8 +371,9 @@ func (c *Config) minWidth(kind string, orig int) int {
 	return w
 }
 
-func (c *Config) roundFor(g *rewrite.Group) int {
-	if c.RoundChannels > 1 && g.Kind == "channels" {
+// roundFor is the step of a group of this kind's widths.
+func (c *Config) roundFor(kind string) int {
+	if c.RoundChannels > 1 && kind == "channels" {
 		return c.RoundChannels
 	}
 	return c.RoundTo
