@@ -406,15 +406,6 @@ func perChannel(t *onnxpb.TensorProto, rank int) bool {
 			return false
 		}
 	}
-	return ch >= 0 || len(d) == 0 || allOnes(d)
-}
-
-func allOnes(d []int64) bool {
-	for _, v := range d {
-		if v != 1 {
-			return false
-		}
-	}
 	return true
 }
 
