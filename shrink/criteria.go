@@ -49,12 +49,14 @@ func NewCriterion(name string) (Criterion, error) {
 		return Activation{}, nil
 	case "random":
 		return Random{}, nil
+	case "taylor":
+		return Taylor{}, nil
 	}
-	return nil, fmt.Errorf("unknown criterion %q (known: spectral, magnitude, magnitude-l1, activation, random)", name)
+	return nil, fmt.Errorf("unknown criterion %q (known: spectral, magnitude, magnitude-l1, activation, random, taylor)", name)
 }
 
 // Criteria lists the names NewCriterion accepts.
-var Criteria = []string{"spectral", "magnitude", "activation", "random"}
+var Criteria = []string{"spectral", "magnitude", "magnitude-l1", "activation", "random", "taylor"}
 
 // Magnitude scores a unit by the L1 or L2 norm of its incoming weights (the
 // rows or filters that compute it; for a gated MLP both projections, for a
@@ -78,39 +80,23 @@ func (c Magnitude) Score(in Input) (*Scored, error) {
 		if p.Role != "in" {
 			continue
 		}
-		t := ix.Const(p.Tensor)
-		if t == nil {
-			t = constThroughIdentity(ix, p.Tensor)
-		}
-		if t == nil {
-			return nil, fmt.Errorf("group %s: weight %q not found", g.Name, p.Tensor)
+		t, err := incoming(ix, g, p)
+		if err != nil {
+			return nil, err
 		}
 		vals, err := in.Analysis.Model.Float64s(t)
 		if err != nil {
 			return nil, err
 		}
-		dims := t.GetDims()
-		outer, inner := 1, 1
-		for _, d := range dims[:p.Axis] {
-			outer *= int(d)
-		}
-		for _, d := range dims[p.Axis+1:] {
-			inner *= int(d)
-		}
-		n := int(dims[p.Axis])
-		for u := 0; u < g.Width; u++ {
-			for _, pos := range rewrite.Positions(p.Segs, g.Width, u) {
-				for o := 0; o < outer; o++ {
-					for _, v := range vals[(o*n+pos)*inner : (o*n+pos+1)*inner] {
-						if c.Norm == 1 {
-							scores[u] += math.Abs(v)
-						} else {
-							scores[u] += v * v
-						}
-					}
+		forUnits(t.GetDims(), p, g.Width, func(u, lo, hi int) {
+			for _, v := range vals[lo:hi] {
+				if c.Norm == 1 {
+					scores[u] += math.Abs(v)
+				} else {
+					scores[u] += v * v
 				}
 			}
-		}
+		})
 		used++
 	}
 	if used == 0 {
@@ -122,6 +108,39 @@ func (c Magnitude) Score(in Input) (*Scored, error) {
 		}
 	}
 	return &Scored{Scores: scores}, nil
+}
+
+// incoming is the constant tensor of one of g's incoming weights.
+func incoming(ix *onnxio.Index, g *rewrite.Group, p rewrite.ParamRef) (*onnxpb.TensorProto, error) {
+	t := ix.Const(p.Tensor)
+	if t == nil {
+		t = constThroughIdentity(ix, p.Tensor)
+	}
+	if t == nil {
+		return nil, fmt.Errorf("group %s: weight %q not found", g.Name, p.Tensor)
+	}
+	return t, nil
+}
+
+// forUnits calls fn(u, lo, hi) for every run [lo, hi) of a tensor's
+// row-major elements that belongs to unit u of a group of width units laid
+// out along p.Axis.
+func forUnits(dims []int64, p rewrite.ParamRef, width int, fn func(u, lo, hi int)) {
+	outer, inner := 1, 1
+	for _, d := range dims[:p.Axis] {
+		outer *= int(d)
+	}
+	for _, d := range dims[p.Axis+1:] {
+		inner *= int(d)
+	}
+	n := int(dims[p.Axis])
+	for u := 0; u < width; u++ {
+		for _, pos := range rewrite.Positions(p.Segs, width, u) {
+			for o := 0; o < outer; o++ {
+				fn(u, (o*n+pos)*inner, (o*n+pos+1)*inner)
+			}
+		}
+	}
 }
 
 func constThroughIdentity(ix *onnxio.Index, name string) *onnxpb.TensorProto {

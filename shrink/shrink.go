@@ -452,6 +452,19 @@ func scoreGroups(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, 
 		stage("capture", t0)
 	}
 	t0 := time.Now()
+	if rs, ok := cfg.Criterion.(roundScorer); ok {
+		all, err := rs.ScoreRound(a, groups, calib, cfg, round)
+		if err != nil {
+			return nil, fmt.Errorf("round %d: %w", round, err)
+		}
+		for _, g := range groups {
+			if s := all[g.Name]; s == nil || len(s.Scores) != g.Width {
+				return nil, fmt.Errorf("criterion %s gave no scores for the %d units of %s", cfg.Criterion.Name(), g.Width, g.Name)
+			}
+		}
+		stage("score", t0)
+		return all, nil
+	}
 	for _, g := range groups {
 		in := Input{Group: g, Analysis: a, Seed: cfg.Seed, Round: round}
 		if st, ok := states[g.Name]; ok {

@@ -54,7 +54,7 @@ func run(args []string) error {
 	quick := fs.Bool("quick", false, "a few minutes: one fixture, one target, one seed, few samples")
 	fixtures := fs.String("fixtures", "mlp,cnn,dwcnn,transformer,llama", "fixtures (directories under testdata/models)")
 	targets := fs.String("targets", "0.3,0.5,0.7", "effective parameter reductions")
-	criteria := fs.String("criteria", "spectral,magnitude,activation,random", "criteria")
+	criteria := fs.String("criteria", "spectral,magnitude,activation,random,taylor", "criteria (taylor needs labels or a language model)")
 	seeds := fs.Int("seeds", 3, "seeds per setting")
 	samples := fs.Int("samples", 1024, "calibration samples M")
 	recovery := fs.String("recovery", "lsq", "recovery after pruning: none or lsq")

@@ -46,7 +46,7 @@ type critFlags struct {
 
 func addCritFlags(fs *flag.FlagSet) critFlags {
 	return critFlags{
-		name: fs.String("criterion", "spectral", "unit score: spectral, magnitude, magnitude-l1, activation or random"),
+		name: fs.String("criterion", "spectral", "unit score: spectral, magnitude, magnitude-l1, activation, random or taylor (gradients; needs labels or a language model)"),
 		k:    fs.Int("k", spectral.DefaultK, "spectral: neighbours in the kNN graphs"),
 		s:    fs.Int("s", 2, "spectral: number of generalized eigenpairs"),
 	}

@@ -1,0 +1,94 @@
+package finetune
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+)
+
+// GradientPass runs the loss Run would train on (cross-entropy on the
+// "labels" array, or next-token cross-entropy for a language model) over
+// data in batches of cfg.Batch rows (a seeded subset of cfg.MaxSamples rows
+// when set) and calls fn after each batch with the values and gradients of
+// the named initializers, in that order. Nothing is updated, and
+// BatchNormalization uses its running statistics: the gradients are those
+// of the model as it is, for first-order (Taylor) importance scores.
+func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, cfg Config, fn func(values, grads [][]float32) error) error {
+	cfg.Teacher = nil
+	cfg.BatchNorm = BNFrozen
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return errors.New("gradient pass: no weights named")
+	}
+	specs, err := inputSpecs(m)
+	if err != nil {
+		return err
+	}
+	bound, err := data.Match(specs, "")
+	if err != nil {
+		return err
+	}
+	if cfg.MaxSamples > 0 && bound.N > cfg.MaxSamples {
+		if bound, err = bound.Subset(cfg.MaxSamples, cfg.Seed); err != nil {
+			return err
+		}
+	}
+	if bound.N == 0 {
+		return fmt.Errorf("%s: no rows", data.Path)
+	}
+	obj, err := chooseObjective(m, bound.Labels != nil, &cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", data.Path, err)
+	}
+	tg, err := BuildTraining(m, TrainSpec{Objective: obj, Params: names, BatchNorm: BNFrozen})
+	if err != nil {
+		return err
+	}
+	for k, p := range tg.Params {
+		if p.Name != names[k] {
+			return fmt.Errorf("gradient pass: weight %d is %q, want %q", k, p.Name, names[k])
+		}
+	}
+	st, err := NewStepper(tg, cfg.Runtime)
+	if err != nil {
+		return fmt.Errorf("gradient graph: %w", err)
+	}
+	defer st.Destroy()
+	values, err := ParamValues(m, tg.Params)
+	if err != nil {
+		return err
+	}
+	batch := cfg.Batch
+	if bound.FixedBatch > 0 {
+		batch = bound.FixedBatch
+	}
+	for lo := 0; lo < bound.N; lo += batch {
+		hi := min(lo+batch, bound.N)
+		if bound.FixedBatch > 0 && hi-lo != batch {
+			break
+		}
+		rows := make([]int, hi-lo)
+		for k := range rows {
+			rows[k] = lo + k
+		}
+		b, err := makeBatch(bound, rows)
+		if err != nil {
+			return err
+		}
+		res, err := st.Run(values, b)
+		if err != nil {
+			return fmt.Errorf("rows %d-%d: %w", lo, hi, err)
+		}
+		if err := fn(values, res.Grads); err != nil {
+			return err
+		}
+		if cfg.Progress != nil {
+			cfg.Progress("gradients", hi, bound.N)
+		}
+	}
+	return nil
+}

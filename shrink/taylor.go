@@ -1,0 +1,110 @@
+package shrink
+
+import (
+	"fmt"
+
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/finetune"
+	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/rewrite"
+)
+
+// Taylor scores a unit by the first-order Taylor estimate of the change in
+// the loss when its incoming weights are removed (Molchanov et al., 2019):
+// the square of sum(w * dL/dw) over those weights, averaged over calibration
+// batches. The loss is cross-entropy on the calibration data's "labels",
+// or next-token cross-entropy for a language model; gradients come from the
+// training graph that finetune builds and ONNX Runtime runs.
+type Taylor struct{}
+
+func (Taylor) Name() string      { return "taylor" }
+func (Taylor) NeedsStates() bool { return false }
+
+// Score is only reached when a caller scores groups one by one; the loop
+// scores a whole round at once (ScoreRound).
+func (t Taylor) Score(in Input) (*Scored, error) {
+	return nil, fmt.Errorf("group %s: the taylor criterion scores a whole round at once", in.Group.Name)
+}
+
+// roundScorer is a criterion that scores every group of a round in one
+// pass over the calibration data.
+type roundScorer interface {
+	ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int) (map[string]*Scored, error)
+}
+
+func (Taylor) ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int) (map[string]*Scored, error) {
+	if calib == nil {
+		return nil, fmt.Errorf("the taylor criterion needs calibration data with labels (or a language model)")
+	}
+	m := a.Model
+	ix := onnxio.NewIndex(m.Graph())
+	type use struct {
+		g    *rewrite.Group
+		p    rewrite.ParamRef
+		w    int // index into names
+		dims []int64
+	}
+	var names []string
+	at := map[string]int{}
+	var uses []use
+	for _, g := range groups {
+		for _, p := range g.Params {
+			if p.Role != "in" {
+				continue
+			}
+			t, err := incoming(ix, g, p)
+			if err != nil {
+				return nil, err
+			}
+			if _, ok := at[t.GetName()]; !ok {
+				at[t.GetName()] = len(names)
+				names = append(names, t.GetName())
+			}
+			uses = append(uses, use{g, p, at[t.GetName()], t.GetDims()})
+		}
+	}
+	sums := map[string][]float64{} // per group, per unit: sum of squares over batches
+	for _, g := range groups {
+		sums[g.Name] = make([]float64, g.Width)
+	}
+	batches := 0
+	fcfg := finetune.Config{Batch: cfg.Batch, MaxSamples: cfg.Samples, Seed: cfg.Seed, Runtime: cfg.Runtime}
+	if cfg.Progress != nil {
+		prog := cfg.progress(fmt.Sprintf("round %d gradients", round))
+		fcfg.Progress = func(_ string, done, total int) { prog(done, total) }
+	}
+	step := make(map[string][]float64, len(groups))
+	err := finetune.GradientPass(m, calib, names, fcfg, func(values, grads [][]float32) error {
+		for _, g := range groups {
+			step[g.Name] = make([]float64, g.Width)
+		}
+		for _, us := range uses {
+			w, gr := values[us.w], grads[us.w]
+			acc := step[us.g.Name]
+			forUnits(us.dims, us.p, us.g.Width, func(u, lo, hi int) {
+				for k := lo; k < hi; k++ {
+					acc[u] += float64(w[k]) * float64(gr[k])
+				}
+			})
+		}
+		for name, st := range step {
+			for u, v := range st {
+				sums[name][u] += v * v
+			}
+		}
+		batches++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("taylor: %w", err)
+	}
+	out := map[string]*Scored{}
+	for _, g := range groups {
+		s := sums[g.Name]
+		for u := range s {
+			s[u] /= float64(batches)
+		}
+		out[g.Name] = &Scored{Scores: s}
+	}
+	return out, nil
+}
