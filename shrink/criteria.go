@@ -74,21 +74,19 @@ func (Magnitude) NeedsStates() bool { return false }
 func (c Magnitude) Score(in Input) (*Scored, error) {
 	g := in.Group
 	scores := make([]float64, g.Width)
-	ix := onnxio.NewIndex(in.Analysis.Model.Graph())
-	used := 0
-	for _, p := range g.Params {
-		if p.Role != "in" {
-			continue
-		}
-		t, err := incoming(ix, g, p)
+	ws, err := incomingWeights(onnxio.NewIndex(in.Analysis.Model.Graph()), g)
+	if err != nil {
+		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("group %s has no incoming weights to measure", g.Name)
+	}
+	for _, w := range ws {
+		vals, err := in.Analysis.Model.Float64s(w.t)
 		if err != nil {
 			return nil, err
 		}
-		vals, err := in.Analysis.Model.Float64s(t)
-		if err != nil {
-			return nil, err
-		}
-		forUnits(t.GetDims(), p, g.Width, func(u, lo, hi int) {
+		forUnits(w.t.GetDims(), w.p, g.Width, func(u, lo, hi int) {
 			for _, v := range vals[lo:hi] {
 				if c.Norm == 1 {
 					scores[u] += math.Abs(v)
@@ -97,10 +95,6 @@ func (c Magnitude) Score(in Input) (*Scored, error) {
 				}
 			}
 		})
-		used++
-	}
-	if used == 0 {
-		return nil, fmt.Errorf("group %s has no incoming weights to measure", g.Name)
 	}
 	if c.Norm != 1 {
 		for u := range scores {
@@ -110,16 +104,29 @@ func (c Magnitude) Score(in Input) (*Scored, error) {
 	return &Scored{Scores: scores}, nil
 }
 
-// incoming is the constant tensor of one of g's incoming weights.
-func incoming(ix *onnxio.Index, g *rewrite.Group, p rewrite.ParamRef) (*onnxpb.TensorProto, error) {
-	t := ix.Const(p.Tensor)
-	if t == nil {
-		t = constThroughIdentity(ix, p.Tensor)
+// weightRef is one of a group's incoming weights and its tensor.
+type weightRef struct {
+	p rewrite.ParamRef
+	t *onnxpb.TensorProto
+}
+
+// incomingWeights lists the tensors that compute g's units (Role "in").
+func incomingWeights(ix *onnxio.Index, g *rewrite.Group) ([]weightRef, error) {
+	var out []weightRef
+	for _, p := range g.Params {
+		if p.Role != "in" {
+			continue
+		}
+		t := ix.Const(p.Tensor)
+		if t == nil {
+			t = constThroughIdentity(ix, p.Tensor)
+		}
+		if t == nil {
+			return nil, fmt.Errorf("group %s: weight %q not found", g.Name, p.Tensor)
+		}
+		out = append(out, weightRef{p, t})
 	}
-	if t == nil {
-		return nil, fmt.Errorf("group %s: weight %q not found", g.Name, p.Tensor)
-	}
-	return t, nil
+	return out, nil
 }
 
 // forUnits calls fn(u, lo, hi) for every run [lo, hi) of a tensor's

@@ -48,19 +48,17 @@ func (Taylor) ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *da
 	at := map[string]int{}
 	var uses []use
 	for _, g := range groups {
-		for _, p := range g.Params {
-			if p.Role != "in" {
-				continue
+		ws, err := incomingWeights(ix, g)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range ws {
+			name := w.t.GetName()
+			if _, ok := at[name]; !ok {
+				at[name] = len(names)
+				names = append(names, name)
 			}
-			t, err := incoming(ix, g, p)
-			if err != nil {
-				return nil, err
-			}
-			if _, ok := at[t.GetName()]; !ok {
-				at[t.GetName()] = len(names)
-				names = append(names, t.GetName())
-			}
-			uses = append(uses, use{g, p, at[t.GetName()], t.GetDims()})
+			uses = append(uses, use{g, w.p, at[name], w.t.GetDims()})
 		}
 	}
 	sums := map[string][]float64{} // per group, per unit: sum of squares over batches
