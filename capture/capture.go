@@ -223,11 +223,10 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 			// map reordered back to NCHW.
 			if chain := pointwiseChain(ix, p.Tensor, len(dims)); chain != nil {
 				emit(replay(chain, pre)...)
-				emit(node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
 			} else {
-				emit(node("GlobalAveragePool", []string{cur}, pre+"gap"),
-					node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
+				emit(node("GlobalAveragePool", []string{cur}, pre+"gap"))
 			}
+			emit(node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
 			plans[k] = pl // a mean already: plainSize stays 1
 			continue
 		}

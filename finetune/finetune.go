@@ -232,21 +232,9 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 		return nil, nil, err
 	}
 	t0 := time.Now()
-	specs, err := inputSpecs(m)
-	if err != nil {
-		return nil, nil, err
-	}
-	bound, err := train.Match(specs, "")
+	bound, err := bindData(m, train, &cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("training data: %w", err)
-	}
-	if cfg.MaxSamples > 0 && bound.N > cfg.MaxSamples {
-		if bound, err = bound.Subset(cfg.MaxSamples, cfg.Seed); err != nil {
-			return nil, nil, err
-		}
-	}
-	if bound.N == 0 {
-		return nil, nil, errors.New("training data: no rows")
 	}
 	obj := cfg.Objective
 	if obj == (Objective{}) {
@@ -516,6 +504,28 @@ func inputSpecs(m *onnxio.Model) ([]dataset.InputSpec, error) {
 		infos = append(infos, info)
 	}
 	return runtime.SpecsOf(infos)
+}
+
+// bindData matches data to m's inputs and takes the seeded subset of
+// cfg.MaxSamples rows when set.
+func bindData(m *onnxio.Model, data *dataset.Set, cfg *Config) (*dataset.Bound, error) {
+	specs, err := inputSpecs(m)
+	if err != nil {
+		return nil, err
+	}
+	bound, err := data.Match(specs, "")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxSamples > 0 && bound.N > cfg.MaxSamples {
+		if bound, err = bound.Subset(cfg.MaxSamples, cfg.Seed); err != nil {
+			return nil, err
+		}
+	}
+	if bound.N == 0 {
+		return nil, errors.New("no rows")
+	}
+	return bound, nil
 }
 
 // makeBatch copies the given rows of every bound array.

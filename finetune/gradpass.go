@@ -24,21 +24,9 @@ func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, cfg Config
 	if len(names) == 0 {
 		return errors.New("gradient pass: no weights named")
 	}
-	specs, err := inputSpecs(m)
+	bound, err := bindData(m, data, &cfg)
 	if err != nil {
-		return err
-	}
-	bound, err := data.Match(specs, "")
-	if err != nil {
-		return err
-	}
-	if cfg.MaxSamples > 0 && bound.N > cfg.MaxSamples {
-		if bound, err = bound.Subset(cfg.MaxSamples, cfg.Seed); err != nil {
-			return err
-		}
-	}
-	if bound.N == 0 {
-		return fmt.Errorf("%s: no rows", data.Path)
+		return fmt.Errorf("%s: %w", data.Path, err)
 	}
 	obj, err := chooseObjective(m, bound.Labels != nil, &cfg)
 	if err != nil {

@@ -9,7 +9,7 @@ import "golang.org/x/sys/cpu"
 // AVX2+FMA; without those there is no blocked path and any width is as good.
 // For the CUDA provider, 8 suits its tensor-core kernels.
 func ConvBlock(provider string) int {
-	if provider == "cuda" {
+	if provider == ProviderCUDA {
 		return 8
 	}
 	switch {
