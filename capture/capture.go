@@ -11,7 +11,6 @@ import (
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/runtime"
-	"gonum.org/v1/gonum/mat"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -29,12 +28,13 @@ type Options struct {
 	TokenMask string // dataset array that marks real tokens; default "attention_mask"
 	Runtime   runtime.Config
 	Progress  func(done, total int)
+	Buffers   *Buffers // memory to reuse for the result; nil allocates
 }
 
 // Result holds one M x n matrix per point, rows in dataset order.
 type Result struct {
 	Points  []Point
-	Data    []*mat.Dense
+	Data    []*Matrix
 	Samples int
 	Seconds float64
 }
@@ -53,6 +53,12 @@ type plan struct {
 	n         int
 	tokenAxes int   // how many reduced axes are token axes
 	plainSize int64 // product of the other reduced axes
+}
+
+// identity reports a plan whose output already holds the unit values:
+// nothing summed, no blocks, no square root.
+func (pl plan) identity(p Point) bool {
+	return pl.length == pl.n && pl.plainSize == 1 && pl.tokenAxes == 0 && !p.RMS
 }
 
 // Run captures the points over every row of data.
@@ -79,7 +85,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	}
 	rc := opts.Runtime
 	rc.ShortLived = true
-	s, err := runtime.NewSessionForModel(c, outs, rc)
+	s, err := runtime.NewSessionForModel(c, nil, rc) // its outputs are outs
 	if err != nil {
 		return nil, err
 	}
@@ -102,9 +108,10 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	for k, o := range s.Outputs() {
 		outIdx[o.Name] = k
 	}
-	res := &Result{Points: points, Data: make([]*mat.Dense, len(points))}
+	res := &Result{Points: points, Data: make([]*Matrix, len(points))}
 	for k, p := range plans {
-		res.Data[k] = mat.NewDense(b.N, p.n, nil)
+		// finish writes every value, so recycled memory needs no zeroing.
+		res.Data[k] = NewMatrix(b.N, p.n, opts.Buffers.get(b.N*p.n))
 	}
 	var maskVals []float64
 	var tokLen int
@@ -112,6 +119,30 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 		maskVals = mask.AsFloat64()
 		tokLen = mask.Shape[1]
 	}
+	// ORT writes each batch's reductions into Go memory we own: an [N, n]
+	// tensor that needs no reduction goes straight into its result rows,
+	// the rest into one scratch buffer per output that every batch reuses.
+	direct := make([]int, len(outs)) // point whose rows receive the output, or -1
+	scratch := make([][]float32, len(outs))
+	length := make([]int, len(outs))
+	for j, name := range outs {
+		direct[j] = -1
+		users := 0
+		for k, p := range plans {
+			if p.output == name {
+				users++
+				length[j] = p.length
+				if p.identity(points[k]) {
+					direct[j] = k
+				}
+			}
+		}
+		if users > 1 || direct[j] < 0 {
+			direct[j] = -1
+			scratch[j] = make([]float32, opts.Batch*length[j])
+		}
+	}
+	bufs := make([]runtime.Tensor, len(outs))
 	start := time.Now()
 	for batch := range b.Batches(opts.Batch) {
 		in, err := evaluate.Feed(b, batch)
@@ -125,12 +156,18 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			}
 			in = append(in, runtime.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(tokLen)}, Data: mv})
 		}
-		o, err := s.Run(in...)
-		if err != nil {
+		for j := range outs {
+			data := scratch[j]
+			if k := direct[j]; k >= 0 {
+				data = res.Data[k].data[batch.Start*plans[k].n:]
+			}
+			bufs[j] = runtime.Tensor{DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(length[j])}, Data: data[:batch.Len()*length[j]]}
+		}
+		if err := s.RunInto(bufs, in...); err != nil {
 			return nil, fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
 		}
 		for k, p := range plans {
-			if err := finish(res.Data[k], points[k], p, o[outIdx[p.output]], batch.Start, maskVals, tokLen); err != nil {
+			if err := finish(res.Data[k], points[k], p, bufs[outIdx[p.output]], batch.Start, maskVals, tokLen); err != nil {
 				return nil, err
 			}
 		}
@@ -145,7 +182,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 
 // instrument returns a copy of m with the reduction nodes and outputs.
 func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.Model, []plan, bool, error) {
-	c := m.Clone()
+	c := m.Derive()
 	g := c.Graph()
 	sh := onnxio.InferShapes(m, true)
 	opset := m.Opset("")
@@ -309,6 +346,15 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 		nodes = append(nodes, after[i]...)
 	}
 	g.Node = nodes
+	// The copy's outputs are the reduced tensors alone: the session then
+	// returns them without editing the graph again, and ONNX Runtime drops
+	// whatever only fed the model's own outputs (a classifier head, say).
+	g.Output = nil
+	for _, p := range plans {
+		if !slices.ContainsFunc(g.Output, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == p.output }) {
+			g.Output = append(g.Output, onnxio.NewValueInfo(p.output, onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: int64(p.length), Known: true}}))
+		}
+	}
 	return c, plans, useMask, nil
 }
 
@@ -468,14 +514,28 @@ func reduceOp(op string, opset int64, in, out string, axes []int64, g *onnxpb.Gr
 }
 
 // finish turns the [b, length] sums of one batch into unit means.
-func finish(dst *mat.Dense, p Point, pl plan, t runtime.Tensor, first int, mask []float64, tokLen int) error {
+func finish(dst *Matrix, p Point, pl plan, t runtime.Tensor, first int, mask []float64, tokLen int) error {
 	x, ok := t.Data.([]float32)
 	if !ok || len(t.Shape) != 2 || int(t.Shape[1]) != pl.length {
 		return fmt.Errorf("capture of %q: unexpected reduced output %s %v", p.Tensor, t.DType, t.Shape)
 	}
+	ns := int(t.Shape[0])
+	if pl.identity(p) {
+		// The values as they are (often already in place): only check them.
+		for s := 0; s < ns; s++ {
+			out := dst.Row(first + s)
+			copy(out, x[s*pl.length:(s+1)*pl.length])
+			for u, v := range out {
+				if v-v != 0 {
+					return fmt.Errorf("tensor %q holds NaN or infinite values for sample %d (unit %d)", p.Tensor, first+s, u)
+				}
+			}
+		}
+		return nil
+	}
 	bl := max(p.B, 1)
 	per := float64(pl.length / pl.n) // positions per unit
-	ns := int(t.Shape[0])
+	sum := make([]float64, pl.n)     // a unit's blocks add up in float64
 	for s := 0; s < ns; s++ {
 		row := first + s
 		count := float64(pl.plainSize)
@@ -486,19 +546,19 @@ func finish(dst *mat.Dense, p Point, pl plan, t runtime.Tensor, first int, mask 
 			}
 			count *= math.Pow(real, float64(pl.tokenAxes))
 		}
-		out := dst.RawRowView(row)
-		clear(out)
 		in := x[s*pl.length : (s+1)*pl.length]
 		if bl == 1 && pl.length == pl.n {
 			for u, f := range in {
-				out[u] = float64(f)
+				sum[u] = float64(f)
 			}
 		} else {
+			clear(sum)
 			for pos, f := range in {
-				out[(pos%(pl.n*bl))/bl] += float64(f)
+				sum[(pos%(pl.n*bl))/bl] += float64(f)
 			}
 		}
-		for u, v := range out {
+		out := dst.Row(row)
+		for u, v := range sum {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return fmt.Errorf("tensor %q holds NaN or infinite values for sample %d (unit %d)", p.Tensor, row, u)
 			}
@@ -510,7 +570,7 @@ func finish(dst *mat.Dense, p Point, pl plan, t runtime.Tensor, first int, mask 
 			if p.RMS {
 				v = math.Sqrt(math.Max(v, 0))
 			}
-			out[u] = v
+			out[u] = float32(v)
 		}
 	}
 	return nil

@@ -230,7 +230,8 @@ func TestFixturesAgreeWithFullTensors(t *testing.T) {
 			var pts []Point
 			for _, g := range a.Groups {
 				if o := g.Observe; o != nil {
-					pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS})
+					pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
+						Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
 				}
 			}
 			if len(pts) == 0 {
@@ -243,6 +244,29 @@ func TestFixturesAgreeWithFullTensors(t *testing.T) {
 			full := fullTensors(t, m, pts, data)
 			mask := data.Get("attention_mask")
 			for k, pt := range pts {
+				checkAgainstFull(t, pt, full[k], res.Data[k], mask)
+			}
+			// Again into the first result's memory, filled with garbage:
+			// every value must be written anew.
+			var bufs Buffers
+			first := map[*float32]bool{}
+			for _, d := range res.Data {
+				first[&d.data[0]] = true
+			}
+			bufs.Release(res)
+			for _, f := range bufs.free {
+				for i := range f {
+					f[i] = float32(math.NaN())
+				}
+			}
+			res, err = Run(m, pts, data, Options{Batch: 4, Buffers: &bufs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, pt := range pts {
+				if !first[&res.Data[k].data[0]] {
+					t.Errorf("%s: the second capture did not reuse the released memory", pt.Tensor)
+				}
 				checkAgainstFull(t, pt, full[k], res.Data[k], mask)
 			}
 		})

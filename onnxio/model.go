@@ -14,6 +14,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Model is a loaded ONNX model: the protobuf message plus where it came from,
@@ -75,6 +76,46 @@ func (m *Model) Clone() *Model {
 	c := *m
 	c.Proto = proto.Clone(m.Proto).(*onnxpb.ModelProto)
 	return &c
+}
+
+// Derive returns a copy of m for adding to its main graph: the model and
+// graph messages and the graph's lists (nodes, initializers, inputs,
+// outputs, value_info) are new, their elements are shared with m. The caller
+// may append, drop or reorder list entries but must not change a shared
+// node or tensor. It saves the deep copy of every weight that Clone makes.
+func (m *Model) Derive() *Model {
+	c := *m
+	g := shallow(m.Proto.GetGraph().ProtoReflect(), nil).(*onnxpb.GraphProto)
+	c.Proto = shallow(m.Proto.ProtoReflect(), g).(*onnxpb.ModelProto)
+	return &c
+}
+
+// shallow copies a message one level deep: scalars and sub-messages are
+// shared, lists are new lists of the same elements. A non-nil graph replaces
+// the graph field of a ModelProto.
+func shallow(src protoreflect.Message, graph *onnxpb.GraphProto) proto.Message {
+	dst := src.New()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case graph != nil && fd.Name() == "graph":
+			dst.Set(fd, protoreflect.ValueOfMessage(graph.ProtoReflect()))
+		case fd.IsMap():
+			mp := dst.Mutable(fd).Map()
+			v.Map().Range(func(k protoreflect.MapKey, e protoreflect.Value) bool { mp.Set(k, e); return true })
+		case fd.IsList():
+			l := dst.Mutable(fd).List()
+			for i := 0; i < v.List().Len(); i++ {
+				l.Append(v.List().Get(i))
+			}
+		default:
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	if u := src.GetUnknown(); len(u) > 0 {
+		dst.SetUnknown(append(protoreflect.RawFields(nil), u...))
+	}
+	return dst.Interface()
 }
 
 // Graph is the main graph.

@@ -869,3 +869,37 @@ func TestNestedExternalData(t *testing.T) {
 		}
 	})
 }
+
+// Derive must encode to the same bytes as the original, and edits to the
+// derived graph's lists must not reach the original.
+func TestDerive(t *testing.T) {
+	m := mustLoad(t, "testdata/conv_bn.onnx")
+	m.Proto.ProtoReflect().SetUnknown([]byte{0xf8, 0x3e, 0x01}) // field 999, varint 1
+	before, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.Derive()
+	got, err := d.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, got) {
+		t.Fatal("derived model encodes differently")
+	}
+	g := d.Graph()
+	g.Node = append(g.Node[:0], g.Node[len(g.Node)-1])
+	g.Output = append(g.Output, NewValueInfo("x", Float, nil))
+	g.Initializer[0] = zeros("z", 1)
+	d.Proto.IrVersion = proto.Int64(3)
+	after, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("editing the derived graph changed the original")
+	}
+	if d.Graph().Initializer[1] != m.Graph().Initializer[1] {
+		t.Error("Derive copied a tensor it should share")
+	}
+}

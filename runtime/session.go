@@ -352,6 +352,55 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 	return res, nil
 }
 
+// RunInto is Run with the outputs written into memory the caller provides:
+// outs holds one tensor per output (in Outputs order) with its exact shape
+// and a Data slice of the output's Go type, which ORT fills in place. It
+// spares the copy of every output into fresh Go memory, for callers that
+// run many batches and consume each result at once. float16/bfloat16
+// outputs are not supported here.
+func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.sess == nil {
+		return fmt.Errorf("runtime: %s: run: session already destroyed", s.name)
+	}
+	if len(outs) != len(s.plans) {
+		return fmt.Errorf("runtime: %s: run: %d output buffers for %d outputs", s.name, len(outs), len(s.plans))
+	}
+	ordered, err := s.match(inputs)
+	if err != nil {
+		return fmt.Errorf("runtime: %s: run: %w", s.name, err)
+	}
+	in := make([]ort.Value, len(ordered))
+	defer func() { destroyAll(in) }()
+	for i, t := range ordered {
+		if in[i], err = toValue(t, s.inputs[i].DType); err != nil {
+			return fmt.Errorf("runtime: %s: run: input %q: %w", s.name, t.Name, err)
+		}
+	}
+	out := make([]ort.Value, len(s.outs))
+	defer func() { destroyAll(out) }()
+	for i, p := range s.plans {
+		t := outs[i]
+		switch {
+		case p.widen || p.shared:
+			return fmt.Errorf("runtime: %s: run: output %q cannot be written in place (%s, or asked for twice)", s.name, p.info.Name, p.info.DType)
+		case len(t.Shape) == 0:
+			return fmt.Errorf("runtime: %s: run: output %q: a buffer needs its shape", s.name, p.info.Name)
+		}
+		if err := checkInput(Tensor{Name: p.info.Name, DType: t.DType, Shape: t.Shape, Data: t.Data}, p.info); err != nil {
+			return fmt.Errorf("runtime: %s: run: buffer for output %q: %w", s.name, p.info.Name, err)
+		}
+		if out[p.ort], err = toValue(t, p.info.DType); err != nil {
+			return fmt.Errorf("runtime: %s: run: output %q: %w", s.name, p.info.Name, err)
+		}
+	}
+	if err := s.sess.Run(in, out); err != nil {
+		return fmt.Errorf("runtime: %s: run: %w", s.name, err)
+	}
+	return nil
+}
+
 // destroyAll releases values; after a failed conversion the binding can
 // leave a typed nil pointer in an interface, which is skipped.
 func destroyAll(vs []ort.Value) {

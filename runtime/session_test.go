@@ -482,3 +482,42 @@ func TestExternalData(t *testing.T) {
 		t.Errorf("error does not name the file: %v", err)
 	}
 }
+
+// RunInto must leave every output in the caller's memory, reuse it across
+// runs, and refuse buffers of the wrong shape or type, naming the output.
+func TestRunInto(t *testing.T) {
+	s := mustSession(t)(NewSessionForModel(mlpModel(), []string{"h"}, Config{}))
+	_, h, y := mlpExpect(mlpX, 3)
+	yb, hb := make([]float32, 9), make([]float32, 9)
+	outs := []Tensor{{DType: onnxio.Float, Shape: []int64{3, 3}, Data: yb}, {DType: onnxio.Float, Shape: []int64{3, 3}, Data: hb}}
+	for run := 0; run < 2; run++ {
+		clear(yb)
+		clear(hb)
+		if err := s.RunInto(outs, Tensor{Name: "x", Shape: []int64{3, 4}, Data: mlpX}); err != nil {
+			t.Fatal(err)
+		}
+		closeTo(t, "y", yb, y)
+		closeTo(t, "h", hb, h)
+	}
+	// Two rows into the first rows of the same buffers.
+	two := []Tensor{{DType: onnxio.Float, Shape: []int64{2, 3}, Data: yb[:6]}, {DType: onnxio.Float, Shape: []int64{2, 3}, Data: hb[:6]}}
+	clear(yb)
+	if err := s.RunInto(two, Tensor{Name: "x", Shape: []int64{2, 4}, Data: mlpX[:8]}); err != nil {
+		t.Fatal(err)
+	}
+	closeTo(t, "y rows", yb[:6], y[:6])
+	for _, c := range []struct {
+		outs []Tensor
+		want string
+	}{
+		{outs[:1], "1 output buffers for 2 outputs"},
+		{[]Tensor{outs[0], {DType: onnxio.Float, Shape: []int64{3, 4}, Data: make([]float32, 12)}}, `"h"`},
+		{[]Tensor{outs[0], {DType: onnxio.Double, Shape: []int64{3, 3}, Data: make([]float64, 9)}}, "element type"},
+		{[]Tensor{outs[0], {DType: onnxio.Float, Shape: []int64{3, 3}, Data: make([]float32, 8)}}, "holds 9 elements"},
+	} {
+		err := s.RunInto(c.outs, Tensor{Name: "x", Shape: []int64{3, 4}, Data: mlpX})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("got %v, want an error with %q", err, c.want)
+		}
+	}
+}

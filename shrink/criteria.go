@@ -7,17 +7,17 @@ import (
 	"math/rand/v2"
 	"sort"
 
+	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"gonum.org/v1/gonum/mat"
 )
 
 // Input is what a criterion may look at for one group.
 type Input struct {
 	Group    *rewrite.Group
 	Analysis *rewrite.Analysis
-	Z, A     *mat.Dense // M x width pre- and post-activation states (nil if not captured)
+	Z, A     *capture.Matrix // M x width pre- and post-activation states (nil if not captured)
 	Seed     int64
 	Round    int
 }

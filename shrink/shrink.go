@@ -17,7 +17,6 @@ import (
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
 	"github.com/onnx-cria/onnx-cria/runtime"
-	"gonum.org/v1/gonum/mat"
 )
 
 // Config holds every setting of a run; the report records all of them.
@@ -44,6 +43,8 @@ type Config struct {
 	// Log receives one line per event; Progress tracks long steps.
 	Log      func(format string, args ...any)
 	Progress func(label string, done, total int)
+
+	buffers capture.Buffers // the last round's capture memory, reused
 }
 
 func (c *Config) defaults() error {
@@ -442,12 +443,19 @@ func scoreGroups(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, 
 	if len(groups) == 0 {
 		return scored, nil
 	}
-	var states map[string][2]*mat.Dense
+	var states map[string][2]*capture.Matrix
 	if cfg.Criterion.NeedsStates() {
 		t0 := time.Now()
-		var err error
-		if states, err = captureStates(m, groups, calib, cfg, round); err != nil {
+		res, err := captureStates(m, groups, calib, cfg, round)
+		if err != nil {
 			return nil, err
+		}
+		// Scores keep nothing of the states: the next round may write
+		// into their memory.
+		defer cfg.buffers.Release(res)
+		states = map[string][2]*capture.Matrix{}
+		for k, g := range groups {
+			states[g.Name] = [2]*capture.Matrix{res.Data[2*k], res.Data[2*k+1]}
 		}
 		stage("capture", t0)
 	}
@@ -534,8 +542,9 @@ func Score(m *onnxio.Model, calib *dataset.Set, cfg Config) (*rewrite.Analysis, 
 	return a, out, nil
 }
 
-// captureStates records Z and A of every group on the calibration set.
-func captureStates(m *onnxio.Model, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int) (map[string][2]*mat.Dense, error) {
+// captureStates records Z and A of every group on the calibration set: for
+// group k, Data[2k] and Data[2k+1].
+func captureStates(m *onnxio.Model, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int) (*capture.Result, error) {
 	var points []capture.Point
 	for _, g := range groups {
 		o := g.Observe
@@ -543,15 +552,8 @@ func captureStates(m *onnxio.Model, groups []*rewrite.Group, calib *dataset.Set,
 			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
 			capture.Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
 	}
-	res, err := capture.Run(m, points, calib, capture.Options{Batch: cfg.Batch, Runtime: cfg.Runtime, Progress: cfg.progress(fmt.Sprintf("capture round %d", round))})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][2]*mat.Dense{}
-	for k, g := range groups {
-		out[g.Name] = [2]*mat.Dense{res.Data[2*k], res.Data[2*k+1]}
-	}
-	return out, nil
+	return capture.Run(m, points, calib, capture.Options{Batch: cfg.Batch, Runtime: cfg.Runtime, Buffers: &cfg.buffers,
+		Progress: cfg.progress(fmt.Sprintf("capture round %d", round))})
 }
 
 // fileHash is the hex SHA-256 of a file, or "" if it cannot be read.

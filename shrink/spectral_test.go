@@ -44,8 +44,8 @@ func TestSparseMatchesDenseOnRealActivations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, g := range groups {
-			z, y := states[g.Name][0], states[g.Name][1]
+		for k, g := range groups {
+			z, y := states.Data[2*k], states.Data[2*k+1]
 			dense, sparse := spectral.DefaultOptions(), spectral.DefaultOptions()
 			dense.Solver, sparse.Solver = spectral.Dense, spectral.Sparse
 			rd, err := spectral.Score(z, y, dense)

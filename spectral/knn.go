@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -138,6 +139,12 @@ func newKNNIndexReuse(x mat.Matrix, threads int, old *knnIndex) (*knnIndex, erro
 
 // transposeChecked copies x (m x n) into an n x m row-major slice and rejects
 // NaN and Inf, naming the first bad column.
+// RawMatrix32er is a row-major float32 matrix (capture's storage) that the
+// scorer reads directly instead of through At.
+type RawMatrix32er interface {
+	RawMatrix32() blas32.General
+}
+
 func transposeChecked(x mat.Matrix, threads int) ([]float64, error) {
 	return transposeInto(nil, x, threads)
 }
@@ -152,21 +159,33 @@ func transposeInto(buf []float64, x mat.Matrix, threads int) ([]float64, error) 
 	bad := make([]int, n) // row+1 of the first non-finite value
 	get := func(i, j int) float64 { return x.At(i, j) }
 	var data []float64
+	var data32 []float32
 	stride := 0
-	if rm, ok := x.(mat.RawMatrixer); ok {
+	switch rm := x.(type) {
+	case mat.RawMatrixer:
 		raw := rm.RawMatrix()
 		data, stride = raw.Data, raw.Stride
+	case RawMatrix32er:
+		raw := rm.RawMatrix32()
+		data32, stride = raw.Data, raw.Stride
 	}
 	parallelFor(nb, threads, func(b int) {
 		j0, j1 := b*bs, min(b*bs+bs, n)
-		if data != nil {
+		switch {
+		case data != nil:
 			// Row-major walk: each source cache line is read once.
 			for i := 0; i < m; i++ {
 				for j, v := range data[i*stride+j0 : i*stride+j1] {
 					xt[(j0+j)*m+i] = v
 				}
 			}
-		} else {
+		case data32 != nil:
+			for i := 0; i < m; i++ {
+				for j, v := range data32[i*stride+j0 : i*stride+j1] {
+					xt[(j0+j)*m+i] = float64(v)
+				}
+			}
+		default:
 			for i := 0; i < m; i++ {
 				for j := j0; j < j1; j++ {
 					xt[j*m+i] = get(i, j)
