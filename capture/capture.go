@@ -51,8 +51,17 @@ type plan struct {
 	output    string
 	length    int
 	n         int
-	tokenAxes int   // how many reduced axes are token axes
-	plainSize int64 // product of the other reduced axes
+	tokenAxes int     // how many reduced axes are token axes
+	plainSize int64   // product of the other reduced axes
+	dims      []int64 // the output's shape, -1 for the samples; nil means [N, length]
+}
+
+// outDims is the shape of the output, -1 standing for the samples.
+func (pl plan) outDims() []int64 {
+	if pl.dims != nil {
+		return pl.dims
+	}
+	return []int64{-1, int64(pl.length)}
 }
 
 // identity reports a plan whose output already holds the unit values:
@@ -125,6 +134,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	direct := make([]int, len(outs)) // point whose rows receive the output, or -1
 	scratch := make([][]float32, len(outs))
 	length := make([]int, len(outs))
+	shape := make([][]int64, len(outs))
 	for j, name := range outs {
 		direct[j] = -1
 		users := 0
@@ -132,6 +142,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			if p.output == name {
 				users++
 				length[j] = p.length
+				shape[j] = p.outDims()
 				if p.identity(points[k]) {
 					direct[j] = k
 				}
@@ -161,7 +172,8 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			if k := direct[j]; k >= 0 {
 				data = res.Data[k].data[batch.Start*plans[k].n:]
 			}
-			bufs[j] = runtime.Tensor{DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(length[j])}, Data: data[:batch.Len()*length[j]]}
+			sh := append([]int64{int64(batch.Len())}, shape[j][1:]...)
+			bufs[j] = runtime.Tensor{DType: onnxio.Float, Shape: sh, Data: data[:batch.Len()*length[j]]}
 		}
 		if err := s.RunInto(bufs, in...); err != nil {
 			return nil, fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
@@ -259,11 +271,22 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 			// (NCHWc) layout directly, where a ReduceSum would first need the
 			// map reordered back to NCHW.
 			if chain := pointwiseChain(ix, p.Tensor, len(dims)); chain != nil {
-				emit(replay(chain, pre)...)
+				if i, ok := producer[chain[0].GetInput()[0]]; ok {
+					at = i
+				} else {
+					at = -1
+				}
+				emit(replay(chain, pre, pl.output)...)
 			} else {
-				emit(node("GlobalAveragePool", []string{cur}, pre+"gap"))
+				emit(spatialMean(cur, pl.output))
 			}
-			emit(node("Flatten", []string{pre + "gap"}, pl.output, intAttr("axis", 1)))
+			// [N, C, 1, 1] as it is: a Flatten would be one more node per
+			// point and batch, and the blocked layout makes ORT reorder
+			// the pooled map before any NCHW consumer anyway.
+			pl.dims = append([]int64{-1}, dims[1:]...)
+			for ax := 2; ax < len(dims); ax++ {
+				pl.dims[ax] = 1
+			}
 			plans[k] = pl // a mean already: plainSize stays 1
 			continue
 		}
@@ -287,8 +310,8 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 				g.Initializer = append(g.Initializer, t)
 				pl.plainSize = dims[1]
 			}
-			emit(node("MatMul", []string{w, cur}, pre+"mm"),
-				node("Flatten", []string{pre + "mm"}, pl.output, intAttr("axis", 1)))
+			emit(node("MatMul", []string{w, cur}, pl.output))
+			pl.dims = []int64{-1, 1, dims[2]}
 			plans[k] = pl
 			continue
 		}
@@ -352,7 +375,11 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 	g.Output = nil
 	for _, p := range plans {
 		if !slices.ContainsFunc(g.Output, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == p.output }) {
-			g.Output = append(g.Output, onnxio.NewValueInfo(p.output, onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: int64(p.length), Known: true}}))
+			shape := []onnxio.Dim{{Param: "N"}}
+			for _, d := range p.outDims()[1:] {
+				shape = append(shape, onnxio.Dim{Value: d, Known: true})
+			}
+			g.Output = append(g.Output, onnxio.NewValueInfo(p.output, onnxio.Float, shape))
 		}
 	}
 	return c, plans, useMask, nil
@@ -455,22 +482,27 @@ func perChannel(t *onnxpb.TensorProto, rank int) bool {
 }
 
 // replay copies chain onto the spatial mean of the Conv's input; the last
-// node's output is pre+"gap".
-func replay(chain []*onnxpb.NodeProto, pre string) []*onnxpb.NodeProto {
-	out := []*onnxpb.NodeProto{node("GlobalAveragePool", []string{chain[0].GetInput()[0]}, pre+"in")}
+// node writes output.
+func replay(chain []*onnxpb.NodeProto, pre string, output string) []*onnxpb.NodeProto {
+	out := []*onnxpb.NodeProto{spatialMean(chain[0].GetInput()[0], pre+"in")}
 	cur := pre + "in"
 	for i, n := range chain {
 		c := proto.Clone(n).(*onnxpb.NodeProto)
 		c.Input = append([]string{cur}, c.GetInput()[1:]...)
 		cur = fmt.Sprintf("%sc%d", pre, i)
 		if i == len(chain)-1 {
-			cur = pre + "gap"
+			cur = output
 		}
 		c.Output = []string{cur}
 		c.Name = strPtr(cur)
 		out = append(out, c)
 	}
 	return out
+}
+
+// spatialMean averages a feature map over its spatial dims.
+func spatialMean(in, out string) *onnxpb.NodeProto {
+	return node("GlobalAveragePool", []string{in}, out)
 }
 
 func node(op string, in []string, out string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
@@ -516,7 +548,7 @@ func reduceOp(op string, opset int64, in, out string, axes []int64, g *onnxpb.Gr
 // finish turns the [b, length] sums of one batch into unit means.
 func finish(dst *Matrix, p Point, pl plan, t runtime.Tensor, first int, mask []float64, tokLen int) error {
 	x, ok := t.Data.([]float32)
-	if !ok || len(t.Shape) != 2 || int(t.Shape[1]) != pl.length {
+	if !ok || len(t.Shape) < 2 || onnxio.NumElements(t.Shape[1:]) != int64(pl.length) {
 		return fmt.Errorf("capture of %q: unexpected reduced output %s %v", p.Tensor, t.DType, t.Shape)
 	}
 	ns := int(t.Shape[0])
