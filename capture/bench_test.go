@@ -13,7 +13,8 @@ import (
 
 // BenchmarkCapture compares, per fixture, a plain ORT pass over the whole
 // calibration set with a capture of every group's Z and A over the same
-// data. The target is capture <= 1.3x plain. Run:
+// data. The target is capture <= 1.3x plain. capture-reuse is capture as
+// later shrink rounds run it, into the last round's memory. Run:
 //
 //	go test -run '^$' -bench . -benchtime 3x ./capture
 func BenchmarkCapture(b *testing.B) {
@@ -69,6 +70,19 @@ func BenchmarkCapture(b *testing.B) {
 				if _, err := Run(m, pts, data, Options{}); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+		// As in the shrink loop from the second round on: the matrices of
+		// the previous capture are released and written again, so the
+		// process does not fault in fresh pages for them.
+		b.Run("capture-reuse/"+name, func(b *testing.B) {
+			var bufs Buffers
+			for i := 0; i < b.N; i++ {
+				r, err := Run(m, pts, data, Options{Buffers: &bufs})
+				if err != nil {
+					b.Fatal(err)
+				}
+				bufs.Release(r)
 			}
 		})
 	}
