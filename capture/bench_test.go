@@ -46,9 +46,9 @@ func BenchmarkCapture(b *testing.B) {
 		name := filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)
 		// Both sides include making their session: capture builds its own
 		// instrumented copy each time it runs.
-		b.Run("plain/"+name, func(b *testing.B) {
+		plain := func(b *testing.B, cfg runtime.Config) {
 			for i := 0; i < b.N; i++ {
-				s, err := runtime.NewSessionForModel(m, nil, runtime.Config{})
+				s, err := runtime.NewSessionForModel(m, nil, cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -64,7 +64,11 @@ func BenchmarkCapture(b *testing.B) {
 				}
 				s.Destroy()
 			}
-		})
+		}
+		b.Run("plain/"+name, func(b *testing.B) { plain(b, runtime.Config{}) })
+		// Plain with capture's session setting (no memory pattern), which
+		// also speeds up a pass of a few dozen batches.
+		b.Run("plain-short/"+name, func(b *testing.B) { plain(b, runtime.Config{ShortLived: true}) })
 		b.Run("capture/"+name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if _, err := Run(m, pts, data, Options{}); err != nil {

@@ -270,13 +270,17 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 			// Feature maps: GlobalAveragePool works on ONNX Runtime's blocked
 			// (NCHWc) layout directly, where a ReduceSum would first need the
 			// map reordered back to NCHW.
-			if chain := pointwiseChain(ix, p.Tensor, len(dims)); chain != nil {
+			if chain := linearChain(ix, p.Tensor, len(dims)); chain != nil {
 				if i, ok := producer[chain[0].GetInput()[0]]; ok {
 					at = i
 				} else {
 					at = -1
 				}
-				emit(replay(chain, pre, pl.output)...)
+				ns, err := replay(m, ix, chain, pre, pl.output, g)
+				if err != nil {
+					return nil, nil, false, fmt.Errorf("tensor %q: %w", p.Tensor, err)
+				}
+				emit(ns...)
 			} else {
 				emit(spatialMean(cur, pl.output))
 			}
@@ -368,10 +372,10 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 		nodes = append(nodes, n)
 		nodes = append(nodes, after[i]...)
 	}
-	g.Node = nodes
-	// The copy's outputs are the reduced tensors alone: the session then
-	// returns them without editing the graph again, and ONNX Runtime drops
-	// whatever only fed the model's own outputs (a classifier head, say).
+	// The copy's outputs are the reduced tensors alone, so the session
+	// returns them without editing the graph again; nodes that only fed
+	// the model's own outputs (a classifier head, say) are left out, since
+	// ONNX Runtime would still run them.
 	g.Output = nil
 	for _, p := range plans {
 		if !slices.ContainsFunc(g.Output, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == p.output }) {
@@ -382,17 +386,64 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 			g.Output = append(g.Output, onnxio.NewValueInfo(p.output, onnxio.Float, shape))
 		}
 	}
+	g.Node = live(nodes, g.GetOutput())
 	return c, plans, useMask, nil
 }
 
-// pointwiseChain finds a 1x1 Conv (stride 1, no padding) followed only by
+// live returns the nodes that outputs depend on, in their order. A node
+// with subgraphs keeps alive every name its subgraphs read.
+func live(nodes []*onnxpb.NodeProto, outputs []*onnxpb.ValueInfoProto) []*onnxpb.NodeProto {
+	need := map[string]bool{}
+	for _, o := range outputs {
+		need[o.GetName()] = true
+	}
+	keep := make([]bool, len(nodes))
+	for i := len(nodes) - 1; i >= 0; i-- {
+		n := nodes[i]
+		if !slices.ContainsFunc(n.GetOutput(), func(o string) bool { return need[o] }) {
+			continue
+		}
+		keep[i] = true
+		for _, in := range n.GetInput() {
+			need[in] = true
+		}
+		for _, a := range n.GetAttribute() {
+			for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
+				markReads(sg, need)
+			}
+		}
+	}
+	var out []*onnxpb.NodeProto
+	for i, n := range nodes {
+		if keep[i] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// markReads marks every name that the nodes of g (and of its subgraphs) read.
+func markReads(g *onnxpb.GraphProto, need map[string]bool) {
+	for _, n := range g.GetNode() {
+		for _, in := range n.GetInput() {
+			need[in] = true
+		}
+		for _, a := range n.GetAttribute() {
+			for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
+				markReads(sg, need)
+			}
+		}
+	}
+}
+
+// linearChain finds a Conv that is pointwise or shiftable, followed only by
 // per-channel affine nodes with constant operands (BatchNormalization, or
-// Add, Sub, Mul, Div by a constant) that makes tensor, a feature map of the
+// Add, Sub, Mul, Div by a constant), that makes tensor, a feature map of the
 // given rank, and returns the nodes, Conv first. The spatial mean of such a
-// tensor is the same chain applied to the spatial mean of the Conv's input,
-// so capture need not read the tensor at all: another reader would stop
-// ONNX Runtime from fusing the activation that follows into the Conv.
-func pointwiseChain(ix *onnxio.Index, tensor string, rank int) []*onnxpb.NodeProto {
+// tensor follows from spatial means of the Conv's input (see replay), so
+// capture need not read the tensor at all: another reader would stop ONNX
+// Runtime from fusing the activation that follows into the Conv.
+func linearChain(ix *onnxio.Index, tensor string, rank int) []*onnxpb.NodeProto {
 	var chain []*onnxpb.NodeProto
 	for {
 		n := ix.ProducerNode(tensor)
@@ -403,7 +454,7 @@ func pointwiseChain(ix *onnxio.Index, tensor string, rank int) []*onnxpb.NodePro
 		in := n.GetInput()
 		switch n.GetOpType() {
 		case "Conv":
-			if !pointwise(ix, n) {
+			if !pointwise(ix, n) && !shiftable(ix, n) {
 				return nil
 			}
 			return chain
@@ -481,11 +532,88 @@ func perChannel(t *onnxpb.TensorProto, rank int) bool {
 	return true
 }
 
-// replay copies chain onto the spatial mean of the Conv's input; the last
-// node writes output.
-func replay(chain []*onnxpb.NodeProto, pre string, output string) []*onnxpb.NodeProto {
-	out := []*onnxpb.NodeProto{spatialMean(chain[0].GetInput()[0], pre+"in")}
-	cur := pre + "in"
+// shiftable reports an ungrouped Conv with constant float weights whose
+// kernel area times input channels is at most its output channels, such as
+// a network's first convolution. The mean of its output over all positions
+// is a 1x1 Conv of the means of its input shifted by every kernel offset,
+// which a Conv with one-hot kernels produces: Cin x area channels, no more
+// than the Conv's own output.
+func shiftable(ix *onnxio.Index, n *onnxpb.NodeProto) bool {
+	in := n.GetInput()
+	if len(in) < 2 || (len(in) > 2 && in[2] != "" && !ix.IsConst(in[2])) {
+		return false
+	}
+	w := ix.Const(in[1])
+	if w == nil || w.GetDataType() != int32(onnxio.Float) || len(w.GetDims()) < 3 {
+		return false
+	}
+	for _, a := range n.GetAttribute() {
+		if a.GetName() == "group" && a.GetI() != 1 {
+			return false
+		}
+	}
+	d := w.GetDims()
+	return onnxio.NumElements(d[1:]) <= d[0]
+}
+
+// replay computes the spatial mean of chain's last output from the Conv's
+// input and writes it to output. For a pointwise Conv the chain runs as it is
+// on the input's mean; for a shiftable one, a Conv with one-hot kernels (and
+// the Conv's strides, pads and dilations) lays out every input value that
+// each kernel offset meets, its mean feeds the Conv's weights reshaped to a
+// 1x1 kernel, and the rest of the chain follows.
+func replay(m *onnxio.Model, ix *onnxio.Index, chain []*onnxpb.NodeProto, pre, output string, g *onnxpb.GraphProto) ([]*onnxpb.NodeProto, error) {
+	conv := chain[0]
+	x := conv.GetInput()[0]
+	if pointwise(ix, conv) {
+		return append([]*onnxpb.NodeProto{spatialMean(x, pre+"in")}, replayOn(chain, pre, pre+"in", output)...), nil
+	}
+	w := ix.Const(conv.GetInput()[1])
+	raw, err := m.RawData(w)
+	if err != nil {
+		return nil, err
+	}
+	d := w.GetDims()
+	cin, area := d[1], onnxio.NumElements(d[2:])
+	ones := make([]int64, len(d)-2)
+	for i := range ones {
+		ones[i] = 1
+	}
+	onehot := make([]float64, cin*area*cin*area)
+	for c := int64(0); c < cin; c++ {
+		for k := int64(0); k < area; k++ {
+			onehot[((c*area+k)*cin+c)*area+k] = 1
+		}
+	}
+	eraw, err := onnxio.EncodeFloat64s(onnxio.Float, onehot)
+	if err != nil {
+		return nil, err
+	}
+	e, err := onnxio.NewTensor(pre+"onehot", onnxio.Float, append([]int64{cin * area, cin}, d[2:]...), eraw)
+	if err != nil {
+		return nil, err
+	}
+	flat, err := onnxio.NewTensor(pre+"w", onnxio.Float, append([]int64{d[0], cin * area}, ones...), raw)
+	if err != nil {
+		return nil, err
+	}
+	g.Initializer = append(g.Initializer, e, flat)
+	shift := proto.Clone(conv).(*onnxpb.NodeProto)
+	shift.Input = []string{x, pre + "onehot"}
+	shift.Output = []string{pre + "shift"}
+	shift.Name = strPtr(pre + "shift")
+	mix := proto.Clone(conv).(*onnxpb.NodeProto)
+	mix.Input = append([]string{conv.GetInput()[0], pre + "w"}, conv.GetInput()[2:]...)
+	mix.Attribute = nil // 1x1, stride 1, no padding
+	out := []*onnxpb.NodeProto{shift, spatialMean(pre+"shift", pre+"in")}
+	return append(out, replayOn(append([]*onnxpb.NodeProto{mix}, chain[1:]...), pre, pre+"in", output)...), nil
+}
+
+// replayOn copies chain onto input, the first node's data input replaced,
+// and names the last node's output output.
+func replayOn(chain []*onnxpb.NodeProto, pre, input, output string) []*onnxpb.NodeProto {
+	var out []*onnxpb.NodeProto
+	cur := input
 	for i, n := range chain {
 		c := proto.Clone(n).(*onnxpb.NodeProto)
 		c.Input = append([]string{cur}, c.GetInput()[1:]...)

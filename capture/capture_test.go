@@ -376,10 +376,9 @@ func checkAgainstFull(t *testing.T, p Point, full runtime.Tensor, got interface{
 
 // convModel is x [N,4,5,5] -> Conv(kernel k, pads p) -> BatchNormalization
 // -> Mul by a per-channel constant -> Sub a scalar = z -> Relu = y.
-func convModel(t *testing.T, k, pad int64) *onnxio.Model {
+func convModel(t *testing.T, k, pad, stride, c, o int64) *onnxio.Model {
 	t.Helper()
 	r := rand.New(rand.NewPCG(uint64(k), uint64(pad)))
-	const c, o = 4, 6
 	cst := func(name string, dims []int64, pos bool) *onnxpb.TensorProto {
 		n := int64(1)
 		for _, d := range dims {
@@ -401,13 +400,14 @@ func convModel(t *testing.T, k, pad int64) *onnxio.Model {
 		Name:  sp("conv"),
 		Input: []*onnxpb.ValueInfoProto{onnxio.NewValueInfo("x", onnxio.Float, dims)},
 		Output: []*onnxpb.ValueInfoProto{onnxio.NewValueInfo("y", onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: o, Known: true},
-			{Value: 5 + 2*pad - k + 1, Known: true}, {Value: 5 + 2*pad - k + 1, Known: true}})},
+			{Value: (5+2*pad-k)/stride + 1, Known: true}, {Value: (5+2*pad-k)/stride + 1, Known: true}})},
 		Initializer: []*onnxpb.TensorProto{cst("w", []int64{o, c, k, k}, false), cst("b", []int64{o}, false),
 			cst("scale", []int64{o}, true), cst("bias", []int64{o}, false), cst("mean", []int64{o}, false), cst("var", []int64{o}, true),
 			cst("mul", []int64{o, 1, 1}, false), cst("sub", nil, false)},
 		Node: []*onnxpb.NodeProto{
 			{OpType: sp("Conv"), Input: []string{"x", "w", "b"}, Output: []string{"c"}, Name: sp("conv"),
-				Attribute: []*onnxpb.AttributeProto{intsAttr("pads", []int64{pad, pad, pad, pad})}},
+				Attribute: []*onnxpb.AttributeProto{intsAttr("pads", []int64{pad, pad, pad, pad}), intsAttr("strides", []int64{stride, stride}),
+					intsAttr("kernel_shape", []int64{k, k})}},
 			{OpType: sp("BatchNormalization"), Input: []string{"c", "scale", "bias", "mean", "var"}, Output: []string{"bn"}, Name: sp("bn")},
 			{OpType: sp("Mul"), Input: []string{"bn", "mul"}, Output: []string{"m"}, Name: sp("m")},
 			{OpType: sp("Sub"), Input: []string{"m", "sub"}, Output: []string{"z"}, Name: sp("sub")},
@@ -419,21 +419,29 @@ func convModel(t *testing.T, k, pad int64) *onnxio.Model {
 }
 
 // The spatial mean of a 1x1 Conv's output (through per-channel affine ops)
-// is computed from the mean of its input, without reading the map; padded
-// or wider kernels are read directly. Both must equal the map's mean.
-func TestPointwiseConvMean(t *testing.T) {
-	x := make([]float32, 7*4*5*5)
-	r := rand.New(rand.NewPCG(9, 9))
-	for i := range x {
-		x[i] = float32(r.NormFloat64())
-	}
-	xa, _ := dataset.New("x", []int{7, 4, 5, 5}, x)
-	data := &dataset.Set{Path: "mem", Arrays: []*dataset.Array{xa}}
+// is computed from the mean of its input, and that of a Conv with few input
+// channels from shifted means of its input, without reading the map; other
+// Convs are read directly. All must equal the map's mean.
+func TestLinearConvMean(t *testing.T) {
 	for _, c := range []struct {
-		k, pad   int64
-		fromMean bool
-	}{{1, 0, true}, {1, 1, false}, {3, 1, false}} {
-		m := convModel(t, c.k, c.pad)
+		k, pad, stride, cin, cout int64
+		fromMean                  bool
+	}{
+		{1, 0, 1, 4, 6, true},
+		{1, 1, 1, 4, 6, true},  // padded 1x1: 1 x 4 <= 6, shifted means
+		{3, 1, 1, 4, 6, false}, // 9 x 4 > 6: read
+		{3, 1, 2, 1, 16, true}, // a stem: 9 x 1 <= 16, strided and padded
+		{3, 0, 1, 2, 20, true},
+		{2, 1, 2, 3, 12, true},
+	} {
+		x := make([]float32, 7*int(c.cin)*5*5)
+		r := rand.New(rand.NewPCG(9, uint64(c.cin)))
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		xa, _ := dataset.New("x", []int{7, int(c.cin), 5, 5}, x)
+		data := &dataset.Set{Path: "mem", Arrays: []*dataset.Array{xa}}
+		m := convModel(t, c.k, c.pad, c.stride, c.cin, c.cout)
 		pts := []Point{{Tensor: "z", Axis: 1}, {Tensor: "y", Axis: 1}}
 		inst, _, _, err := instrument(m, pts, nil)
 		if err != nil {
@@ -446,7 +454,7 @@ func TestPointwiseConvMean(t *testing.T) {
 			}
 		}
 		if readsZ == c.fromMean {
-			t.Errorf("kernel %d pads %d: capture reads z: %v, want %v", c.k, c.pad, readsZ, !c.fromMean)
+			t.Errorf("%+v: capture reads z: %v, want %v", c, readsZ, !c.fromMean)
 		}
 		res, err := Run(m, pts, data, Options{Batch: 3})
 		if err != nil {
@@ -456,5 +464,44 @@ func TestPointwiseConvMean(t *testing.T) {
 		for k, pt := range pts {
 			checkAgainstFull(t, pt, full[k], res.Data[k], nil)
 		}
+	}
+}
+
+// The instrumented copy keeps only what the captured tensors depend on: on
+// the MLP, observing the first hidden layer leaves out every later layer and
+// the model's own output.
+func TestInstrumentKeepsOnlyWhatItNeeds(t *testing.T) {
+	m, err := onnxio.Load("../testdata/models/mlp/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := rewrite.Analyze(m, rewrite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := a.Groups[0].Observe
+	c, _, _, err := instrument(m, []Point{{Tensor: o.Post, Axis: o.PostAxis}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := map[string]bool{}
+	for _, n := range c.Graph().GetNode() {
+		for _, out := range n.GetOutput() {
+			made[out] = true
+		}
+	}
+	if !made[o.Post] {
+		t.Fatalf("the observed tensor %s is no longer made", o.Post)
+	}
+	for _, out := range m.Graph().GetOutput() {
+		if made[out.GetName()] {
+			t.Errorf("graph output %s is still computed", out.GetName())
+		}
+	}
+	if len(c.Graph().GetNode()) >= len(m.Graph().GetNode()) {
+		t.Errorf("%d nodes, the model has %d", len(c.Graph().GetNode()), len(m.Graph().GetNode()))
+	}
+	if len(m.Graph().GetOutput()) == 0 || m.Graph().GetOutput()[0].GetName() == c.Graph().GetOutput()[0].GetName() {
+		t.Error("instrument changed the model's outputs or kept them")
 	}
 }

@@ -16,6 +16,13 @@
 //   - with RMS set (attention heads), values are squared before averaging
 //     and the root is taken after, so that signed features do not cancel.
 //
+// The reductions run inside the graph, right after the tensors they read,
+// and ORT writes their results straight into Go memory (for [N, n] tensors,
+// into the result matrix itself). Results are float32 matrices, as ORT
+// computes them; Buffers lets a later capture reuse an earlier one's memory.
+// The copy declares only the capture's outputs, so ORT skips whatever
+// served the model's own outputs alone.
+//
 // Axis 0 is the sample axis. NaN or infinite activations are an error that
 // names the tensor and the sample.
 package capture

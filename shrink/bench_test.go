@@ -6,6 +6,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/rewrite"
 	"github.com/onnx-cria/onnx-cria/runtime"
 )
 
@@ -65,6 +66,63 @@ func BenchmarkLatency50(b *testing.B) {
 			}
 			b.ReportMetric(ratio, "latency-ratio")
 			b.ReportMetric(rep.Reduction, "reduction")
+		})
+	}
+}
+
+// BenchmarkCNNWidths measures chosen channel widths of the CNN (stem, res1,
+// down, res2, expand; the original is 16/16/32/32/64) to show where its
+// latency floor lies: widths in ORT's 16-channel blocks cannot go below 16,
+// and widths off the block leave the blocked kernels and run slower.
+//
+//	go test -run '^$' -bench CNNWidths -benchtime 1x -count 3 ./shrink
+func BenchmarkCNNWidths(b *testing.B) {
+	groups := []string{"stem/stem.0:channels", "res1/a/a.0:channels", "down/down.0:channels", "res2/a/a.0:channels", "expand/expand.0:channels"}
+	for _, c := range []struct {
+		name   string
+		widths []int
+	}{
+		{"16-16-16-16-64", []int{16, 16, 16, 16, 64}}, // --round-to auto at 50%
+		{"16-16-16-16-32", []int{16, 16, 16, 16, 32}},
+		{"16-16-16-16-16", []int{16, 16, 16, 16, 16}}, // every group at one block
+		{"8-8-24-16-56", []int{8, 8, 24, 16, 56}},     // --round-to 8 at 50%
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			m, calib := loadBench(b, "cnn")
+			a, err := rewrite.Analyze(m, rewrite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			plan := rewrite.Plan{}
+			for k, name := range groups {
+				g := a.Group(name)
+				if g == nil {
+					b.Fatalf("no group %s", name)
+				}
+				for u := c.widths[k]; u < g.Width; u++ {
+					plan[name] = append(plan[name], u)
+				}
+			}
+			small, err := a.Apply(plan)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p0, _ := m.ParamCount()
+			p1, _ := small.ParamCount()
+			var ratio float64
+			for b.Loop() {
+				before, err := MeasureLatency(m, calib, []int{64}, 2*time.Second, runtime.Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				after, err := MeasureLatency(small, calib, []int{64}, 2*time.Second, runtime.Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ratio = after[0].Median / before[0].Median
+			}
+			b.ReportMetric(ratio, "latency-ratio")
+			b.ReportMetric(1-float64(p1)/float64(p0), "reduction")
 		})
 	}
 }
