@@ -270,7 +270,11 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 			// Feature maps: GlobalAveragePool works on ONNX Runtime's blocked
 			// (NCHWc) layout directly, where a ReduceSum would first need the
 			// map reordered back to NCHW.
-			if chain := linearChain(ix, p.Tensor, len(dims)); chain != nil {
+			if onnxio.NumElements(dims[2:]) == 1 {
+				// Already one value per channel (a squeeze-excite branch):
+				// the tensor itself.
+				pl.output = cur
+			} else if chain := linearChain(ix, p.Tensor, len(dims)); chain != nil {
 				if i, ok := producer[chain[0].GetInput()[0]]; ok {
 					at = i
 				} else {
