@@ -52,19 +52,7 @@ func BenchmarkLatency50(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var ratio float64
-			for b.Loop() {
-				before, err := MeasureLatency(m, calib, []int{64}, 2*time.Second, runtime.Config{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				after, err := MeasureLatency(small, calib, []int{64}, 2*time.Second, runtime.Config{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ratio = after[0].Median / before[0].Median
-			}
-			b.ReportMetric(ratio, "latency-ratio")
+			b.ReportMetric(latencyRatio(b, m, small, calib), "latency-ratio")
 			b.ReportMetric(rep.Reduction, "reduction")
 		})
 	}
@@ -109,20 +97,25 @@ func BenchmarkCNNWidths(b *testing.B) {
 			}
 			p0, _ := m.ParamCount()
 			p1, _ := small.ParamCount()
-			var ratio float64
-			for b.Loop() {
-				before, err := MeasureLatency(m, calib, []int{64}, 2*time.Second, runtime.Config{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				after, err := MeasureLatency(small, calib, []int{64}, 2*time.Second, runtime.Config{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ratio = after[0].Median / before[0].Median
-			}
-			b.ReportMetric(ratio, "latency-ratio")
+			b.ReportMetric(latencyRatio(b, m, small, calib), "latency-ratio")
 			b.ReportMetric(1-float64(p1)/float64(p0), "reduction")
 		})
 	}
+}
+
+// latencyRatio is small's median ORT latency at batch 64 over m's.
+func latencyRatio(b *testing.B, m, small *onnxio.Model, calib *dataset.Set) float64 {
+	var ratio float64
+	for b.Loop() {
+		before, err := MeasureLatency(m, calib, []int{64}, 2*time.Second, runtime.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		after, err := MeasureLatency(small, calib, []int{64}, 2*time.Second, runtime.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ratio = after[0].Median / before[0].Median
+	}
+	return ratio
 }
