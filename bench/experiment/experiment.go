@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,46 @@ type Results struct {
 	Records   []Record           `json:"records"`
 	Ablations []*shrink.Ablation `json:"ablations"`
 	Seconds   float64            `json:"seconds"`
+	// Added lists later runs whose records were merged in (--merge).
+	Added []Addition `json:"added,omitempty"`
+}
+
+// Addition is a later run merged into the results: its settings and where
+// it ran. Its records replace any of the same fixture, target, criterion
+// and seed.
+type Addition struct {
+	Command   string    `json:"command"`
+	Criteria  []string  `json:"criteria"`
+	Fixtures  []string  `json:"fixtures"`
+	Machine   Machine   `json:"machine"`
+	StartedAt time.Time `json:"started_at"`
+	Seconds   float64   `json:"seconds"`
+}
+
+// Merge adds the records of a later run to res: the criteria it ran join
+// res's, and res keeps its originals and ablations.
+func (res *Results) Merge(later *Results) {
+	key := func(r Record) string {
+		return fmt.Sprintf("%s|%g|%s|%d", r.Fixture, r.Target, r.Criterion, r.Seed)
+	}
+	replaced := map[string]bool{}
+	for _, r := range later.Records {
+		replaced[key(r)] = true
+	}
+	var recs []Record
+	for _, r := range res.Records {
+		if !replaced[key(r)] {
+			recs = append(recs, r)
+		}
+	}
+	res.Records = append(recs, later.Records...)
+	for _, c := range later.Config.Criteria {
+		if !slices.Contains(res.Config.Criteria, c) {
+			res.Config.Criteria = append(res.Config.Criteria, c)
+		}
+	}
+	res.Added = append(res.Added, Addition{Command: later.Config.Command, Criteria: later.Config.Criteria, Fixtures: later.Config.Fixtures,
+		Machine: later.Machine, StartedAt: later.Config.StartedAt, Seconds: later.Seconds})
 }
 
 // Machine says where the numbers come from.
@@ -113,7 +154,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: shrink.FLOPs(m), Latency: lat})
 		fmt.Fprintf(log, "%s: %s, %d parameters\n", name, base, p0)
 
-		if g := ablationGroup(m); g != "" {
+		if g := ablationGroup(m); g != "" && !cfg.NoAblation {
 			crit, _ := shrink.NewCriterion("spectral")
 			ab, err := shrink.Ablate(m, calib, ev, g, cfg.Ablation, cfg.Trials, shrink.Config{Criterion: crit, Samples: cfg.Samples, Runtime: rt, EvalTask: f.Task})
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -83,5 +84,28 @@ func TestPublishedResults(t *testing.T) {
 				t.Errorf("section %s shows %s", name, line)
 			}
 		}
+	}
+}
+
+// Merge keeps the earlier run's records except those the later run redid,
+// adds the later criteria to the table columns and says what was added.
+func TestMerge(t *testing.T) {
+	earlier := &Results{Config: Config{Criteria: []string{"spectral", "random"}},
+		Records: []Record{{Fixture: "mlp", Target: 0.5, Criterion: "spectral", Seed: 0, Pruned: 0.1}, {Fixture: "mlp", Target: 0.5, Criterion: "random", Seed: 0, Pruned: 0.2}}}
+	later := &Results{Config: Config{Criteria: []string{"taylor", "random"}, Fixtures: []string{"mlp"}, Command: "go run ./bench/experiment --criteria taylor,random"},
+		Records: []Record{{Fixture: "mlp", Target: 0.5, Criterion: "taylor", Seed: 0, Pruned: 0.3}, {Fixture: "mlp", Target: 0.5, Criterion: "random", Seed: 0, Pruned: 0.4}}, Seconds: 60}
+	earlier.Merge(later)
+	got := map[string]float64{}
+	for _, r := range earlier.Records {
+		got[r.Criterion] = r.Pruned
+	}
+	if len(earlier.Records) != 3 || got["spectral"] != 0.1 || got["random"] != 0.4 || got["taylor"] != 0.3 {
+		t.Errorf("records after merge: %+v", earlier.Records)
+	}
+	if !slices.Equal(earlier.Config.Criteria, []string{"spectral", "random", "taylor"}) {
+		t.Errorf("criteria %v", earlier.Config.Criteria)
+	}
+	if len(earlier.Added) != 1 || !strings.Contains(Markdown(earlier, nil), "Added later: criteria [taylor random] on [mlp] by `go run ./bench/experiment --criteria taylor,random`") {
+		t.Errorf("the merge is not reported: %+v", earlier.Added)
 	}
 }

@@ -32,21 +32,23 @@ func main() {
 
 // Config is one experiment's settings; it is recorded in the output.
 type Config struct {
-	Quick     bool      `json:"quick"`
-	Fixtures  []string  `json:"fixtures"`
-	Targets   []float64 `json:"targets"`
-	Criteria  []string  `json:"criteria"`
-	Seeds     []int64   `json:"seeds"`
-	Samples   int       `json:"samples"`
-	Recovery  string    `json:"recovery"`
-	Threads   int       `json:"threads"`
-	Ablation  float64   `json:"ablation_fraction"`
-	Trials    int       `json:"ablation_random_trials"`
-	Root      string    `json:"-"`
-	OutDir    string    `json:"-"`
-	Markdown  string    `json:"-"`
-	Command   string    `json:"command"`
-	StartedAt time.Time `json:"started_at"`
+	Quick    bool      `json:"quick"`
+	Fixtures []string  `json:"fixtures"`
+	Targets  []float64 `json:"targets"`
+	Criteria []string  `json:"criteria"`
+	Seeds    []int64   `json:"seeds"`
+	Samples  int       `json:"samples"`
+	Recovery string    `json:"recovery"`
+	Threads  int       `json:"threads"`
+	Ablation float64   `json:"ablation_fraction"`
+	Trials   int       `json:"ablation_random_trials"`
+	// NoAblation skips the ablation (a run merged into earlier results).
+	NoAblation bool      `json:"-"`
+	Root       string    `json:"-"`
+	OutDir     string    `json:"-"`
+	Markdown   string    `json:"-"`
+	Command    string    `json:"command"`
+	StartedAt  time.Time `json:"started_at"`
 }
 
 func run(args []string) error {
@@ -64,21 +66,18 @@ func run(args []string) error {
 	root := fs.String("root", ".", "repository root (where testdata/ is)")
 	out := fs.String("out", "docs", "directory for RESULTS.md, results/results.json and the plots")
 	render := fs.String("render", "", "only redraw RESULTS.md and the plots in --out from this results.json")
+	merge := fs.String("merge", "", "add this run's records to this results.json (for criteria run later); skips the ablation")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *render != "" {
-		b, err := os.ReadFile(*render)
+		res, err := readResults(*render)
 		if err != nil {
 			return err
 		}
-		var res Results
-		if err := json.Unmarshal(b, &res); err != nil {
-			return fmt.Errorf("%s: %v", *render, err)
-		}
 		cfg := res.Config
 		cfg.OutDir = *out
-		return Write(&res, cfg)
+		return Write(res, cfg)
 	}
 	cfg := Config{
 		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples,
@@ -101,11 +100,37 @@ func run(args []string) error {
 	if err := runtime.Init(runtime.Config{}); err != nil {
 		return err
 	}
+	var earlier *Results
+	if *merge != "" {
+		var err error
+		if earlier, err = readResults(*merge); err != nil {
+			return err
+		}
+		cfg.NoAblation = true
+	}
 	res, err := Experiment(cfg, os.Stderr)
 	if err != nil {
 		return err
 	}
+	if earlier != nil {
+		earlier.Merge(res)
+		res = earlier
+		cfg = res.Config
+		cfg.OutDir = *out
+	}
 	return Write(res, cfg)
+}
+
+func readResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return &res, nil
 }
 
 func split(s string) []string {
