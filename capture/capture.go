@@ -394,8 +394,7 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 	return c, plans, useMask, nil
 }
 
-// live returns the nodes that outputs depend on, in their order. A node
-// with subgraphs keeps alive every name its subgraphs read.
+// live returns the nodes that outputs depend on, in their order.
 func live(nodes []*onnxpb.NodeProto, outputs []*onnxpb.ValueInfoProto) []*onnxpb.NodeProto {
 	need := map[string]bool{}
 	for _, o := range outputs {
@@ -408,13 +407,8 @@ func live(nodes []*onnxpb.NodeProto, outputs []*onnxpb.ValueInfoProto) []*onnxpb
 			continue
 		}
 		keep[i] = true
-		for _, in := range n.GetInput() {
+		for _, in := range slices.Concat(n.GetInput(), onnxio.SubgraphReads(n)) {
 			need[in] = true
-		}
-		for _, a := range n.GetAttribute() {
-			for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
-				markReads(sg, need)
-			}
 		}
 	}
 	var out []*onnxpb.NodeProto
@@ -424,20 +418,6 @@ func live(nodes []*onnxpb.NodeProto, outputs []*onnxpb.ValueInfoProto) []*onnxpb
 		}
 	}
 	return out
-}
-
-// markReads marks every name that the nodes of g (and of its subgraphs) read.
-func markReads(g *onnxpb.GraphProto, need map[string]bool) {
-	for _, n := range g.GetNode() {
-		for _, in := range n.GetInput() {
-			need[in] = true
-		}
-		for _, a := range n.GetAttribute() {
-			for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
-				markReads(sg, need)
-			}
-		}
-	}
 }
 
 // linearChain finds a Conv that is pointwise or shiftable, followed only by
