@@ -93,6 +93,27 @@ func Positions(segs []SegRef, width, u int) []int {
 	return out
 }
 
+// UnitRuns calls fn(u, lo, hi) for every run [lo, hi) of a parameter
+// tensor's row-major elements (of the given dims) that belongs to unit u of
+// a group of width units laid out along p.Axis.
+func UnitRuns(dims []int64, p ParamRef, width int, fn func(u, lo, hi int)) {
+	outer, inner := 1, 1
+	for _, d := range dims[:p.Axis] {
+		outer *= int(d)
+	}
+	for _, d := range dims[p.Axis+1:] {
+		inner *= int(d)
+	}
+	n := int(dims[p.Axis])
+	for u := 0; u < width; u++ {
+		for _, pos := range Positions(p.Segs, width, u) {
+			for o := 0; o < outer; o++ {
+				fn(u, (o*n+pos)*inner, (o*n+pos+1)*inner)
+			}
+		}
+	}
+}
+
 // TensorAxis is an axis of a graph tensor that carries the group's units.
 type TensorAxis struct {
 	Tensor string

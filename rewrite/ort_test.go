@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -175,24 +176,11 @@ func zeroOutgoing(t *testing.T, a *Analysis, plan Plan) *onnxio.Model {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dims := orig.GetDims()
-			outer, inner := 1, 1
-			for _, d := range dims[:p.Axis] {
-				outer *= int(d)
-			}
-			for _, d := range dims[p.Axis+1:] {
-				inner *= int(d)
-			}
-			n := int(dims[p.Axis])
-			for _, u := range units {
-				for _, pos := range Positions(p.Segs, g.Width, u) {
-					for o := 0; o < outer; o++ {
-						for i := 0; i < inner; i++ {
-							vals[(o*n+pos)*inner+i] = 0
-						}
-					}
+			UnitRuns(orig.GetDims(), p, g.Width, func(u, lo, hi int) {
+				if slices.Contains(units, u) {
+					clear(vals[lo:hi])
 				}
-			}
+			})
 			raw, err := onnxio.EncodeFloat64s(onnxio.DataType(tt.GetDataType()), vals)
 			if err != nil {
 				t.Fatal(err)

@@ -86,7 +86,7 @@ func (c Magnitude) Score(in Input) (*Scored, error) {
 		if err != nil {
 			return nil, err
 		}
-		forUnits(w.t.GetDims(), w.p, g.Width, func(u, lo, hi int) {
+		rewrite.UnitRuns(w.t.GetDims(), w.p, g.Width, func(u, lo, hi int) {
 			for _, v := range vals[lo:hi] {
 				if c.Norm == 1 {
 					scores[u] += math.Abs(v)
@@ -127,27 +127,6 @@ func incomingWeights(ix *onnxio.Index, g *rewrite.Group) ([]weightRef, error) {
 		out = append(out, weightRef{p, t})
 	}
 	return out, nil
-}
-
-// forUnits calls fn(u, lo, hi) for every run [lo, hi) of a tensor's
-// row-major elements that belongs to unit u of a group of width units laid
-// out along p.Axis.
-func forUnits(dims []int64, p rewrite.ParamRef, width int, fn func(u, lo, hi int)) {
-	outer, inner := 1, 1
-	for _, d := range dims[:p.Axis] {
-		outer *= int(d)
-	}
-	for _, d := range dims[p.Axis+1:] {
-		inner *= int(d)
-	}
-	n := int(dims[p.Axis])
-	for u := 0; u < width; u++ {
-		for _, pos := range rewrite.Positions(p.Segs, width, u) {
-			for o := 0; o < outer; o++ {
-				fn(u, (o*n+pos)*inner, (o*n+pos+1)*inner)
-			}
-		}
-	}
 }
 
 func constThroughIdentity(ix *onnxio.Index, name string) *onnxpb.TensorProto {

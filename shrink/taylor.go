@@ -79,7 +79,7 @@ func (Taylor) ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *da
 		for _, us := range uses {
 			w, gr := values[us.w], grads[us.w]
 			acc := step[us.g.Name]
-			forUnits(us.dims, us.p, us.g.Width, func(u, lo, hi int) {
+			rewrite.UnitRuns(us.dims, us.p, us.g.Width, func(u, lo, hi int) {
 				for k := lo; k < hi; k++ {
 					acc[u] += float64(w[k]) * float64(gr[k])
 				}
