@@ -86,15 +86,9 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	if err != nil {
 		return nil, err
 	}
-	var outs []string
-	for _, p := range plans {
-		if !slices.Contains(outs, p.output) {
-			outs = append(outs, p.output)
-		}
-	}
 	rc := opts.Runtime
 	rc.ShortLived = true
-	s, err := runtime.NewSessionForModel(c, nil, rc) // its outputs are outs
+	s, err := runtime.NewSessionForModel(c, nil, rc) // its outputs: each plan's, once
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +108,10 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 		return nil, err
 	}
 	outIdx := map[string]int{}
+	var outs []string
 	for k, o := range s.Outputs() {
 		outIdx[o.Name] = k
+		outs = append(outs, o.Name)
 	}
 	res := &Result{Points: points, Data: make([]*Matrix, len(points))}
 	for k, p := range plans {

@@ -306,16 +306,10 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 	if s.sess == nil {
 		return nil, fmt.Errorf("runtime: %s: run: session already destroyed", s.name)
 	}
-	ordered, err := s.match(inputs)
-	if err != nil {
-		return nil, fmt.Errorf("runtime: %s: run: %w", s.name, err)
-	}
-	in := make([]ort.Value, len(ordered))
+	in, err := s.inputValues(inputs)
 	defer func() { destroyAll(in) }()
-	for i, t := range ordered {
-		if in[i], err = toValue(t, s.inputs[i].DType); err != nil {
-			return nil, fmt.Errorf("runtime: %s: run: input %q: %w", s.name, t.Name, err)
-		}
+	if err != nil {
+		return nil, err
 	}
 	out := make([]ort.Value, len(s.outs))
 	defer func() { destroyAll(out) }()
@@ -367,16 +361,10 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 	if len(outs) != len(s.plans) {
 		return fmt.Errorf("runtime: %s: run: %d output buffers for %d outputs", s.name, len(outs), len(s.plans))
 	}
-	ordered, err := s.match(inputs)
-	if err != nil {
-		return fmt.Errorf("runtime: %s: run: %w", s.name, err)
-	}
-	in := make([]ort.Value, len(ordered))
+	in, err := s.inputValues(inputs)
 	defer func() { destroyAll(in) }()
-	for i, t := range ordered {
-		if in[i], err = toValue(t, s.inputs[i].DType); err != nil {
-			return fmt.Errorf("runtime: %s: run: input %q: %w", s.name, t.Name, err)
-		}
+	if err != nil {
+		return err
 	}
 	out := make([]ort.Value, len(s.outs))
 	defer func() { destroyAll(out) }()
@@ -399,6 +387,22 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 		return fmt.Errorf("runtime: %s: run: %w", s.name, err)
 	}
 	return nil
+}
+
+// inputValues matches inputs to the model's and wraps them as ORT values;
+// the caller destroys them, also after an error.
+func (s *Session) inputValues(inputs []Tensor) ([]ort.Value, error) {
+	ordered, err := s.match(inputs)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %s: run: %w", s.name, err)
+	}
+	in := make([]ort.Value, len(ordered))
+	for i, t := range ordered {
+		if in[i], err = toValue(t, s.inputs[i].DType); err != nil {
+			return in, fmt.Errorf("runtime: %s: run: input %q: %w", s.name, t.Name, err)
+		}
+	}
+	return in, nil
 }
 
 // destroyAll releases values; after a failed conversion the binding can
