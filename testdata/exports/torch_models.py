@@ -14,16 +14,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def export(model, args, path, opset, input_names, output_names, dynamic_axes):
+def export(model, args, path, opset, input_names, output_names, dynamic_axes, export_params=True):
     """Export as a user would. Gradients stay enabled: the fast path that
     TransformerEncoder and MultiheadAttention take without them does not
-    export."""
+    export. With export_params=False the parameters become graph inputs
+    named after them (llm.py adds them as external initializers)."""
     model.eval()
     with torch.enable_grad():
         torch.onnx.export(model, args, path, opset_version=opset,
                           training=torch.onnx.TrainingMode.EVAL,
                           input_names=input_names, output_names=output_names,
-                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+                          dynamic_axes=dynamic_axes, do_constant_folding=True,
+                          export_params=export_params)
 
 
 def run(model, arrays, names):
