@@ -1,7 +1,7 @@
 """LLM-scale decoders for the scale benchmarks (issue 20): random init, external data.
 
-Usage (from the repository root; the big one writes 4.4 GB and takes
-minutes, so run it niced):
+Usage (from the repository root; the big one writes 4.4 GB, peaks at about
+5.5 GiB of memory and takes minutes, so run it niced):
 
     OMP_NUM_THREADS=1 nice -n 10 /usr/bin/python3 testdata/exports/llm.py --size 128m|tinyllama [--dir DIR]
 
@@ -19,8 +19,12 @@ entry llama_128m or tinyllama_1b:
   meta.json         shapes, parameter count, file sizes, and the generation's
                     time per phase and peak resident memory
 
-The graph is torch.onnx.export's (with export_params=False, so that the
-weights are never all in memory; they are then written tensor by tensor).
+The graph is torch.onnx.export's, made with export_params=False from a
+model whose projection weights were never written; the weights are then
+generated and written tensor by tensor. The exporter still touches every
+parameter once (a transient copy the size of the weights), so the peak
+resident memory is about 1.3x the data file: 5.5 GiB for tinyllama, 1 GiB
+for 128m.
 Architecture (torch_models.Llama): token embedding, RMSNorm, rotate-half RoPE,
 grouped-query attention, SwiGLU, untied LM head, no biases. tinyllama has
 TinyLlama-1.1B's shape (22 layers, hidden 2048, FFN 5632, 32 query heads over
@@ -57,7 +61,7 @@ def attach_weights(path, shapes, data_name, seed, placed=None):
     """Turns the parameter inputs of an export made with export_params=False
     into initializers in one external data file. Without placed, their data
     (seeded normal, std 0.02; 1-D norm weights near 1) is written tensor by
-    tensor, in chunks, so the weights are never all in memory; with placed
+    tensor, in chunks, never all in memory at once; with placed
     (what the first call returned: name -> (offset, length)) the model
     refers to the data already written. Returns that placement."""
     import onnx
