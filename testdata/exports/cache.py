@@ -4,11 +4,13 @@ Not a script. Every entry is a directory DIR/NAME holding model.onnx (plus
 its external data file, if any), calib.npz (arrays named after the model's
 inputs) and meta.json. meta.json carries a stamp: a hash of the generator
 sources and of the torch, torchvision, onnx and numpy versions. An entry
-whose stamp matches is kept; any other is rebuilt, in a temporary directory
+whose stamp matches is kept (edits to comments and docstrings keep the
+stamp); any other is rebuilt, in a temporary directory
 renamed into place, so an interrupted run leaves no half-written entry. A
 lock file serialises concurrent runs (two test packages may start one each).
 """
 
+import ast
 import contextlib
 import fcntl
 import hashlib
@@ -35,14 +37,26 @@ def default_dir():
     return os.path.join(base, "onnx-cria", "exports")
 
 
+def code_of(path):
+    """The code of a Python file without its comments and docstrings, so
+    that editing prose does not rebuild multi-GB entries."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def stamp(sources):
-    """Hash of the given generator files (relative to this directory) and of
-    the versions of the libraries that shape the exports."""
+    """Hash of the code of the given generator files (relative to this
+    directory) and of the versions of the libraries that shape the exports."""
     import torch
     h = hashlib.sha256()
     for name in sorted(sources):
-        with open(os.path.join(HERE, name), "rb") as f:
-            h.update(name.encode() + b"\0" + f.read() + b"\0")
+        h.update(name.encode() + b"\0" + code_of(os.path.join(HERE, name)).encode() + b"\0")
     versions = [torch.__version__, onnx.__version__, np.__version__]
     try:
         import torchvision
