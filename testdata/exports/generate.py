@@ -18,7 +18,6 @@ items each model exercises are in its meta.json), not how well it prunes.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -99,21 +98,21 @@ def entries():
     return out
 
 
-def make_torch(e, root):
+def make_torch(e):
     import torch
     import torch_models as tm
 
     def make(tmp):
         rng = np.random.default_rng(seed_of(e["name"]))
         model, calib, ins, outs, axes = e["build"](e["opset"], rng)
-        tm.run(model, calib, ins)  # the calibration arrays fit the model
+        tm.run(model, {n: calib[n][:2] for n in ins}, ins)  # the calibration arrays fit the model
         dummy = tuple(torch.from_numpy(calib[n][:2]) for n in ins)
         tm.export(model, dummy, os.path.join(tmp, "model.onnx"), e["opset"], ins, outs, axes)
         return calib
     return make
 
 
-def make_onnx(e, root):
+def make_onnx(e):
     import onnx
 
     def make(tmp):
@@ -162,7 +161,7 @@ def main():
             if meta is None:
                 info = {"exercises": e["exercises"], "issue18_items": e["issue18"], "seed": seed_of(e["name"]),
                         "torch": torch.__version__, "generator": "testdata/exports/generate.py"}
-                make = make_torch(e, root) if e["kind"] == "torch" else make_onnx(e, root)
+                make = make_torch(e) if e["kind"] == "torch" else make_onnx(e)
                 meta = cache.build(root, e["name"], st, make, info)
                 built += 1
                 print("built %-28s %8.1f KiB  %5.1f s" % (e["name"], meta["bytes"] / 1024, meta["gen_seconds"]), flush=True)

@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cache  # noqa: E402
 
-SOURCES = ["llm.py", "torch_models.py", "cache.py"]
+SOURCES = ["llm.py", "torch_models.py", "onnx_graphs.py", "cache.py"]
 
 SIZES = {
     "128m": ("llama_128m", {"vocab": 32000, "d": 768, "layers": 12, "heads": 12, "kv_heads": 4, "ffn": 2048}),

@@ -72,6 +72,8 @@ class Graph:
 
 
 def tokens_and_mask(rng, n, t, vocab, min_len):
+    """Token ids [n, t] and a right-padded attention mask (1 = token); the
+    first row is full, so the widest shape is always seen."""
     ids = rng.integers(1, vocab, size=(n, t), dtype=np.int64)
     lens = rng.integers(min_len, t + 1, size=n)
     lens[0] = t

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from onnx_graphs import tokens_and_mask
+
 
 def export(model, args, path, opset, input_names, output_names, dynamic_axes, export_params=True):
     """Export as a user would. Gradients stay enabled: the fast path that
@@ -32,16 +34,6 @@ def run(model, arrays, names):
     """Runs the torch model on numpy arrays (a self-check of the inputs)."""
     with torch.no_grad():
         return model(*[torch.from_numpy(arrays[n]) for n in names])
-
-
-def padded_tokens(rng, n, t, vocab, min_len):
-    """Token ids [n, t] and a right-padded attention mask (1 = token)."""
-    ids = rng.integers(1, vocab, size=(n, t), dtype=np.int64)
-    lens = rng.integers(min_len, t + 1, size=n)
-    lens[0] = t  # one full row, so the widest shape is always seen
-    mask = (np.arange(t)[None, :] < lens[:, None]).astype(np.int64)
-    ids[mask == 0] = 0
-    return ids, mask
 
 
 def randomize_batchnorm(model, seed):
@@ -91,7 +83,7 @@ class EncoderClassifier(nn.Module):
 def encoder(opset, cloned, rng):
     torch.manual_seed(1)
     model = EncoderClassifier(cloned=cloned).eval()
-    ids, mask = padded_tokens(rng, 64, 24, 1000, 6)
+    ids, mask = tokens_and_mask(rng, 64, 24, 1000, 6)
     calib = {"input_ids": ids, "attention_mask": mask}
     names = ["input_ids", "attention_mask"]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
@@ -166,7 +158,7 @@ class GPT2(nn.Module):
 def gpt2(opset, rng):
     torch.manual_seed(2)
     model = GPT2().eval()
-    ids, mask = padded_tokens(rng, 64, 32, 512, 20)
+    ids, mask = tokens_and_mask(rng, 64, 32, 512, 20)
     calib = {"input_ids": ids, "attention_mask": mask}
     names = ["input_ids", "attention_mask"]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
