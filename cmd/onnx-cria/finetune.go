@@ -138,7 +138,7 @@ the original model's outputs on --calib (needs --teacher ORIGINAL.onnx and
 		return err
 	}
 	in, out := pos[0], pos[1]
-	if err := sameFile(in, out); err != nil {
+	if err := checkDataName(*external); err != nil {
 		return err
 	}
 	if *recov != "" && *recov != "lsq" && *recov != "none" {
@@ -167,6 +167,26 @@ the original model's outputs on --calib (needs --teacher ORIGINAL.onnx and
 		if teacher, err = onnxio.Load(*teacherPath); err != nil {
 			return err
 		}
+	}
+	var files runFiles
+	if err := files.readModel("input model", m); err != nil {
+		return err
+	}
+	if teacher != nil {
+		if err := files.readModel("teacher", teacher); err != nil {
+			return err
+		}
+	}
+	files.read("training data", *dataPath)
+	files.read("evaluation data", *evalPath)
+	files.read("calibration data", *calibPath)
+	files.read("shrink report", *reportPath)
+	files.writeModel("output", out, *external, m)
+	// A checkpoint being resumed is read and then rewritten: it is an
+	// output that must not be any other file of the run.
+	files.write("checkpoint", *ckpt)
+	if err := files.check(); err != nil {
+		return err
 	}
 	load := func(p string) (*dataset.Set, error) {
 		if p == "" {

@@ -87,8 +87,20 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if ext := strings.ToLower(filepath.Ext(*out)); *out != "" && ext != ".json" && ext != ".csv" {
+		return usagef("--out %s: want a .json or .csv file", *out)
+	}
 	m, err := onnxio.Load(pos[0])
 	if err != nil {
+		return err
+	}
+	var files runFiles
+	if err := files.readModel("model", m); err != nil {
+		return err
+	}
+	files.read("calibration data", *calibPath)
+	files.write("scores file", *out)
+	if err := files.check(); err != nil {
 		return err
 	}
 	var calib *dataset.Set

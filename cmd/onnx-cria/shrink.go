@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
@@ -62,7 +60,7 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	if *target <= 0 || *target >= 1 {
 		return usagef("--target %v: want a fraction between 0 and 1, e.g. --target 0.5", *target)
 	}
-	if err := sameFile(in, out); err != nil {
+	if err := checkDataName(*external); err != nil {
 		return err
 	}
 	round, err := parseRoundTo(*roundTo, rt.Provider)
@@ -78,6 +76,18 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	}
 	m, err := onnxio.Load(in)
 	if err != nil {
+		return err
+	}
+	var files runFiles
+	if err := files.readModel("input model", m); err != nil {
+		return err
+	}
+	files.read("calibration data", *calibPath)
+	files.read("evaluation data", *evalPath)
+	files.read("training data", *rf.train)
+	files.writeModel("output", out, *external, m)
+	files.write("report", *reportPath)
+	if err := files.check(); err != nil {
 		return err
 	}
 	var calib *dataset.Set
@@ -166,27 +176,6 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	}
 	rep.WriteText(stdout)
 	writeRecovery(stdout, rrep)
-	return nil
-}
-
-// sameFile refuses an output that is the input, by path or by identity.
-func sameFile(in, out string) error {
-	ai, err1 := filepath.Abs(in)
-	ao, err2 := filepath.Abs(out)
-	if err1 == nil && err2 == nil && ai == ao {
-		return fmt.Errorf("output %s is the input file: onnx-cria never overwrites its input; choose another output path", out)
-	}
-	si, err1 := os.Stat(in)
-	so, err2 := os.Stat(out)
-	if err1 == nil && err2 == nil && os.SameFile(si, so) {
-		return fmt.Errorf("output %s is the same file as the input %s (a link): onnx-cria never overwrites its input", out, in)
-	}
-	if strings.HasSuffix(out, string(filepath.Separator)) {
-		return fmt.Errorf("output %s is a directory; give a file name", out)
-	}
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return fmt.Errorf("output %s is a directory; give a file name", out)
-	}
 	return nil
 }
 
