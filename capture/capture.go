@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -26,7 +25,7 @@ type Point struct {
 type Options struct {
 	Batch     int    // rows per ORT run; default 64
 	TokenMask string // dataset array that marks real tokens; default "attention_mask"
-	Runtime   runtime.Config
+	Runtime   ort.Config
 	Progress  func(done, total int)
 	Buffers   *Buffers // memory to reuse for the result; nil allocates
 }
@@ -88,18 +87,18 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	}
 	rc := opts.Runtime
 	rc.ShortLived = true
-	s, err := runtime.NewSessionForModel(c, nil, rc) // its outputs: each plan's, once
+	s, err := ort.NewSessionForModel(c, nil, rc) // its outputs: each plan's, once
 	if err != nil {
 		return nil, err
 	}
 	defer s.Destroy()
-	var inputs []runtime.Info
+	var inputs []ort.Info
 	for _, in := range s.Inputs() {
 		if in.Name != maskInput {
 			inputs = append(inputs, in)
 		}
 	}
-	specs, err := runtime.SpecsOf(inputs)
+	specs, err := ort.SpecsOf(inputs)
 	if err != nil {
 		return nil, err
 	}
@@ -149,10 +148,10 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			scratch[j] = make([]float32, opts.Batch*length[j])
 		}
 	}
-	bufs := make([]runtime.Tensor, len(outs))
+	bufs := make([]ort.Tensor, len(outs))
 	start := time.Now()
 	for batch := range b.Batches(opts.Batch) {
-		in, err := evaluate.Feed(b, batch)
+		in, err := ort.Feed(b, batch)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +160,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			for k := range mv {
 				mv[k] = float32(maskVals[batch.Start*tokLen+k])
 			}
-			in = append(in, runtime.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(tokLen)}, Data: mv})
+			in = append(in, ort.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(tokLen)}, Data: mv})
 		}
 		for j := range outs {
 			data := scratch[j]
@@ -169,7 +168,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 				data = res.Data[k].data[batch.Start*plans[k].n:]
 			}
 			sh := append([]int64{int64(batch.Len())}, shape[j][1:]...)
-			bufs[j] = runtime.Tensor{DType: onnxio.Float, Shape: sh, Data: data[:batch.Len()*length[j]]}
+			bufs[j] = ort.Tensor{DType: onnxio.Float, Shape: sh, Data: data[:batch.Len()*length[j]]}
 		}
 		if err := s.RunInto(bufs, in...); err != nil {
 			return nil, fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
@@ -654,7 +653,7 @@ func reduceOp(op string, opset int64, in, out string, axes []int64, g *onnxpb.Gr
 }
 
 // finish turns the [b, length] sums of one batch into unit means.
-func finish(dst *Matrix, p Point, pl plan, t runtime.Tensor, first int, mask []float64, tokLen int) error {
+func finish(dst *Matrix, p Point, pl plan, t ort.Tensor, first int, mask []float64, tokLen int) error {
 	x, ok := t.Data.([]float32)
 	if !ok || len(t.Shape) < 2 || onnxio.NumElements(t.Shape[1:]) != int64(pl.length) {
 		return fmt.Errorf("capture of %q: unexpected reduced output %s %v", p.Tensor, t.DType, t.Shape)

@@ -15,11 +15,11 @@ import (
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func TestMain(m *testing.M) {
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		fmt.Fprintf(os.Stderr, "capture tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
 		os.Exit(1)
 	}
@@ -290,25 +290,25 @@ func calibOf(t *testing.T, meta string) string {
 
 // fullTensors runs the model once over data with the points' tensors as
 // outputs, in Go memory.
-func fullTensors(t *testing.T, m *onnxio.Model, pts []Point, data *dataset.Set) []runtime.Tensor {
+func fullTensors(t *testing.T, m *onnxio.Model, pts []Point, data *dataset.Set) []ort.Tensor {
 	t.Helper()
 	var names []string
 	for _, p := range pts {
 		names = append(names, p.Tensor)
 	}
-	s, err := runtime.NewSessionForModel(m, names, runtime.Config{})
+	s, err := ort.NewSessionForModel(m, names, ort.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Destroy()
-	specs, _ := runtime.SpecsOf(s.Inputs())
+	specs, _ := ort.SpecsOf(s.Inputs())
 	b, err := data.Match(specs, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in []runtime.Tensor
+	var in []ort.Tensor
 	for k, a := range b.Inputs {
-		tt, _ := runtime.FromArray(b.Specs[k].Name, a)
+		tt, _ := ort.FromArray(b.Specs[k].Name, a)
 		in = append(in, tt)
 	}
 	out, err := s.Run(in...)
@@ -319,7 +319,7 @@ func fullTensors(t *testing.T, m *onnxio.Model, pts []Point, data *dataset.Set) 
 }
 
 // checkAgainstFull reduces a full tensor the slow, obvious way.
-func checkAgainstFull(t *testing.T, p Point, full runtime.Tensor, got interface{ At(int, int) float64 }, mask *dataset.Array) {
+func checkAgainstFull(t *testing.T, p Point, full ort.Tensor, got interface{ At(int, int) float64 }, mask *dataset.Array) {
 	t.Helper()
 	x := full.Data.([]float32)
 	shape := full.Shape

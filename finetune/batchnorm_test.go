@@ -8,7 +8,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // bnNet is a per-channel affine map (Conv, which ORT runs in float32
@@ -51,21 +51,21 @@ func TestBatchNormBatchMode(t *testing.T) {
 			t.Errorf("running statistic %s is trained", p.Name)
 		}
 	}
-	s, err := runtime.NewSessionForModel(tg.Model, []string{"c"}, testRT)
+	s, err := ort.NewSessionForModel(tg.Model, []string{"c"}, testRT)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Destroy()
 	r := rand.New(rand.NewPCG(5, 5))
-	base := []runtime.Tensor{tensorOf("x", onnxio.Double, []int64{4, 3, 5, 5}, uniform(-1, 1)(r, 300)),
+	base := []ort.Tensor{tensorOf("x", onnxio.Double, []int64{4, 3, 5, 5}, uniform(-1, 1)(r, 300)),
 		{Name: tg.Labels, Shape: []int64{4}, Data: []int64{0, 3, 1, 1}}}
 	ix := onnxio.NewIndex(m.Graph())
 	vals := map[string][]float64{}
 	for _, p := range tg.Params {
 		vals[p.Name], _ = m.Float64s(ix.Init[p.Name])
 	}
-	run := func(name string, i int, d float64) []runtime.Tensor {
-		in := append([]runtime.Tensor{}, base...)
+	run := func(name string, i int, d float64) []ort.Tensor {
+		in := append([]ort.Tensor{}, base...)
 		for _, p := range tg.Params {
 			v := append([]float64{}, vals[p.Name]...)
 			if p.Name == name {

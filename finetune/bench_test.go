@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // BenchmarkTrainStep times one training step (forward, loss, backward in
@@ -28,7 +28,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			st, err := NewStepper(tg, runtime.Config{Threads: 1})
+			st, err := NewStepper(tg, ort.Config{Threads: 1})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -12,7 +12,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // Config holds every setting of a fine-tuning run.
@@ -53,7 +53,7 @@ type Config struct {
 	CheckpointEvery int
 	Resume          bool
 
-	Runtime  runtime.Config
+	Runtime  ort.Config
 	Log      func(format string, args ...any)
 	Progress func(label string, done, total int)
 }
@@ -488,7 +488,7 @@ func inputSpecs(m *onnxio.Model) ([]dataset.InputSpec, error) {
 	for _, t := range m.Graph().GetInitializer() {
 		inits[t.GetName()] = true
 	}
-	var infos []runtime.Info
+	var infos []ort.Info
 	for _, v := range m.Graph().GetInput() {
 		if inits[v.GetName()] {
 			continue
@@ -497,13 +497,13 @@ func inputSpecs(m *onnxio.Model) ([]dataset.InputSpec, error) {
 		if !ok {
 			return nil, fmt.Errorf("graph input %q is not a tensor", v.GetName())
 		}
-		info := runtime.Info{Name: v.GetName(), DType: dt}
+		info := ort.Info{Name: v.GetName(), DType: dt}
 		if shape != nil {
 			info.Shape = onnxio.StaticDims(shape)
 		}
 		infos = append(infos, info)
 	}
-	return runtime.SpecsOf(infos)
+	return ort.SpecsOf(infos)
 }
 
 // bindData matches data to m's inputs and takes the seeded subset of
@@ -536,7 +536,7 @@ func makeBatch(b *dataset.Bound, rows []int) (Batch, error) {
 		if err != nil {
 			return out, err
 		}
-		t, err := runtime.FromArray(b.Specs[k].Name, r)
+		t, err := ort.FromArray(b.Specs[k].Name, r)
 		if err != nil {
 			return out, err
 		}
@@ -556,12 +556,12 @@ func makeBatch(b *dataset.Bound, rows []int) (Batch, error) {
 
 // teacherRun computes the teacher's output on training batches.
 type teacherRun struct {
-	sess *runtime.Session
+	sess *ort.Session
 	out  int
 }
 
-func newTeacherRun(t *onnxio.Model, output string, rt runtime.Config) (*teacherRun, error) {
-	s, err := runtime.NewSessionForModel(t, nil, rt)
+func newTeacherRun(t *onnxio.Model, output string, rt ort.Config) (*teacherRun, error) {
+	s, err := ort.NewSessionForModel(t, nil, rt)
 	if err != nil {
 		return nil, fmt.Errorf("teacher: %w", err)
 	}
@@ -574,7 +574,7 @@ func newTeacherRun(t *onnxio.Model, output string, rt runtime.Config) (*teacherR
 	return tr, nil
 }
 
-func (t *teacherRun) run(in []runtime.Tensor) (*runtime.Tensor, error) {
+func (t *teacherRun) run(in []ort.Tensor) (*ort.Tensor, error) {
 	outs, err := t.sess.Run(in...)
 	if err != nil {
 		return nil, fmt.Errorf("teacher: %w", err)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 type A = onnxpb.AttributeProto
@@ -544,7 +544,7 @@ func TestGradHidden(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(4, 4))
 	xv, wv, seed := uniform(-1, 1)(r, 12), uniform(-1, 1)(r, 20), uniform(-1, 1)(r, 15)
-	fs, err := runtime.NewSessionForModel(fm, []string{"h"}, testRT)
+	fs, err := ort.NewSessionForModel(fm, []string{"h"}, testRT)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +554,7 @@ func TestGradHidden(t *testing.T) {
 		t.Fatal(err)
 	}
 	hv, gh := out[3].Data.([]float64), out[1].Data.([]float64)
-	ts, err := runtime.NewSessionForModel(tm, nil, testRT)
+	ts, err := ort.NewSessionForModel(tm, nil, testRT)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,20 +9,20 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // needORT fails the test (never skips) when ONNX Runtime is missing.
 func needORT(t testing.TB) {
 	t.Helper()
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		t.Fatalf("ONNX Runtime is required for this test (run scripts/setup-ort.sh): %v", err)
 	}
 }
 
 // testRT runs tests on one thread: results are then reproducible and the
 // race detector has less to watch.
-var testRT = runtime.Config{Threads: 1}
+var testRT = ort.Config{Threads: 1}
 
 // tgraph builds small test models in either float type.
 type tgraph struct {
@@ -164,18 +164,18 @@ func distinct(r *rand.Rand, n int) []float64 {
 	return v
 }
 
-func tensorOf(name string, dt onnxio.DataType, dims []int64, v []float64) runtime.Tensor {
+func tensorOf(name string, dt onnxio.DataType, dims []int64, v []float64) ort.Tensor {
 	if dt == onnxio.Double {
-		return runtime.Tensor{Name: name, DType: dt, Shape: dims, Data: append([]float64{}, v...)}
+		return ort.Tensor{Name: name, DType: dt, Shape: dims, Data: append([]float64{}, v...)}
 	}
 	f := make([]float32, len(v))
 	for i, x := range v {
 		f[i] = float32(x)
 	}
-	return runtime.Tensor{Name: name, DType: dt, Shape: dims, Data: f}
+	return ort.Tensor{Name: name, DType: dt, Shape: dims, Data: f}
 }
 
-func float64sOf(t runtime.Tensor) []float64 {
+func float64sOf(t ort.Tensor) []float64 {
 	switch d := t.Data.(type) {
 	case []float64:
 		return d
@@ -228,19 +228,19 @@ func tryCheckGrad(t *testing.T, g *tgraph, dt onnxio.DataType, wrt []string) err
 	if err != nil {
 		return err
 	}
-	fwd, err := runtime.NewSessionForModel(m, nil, testRT)
+	fwd, err := ort.NewSessionForModel(m, nil, testRT)
 	if err != nil {
 		return err
 	}
 	defer fwd.Destroy()
-	bwd, err := runtime.NewSessionForModel(vm, nil, testRT)
+	bwd, err := ort.NewSessionForModel(vm, nil, testRT)
 	if err != nil {
 		return err
 	}
 	defer bwd.Destroy()
 	r := rand.New(rand.NewPCG(1, 2))
 	vals := map[string][]float64{}
-	var feed []runtime.Tensor
+	var feed []ort.Tensor
 	dims := map[string][]int64{}
 	for _, in := range g.inputs {
 		v := in.gen(r, int(onnxio.NumElements(in.dims)))
@@ -253,7 +253,7 @@ func tryCheckGrad(t *testing.T, g *tgraph, dt onnxio.DataType, wrt []string) err
 		return err
 	}
 	seeds := map[string][]float64{}
-	bfeed := append([]runtime.Tensor{}, feed...)
+	bfeed := append([]ort.Tensor{}, feed...)
 	for _, o := range outs {
 		s := uniform(-1, 1)(r, len(float64sOf(o)))
 		seeds[o.Name] = s
@@ -269,7 +269,7 @@ func tryCheckGrad(t *testing.T, g *tgraph, dt onnxio.DataType, wrt []string) err
 			grads[strings.TrimPrefix(o.Name, "grad:")] = float64sOf(o)
 		}
 	}
-	loss := func(fd []runtime.Tensor) float64 {
+	loss := func(fd []ort.Tensor) float64 {
 		outs, err := fwd.Run(fd...)
 		if err != nil {
 			t.Fatal(err)
@@ -302,7 +302,7 @@ func tryCheckGrad(t *testing.T, g *tgraph, dt onnxio.DataType, wrt []string) err
 		}
 		for _, i := range idx {
 			fd := func(delta float64) float64 {
-				in := make([]runtime.Tensor, len(feed))
+				in := make([]ort.Tensor, len(feed))
 				for k, tt := range feed {
 					if tt.Name == w {
 						v := append([]float64{}, vals[w]...)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // weightModel is x -> Gemm(x, W, b) (classifier) or ids -> Gather(E) W
@@ -61,26 +61,26 @@ func TestLossGradients(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := runtime.NewSessionForModel(tg.Model, nil, testRT)
+			s, err := ort.NewSessionForModel(tg.Model, nil, testRT)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Destroy()
 			r := rand.New(rand.NewPCG(5, 6))
-			var feed []runtime.Tensor
+			var feed []ort.Tensor
 			if tc.lm {
 				ids := make([]int64, 2*4)
 				for i := range ids {
 					ids[i] = int64(r.IntN(5)) // targets must be inside the vocabulary of 5
 				}
 				feed = append(feed,
-					runtime.Tensor{Name: "ids", Shape: []int64{2, 4}, Data: ids},
-					runtime.Tensor{Name: "mask", Shape: []int64{2, 4}, Data: []int64{1, 1, 1, 0, 1, 1, 0, 0}})
+					ort.Tensor{Name: "ids", Shape: []int64{2, 4}, Data: ids},
+					ort.Tensor{Name: "mask", Shape: []int64{2, 4}, Data: []int64{1, 1, 1, 0, 1, 1, 0, 0}})
 			} else {
 				feed = append(feed, tensorOf("x", onnxio.Double, []int64{3, 4}, uniform(-1, 1)(r, 12)))
 			}
 			if tg.Labels != "" {
-				feed = append(feed, runtime.Tensor{Name: tg.Labels, Shape: []int64{3}, Data: []int64{4, 0, 2}})
+				feed = append(feed, ort.Tensor{Name: tg.Labels, Shape: []int64{3}, Data: []int64{4, 0, 2}})
 			}
 			if tg.Teacher != "" {
 				dims := []int64{3, 5}
@@ -95,8 +95,8 @@ func TestLossGradients(t *testing.T) {
 				v, _ := m.Float64s(ix.Init[p.Name])
 				vals[p.Name] = v
 			}
-			run := func(name string, i int, delta float64) []runtime.Tensor {
-				in := append([]runtime.Tensor{}, feed...)
+			run := func(name string, i int, delta float64) []ort.Tensor {
+				in := append([]ort.Tensor{}, feed...)
 				for _, p := range tg.Params {
 					v := append([]float64{}, vals[p.Name]...)
 					if p.Name == name {
@@ -164,7 +164,7 @@ func TestLossValues(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := runtime.NewSessionForModel(tg.Model, nil, testRT)
+			s, err := ort.NewSessionForModel(tg.Model, nil, testRT)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,9 +172,9 @@ func TestLossValues(t *testing.T) {
 			r := rand.New(rand.NewPCG(8, 9))
 			labels := []int64{1, 4, 3}
 			tch := uniform(-2, 2)(r, 15)
-			feed := []runtime.Tensor{tensorOf("x", onnxio.Double, []int64{3, 4}, uniform(-1, 1)(r, 12))}
+			feed := []ort.Tensor{tensorOf("x", onnxio.Double, []int64{3, 4}, uniform(-1, 1)(r, 12))}
 			if tg.Labels != "" {
-				feed = append(feed, runtime.Tensor{Name: tg.Labels, Shape: []int64{3}, Data: labels})
+				feed = append(feed, ort.Tensor{Name: tg.Labels, Shape: []int64{3}, Data: labels})
 			}
 			if tg.Teacher != "" {
 				feed = append(feed, tensorOf(tg.Teacher, onnxio.Double, []int64{3, 5}, tch))

@@ -8,11 +8,10 @@ import (
 	"slices"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -31,7 +30,7 @@ type LSQOptions struct {
 	MaxRows int
 	Seed    int64
 	Batch   int // rows per ORT run (64)
-	Runtime runtime.Config
+	Runtime ort.Config
 	Log     func(format string, args ...any)
 }
 
@@ -135,12 +134,12 @@ func LSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, 
 	for _, l := range layers {
 		targets = append(targets, l.target)
 	}
-	os, err := runtime.NewSessionForModel(orig, targets, o.Runtime)
+	os, err := ort.NewSessionForModel(orig, targets, o.Runtime)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer os.Destroy()
-	bound, err := evaluate.Bind(os, calib, "")
+	bound, err := os.Bind(calib, "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -447,9 +446,9 @@ func (e *normal) solve(ridge float64, bias bool) (*mat.Dense, error) {
 }
 
 // refit regresses one layer and writes the new weights into cur.
-func refit(cur *onnxio.Model, l *lsqLayer, li int, orig *runtime.Session, ti int, bound *dataset.Bound, o *LSQOptions) (LayerFit, error) {
+func refit(cur *onnxio.Model, l *lsqLayer, li int, orig *ort.Session, ti int, bound *dataset.Bound, o *LSQOptions) (LayerFit, error) {
 	fit := LayerFit{Node: l.label, Op: l.op, Weight: l.weight, Inputs: l.inW, Outputs: l.outW, Bias: l.hasBias()}
-	s, err := runtime.NewSessionForModel(cur, []string{l.input}, o.Runtime)
+	s, err := ort.NewSessionForModel(cur, []string{l.input}, o.Runtime)
 	if err != nil {
 		return fit, err
 	}
@@ -468,7 +467,7 @@ func refit(cur *onnxio.Model, l *lsqLayer, li int, orig *runtime.Session, ti int
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), uint64(li)))
 	q := -1.0
 	for batch := range bound.Batches(o.Batch) {
-		feed, err := evaluate.Feed(bound, batch)
+		feed, err := ort.Feed(bound, batch)
 		if err != nil {
 			return fit, err
 		}
@@ -548,7 +547,7 @@ func refit(cur *onnxio.Model, l *lsqLayer, li int, orig *runtime.Session, ti int
 }
 
 // convRows adds im2col rows of sampled output positions.
-func convRows(l *lsqLayer, x runtime.Tensor, xv []float32, y runtime.Tensor, yv []float32, eqs []*normal, rng *rand.Rand, q *float64, total, maxRows int) error {
+func convRows(l *lsqLayer, x ort.Tensor, xv []float32, y ort.Tensor, yv []float32, eqs []*normal, rng *rand.Rand, q *float64, total, maxRows int) error {
 	xd := append([]int64{}, x.Shape...)
 	yd := append([]int64{}, y.Shape...)
 	kernel := append([]int64{}, l.kernels...)

@@ -9,7 +9,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // dynamicBatch makes axis 0 of every graph input and output symbolic.
@@ -108,12 +108,12 @@ func pruneHalf(t *testing.T, m *onnxio.Model) (*onnxio.Model, map[string][]int) 
 // outputMSE is the mean squared difference of two models' first outputs.
 func outputMSE(t *testing.T, a, b *onnxio.Model, data *dataset.Set) float64 {
 	run := func(m *onnxio.Model) []float32 {
-		s, err := runtime.NewSessionForModel(m, nil, testRT)
+		s, err := ort.NewSessionForModel(m, nil, testRT)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Destroy()
-		in, err := runtime.FromArray("input", data.Arrays[0])
+		in, err := ort.FromArray("input", data.Arrays[0])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // TrainSpec says what a training graph computes.
@@ -310,21 +310,21 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 
 // Batch is one training batch.
 type Batch struct {
-	Inputs  []runtime.Tensor // the model's data inputs
+	Inputs  []ort.Tensor // the model's data inputs
 	Labels  []int64          // class labels, when the objective has CE
-	Teacher *runtime.Tensor  // the teacher's output, when it has KD or MSE
+	Teacher *ort.Tensor  // the teacher's output, when it has KD or MSE
 }
 
 // Stepper runs a training graph in ONNX Runtime.
 type Stepper struct {
 	TG     *TrainGraph
-	sess   *runtime.Session
+	sess   *ort.Session
 	nclass int64 // classes of the CE output, for checking labels
 }
 
 // NewStepper creates the ORT session of a training graph.
-func NewStepper(tg *TrainGraph, rt runtime.Config) (*Stepper, error) {
-	s, err := runtime.NewSessionForModel(tg.Model, nil, rt)
+func NewStepper(tg *TrainGraph, rt ort.Config) (*Stepper, error) {
+	s, err := ort.NewSessionForModel(tg.Model, nil, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -342,16 +342,16 @@ func (s *Stepper) Destroy() error { return s.sess.Destroy() }
 type StepResult struct {
 	Loss    float64
 	Grads   [][]float32      // per parameter, in TG.Params order
-	Hidden  []runtime.Tensor // gradients of TrainSpec.Hidden
+	Hidden  []ort.Tensor // gradients of TrainSpec.Hidden
 	Stats   [][]float32      // batch mean and variance of each TG.BNStats entry, in turn
-	Outputs []runtime.Tensor // model outputs, when built with Outputs
+	Outputs []ort.Tensor // model outputs, when built with Outputs
 }
 
 // Run computes the loss and gradients at the given weights (float32, in
 // TG.Params order) on one batch.
 func (s *Stepper) Run(params [][]float32, b Batch) (*StepResult, error) {
 	tg := s.TG
-	feed := append([]runtime.Tensor{}, b.Inputs...)
+	feed := append([]ort.Tensor{}, b.Inputs...)
 	if tg.Labels != "" {
 		if b.Labels == nil {
 			return nil, fmt.Errorf("the objective needs class labels and the batch has none")
@@ -361,7 +361,7 @@ func (s *Stepper) Run(params [][]float32, b Batch) (*StepResult, error) {
 				return nil, fmt.Errorf("label %d of batch row %d is outside the model's %d classes", l, i, s.nclass)
 			}
 		}
-		feed = append(feed, runtime.Tensor{Name: tg.Labels, DType: onnxio.Int64, Shape: []int64{int64(len(b.Labels))}, Data: b.Labels})
+		feed = append(feed, ort.Tensor{Name: tg.Labels, DType: onnxio.Int64, Shape: []int64{int64(len(b.Labels))}, Data: b.Labels})
 	}
 	if tg.Objective.LM != 0 {
 		for _, in := range b.Inputs {
@@ -394,7 +394,7 @@ func (s *Stepper) Run(params [][]float32, b Batch) (*StepResult, error) {
 		if p.DType != onnxio.Float {
 			return nil, fmt.Errorf("parameter %q is %s; training runs float32 weights", p.Name, p.DType)
 		}
-		feed = append(feed, runtime.Tensor{Name: p.Name, DType: onnxio.Float, Shape: p.Dims, Data: params[k]})
+		feed = append(feed, ort.Tensor{Name: p.Name, DType: onnxio.Float, Shape: p.Dims, Data: params[k]})
 	}
 	outs, err := s.sess.Run(feed...)
 	if err != nil {

@@ -6,9 +6,8 @@ import (
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // Latency is the median wall time of one ORT run at a batch size.
@@ -22,13 +21,13 @@ type Latency struct {
 // MeasureLatency runs m on batches of real rows (cycled when data has
 // fewer) after two warm-up runs, repeating for about budget or at least
 // five times, and returns the median per batch size.
-func MeasureLatency(m *onnxio.Model, data *dataset.Set, batches []int, budget time.Duration, cfg runtime.Config) ([]Latency, error) {
-	s, err := runtime.NewSessionForModel(m, nil, cfg)
+func MeasureLatency(m *onnxio.Model, data *dataset.Set, batches []int, budget time.Duration, cfg ort.Config) ([]Latency, error) {
+	s, err := ort.NewSessionForModel(m, nil, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Destroy()
-	b, err := evaluate.Bind(s, data, "")
+	b, err := s.Bind(data, "")
 	if err != nil {
 		return nil, err
 	}
@@ -41,13 +40,13 @@ func MeasureLatency(m *onnxio.Model, data *dataset.Set, batches []int, budget ti
 		for k := range rows {
 			rows[k] = k % b.N
 		}
-		in := make([]runtime.Tensor, len(b.Inputs))
+		in := make([]ort.Tensor, len(b.Inputs))
 		for k, a := range b.Inputs {
 			t, err := a.Take(rows)
 			if err != nil {
 				return nil, err
 			}
-			if in[k], err = runtime.FromArray(b.Specs[k].Name, t); err != nil {
+			if in[k], err = ort.FromArray(b.Specs[k].Name, t); err != nil {
 				return nil, err
 			}
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // Recovery says how to recover after pruning.
@@ -24,7 +24,7 @@ type Recovery struct {
 	Finetune finetune.Config
 	Eval     *dataset.Set // if set, the metric after recovery
 	EvalTask string
-	Runtime  runtime.Config
+	Runtime  ort.Config
 }
 
 // RecoveryReport is what the recovery did.

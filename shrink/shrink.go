@@ -16,7 +16,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // Config holds every setting of a run; the report records all of them.
@@ -29,14 +29,14 @@ type Config struct {
 	Ranking   string    // "per-group" (default) or "global"
 	RoundTo   int       // widths in multiples of this (1)
 	// RoundChannels, when above 1, overrides RoundTo for Conv channel
-	// groups (see runtime.ConvBlock: --round-to auto).
+	// groups (see ort.ConvBlock: --round-to auto).
 	RoundChannels int
 	Exclude       []string // glob patterns of group names left alone
 	AllGroups     bool     // also prune groups without a nonlinearity to observe (not with spectral)
 	Samples       int      // calibration samples M, fixed across rounds (1024)
 	Seed          int64
 	Batch         int // rows per ORT run (64)
-	Runtime       runtime.Config
+	Runtime       ort.Config
 	Eval          *dataset.Set // if set, the metric before and after
 	EvalTask      string
 	Latency       bool // measure ORT latency at batch 1 and 64 before and after

@@ -10,11 +10,11 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func TestMain(m *testing.M) {
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		fmt.Fprintf(os.Stderr, "shrink tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
 		os.Exit(1)
 	}
@@ -70,7 +70,7 @@ func TestShrinkFixtures(t *testing.T) {
 				t.Fatal(err)
 			}
 			const target = 0.25
-			small, rep, err := Run(m, calib, Config{Target: target, Samples: 96, Seed: 1, Runtime: runtime.Config{Threads: 1}})
+			small, rep, err := Run(m, calib, Config{Target: target, Samples: 96, Seed: 1, Runtime: ort.Config{Threads: 1}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,12 +120,12 @@ func TestShrinkFixtures(t *testing.T) {
 				}
 			}
 			// A fresh ORT session runs it with the same signature.
-			s, err := runtime.NewSessionForModel(back, nil, runtime.Config{Threads: 1})
+			s, err := ort.NewSessionForModel(back, nil, ort.Config{Threads: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer s.Destroy()
-			s0, err := runtime.NewSessionForModel(m, nil, runtime.Config{Threads: 1})
+			s0, err := ort.NewSessionForModel(m, nil, ort.Config{Threads: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,7 +161,7 @@ func TestRounding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, rep, err := Run(m, calib, Config{Target: 0.5, Samples: 128, RoundTo: c.roundTo, RoundChannels: c.chans, Runtime: runtime.Config{Threads: 1}})
+			_, rep, err := Run(m, calib, Config{Target: 0.5, Samples: 128, RoundTo: c.roundTo, RoundChannels: c.chans, Runtime: ort.Config{Threads: 1}})
 			if err != nil {
 				t.Fatal(err)
 			}

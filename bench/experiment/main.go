@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func main() {
@@ -97,7 +97,7 @@ func run(args []string) error {
 	if cfg.Quick {
 		cfg.Fixtures, cfg.Targets, cfg.Seeds, cfg.Samples, cfg.Trials = []string{"mlp"}, []float64{0.5}, []int64{0}, 128, 2
 	}
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		return err
 	}
 	var earlier *Results

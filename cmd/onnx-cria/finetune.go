@@ -13,7 +13,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -387,7 +387,7 @@ func addRecoverFlags(fs *flag.FlagSet) *recoverFlags {
 
 // apply runs the recovery on shrink's result and prints nothing; the
 // caller reports it. It returns small unchanged when there is nothing to do.
-func (f *recoverFlags) apply(orig, small *onnxio.Model, rep *shrink.Report, calib *dataset.Set, cfg *shrink.Config, evalSet *dataset.Set, evalTask string, rt *runtime.Config, stderr io.Writer, quiet bool) (*onnxio.Model, *shrink.RecoveryReport, error) {
+func (f *recoverFlags) apply(orig, small *onnxio.Model, rep *shrink.Report, calib *dataset.Set, cfg *shrink.Config, evalSet *dataset.Set, evalTask string, rt *ort.Config, stderr io.Writer, quiet bool) (*onnxio.Model, *shrink.RecoveryReport, error) {
 	method := *f.method
 	if method != "lsq" && method != "none" {
 		return nil, nil, usagef("--recover %q: want lsq or none", method)

@@ -10,11 +10,11 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func TestMain(m *testing.M) {
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		fmt.Fprintf(os.Stderr, "CLI tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
 		os.Exit(1)
 	}
@@ -203,7 +203,7 @@ func TestShrinkRoundsConvChannels(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatal(err)
 	}
-	block := runtime.ConvBlock("cpu")
+	block := ort.ConvBlock("cpu")
 	if r.Options.RoundTo != 1 || (block > 1 && r.Options.Channels != block) {
 		t.Errorf("options %+v, want round_to 1 and round_channels %d", r.Options, block)
 	}

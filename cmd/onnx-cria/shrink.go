@@ -10,7 +10,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -185,7 +185,7 @@ type rounding struct{ all, channels int }
 // for Conv channel groups only (other units have no such kernel cliff).
 func parseRoundTo(v, provider string) (rounding, error) {
 	if v == "auto" {
-		return rounding{all: 1, channels: runtime.ConvBlock(provider)}, nil
+		return rounding{all: 1, channels: ort.ConvBlock(provider)}, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {

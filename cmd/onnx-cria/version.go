@@ -3,9 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	goruntime "runtime"
+	"runtime"
 
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func runVersion(args []string, stdout, stderr io.Writer) error {
@@ -14,11 +14,11 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "onnx-cria %s (%s, %s/%s)\n", version, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
+	fmt.Fprintf(stdout, "onnx-cria %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	if err := startRuntime(rt); err != nil {
 		fmt.Fprintf(stdout, "ONNX Runtime: not available: %v\n", err)
 		return err
 	}
-	fmt.Fprintf(stdout, "ONNX Runtime %s (%s)\n", runtime.Version(), runtime.LibraryPath())
+	fmt.Fprintf(stdout, "ONNX Runtime %s (%s)\n", ort.Version(), ort.LibraryPath())
 	return nil
 }

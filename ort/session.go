@@ -1,4 +1,4 @@
-package runtime
+package ort
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	ort "github.com/yalue/onnxruntime_go"
+	ortapi "github.com/yalue/onnxruntime_go"
 )
 
 // Session is an ORT inference session for one model. Run may be called from
@@ -24,7 +24,7 @@ type Session struct {
 	outs    []ortOut
 
 	mu   sync.RWMutex // Run holds it shared, Destroy exclusively
-	sess *ort.DynamicAdvancedSession
+	sess *ortapi.DynamicAdvancedSession
 }
 
 // NewSession creates a session from a serialized model. outputs names the
@@ -182,7 +182,7 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 	for i, o := range outs {
 		outNames[i] = o.name
 	}
-	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(raw, inNames, outNames, opts)
+	sess, err := ortapi.NewDynamicAdvancedSessionWithONNXData(raw, inNames, outNames, opts)
 	if err != nil {
 		return fail("creating ORT session", err)
 	}
@@ -192,8 +192,8 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 }
 
 // sessionOptions builds ORT session options; the caller destroys them.
-func sessionOptions(cfg Config, provider, libPath string) (*ort.SessionOptions, error) {
-	opts, err := ort.NewSessionOptions()
+func sessionOptions(cfg Config, provider, libPath string) (*ortapi.SessionOptions, error) {
+	opts, err := ortapi.NewSessionOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +224,7 @@ func sessionOptions(cfg Config, provider, libPath string) (*ort.SessionOptions, 
 // libonnxruntime itself.
 const cudaLib = "libonnxruntime_providers_cuda.so"
 
-func appendCUDA(opts *ort.SessionOptions, device int, libPath string) error {
+func appendCUDA(opts *ortapi.SessionOptions, device int, libPath string) error {
 	dirs := []string{filepath.Dir(libPath)}
 	if real, err := filepath.EvalSymlinks(libPath); err == nil && filepath.Dir(real) != dirs[0] {
 		dirs = append(dirs, filepath.Dir(real))
@@ -239,7 +239,7 @@ func appendCUDA(opts *ort.SessionOptions, device int, libPath string) error {
 		return fmt.Errorf("provider cuda: the CUDA execution provider library %s was not found next to the ONNX Runtime library (in %s); this installation can only run on the CPU provider, which is the default (provider %q)",
 			cudaLib, strings.Join(dirs, " or "), ProviderCPU)
 	}
-	co, err := ort.NewCUDAProviderOptions()
+	co, err := ortapi.NewCUDAProviderOptions()
 	if err != nil {
 		return fmt.Errorf("provider cuda: creating CUDA provider options: %w", err)
 	}
@@ -311,7 +311,7 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ort.Value, len(s.outs))
+	out := make([]ortapi.Value, len(s.outs))
 	defer func() { destroyAll(out) }()
 	for i, o := range s.outs {
 		if o.scalar {
@@ -321,7 +321,7 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 		}
 	}
 	if err := s.sess.Run(in, out); err != nil {
-		if errors.Is(err, ort.ZeroShapeLengthError) {
+		if errors.Is(err, ortapi.ZeroShapeLengthError) {
 			// Rank-0 outputs are preallocated only when their rank is known.
 			return nil, fmt.Errorf("runtime: %s: run: an output of unknown rank is a scalar, which needs a declared shape (add value_info with an empty shape): %w", s.name, err)
 		}
@@ -366,7 +366,7 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 	if err != nil {
 		return err
 	}
-	out := make([]ort.Value, len(s.outs))
+	out := make([]ortapi.Value, len(s.outs))
 	defer func() { destroyAll(out) }()
 	for i, p := range s.plans {
 		t := outs[i]
@@ -391,12 +391,12 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 
 // inputValues matches inputs to the model's and wraps them as ORT values;
 // the caller destroys them, also after an error.
-func (s *Session) inputValues(inputs []Tensor) ([]ort.Value, error) {
+func (s *Session) inputValues(inputs []Tensor) ([]ortapi.Value, error) {
 	ordered, err := s.match(inputs)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %s: run: %w", s.name, err)
 	}
-	in := make([]ort.Value, len(ordered))
+	in := make([]ortapi.Value, len(ordered))
 	for i, t := range ordered {
 		if in[i], err = toValue(t, s.inputs[i].DType); err != nil {
 			return in, fmt.Errorf("runtime: %s: run: input %q: %w", s.name, t.Name, err)
@@ -407,7 +407,7 @@ func (s *Session) inputValues(inputs []Tensor) ([]ort.Value, error) {
 
 // destroyAll releases values; after a failed conversion the binding can
 // leave a typed nil pointer in an interface, which is skipped.
-func destroyAll(vs []ort.Value) {
+func destroyAll(vs []ortapi.Value) {
 	for _, v := range vs {
 		if v == nil {
 			continue

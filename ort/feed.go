@@ -1,4 +1,4 @@
-package runtime
+package ort
 
 import (
 	"fmt"
@@ -68,4 +68,27 @@ func SpecsOf(inputs []Info) ([]dataset.InputSpec, error) {
 		out = append(out, dataset.InputSpec{Name: in.Name, DType: d, Shape: in.Shape})
 	}
 	return out, nil
+}
+
+// Bind matches data to the session's inputs by name, dtype and shape;
+// labels names the labels array ("" for the default).
+func (s *Session) Bind(data *dataset.Set, labels string) (*dataset.Bound, error) {
+	specs, err := SpecsOf(s.Inputs())
+	if err != nil {
+		return nil, err
+	}
+	return data.Match(specs, labels)
+}
+
+// Feed converts a batch of bound data to session inputs, sharing memory.
+func Feed(b *dataset.Bound, batch dataset.Batch) ([]Tensor, error) {
+	in := make([]Tensor, len(batch.Inputs))
+	for k, a := range batch.Inputs {
+		t, err := FromArray(b.Specs[k].Name, a)
+		if err != nil {
+			return nil, err
+		}
+		in[k] = t
+	}
+	return in, nil
 }

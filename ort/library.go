@@ -1,11 +1,11 @@
-package runtime
+package ort
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -70,7 +70,7 @@ func CachedLibraryPath() (string, error) {
 // systemDirs are searched last, after LD_LIBRARY_PATH.
 func systemDirs() []string {
 	dirs := []string{"/usr/local/lib", "/usr/lib"}
-	switch goruntime.GOARCH {
+	switch runtime.GOARCH {
 	case "amd64":
 		dirs = append(dirs, "/usr/lib/x86_64-linux-gnu")
 	case "arm64":

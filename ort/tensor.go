@@ -1,10 +1,10 @@
-package runtime
+package ort
 
 import (
 	"fmt"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	ort "github.com/yalue/onnxruntime_go"
+	ortapi "github.com/yalue/onnxruntime_go"
 )
 
 // Tensor is a named tensor in Go memory, row-major.
@@ -83,7 +83,7 @@ func supported(dt onnxio.DataType) bool {
 
 // toValue wraps t's Go memory in an ORT value without copying (ORT only
 // reads inputs). The caller must Destroy the value.
-func toValue(t Tensor, dt onnxio.DataType) (ort.Value, error) {
+func toValue(t Tensor, dt onnxio.DataType) (ortapi.Value, error) {
 	switch d := t.Data.(type) {
 	case []float32:
 		return newValue(t.Shape, d)
@@ -114,16 +114,16 @@ func toValue(t Tensor, dt onnxio.DataType) (ort.Value, error) {
 	return nil, fmt.Errorf("unsupported Go type %T", t.Data)
 }
 
-func newValue[T ort.TensorData](shape []int64, d []T) (ort.Value, error) {
+func newValue[T ortapi.TensorData](shape []int64, d []T) (ortapi.Value, error) {
 	if len(shape) == 0 {
-		return ort.NewScalar(d[0])
+		return ortapi.NewScalar(d[0])
 	}
-	return ort.NewTensor(ort.NewShape(shape...), d)
+	return ortapi.NewTensor(ortapi.NewShape(shape...), d)
 }
 
 // newHalfValue copies float16/bfloat16 bit patterns into a byte tensor of
 // that element type; the binding has no Go type for them.
-func newHalfValue(shape []int64, d []uint16, dt onnxio.DataType) (ort.Value, error) {
+func newHalfValue(shape []int64, d []uint16, dt onnxio.DataType) (ortapi.Value, error) {
 	if len(shape) == 0 || len(d) == 0 {
 		return nil, fmt.Errorf("%s scalars and empty %s tensors are not supported as inputs", dt, dt)
 	}
@@ -131,39 +131,39 @@ func newHalfValue(shape []int64, d []uint16, dt onnxio.DataType) (ort.Value, err
 	for i, v := range d {
 		b[2*i], b[2*i+1] = byte(v), byte(v>>8)
 	}
-	et := ort.TensorElementDataType(ort.TensorElementDataTypeFloat16)
+	et := ortapi.TensorElementDataType(ortapi.TensorElementDataTypeFloat16)
 	if dt == onnxio.BFloat16 {
-		et = ort.TensorElementDataType(ort.TensorElementDataTypeBFloat16)
+		et = ortapi.TensorElementDataType(ortapi.TensorElementDataTypeBFloat16)
 	}
-	return ort.NewCustomDataTensor(ort.NewShape(shape...), b, et)
+	return ortapi.NewCustomDataTensor(ortapi.NewShape(shape...), b, et)
 }
 
 // newScalarOutput preallocates a rank-0 output: the binding cannot wrap a
 // rank-0 result that ORT allocated itself.
-func newScalarOutput(dt onnxio.DataType) (ort.Value, error) {
+func newScalarOutput(dt onnxio.DataType) (ortapi.Value, error) {
 	switch dt {
 	case onnxio.Float:
-		return ort.NewEmptyScalar[float32]()
+		return ortapi.NewEmptyScalar[float32]()
 	case onnxio.Double:
-		return ort.NewEmptyScalar[float64]()
+		return ortapi.NewEmptyScalar[float64]()
 	case onnxio.Int8:
-		return ort.NewEmptyScalar[int8]()
+		return ortapi.NewEmptyScalar[int8]()
 	case onnxio.Uint8:
-		return ort.NewEmptyScalar[uint8]()
+		return ortapi.NewEmptyScalar[uint8]()
 	case onnxio.Int16:
-		return ort.NewEmptyScalar[int16]()
+		return ortapi.NewEmptyScalar[int16]()
 	case onnxio.Uint16:
-		return ort.NewEmptyScalar[uint16]()
+		return ortapi.NewEmptyScalar[uint16]()
 	case onnxio.Int32:
-		return ort.NewEmptyScalar[int32]()
+		return ortapi.NewEmptyScalar[int32]()
 	case onnxio.Uint32:
-		return ort.NewEmptyScalar[uint32]()
+		return ortapi.NewEmptyScalar[uint32]()
 	case onnxio.Int64:
-		return ort.NewEmptyScalar[int64]()
+		return ortapi.NewEmptyScalar[int64]()
 	case onnxio.Uint64:
-		return ort.NewEmptyScalar[uint64]()
+		return ortapi.NewEmptyScalar[uint64]()
 	case onnxio.Bool:
-		return ort.NewEmptyScalar[bool]()
+		return ortapi.NewEmptyScalar[bool]()
 	}
 	return nil, fmt.Errorf("no scalar output of type %s", dt)
 }
@@ -171,8 +171,8 @@ func newScalarOutput(dt onnxio.DataType) (ort.Value, error) {
 // fromValue returns the data of an ORT value as a Go slice and its shape.
 // The binding already copied ORT's output into Go memory, which stays valid
 // after the value is destroyed, so no further copy is made.
-func fromValue(v ort.Value) (any, []int64, error) {
-	for _, f := range []func(ort.Value) (any, []int64, bool){
+func fromValue(v ortapi.Value) (any, []int64, error) {
+	for _, f := range []func(ortapi.Value) (any, []int64, bool){
 		take[float32], take[float64], take[int8], take[uint8], take[int16], take[uint16],
 		take[int32], take[uint32], take[int64], take[uint64], take[bool],
 	} {
@@ -183,11 +183,11 @@ func fromValue(v ort.Value) (any, []int64, error) {
 	return nil, nil, fmt.Errorf("unsupported ORT value %T", v)
 }
 
-func take[T ort.TensorData](v ort.Value) (any, []int64, bool) {
+func take[T ortapi.TensorData](v ortapi.Value) (any, []int64, bool) {
 	switch x := v.(type) {
-	case *ort.Tensor[T]:
+	case *ortapi.Tensor[T]:
 		return x.GetData(), []int64(x.GetShape()), true
-	case *ort.Scalar[T]:
+	case *ortapi.Scalar[T]:
 		return []T{x.GetData()}, []int64{}, true
 	}
 	return nil, nil, false

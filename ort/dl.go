@@ -1,4 +1,4 @@
-package runtime
+package ort
 
 // This is the only file of the package that uses cgo. It reads the version
 // of an ONNX Runtime library before onnxruntime_go is given the library,

@@ -1,4 +1,4 @@
-// Package runtime runs ONNX models in ONNX Runtime (ORT) from Go.
+// Package ort runs ONNX models in ONNX Runtime (ORT) from Go.
 //
 // It finds and checks the ORT shared library, creates sessions from
 // serialized models, and moves tensors between Go slices and ORT. Callers
@@ -38,4 +38,4 @@
 // silent fallback to the CPU.
 //
 // The package knows nothing about pruning.
-package runtime
+package ort

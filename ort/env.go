@@ -1,4 +1,4 @@
-package runtime
+package ort
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ortapi "github.com/yalue/onnxruntime_go"
 )
 
 // Config selects the library and how sessions run. The zero value is valid:
@@ -80,8 +80,8 @@ func initLocked(cfg Config) error {
 	// The binding opens the library again; our handle keeps it loaded
 	// in between and is dropped once the binding holds its own.
 	defer h.close()
-	ort.SetSharedLibraryPath(path)
-	if err := ort.InitializeEnvironment(); err != nil {
+	ortapi.SetSharedLibraryPath(path)
+	if err := ortapi.InitializeEnvironment(); err != nil {
 		return fmt.Errorf("runtime: initializing ONNX Runtime %s from %s: %w", version, path, err)
 	}
 	env.path, env.version = path, version
@@ -123,7 +123,7 @@ func Shutdown() error {
 	if env.sessions > 0 {
 		return fmt.Errorf("runtime: shutdown: %d session(s) not destroyed", env.sessions)
 	}
-	if err := ort.DestroyEnvironment(); err != nil {
+	if err := ortapi.DestroyEnvironment(); err != nil {
 		return fmt.Errorf("runtime: shutdown: %w", err)
 	}
 	env.path, env.version = "", ""
