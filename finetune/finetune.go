@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/autodiff"
+
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
@@ -27,15 +29,15 @@ type Config struct {
 	ClipNorm    float64 // clip the global gradient norm to this (0: off)
 
 	// Objective is the loss; its zero value chooses one (see Run).
-	Objective   Objective
+	Objective   autodiff.Objective
 	Teacher     *onnxio.Model // the original model, for distillation
 	Temperature float64       // distillation temperature (2)
 	Alpha       float64       // with labels and a teacher: weight of distillation (0.5)
 
 	Params []string // initializers to train; nil: DefaultParams
 	Freeze []string // glob patterns left out of the default set
-	// BatchNorm is BNBatch (the default: batch statistics while training,
-	// running statistics updated, as PyTorch's train mode) or BNFrozen.
+	// BatchNorm is autodiff.BNBatch (the default: batch statistics while training,
+	// running statistics updated, as PyTorch's train mode) or autodiff.BNFrozen.
 	BatchNorm string
 
 	Eval     *dataset.Set // if set, the metric before training and after every epoch
@@ -87,7 +89,7 @@ func (c *Config) defaults() error {
 		c.Alpha = 0.5
 	}
 	if c.BatchNorm == "" {
-		c.BatchNorm = BNBatch
+		c.BatchNorm = autodiff.BNBatch
 	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
@@ -103,8 +105,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("schedule %q: want constant or cosine", c.Schedule)
 	case c.Alpha < 0 || c.Alpha > 1:
 		return fmt.Errorf("alpha %v: want a weight in [0, 1]", c.Alpha)
-	case c.BatchNorm != BNBatch && c.BatchNorm != BNFrozen:
-		return fmt.Errorf("batch norm mode %q: want %s or %s", c.BatchNorm, BNBatch, BNFrozen)
+	case c.BatchNorm != autodiff.BNBatch && c.BatchNorm != autodiff.BNFrozen:
+		return fmt.Errorf("batch norm mode %q: want %s or %s", c.BatchNorm, autodiff.BNBatch, autodiff.BNFrozen)
 	case c.Resume && c.Checkpoint == "":
 		return errors.New("resume needs a checkpoint file")
 	}
@@ -122,100 +124,40 @@ type EpochStat struct {
 
 // Result is what a run did.
 type Result struct {
-	Objective   Objective        `json:"objective"`
-	Optimizer   string           `json:"optimizer"`
-	BatchNorm   string           `json:"batch_norm,omitempty"` // the mode, when the model has BatchNormalization nodes that train
-	LR          float64          `json:"lr"`
-	Batch       int              `json:"batch"`
-	Samples     int              `json:"samples"`
-	Tensors     int              `json:"trained_tensors"`
-	Params      int64            `json:"trained_params"`
-	Steps       int              `json:"steps"` // in all, including those before a resume
-	Epochs      []EpochStat      `json:"epochs"`
-	EvalBefore  *evaluate.Result `json:"eval_before,omitempty"`
-	EvalAfter   *evaluate.Result `json:"eval_after,omitempty"`
-	Resumed     bool             `json:"resumed,omitempty"`
-	Stopped     bool             `json:"stopped_early,omitempty"`
-	Seconds     float64          `json:"seconds"`
-	StepSeconds float64          `json:"seconds_per_step"`
-}
-
-// lmInputs finds a language model's token ids and attention mask: the
-// first output is [N, T, V] and a 2-D integer input other than
-// attention_mask holds the ids.
-func lmInputs(m *onnxio.Model) (ids, mask string) {
-	g := m.Graph()
-	sh := onnxio.InferShapes(m, true)
-	if len(g.GetOutput()) == 0 {
-		return "", ""
-	}
-	if d, ok := sh.Shape(g.GetOutput()[0].GetName()); !ok || len(d) != 3 {
-		return "", ""
-	}
-	inits := map[string]bool{}
-	for _, t := range g.GetInitializer() {
-		inits[t.GetName()] = true
-	}
-	for _, v := range g.GetInput() {
-		dt, shape, ok := onnxio.TensorType(v)
-		if !ok || inits[v.GetName()] || len(shape) != 2 || !dt.IsInt() {
-			continue
-		}
-		if v.GetName() == "attention_mask" {
-			mask = v.GetName()
-		} else if ids == "" {
-			ids = v.GetName()
-		}
-	}
-	return ids, mask
+	Objective   autodiff.Objective `json:"objective"`
+	Optimizer   string             `json:"optimizer"`
+	BatchNorm   string             `json:"batch_norm,omitempty"` // the mode, when the model has BatchNormalization nodes that train
+	LR          float64            `json:"lr"`
+	Batch       int                `json:"batch"`
+	Samples     int                `json:"samples"`
+	Tensors     int                `json:"trained_tensors"`
+	Params      int64              `json:"trained_params"`
+	Steps       int                `json:"steps"` // in all, including those before a resume
+	Epochs      []EpochStat        `json:"epochs"`
+	EvalBefore  *evaluate.Result   `json:"eval_before,omitempty"`
+	EvalAfter   *evaluate.Result   `json:"eval_after,omitempty"`
+	Resumed     bool               `json:"resumed,omitempty"`
+	Stopped     bool               `json:"stopped_early,omitempty"`
+	Seconds     float64            `json:"seconds"`
+	StepSeconds float64            `json:"seconds_per_step"`
 }
 
 // chooseObjective picks the loss when the caller did not: distillation
 // with a teacher, mixed with the hard-label loss (class labels, or next
 // tokens for a language model) when there is one; without a teacher the
 // hard-label loss alone.
-func chooseObjective(m *onnxio.Model, hasLabels bool, c *Config) (Objective, error) {
-	o := Objective{Temperature: c.Temperature}
-	ids, mask := lmInputs(m)
-	hard := 0.0
-	if c.Teacher != nil {
-		o.KD = c.Alpha
-		hard = 1 - c.Alpha
-	} else {
-		hard = 1
-	}
+func chooseObjective(m *onnxio.Model, hasLabels bool, c *Config) (autodiff.Objective, error) {
+	o, err := autodiff.HardObjective(m, hasLabels)
 	switch {
-	case hasLabels:
-		o.CE = hard
-	case ids != "":
-		o.LM, o.IDs, o.Mask = hard, ids, mask
-	case c.Teacher == nil:
-		return o, errors.New("the training data has no \"labels\" array and no teacher was given: pass --teacher ORIGINAL.onnx to distill from the original model, or add integer class labels named \"labels\"")
-	default:
-		o.KD = 1
+	case err != nil && c.Teacher == nil:
+		return o, fmt.Errorf("%w, and no teacher was given to distill from", err)
+	case err != nil:
+		return autodiff.Objective{KD: 1, Temperature: c.Temperature}, nil
+	case c.Teacher != nil:
+		o.CE, o.LM = o.CE*(1-c.Alpha), o.LM*(1-c.Alpha)
+		o.KD, o.Temperature = c.Alpha, c.Temperature
 	}
 	return o, nil
-}
-
-func (o Objective) String() string {
-	s := ""
-	add := func(w float64, name string) {
-		if w == 0 {
-			return
-		}
-		if s != "" {
-			s += " + "
-		}
-		if w != 1 {
-			s += fmt.Sprintf("%g*", w)
-		}
-		s += name
-	}
-	add(o.CE, "cross-entropy")
-	add(o.LM, "next-token cross-entropy")
-	add(o.KD, fmt.Sprintf("KD(T=%g)", o.Temperature))
-	add(o.MSE, "MSE to teacher")
-	return s
 }
 
 // Run fine-tunes m on train and returns the model with the trained weights.
@@ -232,12 +174,12 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 		return nil, nil, err
 	}
 	t0 := time.Now()
-	bound, err := bindData(m, train, &cfg)
+	bound, err := autodiff.BindData(m, train, cfg.MaxSamples, cfg.Seed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("training data: %w", err)
 	}
 	obj := cfg.Objective
-	if obj == (Objective{}) {
+	if obj == (autodiff.Objective{}) {
 		if obj, err = chooseObjective(m, bound.Labels != nil, &cfg); err != nil {
 			return nil, nil, err
 		}
@@ -245,40 +187,40 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 	if obj.CE != 0 && bound.Labels == nil {
 		return nil, nil, fmt.Errorf("%s: the objective needs class labels and the data has no \"labels\" array", train.Path)
 	}
-	if obj.needsTeacher() && cfg.Teacher == nil {
+	if obj.NeedsTeacher() && cfg.Teacher == nil {
 		return nil, nil, errors.New("the objective distills from a teacher and none was given")
 	}
-	tg, err := BuildTraining(m, TrainSpec{Objective: obj, Params: cfg.Params, Freeze: cfg.Freeze, BatchNorm: cfg.BatchNorm})
+	tg, err := autodiff.BuildTraining(m, autodiff.TrainSpec{Objective: obj, Params: cfg.Params, Freeze: cfg.Freeze, BatchNorm: cfg.BatchNorm})
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := NewStepper(tg, cfg.Runtime)
+	st, err := autodiff.NewStepper(tg, cfg.Runtime)
 	if err != nil {
 		return nil, nil, fmt.Errorf("training graph: %w", err)
 	}
 	defer st.Destroy()
 	var teacher *teacherRun
-	if obj.needsTeacher() {
+	if obj.NeedsTeacher() {
 		if teacher, err = newTeacherRun(cfg.Teacher, tg.Output, cfg.Runtime); err != nil {
 			return nil, nil, err
 		}
 		defer teacher.sess.Destroy()
 	}
-	params, err := ParamValues(m, tg.Params)
+	params, err := autodiff.ParamValues(m, tg.Params)
 	if err != nil {
 		return nil, nil, err
 	}
 	// Running statistics of batch-mode BatchNormalizations.
-	var bufs []Param
+	var bufs []autodiff.Param
 	for _, st := range tg.BNStats {
-		bufs = append(bufs, Param{Name: st.Mean, DType: st.DType, Dims: st.Dims}, Param{Name: st.Var, DType: st.DType, Dims: st.Dims})
+		bufs = append(bufs, autodiff.Param{Name: st.Mean, DType: st.DType, Dims: st.Dims}, autodiff.Param{Name: st.Var, DType: st.DType, Dims: st.Dims})
 	}
-	buffers, err := ParamValues(m, bufs)
+	buffers, err := autodiff.ParamValues(m, bufs)
 	if err != nil {
 		return nil, nil, err
 	}
 	weights := func() (*onnxio.Model, error) {
-		return WithParams(m, append(append([]Param{}, tg.Params...), bufs...), append(append([][]float32{}, params...), buffers...))
+		return autodiff.WithParams(m, append(append([]autodiff.Param{}, tg.Params...), bufs...), append(append([][]float32{}, params...), buffers...))
 	}
 	var opt Optimizer
 	if cfg.Optimizer == "sgd" {
@@ -287,7 +229,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 		opt = NewAdam(cfg.WeightDecay)
 	}
 	res := &Result{Objective: obj, Optimizer: cfg.Optimizer, LR: cfg.LR, Batch: cfg.Batch, Samples: bound.N, Tensors: len(tg.Params)}
-	if len(tg.BNStats) > 0 || cfg.BatchNorm == BNFrozen && hasOp(m, "BatchNormalization") {
+	if len(tg.BNStats) > 0 || cfg.BatchNorm == autodiff.BNFrozen && hasOp(m, "BatchNormalization") {
 		res.BatchNorm = cfg.BatchNorm
 	}
 	for _, p := range tg.Params {
@@ -378,7 +320,7 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 			}
 			lo := pos.Step * batch
 			rows := perm[lo:min(lo+batch, bound.N)]
-			b, err := makeBatch(bound, rows)
+			b, err := autodiff.MakeBatch(bound, rows)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -480,78 +422,6 @@ func epochOrder(n int, seed int64, epoch int) []int {
 		p[i], p[j] = p[j], p[i]
 	}
 	return p
-}
-
-// inputSpecs describes m's data inputs for dataset.Set.Match.
-func inputSpecs(m *onnxio.Model) ([]dataset.InputSpec, error) {
-	inits := map[string]bool{}
-	for _, t := range m.Graph().GetInitializer() {
-		inits[t.GetName()] = true
-	}
-	var infos []ort.Info
-	for _, v := range m.Graph().GetInput() {
-		if inits[v.GetName()] {
-			continue
-		}
-		dt, shape, ok := onnxio.TensorType(v)
-		if !ok {
-			return nil, fmt.Errorf("graph input %q is not a tensor", v.GetName())
-		}
-		info := ort.Info{Name: v.GetName(), DType: dt}
-		if shape != nil {
-			info.Shape = onnxio.StaticDims(shape)
-		}
-		infos = append(infos, info)
-	}
-	return ort.SpecsOf(infos)
-}
-
-// bindData matches data to m's inputs and takes the seeded subset of
-// cfg.MaxSamples rows when set.
-func bindData(m *onnxio.Model, data *dataset.Set, cfg *Config) (*dataset.Bound, error) {
-	specs, err := inputSpecs(m)
-	if err != nil {
-		return nil, err
-	}
-	bound, err := data.Match(specs, "")
-	if err != nil {
-		return nil, err
-	}
-	if cfg.MaxSamples > 0 && bound.N > cfg.MaxSamples {
-		if bound, err = bound.Subset(cfg.MaxSamples, cfg.Seed); err != nil {
-			return nil, err
-		}
-	}
-	if bound.N == 0 {
-		return nil, errors.New("no rows")
-	}
-	return bound, nil
-}
-
-// makeBatch copies the given rows of every bound array.
-func makeBatch(b *dataset.Bound, rows []int) (Batch, error) {
-	var out Batch
-	for k, a := range b.Inputs {
-		r, err := a.Take(rows)
-		if err != nil {
-			return out, err
-		}
-		t, err := ort.FromArray(b.Specs[k].Name, r)
-		if err != nil {
-			return out, err
-		}
-		out.Inputs = append(out.Inputs, t)
-	}
-	if b.Labels != nil {
-		l, err := b.Labels.Take(rows)
-		if err != nil {
-			return out, err
-		}
-		if out.Labels, err = l.AsInt64(); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
 }
 
 // teacherRun computes the teacher's output on training batches.

@@ -243,3 +243,15 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// Kept returns the original units that remain of every pruned group, as
+// recover.LSQ wants them.
+func (r *Report) Kept() map[string][]int {
+	kept := map[string][]int{}
+	for _, g := range r.Groups {
+		if g.Pruned {
+			kept[g.Name] = g.Kept
+		}
+	}
+	return kept
+}

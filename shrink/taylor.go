@@ -3,8 +3,8 @@ package shrink
 import (
 	"fmt"
 
+	"github.com/onnx-cria/onnx-cria/autodiff"
 	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
@@ -66,13 +66,13 @@ func (Taylor) ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *da
 		sums[g.Name] = make([]float64, g.Width)
 	}
 	batches := 0
-	fcfg := finetune.Config{Batch: cfg.Batch, MaxSamples: cfg.Samples, Seed: cfg.Seed, Runtime: cfg.Runtime}
+	fcfg := autodiff.GradOptions{Batch: cfg.Batch, MaxSamples: cfg.Samples, Seed: cfg.Seed, Runtime: cfg.Runtime}
 	if cfg.Progress != nil {
 		prog := cfg.progress(fmt.Sprintf("round %d gradients", round))
 		fcfg.Progress = func(_ string, done, total int) { prog(done, total) }
 	}
 	step := make(map[string][]float64, len(groups))
-	err := finetune.GradientPass(m, calib, names, fcfg, func(values, grads [][]float32) error {
+	err := autodiff.GradientPass(m, calib, names, fcfg, func(values, grads [][]float32) error {
 		for _, g := range groups {
 			step[g.Name] = make([]float64, g.Width)
 		}

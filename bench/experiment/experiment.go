@@ -13,10 +13,10 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
-	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/rewrite"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
+	"github.com/onnx-cria/onnx-cria/rewrite"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -230,8 +230,8 @@ func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config,
 		}
 		return r.Value, nil
 	case "lsq":
-		_, rr, err := shrink.Recover(orig, small, rep, calib, shrink.Recovery{
-			LSQ: true, LSQOpts: finetune.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
+		_, rr, err := recover.Run(orig, small, rep.Kept(), calib, recover.Options{
+			LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
 		})
 		if err != nil {
 			return 0, err

@@ -9,11 +9,13 @@ import (
 	"os"
 	"strings"
 
+	"github.com/onnx-cria/onnx-cria/autodiff"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -62,7 +64,7 @@ func (f *trainFlags) config(m *onnxio.Model) (finetune.Config, error) {
 		return c, usagef("--optimizer %q: want adam or sgd", c.Optimizer)
 	case c.Schedule != "constant" && c.Schedule != "cosine":
 		return c, usagef("--schedule %q: want constant or cosine", c.Schedule)
-	case c.BatchNorm != finetune.BNBatch && c.BatchNorm != finetune.BNFrozen:
+	case c.BatchNorm != autodiff.BNBatch && c.BatchNorm != autodiff.BNFrozen:
 		return c, usagef("--bn %q: want batch or frozen", c.BatchNorm)
 	case c.Alpha < 0 || c.Alpha > 1:
 		return c, usagef("--alpha %v: want a weight between 0 and 1", c.Alpha)
@@ -71,37 +73,21 @@ func (f *trainFlags) config(m *onnxio.Model) (finetune.Config, error) {
 	switch *f.loss {
 	case "auto":
 	case "ce":
-		c.Objective = finetune.Objective{CE: 1}
+		c.Objective = autodiff.Objective{CE: 1}
 	case "kd":
-		c.Objective = finetune.Objective{KD: 1, Temperature: temp}
+		c.Objective = autodiff.Objective{KD: 1, Temperature: temp}
 	case "mse":
-		c.Objective = finetune.Objective{MSE: 1}
+		c.Objective = autodiff.Objective{MSE: 1}
 	case "lm":
-		ids, mask := lmInputNames(m)
+		ids, mask := autodiff.LMInputs(m)
 		if ids == "" {
 			return c, errors.New("--loss lm: the model has no 2-D integer token id input")
 		}
-		c.Objective = finetune.Objective{LM: 1, IDs: ids, Mask: mask}
+		c.Objective = autodiff.Objective{LM: 1, IDs: ids, Mask: mask}
 	default:
 		return c, usagef("--loss %q: want auto, ce, lm, kd or mse", *f.loss)
 	}
 	return c, nil
-}
-
-// lmInputNames finds a language model's token id and attention mask inputs.
-func lmInputNames(m *onnxio.Model) (ids, mask string) {
-	for _, v := range m.Graph().GetInput() {
-		dt, shape, ok := onnxio.TensorType(v)
-		if !ok || len(shape) != 2 || !dt.IsInt() {
-			continue
-		}
-		if v.GetName() == "attention_mask" {
-			mask = v.GetName()
-		} else if ids == "" {
-			ids = v.GetName()
-		}
-	}
-	return ids, mask
 }
 
 func runFinetune(args []string, stdout, stderr io.Writer) error {
@@ -232,8 +218,8 @@ the original model's outputs on --calib (needs --teacher ORIGINAL.onnx and
 		if err != nil {
 			return err
 		}
-		o := finetune.LSQOptions{Ridge: *ridge, Samples: *samples, Seed: *seed, Runtime: *rt, Log: logf}
-		if cur, summary.LSQ, err = finetune.LSQ(teacher, cur, kept, calib, o); err != nil {
+		o := recover.LSQOptions{Ridge: *ridge, Samples: *samples, Seed: *seed, Runtime: *rt, Log: logf}
+		if cur, summary.LSQ, err = recover.LSQ(teacher, cur, kept, calib, o); err != nil {
 			return err
 		}
 		if evalSet != nil {
@@ -271,11 +257,11 @@ the original model's outputs on --calib (needs --teacher ORIGINAL.onnx and
 
 // finetuneSummary is the finetune command's result.
 type finetuneSummary struct {
-	Input    string              `json:"input"`
-	Output   string              `json:"output"`
-	LSQ      []finetune.LayerFit `json:"lsq_layers,omitempty"`
-	EvalLSQ  *evaluate.Result    `json:"eval_after_lsq,omitempty"`
-	Finetune *finetune.Result    `json:"finetune,omitempty"`
+	Input    string             `json:"input"`
+	Output   string             `json:"output"`
+	LSQ      []recover.LayerFit `json:"lsq_layers,omitempty"`
+	EvalLSQ  *evaluate.Result   `json:"eval_after_lsq,omitempty"`
+	Finetune *finetune.Result   `json:"finetune,omitempty"`
 }
 
 func (s *finetuneSummary) write(w io.Writer) {
@@ -289,7 +275,7 @@ func (s *finetuneSummary) write(w io.Writer) {
 	}
 }
 
-func writeLSQ(w io.Writer, fits []finetune.LayerFit) {
+func writeLSQ(w io.Writer, fits []recover.LayerFit) {
 	if len(fits) == 0 {
 		return
 	}
@@ -387,19 +373,19 @@ func addRecoverFlags(fs *flag.FlagSet) *recoverFlags {
 
 // apply runs the recovery on shrink's result and prints nothing; the
 // caller reports it. It returns small unchanged when there is nothing to do.
-func (f *recoverFlags) apply(orig, small *onnxio.Model, rep *shrink.Report, calib *dataset.Set, cfg *shrink.Config, evalSet *dataset.Set, evalTask string, rt *ort.Config, stderr io.Writer, quiet bool) (*onnxio.Model, *shrink.RecoveryReport, error) {
+func (f *recoverFlags) apply(orig, small *onnxio.Model, rep *shrink.Report, calib *dataset.Set, cfg *shrink.Config, evalSet *dataset.Set, evalTask string, rt *ort.Config, stderr io.Writer, quiet bool) (*onnxio.Model, *recover.Report, error) {
 	method := *f.method
 	if method != "lsq" && method != "none" {
 		return nil, nil, usagef("--recover %q: want lsq or none", method)
 	}
-	r := shrink.Recovery{LSQ: method == "lsq", Distill: *f.distill, Eval: evalSet, EvalTask: evalTask, Runtime: *rt}
+	r := recover.Options{LSQ: method == "lsq", Distill: *f.distill, Eval: evalSet, EvalTask: evalTask, Runtime: *rt}
 	if r.LSQ && calib == nil {
 		r.LSQ = false // magnitude or random criteria without data: nothing to refit on
 		if !quiet {
 			fmt.Fprintln(stderr, "no calibration data: skipping the least-squares recovery")
 		}
 	}
-	r.LSQOpts = finetune.LSQOptions{Ridge: *f.ridge, Samples: cfg.Samples, Seed: cfg.Seed, Batch: cfg.Batch}
+	r.LSQOpts = recover.LSQOptions{Ridge: *f.ridge, Samples: cfg.Samples, Seed: cfg.Seed, Batch: cfg.Batch}
 	if !quiet {
 		r.LSQOpts.Log = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 	}
@@ -427,11 +413,11 @@ func (f *recoverFlags) apply(orig, small *onnxio.Model, rep *shrink.Report, cali
 	if !r.LSQ && r.Train == nil {
 		return small, nil, nil
 	}
-	return shrink.Recover(orig, small, rep, calib, r)
+	return recover.Run(orig, small, rep.Kept(), calib, r)
 }
 
 // writeRecovery prints what the recovery did.
-func writeRecovery(w io.Writer, rr *shrink.RecoveryReport) {
+func writeRecovery(w io.Writer, rr *recover.Report) {
 	if rr == nil {
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -145,7 +146,7 @@ func runShrink(args []string, stdout, stderr io.Writer) error {
 	if rrep != nil {
 		full = struct {
 			*shrink.Report
-			Recovery *shrink.RecoveryReport `json:"recovery"`
+			Recovery *recover.Report `json:"recovery"`
 		}{rep, rrep}
 	}
 	var so *onnxio.SaveOptions

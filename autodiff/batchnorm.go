@@ -1,4 +1,4 @@
-package finetune
+package autodiff
 
 import (
 	"fmt"
@@ -154,17 +154,4 @@ func batchModeBN(m *onnxio.Model) (*onnxio.Model, []BNStat, error) {
 	// Constants the builder added are initializers already; value_info of
 	// the replaced outputs still holds.
 	return c, stats, nil
-}
-
-// updateRunning applies one step's batch statistics to the running ones.
-func updateRunning(st []BNStat, running [][]float32, batch [][]float32) {
-	for k, s := range st {
-		m := float32(s.Momentum)
-		for j, v := range [][]float32{batch[2*k], batch[2*k+1]} {
-			r := running[2*k+j]
-			for i := range r {
-				r[i] = m*r[i] + (1-m)*v[i]
-			}
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package finetune
+package autodiff
 
 import (
 	"math"
@@ -117,7 +117,7 @@ func TestLlamaTrainingGraph(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := makeBatch(bound, []int{3, 500})
+	b, err := MakeBatch(bound, []int{3, 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestTransformerTrainingGraphs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := makeBatch(bound, []int{0, 7, 100, 333})
+			b, err := MakeBatch(bound, []int{0, 7, 100, 333})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package finetune
+package autodiff
 
 import (
 	"fmt"
@@ -37,7 +37,7 @@ const (
 	LossOutput   = "train:loss"
 )
 
-func (o Objective) needsTeacher() bool { return o.KD != 0 || o.MSE != 0 }
+func (o Objective) NeedsTeacher() bool { return o.KD != 0 || o.MSE != 0 }
 
 // lossTerms appends the loss to the builder's graph: it returns the scalar
 // loss tensor and the gradient of the loss with respect to z.
@@ -153,4 +153,25 @@ func allAxes(r int) []int64 {
 		a[k] = int64(k)
 	}
 	return a
+}
+
+func (o Objective) String() string {
+	s := ""
+	add := func(w float64, name string) {
+		if w == 0 {
+			return
+		}
+		if s != "" {
+			s += " + "
+		}
+		if w != 1 {
+			s += fmt.Sprintf("%g*", w)
+		}
+		s += name
+	}
+	add(o.CE, "cross-entropy")
+	add(o.LM, "next-token cross-entropy")
+	add(o.KD, fmt.Sprintf("KD(T=%g)", o.Temperature))
+	add(o.MSE, "MSE to teacher")
+	return s
 }

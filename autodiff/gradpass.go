@@ -1,4 +1,4 @@
-package finetune
+package autodiff
 
 import (
 	"errors"
@@ -6,29 +6,37 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
-// GradientPass runs the loss Run would train on (cross-entropy on the
-// "labels" array, or next-token cross-entropy for a language model) over
-// data in batches of cfg.Batch rows (a seeded subset of cfg.MaxSamples rows
-// when set) and calls fn after each batch with the values and gradients of
-// the named initializers, in that order. Nothing is updated, and
-// BatchNormalization uses its running statistics: the gradients are those
-// of the model as it is, for first-order (Taylor) importance scores.
-func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, cfg Config, fn func(values, grads [][]float32) error) error {
-	cfg.Teacher = nil
-	cfg.BatchNorm = BNFrozen
-	if err := cfg.defaults(); err != nil {
-		return err
+// GradOptions configure a GradientPass.
+type GradOptions struct {
+	Batch      int   // rows per run (64)
+	MaxSamples int   // a seeded subset of this many rows (0: all)
+	Seed       int64 // for the subset
+	Runtime    ort.Config
+	Progress   func(label string, done, total int)
+}
+
+// GradientPass runs the loss on the data alone (HardObjective:
+// cross-entropy on the "labels" array, or next-token cross-entropy for a
+// language model) over data in batches and calls fn after each batch with
+// the values and gradients of the named initializers, in that order.
+// Nothing is updated, and BatchNormalization uses its running statistics:
+// the gradients are those of the model as it is, for first-order (Taylor)
+// importance scores.
+func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, o GradOptions, fn func(values, grads [][]float32) error) error {
+	if o.Batch <= 0 {
+		o.Batch = 64
 	}
 	if len(names) == 0 {
 		return errors.New("gradient pass: no weights named")
 	}
-	bound, err := bindData(m, data, &cfg)
+	bound, err := BindData(m, data, o.MaxSamples, o.Seed)
 	if err != nil {
 		return fmt.Errorf("%s: %w", data.Path, err)
 	}
-	obj, err := chooseObjective(m, bound.Labels != nil, &cfg)
+	obj, err := HardObjective(m, bound.Labels != nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", data.Path, err)
 	}
@@ -41,7 +49,7 @@ func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, cfg Config
 			return fmt.Errorf("gradient pass: weight %d is %q, want %q", k, p.Name, names[k])
 		}
 	}
-	st, err := NewStepper(tg, cfg.Runtime)
+	st, err := NewStepper(tg, o.Runtime)
 	if err != nil {
 		return fmt.Errorf("gradient graph: %w", err)
 	}
@@ -50,7 +58,7 @@ func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, cfg Config
 	if err != nil {
 		return err
 	}
-	batch := cfg.Batch
+	batch := o.Batch
 	if bound.FixedBatch > 0 {
 		batch = bound.FixedBatch
 	}
@@ -63,7 +71,7 @@ func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, cfg Config
 		for k := range rows {
 			rows[k] = lo + k
 		}
-		b, err := makeBatch(bound, rows)
+		b, err := MakeBatch(bound, rows)
 		if err != nil {
 			return err
 		}
@@ -74,8 +82,8 @@ func GradientPass(m *onnxio.Model, data *dataset.Set, names []string, cfg Config
 		if err := fn(values, res.Grads); err != nil {
 			return err
 		}
-		if cfg.Progress != nil {
-			cfg.Progress("gradients", hi, bound.N)
+		if o.Progress != nil {
+			o.Progress("gradients", hi, bound.N)
 		}
 	}
 	return nil

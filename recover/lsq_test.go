@@ -1,4 +1,4 @@
-package finetune
+package recover
 
 import (
 	"math"
@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/internal/testgraph"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/rewrite"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/rewrite"
 )
 
 // dynamicBatch makes axis 0 of every graph input and output symbolic.
@@ -29,34 +30,34 @@ func dynamicBatch(m *onnxio.Model) *onnxio.Model {
 // pooling, a classifier), float32, random weights.
 func smallNets(t *testing.T) map[string]*onnxio.Model {
 	r := rand.New(rand.NewPCG(21, 22))
-	w := func(g *tgraph, name string, fanIn int64, dims ...int64) string {
+	w := func(g *testgraph.Graph, name string, fanIn int64, dims ...int64) string {
 		s := math.Sqrt(3 / float64(fanIn))
-		return g.fconst(name, dims, uniform(-s, s)(r, int(onnxio.NumElements(dims)))...)
+		return g.Fconst(name, dims, testgraph.Uniform(-s, s)(r, int(onnxio.NumElements(dims)))...)
 	}
 	nets := map[string]*onnxio.Model{}
 
-	g := newTG(17)
-	x := g.in("input", nil, 1, 8)
-	h := g.op("Relu", []string{g.op("Gemm", []string{x, w(g, "w1", 8, 32, 8), w(g, "b1", 8, 32)}, "g1", attrInt("transB", 1))}, "a1")
-	h = g.op("Relu", []string{g.op("Gemm", []string{h, w(g, "w2", 32, 32, 24), w(g, "b2", 32, 24)}, "g2")}, "a2")
-	h = g.op("Relu", []string{g.op("Add", []string{g.op("MatMul", []string{h, w(g, "w3", 24, 24, 16)}, "m3"), w(g, "b3", 24, 16)}, "g3")}, "a3")
-	g.out(g.op("Gemm", []string{h, w(g, "w4", 16, 5, 16), w(g, "b4", 16, 5)}, "logits", attrInt("transB", 1)))
-	nets["mlp"] = dynamicBatch(g.model(t, onnxio.Float))
+	g := testgraph.New(17)
+	x := g.In("input", nil, 1, 8)
+	h := g.Op("Relu", []string{g.Op("Gemm", []string{x, w(g, "w1", 8, 32, 8), w(g, "b1", 8, 32)}, "g1", testgraph.AttrInt("transB", 1))}, "a1")
+	h = g.Op("Relu", []string{g.Op("Gemm", []string{h, w(g, "w2", 32, 32, 24), w(g, "b2", 32, 24)}, "g2")}, "a2")
+	h = g.Op("Relu", []string{g.Op("Add", []string{g.Op("MatMul", []string{h, w(g, "w3", 24, 24, 16)}, "m3"), w(g, "b3", 24, 16)}, "g3")}, "a3")
+	g.Out(g.Op("Gemm", []string{h, w(g, "w4", 16, 5, 16), w(g, "b4", 16, 5)}, "logits", testgraph.AttrInt("transB", 1)))
+	nets["mlp"] = dynamicBatch(g.Model(t, onnxio.Float))
 
-	g = newTG(17)
-	x = g.in("input", nil, 1, 2, 10, 10)
-	c := g.op("Relu", []string{g.op("Conv", []string{x, w(g, "k1", 18, 8, 2, 3, 3), w(g, "kb1", 18, 8)}, "c1", attrInts("pads", []int64{1, 1, 1, 1}))}, "r1")
-	c = g.op("Relu", []string{g.op("Conv", []string{c, w(g, "k2", 72, 12, 8, 3, 3), w(g, "kb2", 72, 12)}, "c2", attrInts("strides", []int64{2, 2}), attrInts("pads", []int64{1, 1, 1, 1}))}, "r2")
-	c = g.op("Relu", []string{g.op("Conv", []string{c, w(g, "k3", 9, 12, 1, 3, 3), w(g, "kb3", 9, 12)}, "c3", attrInt("group", 12), attrInts("pads", []int64{1, 1, 1, 1}))}, "r3")
+	g = testgraph.New(17)
+	x = g.In("input", nil, 1, 2, 10, 10)
+	c := g.Op("Relu", []string{g.Op("Conv", []string{x, w(g, "k1", 18, 8, 2, 3, 3), w(g, "kb1", 18, 8)}, "c1", testgraph.AttrInts("pads", []int64{1, 1, 1, 1}))}, "r1")
+	c = g.Op("Relu", []string{g.Op("Conv", []string{c, w(g, "k2", 72, 12, 8, 3, 3), w(g, "kb2", 72, 12)}, "c2", testgraph.AttrInts("strides", []int64{2, 2}), testgraph.AttrInts("pads", []int64{1, 1, 1, 1}))}, "r2")
+	c = g.Op("Relu", []string{g.Op("Conv", []string{c, w(g, "k3", 9, 12, 1, 3, 3), w(g, "kb3", 9, 12)}, "c3", testgraph.AttrInt("group", 12), testgraph.AttrInts("pads", []int64{1, 1, 1, 1}))}, "r3")
 	// A Conv without bias into a BatchNormalization: the refit's bias is
 	// folded into the normalisation's.
-	c4 := g.op("Conv", []string{c, w(g, "k4", 12, 10, 12, 1, 1)}, "c4")
-	bn := g.op("BatchNormalization", []string{c4, g.fconst("bns", []int64{10}, uniform(0.5, 2)(r, 10)...), w(g, "bnb", 1, 10),
-		w(g, "bnm", 1, 10), g.fconst("bnv", []int64{10}, uniform(0.5, 2)(r, 10)...)}, "bn4")
-	c = g.op("Relu", []string{bn}, "r4")
-	p := g.op("Flatten", []string{g.op("GlobalAveragePool", []string{c}, "gap")}, "flat")
-	g.out(g.op("Gemm", []string{p, w(g, "w5", 10, 4, 10), w(g, "b5", 10, 4)}, "logits", attrInt("transB", 1)))
-	nets["cnn"] = dynamicBatch(g.model(t, onnxio.Float))
+	c4 := g.Op("Conv", []string{c, w(g, "k4", 12, 10, 12, 1, 1)}, "c4")
+	bn := g.Op("BatchNormalization", []string{c4, g.Fconst("bns", []int64{10}, testgraph.Uniform(0.5, 2)(r, 10)...), w(g, "bnb", 1, 10),
+		w(g, "bnm", 1, 10), g.Fconst("bnv", []int64{10}, testgraph.Uniform(0.5, 2)(r, 10)...)}, "bn4")
+	c = g.Op("Relu", []string{bn}, "r4")
+	p := g.Op("Flatten", []string{g.Op("GlobalAveragePool", []string{c}, "gap")}, "flat")
+	g.Out(g.Op("Gemm", []string{p, w(g, "w5", 10, 4, 10), w(g, "b5", 10, 4)}, "logits", testgraph.AttrInt("transB", 1)))
+	nets["cnn"] = dynamicBatch(g.Model(t, onnxio.Float))
 	return nets
 }
 
@@ -186,3 +187,14 @@ type (
 	onnxpbValueInfo = onnxpb.ValueInfoProto
 	onnxpbDimParam  = onnxpb.TensorShapeProto_Dimension_DimParam
 )
+
+// needORT fails the test (never skips) when ONNX Runtime is missing.
+func needORT(t testing.TB) {
+	t.Helper()
+	if err := ort.Init(ort.Config{}); err != nil {
+		t.Fatalf("ONNX Runtime is required for this test (run scripts/setup-ort.sh): %v", err)
+	}
+}
+
+// testRT runs tests on one thread, so that results are reproducible.
+var testRT = ort.Config{Threads: 1}

@@ -1,4 +1,4 @@
-package finetune
+package autodiff
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/onnx-cria/onnx-cria/internal/testgraph"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/ort"
@@ -16,25 +17,25 @@ import (
 func weightModel(t *testing.T, lm bool) *onnxio.Model {
 	t.Helper()
 	r := rand.New(rand.NewPCG(3, 4))
-	g := newTG(17)
+	g := testgraph.New(17)
 	var inputs []*onnxpb.ValueInfoProto
 	init := func(name string, dims ...int64) string {
-		g.fconst(name, dims, uniform(-1, 1)(r, int(onnxio.NumElements(dims)))...)
+		g.Fconst(name, dims, testgraph.Uniform(-1, 1)(r, int(onnxio.NumElements(dims)))...)
 		return name
 	}
 	if lm {
 		e := init("E", 7, 3)
 		w := init("W", 3, 5)
-		g.op("MatMul", []string{g.op("Gather", []string{e, "ids"}, "h"), w}, "z")
+		g.Op("MatMul", []string{g.Op("Gather", []string{e, "ids"}, "h"), w}, "z")
 		inputs = append(inputs,
 			onnxio.NewValueInfo("ids", onnxio.Int64, []onnxio.Dim{{Param: "N"}, {Value: 4, Known: true}}),
 			onnxio.NewValueInfo("mask", onnxio.Int64, []onnxio.Dim{{Param: "N"}, {Value: 4, Known: true}}))
 	} else {
-		g.in("x", nil, 3, 4)
-		g.op("Gemm", []string{"x", init("W", 5, 4), init("b", 5)}, "z", attrInt("transB", 1))
+		g.In("x", nil, 3, 4)
+		g.Op("Gemm", []string{"x", init("W", 5, 4), init("b", 5)}, "z", attrInt("transB", 1))
 	}
-	g.out("z")
-	m := g.model(t, onnxio.Double)
+	g.Out("z")
+	m := g.Model(t, onnxio.Double)
 	m.Graph().Input = append(m.Graph().Input, inputs...)
 	return m.Clone()
 }
@@ -77,7 +78,7 @@ func TestLossGradients(t *testing.T) {
 					ort.Tensor{Name: "ids", Shape: []int64{2, 4}, Data: ids},
 					ort.Tensor{Name: "mask", Shape: []int64{2, 4}, Data: []int64{1, 1, 1, 0, 1, 1, 0, 0}})
 			} else {
-				feed = append(feed, tensorOf("x", onnxio.Double, []int64{3, 4}, uniform(-1, 1)(r, 12)))
+				feed = append(feed, tensorOf("x", onnxio.Double, []int64{3, 4}, testgraph.Uniform(-1, 1)(r, 12)))
 			}
 			if tg.Labels != "" {
 				feed = append(feed, ort.Tensor{Name: tg.Labels, Shape: []int64{3}, Data: []int64{4, 0, 2}})
@@ -87,7 +88,7 @@ func TestLossGradients(t *testing.T) {
 				if tc.lm {
 					dims = []int64{2, 4, 5}
 				}
-				feed = append(feed, tensorOf(tg.Teacher, onnxio.Double, dims, uniform(-2, 2)(r, int(onnxio.NumElements(dims)))))
+				feed = append(feed, tensorOf(tg.Teacher, onnxio.Double, dims, testgraph.Uniform(-2, 2)(r, int(onnxio.NumElements(dims)))))
 			}
 			vals := map[string][]float64{}
 			ix := onnxio.NewIndex(m.Graph())
@@ -171,8 +172,8 @@ func TestLossValues(t *testing.T) {
 			defer s.Destroy()
 			r := rand.New(rand.NewPCG(8, 9))
 			labels := []int64{1, 4, 3}
-			tch := uniform(-2, 2)(r, 15)
-			feed := []ort.Tensor{tensorOf("x", onnxio.Double, []int64{3, 4}, uniform(-1, 1)(r, 12))}
+			tch := testgraph.Uniform(-2, 2)(r, 15)
+			feed := []ort.Tensor{tensorOf("x", onnxio.Double, []int64{3, 4}, testgraph.Uniform(-1, 1)(r, 12))}
 			if tg.Labels != "" {
 				feed = append(feed, ort.Tensor{Name: tg.Labels, Shape: []int64{3}, Data: labels})
 			}

@@ -1,4 +1,4 @@
-package finetune
+package autodiff
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/onnx-cria/onnx-cria/internal/testgraph"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/ort"
@@ -27,17 +28,17 @@ func TestGradBroadcastBinary(t *testing.T) {
 	for _, op := range []string{"Add", "Sub", "Mul", "Div", "Pow"} {
 		for _, s := range shapes {
 			t.Run(fmt.Sprintf("%s/%v_%v", op, s[0], s[1]), func(t *testing.T) {
-				g := newTG(17)
-				ga, gb := uniform(-1, 1), uniform(-1, 1)
+				g := testgraph.New(17)
+				ga, gb := testgraph.Uniform(-1, 1), testgraph.Uniform(-1, 1)
 				switch op {
 				case "Div":
-					gb = away(0.5)
+					gb = testgraph.Away(0.5)
 				case "Pow":
-					ga, gb = uniform(0.5, 1.5), uniform(-1.5, 1.5)
+					ga, gb = testgraph.Uniform(0.5, 1.5), testgraph.Uniform(-1.5, 1.5)
 				}
-				a := g.in("a", ga, s[0]...)
-				b := g.in("b", gb, s[1]...)
-				g.out(g.op(op, []string{a, b}, "y"))
+				a := g.In("a", ga, s[0]...)
+				b := g.In("b", gb, s[1]...)
+				g.Out(g.Op(op, []string{a, b}, "y"))
 				checkGrad(t, g, "a", "b")
 			})
 		}
@@ -47,9 +48,9 @@ func TestGradBroadcastBinary(t *testing.T) {
 func TestGradPowConstExponent(t *testing.T) {
 	for _, e := range []float64{2, 3, 0.5, 1} {
 		t.Run(fmt.Sprint(e), func(t *testing.T) {
-			g := newTG(17)
-			x := g.in("x", uniform(0.5, 1.5), 3, 4)
-			g.out(g.op("Pow", []string{x, g.fconst("e", nil, e)}, "y"))
+			g := testgraph.New(17)
+			x := g.In("x", testgraph.Uniform(0.5, 1.5), 3, 4)
+			g.Out(g.Op("Pow", []string{x, g.Fconst("e", nil, e)}, "y"))
 			checkGrad(t, g, "x")
 		})
 	}
@@ -58,9 +59,9 @@ func TestGradPowConstExponent(t *testing.T) {
 func TestGradVariadic(t *testing.T) {
 	for _, op := range []string{"Sum", "Mean"} {
 		t.Run(op, func(t *testing.T) {
-			g := newTG(17)
-			a, b, c := g.in("a", nil, 2, 3), g.in("b", nil, 3), g.in("c", nil, 1, 1)
-			g.out(g.op(op, []string{a, b, c}, "y"))
+			g := testgraph.New(17)
+			a, b, c := g.In("a", nil, 2, 3), g.In("b", nil, 3), g.In("c", nil, 1, 1)
+			g.Out(g.Op(op, []string{a, b, c}, "y"))
 			checkGrad(t, g, "a", "b", "c")
 		})
 	}
@@ -99,20 +100,20 @@ func TestGradUnary(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			for _, dims := range [][]int64{{7}, {2, 3, 4}} {
-				g := newTG(tc.opset)
-				gen := uniform(-2, 2)
+				g := testgraph.New(tc.opset)
+				gen := testgraph.Uniform(-2, 2)
 				switch tc.gen {
 				case "away":
-					gen = away(0.1)
+					gen = testgraph.Away(0.1)
 				case "pos":
-					gen = uniform(0.5, 2)
+					gen = testgraph.Uniform(0.5, 2)
 				case "hsig": // kinks at +-5/3
-					gen = pieces(-3, -2, -1.4, 1.4, 2, 3)
+					gen = testgraph.Pieces(-3, -2, -1.4, 1.4, 2, 3)
 				case "hswish": // kinks at +-3
-					gen = pieces(-4, -3.3, -2.7, 2.7, 3.3, 4)
+					gen = testgraph.Pieces(-4, -3.3, -2.7, 2.7, 3.3, 4)
 				}
-				x := g.in("x", gen, dims...)
-				g.out(g.op(tc.op, []string{x}, "y", tc.attrs...))
+				x := g.In("x", gen, dims...)
+				g.Out(g.Op(tc.op, []string{x}, "y", tc.attrs...))
 				checkGrad(t, g, "x")
 			}
 		})
@@ -122,12 +123,12 @@ func TestGradUnary(t *testing.T) {
 func TestGradClip(t *testing.T) {
 	for _, opset := range []int64{9, 17} {
 		t.Run(fmt.Sprint(opset), func(t *testing.T) {
-			g := newTG(opset)
-			x := g.in("x", uniform(-2, 8), 4, 5)
+			g := testgraph.New(opset)
+			x := g.In("x", testgraph.Uniform(-2, 8), 4, 5)
 			if opset < 11 {
-				g.out(g.op("Clip", []string{x}, "y", attrFloat("min", 0), attrFloat("max", 6)))
+				g.Out(g.Op("Clip", []string{x}, "y", attrFloat("min", 0), attrFloat("max", 6)))
 			} else {
-				g.out(g.op("Clip", []string{x, g.fconst("lo", nil, 0), g.fconst("hi", nil, 6)}, "y"))
+				g.Out(g.Op("Clip", []string{x, g.Fconst("lo", nil, 0), g.Fconst("hi", nil, 6)}, "y"))
 			}
 			checkGrad(t, g, "x")
 		})
@@ -139,7 +140,7 @@ func TestGradGemm(t *testing.T) {
 		for _, tb := range []int64{0, 1} {
 			for _, cdims := range [][]int64{{4}, {3, 4}, {1, 4}, nil} {
 				t.Run(fmt.Sprintf("tA%d_tB%d_C%v", ta, tb, cdims), func(t *testing.T) {
-					g := newTG(17)
+					g := testgraph.New(17)
 					adims, bdims := []int64{3, 5}, []int64{5, 4}
 					if ta == 1 {
 						adims = []int64{5, 3}
@@ -147,14 +148,14 @@ func TestGradGemm(t *testing.T) {
 					if tb == 1 {
 						bdims = []int64{4, 5}
 					}
-					a, b := g.in("a", nil, adims...), g.in("b", nil, bdims...)
+					a, b := g.In("a", nil, adims...), g.In("b", nil, bdims...)
 					ins := []string{a, b}
 					wrt := []string{"a", "b"}
 					if cdims != nil {
-						ins = append(ins, g.in("c", nil, cdims...))
+						ins = append(ins, g.In("c", nil, cdims...))
 						wrt = append(wrt, "c")
 					}
-					g.out(g.op("Gemm", ins, "y", attrFloat("alpha", 0.7), attrFloat("beta", 1.3), attrInt("transA", ta), attrInt("transB", tb)))
+					g.Out(g.Op("Gemm", ins, "y", attrFloat("alpha", 0.7), attrFloat("beta", 1.3), attrInt("transA", ta), attrInt("transB", tb)))
 					checkGrad(t, g, wrt...)
 				})
 			}
@@ -174,9 +175,9 @@ func TestGradMatMul(t *testing.T) {
 		{{4}, {4}},
 	} {
 		t.Run(fmt.Sprintf("%v_%v", s[0], s[1]), func(t *testing.T) {
-			g := newTG(17)
-			a, b := g.in("a", nil, s[0]...), g.in("b", nil, s[1]...)
-			g.out(g.op("MatMul", []string{a, b}, "y"))
+			g := testgraph.New(17)
+			a, b := g.In("a", nil, s[0]...), g.In("b", nil, s[1]...)
+			g.Out(g.Op("MatMul", []string{a, b}, "y"))
 			checkGrad(t, g, "a", "b")
 		})
 	}
@@ -200,14 +201,14 @@ func TestGradConv(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newTG(17)
-			x, w := g.in("x", nil, tc.x...), g.in("w", nil, tc.w...)
+			g := testgraph.New(17)
+			x, w := g.In("x", nil, tc.x...), g.In("w", nil, tc.w...)
 			ins, wrt := []string{x, w}, []string{"x", "w"}
 			if tc.bias {
-				ins = append(ins, g.in("b", nil, tc.w[0]))
+				ins = append(ins, g.In("b", nil, tc.w[0]))
 				wrt = append(wrt, "b")
 			}
-			g.out(g.op("Conv", ins, "y", tc.attrs...))
+			g.Out(g.Op("Conv", ins, "y", tc.attrs...))
 			checkGrad(t, g, wrt...)
 		})
 	}
@@ -235,9 +236,9 @@ func TestGradPool(t *testing.T) {
 			name += fmt.Sprintf("/%s%v", a.GetName(), a.Ints)
 		}
 		t.Run(name, func(t *testing.T) {
-			g := newTG(tc.opset)
-			x := g.in("x", distinct, tc.x...)
-			g.out(g.op(tc.op, []string{x}, "y", tc.attrs...))
+			g := testgraph.New(tc.opset)
+			x := g.In("x", testgraph.Distinct, tc.x...)
+			g.Out(g.Op(tc.op, []string{x}, "y", tc.attrs...))
 			checkGrad(t, g, "x")
 		})
 	}
@@ -245,93 +246,93 @@ func TestGradPool(t *testing.T) {
 
 func TestGradShapeOps(t *testing.T) {
 	t.Run("Reshape", func(t *testing.T) {
-		g := newTG(17)
-		x := g.in("x", nil, 2, 3, 4)
-		g.out(g.op("Reshape", []string{x, g.ints("s", []int64{2}, 6, -1)}, "y"))
+		g := testgraph.New(17)
+		x := g.In("x", nil, 2, 3, 4)
+		g.Out(g.Op("Reshape", []string{x, g.Ints("s", []int64{2}, 6, -1)}, "y"))
 		checkGrad(t, g, "x")
 	})
 	t.Run("Flatten", func(t *testing.T) {
-		g := newTG(17)
-		x := g.in("x", nil, 2, 3, 4)
-		g.out(g.op("Flatten", []string{x}, "y", attrInt("axis", 2)))
+		g := testgraph.New(17)
+		x := g.In("x", nil, 2, 3, 4)
+		g.Out(g.Op("Flatten", []string{x}, "y", attrInt("axis", 2)))
 		checkGrad(t, g, "x")
 	})
 	for _, opset := range []int64{11, 17} {
 		t.Run(fmt.Sprint("SqueezeUnsqueeze", opset), func(t *testing.T) {
-			g := newTG(opset)
-			x := g.in("x", nil, 2, 1, 4)
+			g := testgraph.New(opset)
+			x := g.In("x", nil, 2, 1, 4)
 			var s, u string
 			if opset < 13 {
-				s = g.op("Squeeze", []string{x}, "s", attrInts("axes", []int64{1}))
-				u = g.op("Unsqueeze", []string{s}, "u", attrInts("axes", []int64{0, 3}))
+				s = g.Op("Squeeze", []string{x}, "s", attrInts("axes", []int64{1}))
+				u = g.Op("Unsqueeze", []string{s}, "u", attrInts("axes", []int64{0, 3}))
 			} else {
-				s = g.op("Squeeze", []string{x, g.ints("a1", []int64{1}, 1)}, "s")
-				u = g.op("Unsqueeze", []string{s, g.ints("a2", []int64{2}, 0, 3)}, "u")
+				s = g.Op("Squeeze", []string{x, g.Ints("a1", []int64{1}, 1)}, "s")
+				u = g.Op("Unsqueeze", []string{s, g.Ints("a2", []int64{2}, 0, 3)}, "u")
 			}
-			g.out(g.op("Mul", []string{u, u}, "y"))
+			g.Out(g.Op("Mul", []string{u, u}, "y"))
 			checkGrad(t, g, "x")
 		})
 	}
 	t.Run("Transpose", func(t *testing.T) {
-		g := newTG(17)
-		x := g.in("x", nil, 2, 3, 4)
-		g.out(g.op("Transpose", []string{x}, "y", attrInts("perm", []int64{2, 0, 1})))
-		g.out(g.op("Transpose", []string{x}, "z"))
+		g := testgraph.New(17)
+		x := g.In("x", nil, 2, 3, 4)
+		g.Out(g.Op("Transpose", []string{x}, "y", attrInts("perm", []int64{2, 0, 1})))
+		g.Out(g.Op("Transpose", []string{x}, "z"))
 		checkGrad(t, g, "x")
 	})
 	t.Run("Concat", func(t *testing.T) {
-		g := newTG(17)
-		a, b, c := g.in("a", nil, 2, 3, 4), g.in("b", nil, 2, 1, 4), g.in("c", nil, 2, 2, 4)
-		g.out(g.op("Concat", []string{a, b, c}, "y", attrInt("axis", -2)))
+		g := testgraph.New(17)
+		a, b, c := g.In("a", nil, 2, 3, 4), g.In("b", nil, 2, 1, 4), g.In("c", nil, 2, 2, 4)
+		g.Out(g.Op("Concat", []string{a, b, c}, "y", attrInt("axis", -2)))
 		checkGrad(t, g, "a", "b", "c")
 	})
 	for _, opset := range []int64{11, 13, 18} {
 		t.Run(fmt.Sprint("Split", opset), func(t *testing.T) {
-			g := newTG(opset)
-			x := g.in("x", nil, 2, 7)
+			g := testgraph.New(opset)
+			x := g.In("x", nil, 2, 7)
 			outs := []string{"p", "q", "r"}
 			switch {
 			case opset < 13:
-				g.node("Split", []string{x}, outs, attrInt("axis", 1), attrInts("split", []int64{2, 4, 1}))
+				g.Node("Split", []string{x}, outs, attrInt("axis", 1), attrInts("split", []int64{2, 4, 1}))
 			default:
-				g.node("Split", []string{x, g.ints("sp", []int64{3}, 2, 4, 1)}, outs, attrInt("axis", 1))
+				g.Node("Split", []string{x, g.Ints("sp", []int64{3}, 2, 4, 1)}, outs, attrInt("axis", 1))
 			}
 			// r is unused: its gradient is zero.
-			g.out(g.op("Mul", []string{"p", "p"}, "y"), "q")
+			g.Out(g.Op("Mul", []string{"p", "p"}, "y"), "q")
 			checkGrad(t, g, "x")
 		})
 	}
 	for _, opset := range []int64{9, 17} {
 		t.Run(fmt.Sprint("Slice", opset), func(t *testing.T) {
-			g := newTG(opset)
-			x := g.in("x", nil, 3, 8, 5)
+			g := testgraph.New(opset)
+			x := g.In("x", nil, 3, 8, 5)
 			if opset < 10 {
-				g.op("Slice", []string{x}, "s", attrInts("starts", []int64{1, -4}), attrInts("ends", []int64{100, -1}), attrInts("axes", []int64{1, 2}))
+				g.Op("Slice", []string{x}, "s", attrInts("starts", []int64{1, -4}), attrInts("ends", []int64{100, -1}), attrInts("axes", []int64{1, 2}))
 			} else {
-				g.op("Slice", []string{x, g.ints("st", []int64{2}, 1, -4), g.ints("en", []int64{2}, 1<<62, -1), g.ints("ax", []int64{2}, 1, 2)}, "s")
+				g.Op("Slice", []string{x, g.Ints("st", []int64{2}, 1, -4), g.Ints("en", []int64{2}, 1<<62, -1), g.Ints("ax", []int64{2}, 1, 2)}, "s")
 			}
-			g.out(g.op("Mul", []string{"s", "s"}, "y"))
+			g.Out(g.Op("Mul", []string{"s", "s"}, "y"))
 			checkGrad(t, g, "x")
 		})
 	}
 	t.Run("Expand", func(t *testing.T) {
-		g := newTG(17)
-		x := g.in("x", nil, 3, 1)
-		g.out(g.op("Expand", []string{x, g.ints("sh", []int64{3}, 2, 3, 4)}, "y"))
+		g := testgraph.New(17)
+		x := g.In("x", nil, 3, 1)
+		g.Out(g.Op("Expand", []string{x, g.Ints("sh", []int64{3}, 2, 3, 4)}, "y"))
 		checkGrad(t, g, "x")
 	})
 	t.Run("Where", func(t *testing.T) {
-		g := newTG(17)
-		a, b := g.in("a", nil, 3, 4), g.in("b", nil, 4)
-		c := g.op("Greater", []string{a, g.fconst("z", nil, 0)}, "c")
-		g.out(g.op("Where", []string{c, a, b}, "y"))
+		g := testgraph.New(17)
+		a, b := g.In("a", nil, 3, 4), g.In("b", nil, 4)
+		c := g.Op("Greater", []string{a, g.Fconst("z", nil, 0)}, "c")
+		g.Out(g.Op("Where", []string{c, a, b}, "y"))
 		checkGrad(t, g, "a", "b")
 	})
 	t.Run("Cast", func(t *testing.T) {
-		g := newTG(17)
-		x := g.in("x", nil, 3, 4)
-		c := g.op("Cast", []string{x}, "c", attrInt("to", int64(onnxio.Float)))
-		g.out(g.op("Cast", []string{g.op("Mul", []string{c, c}, "m")}, "y", attrInt("to", int64(onnxio.Double))))
+		g := testgraph.New(17)
+		x := g.In("x", nil, 3, 4)
+		c := g.Op("Cast", []string{x}, "c", attrInt("to", int64(onnxio.Float)))
+		g.Out(g.Op("Cast", []string{g.Op("Mul", []string{c, c}, "m")}, "y", attrInt("to", int64(onnxio.Double))))
 		checkGradIn(t, g, onnxio.Float, "x") // float32 in the middle: float32 tolerances
 	})
 }
@@ -339,19 +340,19 @@ func TestGradShapeOps(t *testing.T) {
 func TestGradGather(t *testing.T) {
 	for _, opset := range []int64{13, 17} {
 		t.Run(fmt.Sprint("embedding", opset), func(t *testing.T) {
-			g := newTG(opset)
-			w := g.in("w", nil, 6, 3)
-			idx := g.ints("ids", []int64{2, 4}, 0, 5, 2, 5, 1, 1, 1, -1)
-			g.out(g.op("Gather", []string{w, idx}, "y"))
+			g := testgraph.New(opset)
+			w := g.In("w", nil, 6, 3)
+			idx := g.Ints("ids", []int64{2, 4}, 0, 5, 2, 5, 1, 1, 1, -1)
+			g.Out(g.Op("Gather", []string{w, idx}, "y"))
 			checkGrad(t, g, "w")
 		})
 	}
 	for _, opset := range []int64{11, 17} {
 		t.Run(fmt.Sprint("axis1", opset), func(t *testing.T) {
-			g := newTG(opset)
-			x := g.in("x", nil, 2, 5, 3)
-			g.out(g.op("Gather", []string{x, g.ints("i", []int64{3}, 4, 0, 4)}, "y", attrInt("axis", 1)))
-			g.out(g.op("Gather", []string{x, g.ints("j", nil, 2)}, "z", attrInt("axis", 1)))
+			g := testgraph.New(opset)
+			x := g.In("x", nil, 2, 5, 3)
+			g.Out(g.Op("Gather", []string{x, g.Ints("i", []int64{3}, 4, 0, 4)}, "y", attrInt("axis", 1)))
+			g.Out(g.Op("Gather", []string{x, g.Ints("j", nil, 2)}, "z", attrInt("axis", 1)))
 			checkGrad(t, g, "x")
 		})
 	}
@@ -363,21 +364,21 @@ func TestGradReduce(t *testing.T) {
 			for _, keep := range []int64{0, 1} {
 				for _, axes := range [][]int64{{1}, {-1, 0}, nil} {
 					t.Run(fmt.Sprintf("%s/%d/keep%d/%v", op, opset, keep, axes), func(t *testing.T) {
-						g := newTG(opset)
-						x := g.in("x", nil, 2, 3, 4)
+						g := testgraph.New(opset)
+						x := g.In("x", nil, 2, 3, 4)
 						byInput := op == "ReduceSum" && opset >= 13 || opset >= 18
 						var attrs []*A
 						ins := []string{x}
 						if axes != nil {
 							if byInput {
-								ins = append(ins, g.ints("ax", []int64{int64(len(axes))}, axes...))
+								ins = append(ins, g.Ints("ax", []int64{int64(len(axes))}, axes...))
 							} else {
 								attrs = append(attrs, attrInts("axes", axes))
 							}
 						}
 						attrs = append(attrs, attrInt("keepdims", keep))
-						y := g.op(op, ins, "r", attrs...)
-						g.out(g.op("Mul", []string{y, y}, "y"))
+						y := g.Op(op, ins, "r", attrs...)
+						g.Out(g.Op("Mul", []string{y, y}, "y"))
 						checkGrad(t, g, "x")
 					})
 				}
@@ -391,9 +392,9 @@ func TestGradSoftmax(t *testing.T) {
 		for _, opset := range []int64{11, 17} {
 			for _, axis := range []int64{-1, 1} {
 				t.Run(fmt.Sprintf("%s/%d/axis%d", op, opset, axis), func(t *testing.T) {
-					g := newTG(opset)
-					x := g.in("x", uniform(-2, 2), 2, 3, 4)
-					g.out(g.op(op, []string{x}, "y", attrInt("axis", axis)))
+					g := testgraph.New(opset)
+					x := g.In("x", testgraph.Uniform(-2, 2), 2, 3, 4)
+					g.Out(g.Op(op, []string{x}, "y", attrInt("axis", axis)))
 					checkGrad(t, g, "x")
 				})
 			}
@@ -404,39 +405,39 @@ func TestGradSoftmax(t *testing.T) {
 func TestGradLayerNorm(t *testing.T) {
 	for _, axis := range []int64{-1, 1} {
 		t.Run(fmt.Sprint(axis), func(t *testing.T) {
-			g := newTG(17)
-			x := g.in("x", uniform(-2, 2), 2, 3, 4)
+			g := testgraph.New(17)
+			x := g.In("x", testgraph.Uniform(-2, 2), 2, 3, 4)
 			sdims := []int64{4}
 			if axis == 1 {
 				sdims = []int64{3, 4}
 			}
-			s, b := g.in("s", uniform(0.5, 1.5), sdims...), g.in("b", nil, sdims...)
-			g.out(g.op("LayerNormalization", []string{x, s, b}, "y", attrInt("axis", axis), attrFloat("epsilon", 1e-3)))
+			s, b := g.In("s", testgraph.Uniform(0.5, 1.5), sdims...), g.In("b", nil, sdims...)
+			g.Out(g.Op("LayerNormalization", []string{x, s, b}, "y", attrInt("axis", axis), attrFloat("epsilon", 1e-3)))
 			checkGrad(t, g, "x", "s", "b")
 		})
 	}
 	// The decomposed form torch exports before opset 17, and RMSNorm.
 	t.Run("decomposed", func(t *testing.T) {
-		g := newTG(13)
-		x := g.in("x", uniform(-2, 2), 2, 3, 4)
-		s, b := g.in("s", uniform(0.5, 1.5), 4), g.in("b", nil, 4)
-		mu := g.op("ReduceMean", []string{x}, "mu", attrInts("axes", []int64{-1}))
-		xc := g.op("Sub", []string{x, mu}, "xc")
-		p := g.op("Pow", []string{xc, g.fconst("two", nil, 2)}, "p")
-		v := g.op("ReduceMean", []string{p}, "v", attrInts("axes", []int64{-1}))
-		sd := g.op("Sqrt", []string{g.op("Add", []string{v, g.fconst("eps", nil, 1e-5)}, "ve")}, "sd")
-		y := g.op("Add", []string{g.op("Mul", []string{g.op("Div", []string{xc, sd}, "xh"), s}, "ys"), b}, "y")
-		g.out(y)
+		g := testgraph.New(13)
+		x := g.In("x", testgraph.Uniform(-2, 2), 2, 3, 4)
+		s, b := g.In("s", testgraph.Uniform(0.5, 1.5), 4), g.In("b", nil, 4)
+		mu := g.Op("ReduceMean", []string{x}, "mu", attrInts("axes", []int64{-1}))
+		xc := g.Op("Sub", []string{x, mu}, "xc")
+		p := g.Op("Pow", []string{xc, g.Fconst("two", nil, 2)}, "p")
+		v := g.Op("ReduceMean", []string{p}, "v", attrInts("axes", []int64{-1}))
+		sd := g.Op("Sqrt", []string{g.Op("Add", []string{v, g.Fconst("eps", nil, 1e-5)}, "ve")}, "sd")
+		y := g.Op("Add", []string{g.Op("Mul", []string{g.Op("Div", []string{xc, sd}, "xh"), s}, "ys"), b}, "y")
+		g.Out(y)
 		checkGrad(t, g, "x", "s", "b")
 	})
 	t.Run("rmsnorm", func(t *testing.T) {
-		g := newTG(17)
-		x := g.in("x", uniform(-2, 2), 2, 3, 4)
-		w := g.in("w", uniform(0.5, 1.5), 4)
-		p := g.op("Pow", []string{x, g.fconst("two", nil, 2)}, "p")
-		ms := g.op("ReduceMean", []string{p}, "ms", attrInts("axes", []int64{-1}))
-		r := g.op("Div", []string{g.fconst("one", nil, 1), g.op("Sqrt", []string{g.op("Add", []string{ms, g.fconst("eps", nil, 1e-5)}, "a")}, "sq")}, "r")
-		g.out(g.op("Mul", []string{g.op("Mul", []string{x, r}, "xr"), w}, "y"))
+		g := testgraph.New(17)
+		x := g.In("x", testgraph.Uniform(-2, 2), 2, 3, 4)
+		w := g.In("w", testgraph.Uniform(0.5, 1.5), 4)
+		p := g.Op("Pow", []string{x, g.Fconst("two", nil, 2)}, "p")
+		ms := g.Op("ReduceMean", []string{p}, "ms", attrInts("axes", []int64{-1}))
+		r := g.Op("Div", []string{g.Fconst("one", nil, 1), g.Op("Sqrt", []string{g.Op("Add", []string{ms, g.Fconst("eps", nil, 1e-5)}, "a")}, "sq")}, "r")
+		g.Out(g.Op("Mul", []string{g.Op("Mul", []string{x, r}, "xr"), w}, "y"))
 		checkGrad(t, g, "x", "w")
 	})
 }
@@ -444,12 +445,12 @@ func TestGradLayerNorm(t *testing.T) {
 func TestGradBatchNorm(t *testing.T) {
 	for _, dims := range [][]int64{{3, 4, 2, 2}, {5, 4}} {
 		t.Run(fmt.Sprint(dims), func(t *testing.T) {
-			g := newTG(15)
-			x := g.in("x", nil, dims...)
-			s, b := g.in("s", nil, 4), g.in("b", nil, 4)
-			mean := g.fconst("mean", []int64{4}, 0.1, -0.2, 0.3, 0)
-			variance := g.fconst("var", []int64{4}, 0.5, 1, 2, 0.1)
-			g.out(g.op("BatchNormalization", []string{x, s, b, mean, variance}, "y", attrFloat("epsilon", 1e-3)))
+			g := testgraph.New(15)
+			x := g.In("x", nil, dims...)
+			s, b := g.In("s", nil, 4), g.In("b", nil, 4)
+			mean := g.Fconst("mean", []int64{4}, 0.1, -0.2, 0.3, 0)
+			variance := g.Fconst("var", []int64{4}, 0.5, 1, 2, 0.1)
+			g.Out(g.Op("BatchNormalization", []string{x, s, b, mean, variance}, "y", attrFloat("epsilon", 1e-3)))
 			checkGrad(t, g, "x", "s", "b")
 		})
 	}
@@ -459,20 +460,20 @@ func TestGradBatchNorm(t *testing.T) {
 // Slice/Neg/Concat, a causal mask by Where, a grouped KV head repeated
 // by Unsqueeze/Expand/Reshape, softmax, SiLU gating.
 func TestGradAttentionBlock(t *testing.T) {
-	g := newTG(17)
+	g := testgraph.New(17)
 	const T, D = 4, 4
-	q := g.in("q", nil, 2, 2, T, D)
-	k := g.in("k", nil, 2, 1, T, D)
-	cos := g.fconst("cos", []int64{T, D}, uniform(-1, 1)(nil2(), T*D)...)
-	half := g.op("Slice", []string{q, g.ints("s0", []int64{1}, D/2), g.ints("e0", []int64{1}, 1<<62), g.ints("a0", []int64{1}, 3)}, "hi")
-	low := g.op("Slice", []string{q, g.ints("s1", []int64{1}, 0), g.ints("e1", []int64{1}, D/2), g.ints("a1", []int64{1}, 3)}, "lo")
-	rot := g.op("Concat", []string{g.op("Neg", []string{half}, "nh"), low}, "rot", attrInt("axis", -1))
-	qr := g.op("Add", []string{g.op("Mul", []string{q, cos}, "qc"), g.op("Mul", []string{rot, cos}, "rc")}, "qr")
-	ku := g.op("Unsqueeze", []string{k, g.ints("ua", []int64{1}, 2)}, "ku")
-	ke := g.op("Expand", []string{ku, g.ints("es", []int64{5}, 1, 1, 2, 1, 1)}, "ke")
-	kr := g.op("Reshape", []string{ke, g.ints("rs", []int64{4}, -1, 2, T, D)}, "kr")
-	kt := g.op("Transpose", []string{kr}, "kt", attrInts("perm", []int64{0, 1, 3, 2}))
-	s := g.op("MatMul", []string{qr, kt}, "scores")
+	q := g.In("q", nil, 2, 2, T, D)
+	k := g.In("k", nil, 2, 1, T, D)
+	cos := g.Fconst("cos", []int64{T, D}, testgraph.Uniform(-1, 1)(nil2(), T*D)...)
+	half := g.Op("Slice", []string{q, g.Ints("s0", []int64{1}, D/2), g.Ints("e0", []int64{1}, 1<<62), g.Ints("a0", []int64{1}, 3)}, "hi")
+	low := g.Op("Slice", []string{q, g.Ints("s1", []int64{1}, 0), g.Ints("e1", []int64{1}, D/2), g.Ints("a1", []int64{1}, 3)}, "lo")
+	rot := g.Op("Concat", []string{g.Op("Neg", []string{half}, "nh"), low}, "rot", attrInt("axis", -1))
+	qr := g.Op("Add", []string{g.Op("Mul", []string{q, cos}, "qc"), g.Op("Mul", []string{rot, cos}, "rc")}, "qr")
+	ku := g.Op("Unsqueeze", []string{k, g.Ints("ua", []int64{1}, 2)}, "ku")
+	ke := g.Op("Expand", []string{ku, g.Ints("es", []int64{5}, 1, 1, 2, 1, 1)}, "ke")
+	kr := g.Op("Reshape", []string{ke, g.Ints("rs", []int64{4}, -1, 2, T, D)}, "kr")
+	kt := g.Op("Transpose", []string{kr}, "kt", attrInts("perm", []int64{0, 1, 3, 2}))
+	s := g.Op("MatMul", []string{qr, kt}, "scores")
 	var mask []int64
 	for i := 0; i < T; i++ {
 		for j := 0; j < T; j++ {
@@ -483,21 +484,21 @@ func TestGradAttentionBlock(t *testing.T) {
 			}
 		}
 	}
-	cond := g.op("Equal", []string{g.ints("mask", []int64{T, T}, mask...), g.ints("one", nil, 1)}, "cond")
-	sm := g.op("Where", []string{cond, g.fconst("ninf", nil, -1e9), s}, "masked")
-	p := g.op("Softmax", []string{sm}, "p", attrInt("axis", -1))
-	o := g.op("MatMul", []string{p, kr}, "o")
-	silu := g.op("Mul", []string{o, g.op("Sigmoid", []string{o}, "sg")}, "silu")
-	g.out(silu)
+	cond := g.Op("Equal", []string{g.Ints("mask", []int64{T, T}, mask...), g.Ints("one", nil, 1)}, "cond")
+	sm := g.Op("Where", []string{cond, g.Fconst("ninf", nil, -1e9), s}, "masked")
+	p := g.Op("Softmax", []string{sm}, "p", attrInt("axis", -1))
+	o := g.Op("MatMul", []string{p, kr}, "o")
+	silu := g.Op("Mul", []string{o, g.Op("Sigmoid", []string{o}, "sg")}, "silu")
+	g.Out(silu)
 	checkGrad(t, g, "q", "k")
 }
 
 func TestGradMissingRule(t *testing.T) {
-	g := newTG(17)
-	x := g.in("x", nil, 3, 4)
-	y := g.op("Relu", []string{g.op("Cosh", []string{x}, "c")}, "r")
-	g.out(g.op("Einsum", []string{y}, "y", attrString("equation", "ij->ji")))
-	_, err := VJP(g.model(t, onnxio.Float), []string{"x"})
+	g := testgraph.New(17)
+	x := g.In("x", nil, 3, 4)
+	y := g.Op("Relu", []string{g.Op("Cosh", []string{x}, "c")}, "r")
+	g.Out(g.Op("Einsum", []string{y}, "y", attrString("equation", "ij->ji")))
+	_, err := VJP(g.Model(t, onnxio.Float), []string{"x"})
 	if err == nil {
 		t.Fatal("no error for ops without backward rules")
 	}
@@ -511,13 +512,13 @@ func TestGradMissingRule(t *testing.T) {
 // Integer and shape paths need no rules: Shape, Gather on shapes, Cast to
 // int and ConstantOfShape feed a Reshape without a gradient.
 func TestGradSkipsShapePaths(t *testing.T) {
-	g := newTG(17)
-	x := g.in("x", nil, 2, 3, 4)
-	sh := g.op("Shape", []string{x}, "sh")
-	d0 := g.op("Gather", []string{sh, g.ints("i0", []int64{1}, 0)}, "d0")
-	ci := g.op("Cast", []string{g.op("Cast", []string{d0}, "df", attrInt("to", int64(onnxio.Float)))}, "di", attrInt("to", int64(onnxio.Int64)))
-	ns := g.op("Concat", []string{ci, g.ints("m1", []int64{1}, -1)}, "ns", attrInt("axis", 0))
-	g.out(g.op("Reshape", []string{g.op("Tanh", []string{x}, "t"), ns}, "y"))
+	g := testgraph.New(17)
+	x := g.In("x", nil, 2, 3, 4)
+	sh := g.Op("Shape", []string{x}, "sh")
+	d0 := g.Op("Gather", []string{sh, g.Ints("i0", []int64{1}, 0)}, "d0")
+	ci := g.Op("Cast", []string{g.Op("Cast", []string{d0}, "df", attrInt("to", int64(onnxio.Float)))}, "di", attrInt("to", int64(onnxio.Int64)))
+	ns := g.Op("Concat", []string{ci, g.Ints("m1", []int64{1}, -1)}, "ns", attrInt("axis", 0))
+	g.Out(g.Op("Reshape", []string{g.Op("Tanh", []string{x}, "t"), ns}, "y"))
 	checkGrad(t, g, "x")
 }
 
@@ -525,25 +526,25 @@ func TestGradSkipsShapePaths(t *testing.T) {
 // tensors fed as inputs to the rest of the graph.
 func TestGradHidden(t *testing.T) {
 	needORT(t)
-	full := newTG(17)
-	x := full.in("x", nil, 3, 4)
-	h := full.op("Tanh", []string{full.op("MatMul", []string{x, full.in("w", nil, 4, 5)}, "xw")}, "h")
-	full.out(full.op("Mul", []string{h, full.op("Sigmoid", []string{h}, "s")}, "y"))
-	tail := newTG(17)
-	th := tail.in("h", nil, 3, 5)
-	tail.out(tail.op("Mul", []string{th, tail.op("Sigmoid", []string{th}, "s")}, "y"))
+	full := testgraph.New(17)
+	x := full.In("x", nil, 3, 4)
+	h := full.Op("Tanh", []string{full.Op("MatMul", []string{x, full.In("w", nil, 4, 5)}, "xw")}, "h")
+	full.Out(full.Op("Mul", []string{h, full.Op("Sigmoid", []string{h}, "s")}, "y"))
+	tail := testgraph.New(17)
+	th := tail.In("h", nil, 3, 5)
+	tail.Out(tail.Op("Mul", []string{th, tail.Op("Sigmoid", []string{th}, "s")}, "y"))
 	checkGrad(t, tail, "h")
 
-	fm, err := VJP(full.model(t, onnxio.Double), []string{"h", "w"})
+	fm, err := VJP(full.Model(t, onnxio.Double), []string{"h", "w"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm, err := VJP(tail.model(t, onnxio.Double), []string{"h"})
+	tm, err := VJP(tail.Model(t, onnxio.Double), []string{"h"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(4, 4))
-	xv, wv, seed := uniform(-1, 1)(r, 12), uniform(-1, 1)(r, 20), uniform(-1, 1)(r, 15)
+	xv, wv, seed := testgraph.Uniform(-1, 1)(r, 12), testgraph.Uniform(-1, 1)(r, 20), testgraph.Uniform(-1, 1)(r, 15)
 	fs, err := ort.NewSessionForModel(fm, []string{"h"}, testRT)
 	if err != nil {
 		t.Fatal(err)

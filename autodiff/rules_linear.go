@@ -1,4 +1,4 @@
-package finetune
+package autodiff
 
 import (
 	"fmt"
@@ -151,102 +151,13 @@ func insertAxis(d []int64, at int, v int64) []int64 {
 	return append(out, d[at:]...)
 }
 
-// convGeom is the geometry of a Conv or pooling node with explicit pads.
-type convGeom struct {
-	kernel, strides, dilations []int64
-	padsBegin, padsEnd         []int64
-	in, out                    []int64 // spatial sizes
-}
-
 // geometry resolves auto_pad and defaults from static spatial sizes.
-func (c *bctx) geometry(x string, kernel []int64, dilate bool) (*convGeom, error) {
+func (c *bctx) geometry(x string, kernel []int64, dilate bool) (*onnxio.Geometry, error) {
 	xd, err := c.dimsOf(x)
 	if err != nil {
 		return nil, err
 	}
-	return geometryOf(c.n, x, xd, kernel, dilate)
-}
-
-// geometryOf is the geometry of Conv or pooling node n on input x of
-// shape xd.
-func geometryOf(n *onnxpb.NodeProto, x string, xd, kernel []int64, dilate bool) (*convGeom, error) {
-	ns := len(xd) - 2
-	if ns < 1 {
-		return nil, fmt.Errorf("input %q has rank %d, want at least 3", x, len(xd))
-	}
-	g := &convGeom{kernel: kernel, in: xd[2:]}
-	for k, v := range g.in {
-		if v < 0 {
-			return nil, fmt.Errorf("spatial axis %d of %q has no static size (shape %v)", k, x, xd)
-		}
-	}
-	if len(kernel) != ns {
-		return nil, fmt.Errorf("kernel_shape %v does not match %d spatial axes", kernel, ns)
-	}
-	ones := func() []int64 {
-		o := make([]int64, ns)
-		for k := range o {
-			o[k] = 1
-		}
-		return o
-	}
-	g.strides = onnxio.AttrInts(n, "strides")
-	if g.strides == nil {
-		g.strides = ones()
-	}
-	g.dilations = nil
-	if dilate {
-		g.dilations = onnxio.AttrInts(n, "dilations")
-	}
-	if g.dilations == nil {
-		g.dilations = ones()
-	}
-	pads := onnxio.AttrInts(n, "pads")
-	g.padsBegin, g.padsEnd = make([]int64, ns), make([]int64, ns)
-	if pads != nil {
-		copy(g.padsBegin, pads[:ns])
-		copy(g.padsEnd, pads[ns:])
-	}
-	autoPad := onnxio.AttrString(n, "auto_pad", "NOTSET")
-	ceil := onnxio.AttrInt(n, "ceil_mode", 0) != 0
-	g.out = make([]int64, ns)
-	for k := 0; k < ns; k++ {
-		ek := (kernel[k]-1)*g.dilations[k] + 1
-		switch autoPad {
-		case "SAME_UPPER", "SAME_LOWER":
-			o := (g.in[k] + g.strides[k] - 1) / g.strides[k]
-			total := max(0, (o-1)*g.strides[k]+ek-g.in[k])
-			lo := total / 2
-			if autoPad == "SAME_LOWER" {
-				lo = total - total/2
-			}
-			g.padsBegin[k], g.padsEnd[k] = lo, total-lo
-		case "VALID":
-			g.padsBegin[k], g.padsEnd[k] = 0, 0
-		case "NOTSET", "":
-		default:
-			return nil, fmt.Errorf("unknown auto_pad %q", autoPad)
-		}
-		span := g.in[k] + g.padsBegin[k] + g.padsEnd[k] - ek
-		g.out[k] = span/g.strides[k] + 1
-		if ceil && span%g.strides[k] != 0 {
-			return nil, fmt.Errorf("ceil_mode=1 changes the output size here; not supported")
-		}
-	}
-	return g, nil
-}
-
-func (g *convGeom) pads() []int64 { return append(append([]int64{}, g.padsBegin...), g.padsEnd...) }
-
-// outputPadding makes a ConvTranspose with this geometry give back the
-// input size: in = s (out-1) + op + ek - pb - pe.
-func (g *convGeom) outputPadding() []int64 {
-	op := make([]int64, len(g.in))
-	for k := range op {
-		ek := (g.kernel[k]-1)*g.dilations[k] + 1
-		op[k] = g.in[k] - (g.strides[k]*(g.out[k]-1) + ek - g.padsBegin[k] - g.padsEnd[k])
-	}
-	return op
+	return onnxio.ConvGeometry(c.n, x, xd, kernel, dilate)
 }
 
 // gradConv: dX is a ConvTranspose with the same weights and geometry; dW
@@ -281,14 +192,14 @@ func gradConv(c *bctx) ([]string, error) {
 	res := make([]string, 3)
 	if c.needs(0) {
 		res[0] = c.op("ConvTranspose", []string{dy, w},
-			attrInts("kernel_shape", kernel), attrInts("strides", geo.strides), attrInts("dilations", geo.dilations),
-			attrInts("pads", geo.pads()), attrInts("output_padding", geo.outputPadding()), attrInt("group", group))
+			attrInts("kernel_shape", kernel), attrInts("strides", geo.Strides), attrInts("dilations", geo.Dilations),
+			attrInts("pads", geo.Pads()), attrInts("output_padding", geo.OutputPadding()), attrInt("group", group))
 	}
 	if c.needs(1) {
 		m, cg := wd[0], wd[1]
 		og := m / group
-		spatialX := geo.in
-		spatialY := geo.out
+		spatialX := geo.In
+		spatialY := geo.Out
 		var xs, ws string
 		if group == 1 {
 			perm := []int64{1, 0}
@@ -313,13 +224,13 @@ func gradConv(c *bctx) ([]string, error) {
 			ws = c.reshape(c.transpose(yr, perm), c.ints(append([]int64{m, -1}, spatialY...)...))
 		}
 		gw := c.op("Conv", []string{xs, ws},
-			attrInts("kernel_shape", spatialY), attrInts("strides", geo.dilations), attrInts("dilations", geo.strides),
-			attrInts("pads", geo.pads()), attrInt("group", group)) // [Cg, M, k'...], k' >= k
+			attrInts("kernel_shape", spatialY), attrInts("strides", geo.Dilations), attrInts("dilations", geo.Strides),
+			attrInts("pads", geo.Pads()), attrInt("group", group)) // [Cg, M, k'...], k' >= k
 		starts, ends, axes := make([]int64, ns), make([]int64, ns), make([]int64, ns)
 		trim := false
 		for k := 0; k < ns; k++ {
-			ek := (spatialY[k]-1)*geo.strides[k] + 1
-			full := (spatialX[k]+geo.padsBegin[k]+geo.padsEnd[k]-ek)/geo.dilations[k] + 1
+			ek := (spatialY[k]-1)*geo.Strides[k] + 1
+			full := (spatialX[k]+geo.PadsBegin[k]+geo.PadsEnd[k]-ek)/geo.Dilations[k] + 1
 			if full != kernel[k] {
 				trim = true
 			}
@@ -367,7 +278,7 @@ func gradMaxPool(c *bctx) ([]string, error) {
 	}
 	overlap := false
 	for k := range kernel {
-		if (kernel[k]-1)*geo.dilations[k]+1 > geo.strides[k] {
+		if (kernel[k]-1)*geo.Dilations[k]+1 > geo.Strides[k] {
 			overlap = true
 		}
 	}
@@ -409,7 +320,7 @@ func gradAveragePool(c *bctx) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range geo.dilations {
+	for _, d := range geo.Dilations {
 		if d != 1 {
 			return nil, fmt.Errorf("dilations are not supported")
 		}
@@ -421,7 +332,7 @@ func gradAveragePool(c *bctx) ([]string, error) {
 	}
 	padded := false
 	for k := range kernel {
-		padded = padded || geo.padsBegin[k] != 0 || geo.padsEnd[k] != 0
+		padded = padded || geo.PadsBegin[k] != 0 || geo.PadsEnd[k] != 0
 	}
 	var scaled string
 	if onnxio.AttrInt(c.n, "count_include_pad", 0) != 0 || !padded {
@@ -429,13 +340,13 @@ func gradAveragePool(c *bctx) ([]string, error) {
 	} else {
 		// The divisor is the number of non-padding positions in each window:
 		// an inclusive average pool of ones gives it divided by the area.
-		ones := make([]float64, onnxio.NumElements(geo.in))
+		ones := make([]float64, onnxio.NumElements(geo.In))
 		for k := range ones {
 			ones[k] = 1
 		}
-		shape := append([]int64{1, 1}, geo.in...)
+		shape := append([]int64{1, 1}, geo.In...)
 		frac := c.op("AveragePool", []string{c.floats(dt, shape, ones)},
-			attrInts("kernel_shape", kernel), attrInts("strides", geo.strides), attrInts("pads", geo.pads()),
+			attrInts("kernel_shape", kernel), attrInts("strides", geo.Strides), attrInts("pads", geo.Pads()),
 			attrInt("count_include_pad", 1))
 		scaled = c.div(dy, c.mul(frac, c.scalar(dt, float64(area))))
 	}
@@ -445,8 +356,8 @@ func gradAveragePool(c *bctx) ([]string, error) {
 		ones[k] = 1
 	}
 	g := c.op("ConvTranspose", []string{scaled, c.floats(dt, wdims, ones)},
-		attrInts("kernel_shape", kernel), attrInts("strides", geo.strides), attrInts("pads", geo.pads()),
-		attrInts("output_padding", geo.outputPadding()), attrInt("group", ch))
+		attrInts("kernel_shape", kernel), attrInts("strides", geo.Strides), attrInts("pads", geo.Pads()),
+		attrInts("output_padding", geo.OutputPadding()), attrInt("group", ch))
 	return []string{g}, nil
 }
 

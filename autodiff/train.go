@@ -1,10 +1,9 @@
-package finetune
+package autodiff
 
 import (
 	"fmt"
 	"math"
 	"path"
-	"sort"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
@@ -246,7 +245,7 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 		cg.Input = append(cg.Input, onnxio.NewValueInfo(LabelsInput, onnxio.Int64, []onnxio.Dim{{}}))
 		tg.Labels = LabelsInput
 	}
-	if o.needsTeacher() {
+	if o.NeedsTeacher() {
 		var shape []onnxio.Dim
 		if d, ok := b.dims(o.Output); ok {
 			for _, v := range d {
@@ -311,7 +310,7 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 // Batch is one training batch.
 type Batch struct {
 	Inputs  []ort.Tensor // the model's data inputs
-	Labels  []int64          // class labels, when the objective has CE
+	Labels  []int64      // class labels, when the objective has CE
 	Teacher *ort.Tensor  // the teacher's output, when it has KD or MSE
 }
 
@@ -341,9 +340,9 @@ func (s *Stepper) Destroy() error { return s.sess.Destroy() }
 // StepResult is what one forward and backward pass gives.
 type StepResult struct {
 	Loss    float64
-	Grads   [][]float32      // per parameter, in TG.Params order
+	Grads   [][]float32  // per parameter, in TG.Params order
 	Hidden  []ort.Tensor // gradients of TrainSpec.Hidden
-	Stats   [][]float32      // batch mean and variance of each TG.BNStats entry, in turn
+	Stats   [][]float32  // batch mean and variance of each TG.BNStats entry, in turn
 	Outputs []ort.Tensor // model outputs, when built with Outputs
 }
 
@@ -482,14 +481,4 @@ func WithParams(m *onnxio.Model, params []Param, values [][]float32) (*onnxio.Mo
 	}
 	c.Path, c.Size, c.Hash = "", 0, ""
 	return c, nil
-}
-
-// sortedKeys is used to report maps in a stable order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

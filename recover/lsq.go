@@ -1,4 +1,4 @@
-package finetune
+package recover
 
 import (
 	"errors"
@@ -560,11 +560,11 @@ func convRows(l *lsqLayer, x ort.Tensor, xv []float32, y ort.Tensor, yv []float3
 	if len(xd) != 4 || len(yd) != 4 {
 		return fmt.Errorf("only 1-D and 2-D convolutions are refit (input shape %v)", x.Shape)
 	}
-	geo, err := geometryOf(n, l.input, x.Shape, l.kernels, true)
+	geo, err := onnxio.ConvGeometry(n, l.input, x.Shape, l.kernels, true)
 	if err != nil {
 		return err
 	}
-	pb, st, dl := geo.padsBegin, geo.strides, geo.dilations
+	pb, st, dl := geo.PadsBegin, geo.Strides, geo.Dilations
 	if len(pb) == 1 {
 		pb, st, dl = []int64{0, pb[0]}, []int64{1, st[0]}, []int64{1, dl[0]}
 	}
