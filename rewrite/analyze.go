@@ -221,8 +221,8 @@ type analyzer struct {
 
 func (an *analyzer) node(n *onnxpb.NodeProto, i int) {
 	an.cur = onnxio.NodeLabel(n, i)
-	r := lookupRule(n.GetDomain(), n.GetOpType(), an.opset)
-	if r == nil && an.carriesUnits(n) {
+	r, ok := rules.Lookup(n.GetDomain(), n.GetOpType(), an.Model.Opset(n.GetDomain()))
+	if !ok && an.carriesUnits(n) {
 		key := [2]string{n.GetDomain(), n.GetOpType()}
 		an.skipped[key] = append(an.skipped[key], an.cur)
 		an.blockInputs(n, fmt.Sprintf("op %s has no rule (node %s)", opName(n), an.cur))
@@ -232,8 +232,8 @@ func (an *analyzer) node(n *onnxpb.NodeProto, i int) {
 	for _, t := range onnxio.SubgraphReads(n) {
 		an.blockTensor(t, fmt.Sprintf("read inside a subgraph of %s (node %s)", n.GetOpType(), an.cur))
 	}
-	if r != nil {
-		r.fn(an, n, i)
+	if ok {
+		r(an, n, i)
 	}
 }
 
