@@ -131,7 +131,7 @@ func DefaultParams(m *onnxio.Model, output string, freeze []string) ([]string, e
 		}
 	}
 	sh := onnxio.InferShapes(m, true)
-	_, live := pathSets(g, sh.DTypes, []string{output}, cands)
+	_, live := pathSets(m, sh.DTypes, []string{output}, cands)
 	var out []string
 	for _, c := range cands {
 		if live[c] {
@@ -143,7 +143,8 @@ func DefaultParams(m *onnxio.Model, output string, freeze []string) ([]string, e
 
 // pathSets returns the tensors that depend on wrt through floating-point
 // values (active) and, among those, the ones some seed depends on (live).
-func pathSets(g *onnxpb.GraphProto, dtypes map[string]onnxio.DataType, seeds, wrt []string) (active, live map[string]bool) {
+func pathSets(m *onnxio.Model, dtypes map[string]onnxio.DataType, seeds, wrt []string) (active, live map[string]bool) {
+	g := m.Graph()
 	active = map[string]bool{}
 	for _, t := range wrt {
 		active[t] = true
@@ -153,7 +154,7 @@ func pathSets(g *onnxpb.GraphProto, dtypes map[string]onnxio.DataType, seeds, wr
 		for _, in := range n.GetInput() {
 			dep = dep || (in != "" && active[in] && isFloatish(dtypes[in]))
 		}
-		if !dep || nondiffOps[n.GetOpType()] && n.GetDomain() == "" {
+		if r, _ := lookupRule(m, n); !dep || r.noGradient {
 			continue
 		}
 		for _, o := range n.GetOutput() {
