@@ -120,6 +120,13 @@ func (s *Shapes) in(n *onnxpb.NodeProto, k int) ([]int64, bool) {
 	return d, ok
 }
 
+// in2 returns the dims of inputs 0 and 1 of n, and whether both are known.
+func (s *Shapes) in2(n *onnxpb.NodeProto) ([]int64, []int64, bool) {
+	a, oka := s.in(n, 0)
+	b, okb := s.in(n, 1)
+	return a, b, oka && okb
+}
+
 // inDims returns a copy of the dims of input k of n, nil if unknown.
 func (s *Shapes) inDims(n *onnxpb.NodeProto, k int) []int64 {
 	if x, ok := s.in(n, k); ok {
@@ -209,18 +216,6 @@ func (s *inferer) inferNode(n *onnxpb.NodeProto, i int) {
 }
 
 func clone(d []int64) []int64 { return append(make([]int64, 0, len(d)), d...) }
-
-// prod multiplies dims, -1 if any is unknown.
-func prod(d []int64) int64 {
-	p := int64(1)
-	for _, v := range d {
-		if v < 0 {
-			return -1
-		}
-		p *= v
-	}
-	return p
-}
 
 // valueDims turns a known shape value into dims, -1 for Unknown elements.
 func valueDims(v []int64) []int64 {

@@ -88,7 +88,7 @@ func (s *inferer) inferBroadcast(n *onnxpb.NodeProto, i int, c ops.Class) {
 // foldInts evaluates integer arithmetic on known values, as found in the
 // shape computations that exporters emit.
 func (s *inferer) foldInts(n *onnxpb.NodeProto, op string, out []int64) {
-	if len(n.Input) < 2 || prod(out) < 0 || prod(out) > maxValueElems {
+	if len(n.Input) < 2 || NumElements(out) < 0 || NumElements(out) > maxValueElems {
 		return
 	}
 	vals := make([][]int64, len(n.Input))
@@ -99,7 +99,7 @@ func (s *inferer) foldInts(n *onnxpb.NodeProto, op string, out []int64) {
 		}
 		vals[k] = v
 	}
-	total := int(prod(out))
+	total := int(NumElements(out))
 	res := make([]int64, total)
 	at := func(v []int64, k int) int64 {
 		if len(v) == 1 {

@@ -75,17 +75,27 @@ func (s *inferer) inferConcat(n *onnxpb.NodeProto, i int) {
 	}
 }
 
+// axis returns n's axis attribute (default 0) as an axis of its input of
+// rank r, counting a negative one from the end, or reports it out of range.
+func (s *inferer) axis(n *onnxpb.NodeProto, i, r int) (int64, bool) {
+	axis := AttrInt(n, "axis", 0)
+	if axis < 0 {
+		axis += int64(r)
+	}
+	if axis < 0 || axis >= int64(r) {
+		s.fail(n, i, n.Input[0], "axis %d out of range for rank %d", AttrInt(n, "axis", 0), r)
+		return 0, false
+	}
+	return axis, true
+}
+
 func (s *inferer) inferSplit(n *onnxpb.NodeProto, i int) {
 	x, ok := s.in(n, 0)
 	if !ok {
 		return
 	}
-	axis := AttrInt(n, "axis", 0)
-	if axis < 0 {
-		axis += int64(len(x))
-	}
-	if axis < 0 || axis >= int64(len(x)) {
-		s.fail(n, i, n.Input[0], "axis out of range")
+	axis, ok := s.axis(n, i, len(x))
+	if !ok {
 		return
 	}
 	split := AttrInts(n, "split")
@@ -220,8 +230,8 @@ func (s *inferer) inferSlice(n *onnxpb.NodeProto, i int) {
 // perm is given). It returns nil when the sizes are not all known or do not
 // match the values, or the result is too large to track.
 func stridedValues(v, x, out []int64, src func(a int, j int64) int64, perm ...int64) []int64 {
-	total := prod(out)
-	if total < 0 || total > maxValueElems || prod(x) != int64(len(v)) || len(out) != len(x) {
+	total := NumElements(out)
+	if total < 0 || total > maxValueElems || NumElements(x) != int64(len(v)) || len(out) != len(x) {
 		return nil
 	}
 	xstride := make([]int64, len(x))
@@ -295,17 +305,12 @@ func sliceLen(start, end, step, dim int64) int64 {
 }
 
 func (s *inferer) inferGather(n *onnxpb.NodeProto, i int) {
-	x, okx := s.in(n, 0)
-	idx, oki := s.in(n, 1)
-	if !okx || !oki {
+	x, idx, ok := s.in2(n)
+	if !ok {
 		return
 	}
-	axis := AttrInt(n, "axis", 0)
-	if axis < 0 {
-		axis += int64(len(x))
-	}
-	if axis < 0 || axis >= int64(len(x)) {
-		s.fail(n, i, n.Input[0], "axis %d out of range for rank %d", AttrInt(n, "axis", 0), len(x))
+	axis, ok := s.axis(n, i, len(x))
+	if !ok {
 		return
 	}
 	out := append(append(clone(x[:axis]), idx...), x[axis+1:]...)

@@ -14,9 +14,8 @@ func init() {
 }
 
 func (s *inferer) inferConv(n *onnxpb.NodeProto, i int) {
-	x, okx := s.in(n, 0)
-	w, okw := s.in(n, 1)
-	if !okx || !okw {
+	x, w, ok := s.in2(n)
+	if !ok {
 		return
 	}
 	if len(w) < 3 || len(x) != len(w) {
@@ -41,26 +40,30 @@ func (s *inferer) inferConv(n *onnxpb.NodeProto, i int) {
 	s.set(n, 0, out, s.dt(n, 0))
 }
 
+// window returns the stride, dilation and begin and end padding of
+// spatial axis k (of r) of a convolution or pooling node.
+func window(n *onnxpb.NodeProto, k, r int) (st, dl, pb, pe int64) {
+	st, dl = 1, 1
+	if strides := AttrInts(n, "strides"); k < len(strides) {
+		st = strides[k]
+	}
+	if dil := AttrInts(n, "dilations"); k < len(dil) {
+		dl = dil[k]
+	}
+	if pads := AttrInts(n, "pads"); len(pads) == 2*r {
+		pb, pe = pads[k], pads[k+r]
+	}
+	return st, dl, pb, pe
+}
+
 // spatial computes convolution and pooling output sizes.
 func (s *inferer) spatial(n *onnxpb.NodeProto, in, kernel []int64) []int64 {
 	r := len(in)
-	strides := AttrInts(n, "strides")
-	dil := AttrInts(n, "dilations")
-	pads := AttrInts(n, "pads")
 	autoPad := AttrString(n, "auto_pad", "NOTSET")
 	ceil := AttrInt(n, "ceil_mode", 0) == 1
 	out := make([]int64, r)
 	for k := 0; k < r; k++ {
-		st, dl, pb, pe := int64(1), int64(1), int64(0), int64(0)
-		if k < len(strides) {
-			st = strides[k]
-		}
-		if k < len(dil) {
-			dl = dil[k]
-		}
-		if len(pads) == 2*r {
-			pb, pe = pads[k], pads[k+r]
-		}
+		st, dl, pb, pe := window(n, k, r)
 		if in[k] < 0 || kernel[k] < 0 || st <= 0 {
 			out[k] = -1
 			continue
@@ -88,9 +91,8 @@ func (s *inferer) spatial(n *onnxpb.NodeProto, in, kernel []int64) []int64 {
 }
 
 func (s *inferer) inferConvTranspose(n *onnxpb.NodeProto, i int) {
-	x, okx := s.in(n, 0)
-	w, okw := s.in(n, 1)
-	if !okx || !okw || len(w) < 3 || len(x) != len(w) {
+	x, w, ok := s.in2(n)
+	if !ok || len(w) < 3 || len(x) != len(w) {
 		return
 	}
 	group := AttrInt(n, "group", 1)
@@ -102,23 +104,14 @@ func (s *inferer) inferConvTranspose(n *onnxpb.NodeProto, i int) {
 		out[1] = w[1] * group
 	}
 	r := len(x) - 2
-	strides, dil, pads := AttrInts(n, "strides"), AttrInts(n, "dilations"), AttrInts(n, "pads")
 	outPad, outShape := AttrInts(n, "output_padding"), AttrInts(n, "output_shape")
 	for k := 0; k < r; k++ {
 		if len(outShape) == r {
 			out = append(out, outShape[k])
 			continue
 		}
-		st, dl, pb, pe, op := int64(1), int64(1), int64(0), int64(0), int64(0)
-		if k < len(strides) {
-			st = strides[k]
-		}
-		if k < len(dil) {
-			dl = dil[k]
-		}
-		if len(pads) == 2*r {
-			pb, pe = pads[k], pads[k+r]
-		}
+		st, dl, pb, pe := window(n, k, r)
+		op := int64(0)
 		if k < len(outPad) {
 			op = outPad[k]
 		}
@@ -157,9 +150,8 @@ func (s *inferer) inferGlobalPool(n *onnxpb.NodeProto, i int) {
 }
 
 func (s *inferer) inferGemm(n *onnxpb.NodeProto, i int) {
-	a, oka := s.in(n, 0)
-	b, okb := s.in(n, 1)
-	if !oka || !okb {
+	a, b, ok := s.in2(n)
+	if !ok {
 		return
 	}
 	if len(a) != 2 || len(b) != 2 {
@@ -188,9 +180,8 @@ func (s *inferer) inferGemm(n *onnxpb.NodeProto, i int) {
 }
 
 func (s *inferer) inferMatMul(n *onnxpb.NodeProto, i int) {
-	a, oka := s.in(n, 0)
-	b, okb := s.in(n, 1)
-	if !oka || !okb {
+	a, b, ok := s.in2(n)
+	if !ok {
 		return
 	}
 	if len(a) == 0 || len(b) == 0 {

@@ -25,7 +25,7 @@ func (s *inferer) inferFlatten(n *onnxpb.NodeProto, i int) {
 		s.fail(n, i, n.Input[0], "axis %d out of range for rank %d", AttrInt(n, "axis", 1), len(x))
 		return
 	}
-	s.set(n, 0, []int64{prod(x[:axis]), prod(x[axis:])}, s.dt(n, 0))
+	s.set(n, 0, []int64{NumElements(x[:axis]), NumElements(x[axis:])}, s.dt(n, 0))
 }
 
 func (s *inferer) inferReshape(n *onnxpb.NodeProto, i int) {
@@ -73,7 +73,7 @@ func (s *inferer) inferReshape(n *onnxpb.NodeProto, i int) {
 		}
 	}
 	if okx {
-		total := prod(x)
+		total := NumElements(x)
 		if infer >= 0 {
 			rest := int64(1)
 			for k, d := range out {
@@ -92,7 +92,7 @@ func (s *inferer) inferReshape(n *onnxpb.NodeProto, i int) {
 				}
 				out[infer] = total / rest
 			}
-		} else if p := prod(out); total >= 0 && p >= 0 && p != total {
+		} else if p := NumElements(out); total >= 0 && p >= 0 && p != total {
 			s.fail(n, i, n.Input[1], "cannot reshape %v (%d elements) to %v", x, total, v)
 			return
 		}

@@ -61,7 +61,7 @@ func (s *inferer) inferConstantOfShape(n *onnxpb.NodeProto, i int) {
 	if !dt.IsInt() || len(n.Output) == 0 {
 		return
 	}
-	if total := prod(dims); total >= 0 && total <= maxValueElems {
+	if total := NumElements(dims); total >= 0 && total <= maxValueElems {
 		fill := int64(0)
 		if a := Attr(n, "value"); a != nil && a.T != nil {
 			if iv, err := s.m.Int64s(a.T); err == nil && len(iv) == 1 {

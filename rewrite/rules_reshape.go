@@ -34,18 +34,7 @@ func ruleFlatten(an *analyzer, n *onnxpb.NodeProto, i int) {
 		}
 	}
 	groups := []rgroup{{in: g0, out: []int{0}}, {in: g1, out: []int{1}}}
-	an.reshapeAxes(x, d, n.Output[0], []int64{prod(d[:axis]), prod(d[axis:])}, groups)
-}
-
-func prod(d []int64) int64 {
-	p := int64(1)
-	for _, v := range d {
-		if v < 0 {
-			return -1
-		}
-		p *= v
-	}
-	return p
+	an.reshapeAxes(x, d, n.Output[0], []int64{onnxio.NumElements(d[:axis]), onnxio.NumElements(d[axis:])}, groups)
 }
 
 func ruleReshape(an *analyzer, n *onnxpb.NodeProto, i int) {
@@ -293,17 +282,7 @@ func (an *analyzer) reshapeAxes(x string, din []int64, out string, dout []int64,
 		}
 		ax := unitAxes[0]
 		l := an.lay[x][ax]
-		var nonOneIn, nonOneOut []int
-		for _, k := range g.in {
-			if din[k] != 1 {
-				nonOneIn = append(nonOneIn, k)
-			}
-		}
-		for _, k := range g.out {
-			if dout[k] != 1 {
-				nonOneOut = append(nonOneOut, k)
-			}
-		}
+		nonOneIn, nonOneOut := nonOne(din, g.in), nonOne(dout, g.out)
 		switch {
 		case len(nonOneOut) == 1:
 			outer, inner := int64(1), int64(1)
@@ -367,4 +346,15 @@ func ruleTile(an *analyzer, n *onnxpb.NodeProto, i int) {
 	an.mapAxes(x, n.Output[0], func(ax int) (int, bool) {
 		return ax, ok && ax < len(reps) && reps[ax] == 1
 	}, fmt.Sprintf("Tile node %s repeats the unit axis", an.cur))
+}
+
+// nonOne returns the axes whose size in d is not 1.
+func nonOne(d []int64, axes []int) []int {
+	var out []int
+	for _, k := range axes {
+		if d[k] != 1 {
+			out = append(out, k)
+		}
+	}
+	return out
 }
