@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -186,7 +187,7 @@ func summary(v []float64) (lo, med, hi float64) {
 		return
 	}
 	s := append([]float64(nil), v...)
-	sortFloats(s)
+	slices.Sort(s)
 	return s[0], s[len(s)/2], s[len(s)-1]
 }
 
