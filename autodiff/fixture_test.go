@@ -9,6 +9,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 const fixtures = "../testdata"
@@ -112,7 +113,7 @@ func TestLlamaTrainingGraph(t *testing.T) {
 	if got, want := len(tg.Params), len(m.Graph().GetInitializer()); got != want {
 		t.Errorf("%d trained tensors, want every initializer (%d)", got, want)
 	}
-	specs, _ := inputSpecs(m)
+	specs, _ := ort.ModelInputs(m)
 	bound, err := data.Match(specs, "")
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +150,7 @@ func TestTransformerTrainingGraphs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			specs, _ := inputSpecs(m)
+			specs, _ := ort.ModelInputs(m)
 			bound, err := data.Match(specs, "")
 			if err != nil {
 				t.Fatal(err)
