@@ -331,14 +331,21 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 			}
 			s0 := time.Now()
 			out, err := st.Run(params, b)
+			where := fmt.Sprintf("epoch %d, step %d", pos.Epoch+1, pos.Step+1)
+			if errors.Is(err, autodiff.ErrNonFiniteLoss) {
+				return nil, nil, &DivergedError{Where: where, What: "the loss", Value: out.Loss, Checkpoint: cfg.Checkpoint}
+			}
 			if err != nil {
-				return nil, nil, fmt.Errorf("epoch %d, step %d: %w", pos.Epoch+1, pos.Step+1, err)
+				return nil, nil, fmt.Errorf("%s: %w", where, err)
 			}
 			if cfg.ClipNorm > 0 {
 				clipNorm(out.Grads, cfg.ClipNorm)
 			}
 			opt.Step(params, out.Grads, lrAt(&cfg, pos.Global, total))
 			updateRunning(tg.BNStats, buffers, out.Stats)
+			if k, v, bad := firstNonFinite(params); bad {
+				return nil, nil, &DivergedError{Where: where, What: "weight " + tg.Params[k].Name, Value: v, Checkpoint: cfg.Checkpoint}
+			}
 			stepTime += time.Since(s0)
 			steps++
 			pos.LossSum += out.Loss
@@ -473,4 +480,33 @@ func hasOp(m *onnxio.Model, op string) bool {
 		}
 	}
 	return false
+}
+
+// DivergedError: training produced a NaN or infinite loss or weight. The
+// run stops before writing anything, so the last checkpoint (if any) is
+// the last good state.
+type DivergedError struct {
+	Where, What string
+	Value       float64
+	Checkpoint  string
+}
+
+func (e *DivergedError) Error() string {
+	s := fmt.Sprintf("training diverged at %s: %s became %v (a learning rate or weight decay too large?)", e.Where, e.What, e.Value)
+	if e.Checkpoint != "" {
+		s += "; the checkpoint " + e.Checkpoint + " keeps the last good state"
+	}
+	return s
+}
+
+// firstNonFinite finds the first tensor holding a NaN or infinity.
+func firstNonFinite(ts [][]float32) (int, float64, bool) {
+	for k, t := range ts {
+		for _, v := range t {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				return k, f, true
+			}
+		}
+	}
+	return 0, 0, false
 }

@@ -224,12 +224,27 @@ func (r *run) subset(calib *dataset.Set) error {
 		r.stage("subset", t0)
 		n = r.cfg.Samples
 	}
-	if n < minCalibRows && r.cfg.Criterion.NeedsStates() {
-		return fmt.Errorf("%s: %d calibration rows; criterion %s needs at least %d (1024 is the default sample)", calib.Path, n, r.cfg.Criterion.Name(), minCalibRows)
+	if r.cfg.Criterion.NeedsStates() {
+		if n < minCalibRows {
+			return fmt.Errorf("%s: %d calibration rows; criterion %s needs at least %d (1024 is the default sample)", calib.Path, n, r.cfg.Criterion.Name(), minCalibRows)
+		}
+		if !varies(bound) {
+			return fmt.Errorf("%s: all %d calibration rows are the same input; scores need varied real inputs", calib.Path, bound.N)
+		}
 	}
 	r.calib = calib
 	r.rep.Samples = n
 	return nil
+}
+
+// varies reports whether any input array's rows differ.
+func varies(b *dataset.Bound) bool {
+	for _, a := range b.Inputs {
+		if a.RowsVary() {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *run) stage(name string, t0 time.Time) { r.rep.Stages[name] += time.Since(t0).Seconds() }

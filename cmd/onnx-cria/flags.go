@@ -233,6 +233,18 @@ func (fs *flagSet) usage() {
 // flagHelp formats one flag as the flag package's PrintDefaults does.
 func flagHelp(f *flag.Flag) string {
 	name, usage := flag.UnquoteUsage(f)
+	if name == "value" {
+		switch f.Value.(type) {
+		case *floatValue:
+			name = "x"
+		case *intValue, *int64Value, *threadsValue:
+			name = "n"
+		case *stringValue:
+			name = "string"
+		case *multiFlag:
+			name = "pattern"
+		}
+	}
 	s := "  --" + f.Name
 	if name != "" {
 		s += " " + name
