@@ -83,6 +83,41 @@ func (f *trainFlags) config(m *onnxio.Model, prefix string) (finetune.Config, er
 	return c, nil
 }
 
+// finetuneFlags are the finetune command's settings.
+type finetuneFlags struct {
+	*common
+	data, teacher, ckpt, calib, shrinkReport, eval, task, external *string
+	seed                                                           *int64
+	every, samples                                                 *int
+	resume                                                         *bool
+	tf                                                             *trainFlags
+	lsq                                                            *lsqFlags
+}
+
+func addFinetuneFlags(fs *flagSet) *finetuneFlags {
+	f := &finetuneFlags{}
+	fs.section("Training")
+	f.data = fs.String("data", "", "training data (.npz with arrays named after the model inputs, and \"labels\")")
+	f.teacher = fs.String("teacher", "", "the original model: distill from its outputs (and the lsq refit's targets)")
+	f.seed = fs.Int64("seed", 0, "seed for shuffling and subsets")
+	f.tf = addTrainFlags(fs, "", false)
+	fs.section("Checkpoints")
+	f.ckpt = fs.String("checkpoint", "", "write weights, optimizer state and position here after every epoch (atomically)")
+	f.every = fs.Int("checkpoint-every", 0, 0, "also write the checkpoint every N steps")
+	f.resume = fs.Bool("resume", false, "continue from --checkpoint")
+	f.lsq = addLSQFlags(fs, "auto")
+	f.calib = fs.String("calib", "", "calibration data for the lsq refit")
+	f.shrinkReport = fs.String("shrink-report", "", "shrink's JSON report, for the lsq refit (which units were kept)")
+	f.samples = fs.Int("samples", 1024, 1, "calibration samples for the lsq refit")
+	fs.section("Evaluation and output")
+	f.eval = fs.String("eval", "", "evaluation data: the metric before training and after every epoch")
+	f.task = fs.String("task", "", "classification or lm (default: classification when the data has labels)")
+	f.external = fs.String("external-data", "", "write the tensors of OUT to this data file beside it")
+	f.common = addCommon(fs)
+	f.tf.batch = f.batch
+	return f
+}
+
 func runFinetune(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("finetune", "IN.onnx OUT.onnx --data TRAIN.npz [flags]",
 		`Recover accuracy by training IN and write OUT atomically. The training step is an
@@ -95,135 +130,142 @@ any). Progress goes to stderr, the summary to stdout.
 With --recover lsq (the default when --teacher, --calib and --shrink-report are
 all given), the layers pruning narrowed are first refit by least squares to the
 teacher's outputs on --calib; --data is then optional.`, stderr)
-	fs.section("Training")
-	dataPath := fs.String("data", "", "training data (.npz with arrays named after the model inputs, and \"labels\")")
-	teacherPath := fs.String("teacher", "", "the original model: distill from its outputs (and the lsq refit's targets)")
-	seed := fs.Int64("seed", 0, "seed for shuffling and subsets")
-	tf := addTrainFlags(fs, "", false)
-	fs.section("Checkpoints")
-	ckpt := fs.String("checkpoint", "", "write weights, optimizer state and position here after every epoch (atomically)")
-	every := fs.Int("checkpoint-every", 0, 0, "also write the checkpoint every N steps")
-	resume := fs.Bool("resume", false, "continue from --checkpoint")
-	rf := addLSQFlags(fs, "auto")
-	calibPath := fs.String("calib", "", "calibration data for the lsq refit")
-	reportPath := fs.String("shrink-report", "", "shrink's JSON report, for the lsq refit (which units were kept)")
-	samples := fs.Int("samples", 1024, 1, "calibration samples for the lsq refit")
-	fs.section("Evaluation and output")
-	evalPath := fs.String("eval", "", "evaluation data: the metric before training and after every epoch")
-	task := fs.String("task", "", "classification or lm (default: classification when the data has labels)")
-	external := fs.String("external-data", "", "write the tensors of OUT to this data file beside it")
-	c := addCommon(fs)
-	tf.batch = c.batch
+	f := addFinetuneFlags(fs)
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	in, out := pos[0], pos[1]
-	if err := checkDataName(*external); err != nil {
-		return err
-	}
-	if err := rf.check(); err != nil {
-		return err
-	}
-	lsq := *rf.method == "lsq" || (*rf.method == "auto" && *teacherPath != "" && *calibPath != "" && *reportPath != "")
-	if *dataPath == "" && !lsq {
-		return usagef("no training data: pass --data TRAIN.npz (arrays named after the model inputs, plus \"labels\" or --teacher ORIGINAL.onnx), or --recover lsq")
-	}
-	if lsq && (*teacherPath == "" || *calibPath == "" || *reportPath == "") {
-		return usagef("--recover lsq needs --teacher ORIGINAL.onnx, --calib DATA.npz and --shrink-report REPORT.json")
-	}
-	if *resume && *ckpt == "" {
-		return usagef("--resume needs --checkpoint FILE")
-	}
-	m, err := onnxio.Load(in)
+	j, err := f.load(pos[0], pos[1])
 	if err != nil {
 		return err
 	}
-	cfg, err := tf.config(m, "")
-	if err != nil {
-		return err
-	}
-	var teacher *onnxio.Model
-	if *teacherPath != "" {
-		if teacher, err = onnxio.Load(*teacherPath); err != nil {
-			return err
-		}
-	}
-	var files runFiles
-	if err := files.readModel("input model", m); err != nil {
-		return err
-	}
-	if teacher != nil {
-		if err := files.readModel("teacher", teacher); err != nil {
-			return err
-		}
-	}
-	files.read("training data", *dataPath)
-	files.read("evaluation data", *evalPath)
-	files.read("calibration data", *calibPath)
-	files.read("shrink report", *reportPath)
-	files.writeModel("output", out, *external, m)
-	// A checkpoint being resumed is read and then rewritten: it is an
-	// output that must not be any other file of the run.
-	files.write("checkpoint", *ckpt)
-	if err := files.check(); err != nil {
-		return err
-	}
-	train, err := loadData(*dataPath)
-	if err != nil {
-		return err
-	}
-	evalSet, err := loadData(*evalPath)
-	if err != nil {
-		return err
-	}
-	calib, err := loadData(*calibPath)
-	if err != nil {
-		return err
-	}
-	if err := c.start(); err != nil {
-		return err
-	}
-	u := newUI(stderr, *c.quiet)
+	u := newUI(stderr, *f.quiet)
 	defer u.end()
-	summary := &finetuneSummary{Input: in, Output: out}
-	cur := m
-	if lsq {
-		kept, err := readKept(*reportPath)
-		if err != nil {
-			return err
-		}
-		o := recover.LSQOptions{Ridge: *rf.ridge, Samples: *samples, Seed: *seed, Batch: *c.batch, Runtime: c.rt, Log: u.logFunc()}
-		if cur, summary.LSQ, err = recover.LSQ(teacher, cur, kept, calib, o); err != nil {
-			return err
-		}
-		if evalSet != nil {
-			if summary.EvalLSQ, err = evaluate.Run(cur, evalSet, evaluate.Options{Task: *task, Batch: *c.batch, Runtime: c.rt}); err != nil {
-				return err
-			}
-			u.logf("after least squares: %s", summary.EvalLSQ)
-		}
-	}
-	if train != nil {
-		cfg.Teacher, cfg.Eval, cfg.EvalTask, cfg.Seed = teacher, evalSet, *task, *seed
-		cfg.Checkpoint, cfg.CheckpointEvery, cfg.Resume, cfg.Runtime = *ckpt, *every, *resume, c.rt
-		cfg.Log, cfg.Progress = u.logFunc(), u.progressFunc()
-		if cur, summary.Finetune, err = finetune.Run(cur, train, cfg); err != nil {
-			return finetuneError(err)
-		}
+	summary, cur, err := f.run(j, u)
+	if err != nil {
+		return err
 	}
 	var so *onnxio.SaveOptions
-	if *external != "" {
-		so = &onnxio.SaveOptions{ExternalData: *external}
+	if *f.external != "" {
+		so = &onnxio.SaveOptions{ExternalData: *f.external}
 	}
-	if err := cur.Save(out, so); err != nil {
+	if err := cur.Save(pos[1], so); err != nil {
 		return err
 	}
-	if *c.json {
+	if *f.json {
 		return writeJSON(stdout, summary)
 	}
 	summary.write(stdout)
 	return nil
+}
+
+// finetuneJob is what a finetune run reads.
+type finetuneJob struct {
+	in, out            string
+	m, teacher         *onnxio.Model
+	train, eval, calib *dataset.Set
+	cfg                finetune.Config
+	lsq                bool
+}
+
+// load checks the settings and the files, then reads the models and data.
+func (f *finetuneFlags) load(in, out string) (*finetuneJob, error) {
+	j := &finetuneJob{in: in, out: out}
+	if err := checkDataName(*f.external); err != nil {
+		return nil, err
+	}
+	if err := f.lsq.check(); err != nil {
+		return nil, err
+	}
+	j.lsq = *f.lsq.method == "lsq" || (*f.lsq.method == "auto" && *f.teacher != "" && *f.calib != "" && *f.shrinkReport != "")
+	switch {
+	case *f.data == "" && !j.lsq:
+		return nil, usagef("no training data: pass --data TRAIN.npz (arrays named after the model inputs, plus \"labels\" or --teacher ORIGINAL.onnx), or --recover lsq")
+	case j.lsq && (*f.teacher == "" || *f.calib == "" || *f.shrinkReport == ""):
+		return nil, usagef("--recover lsq needs --teacher ORIGINAL.onnx, --calib DATA.npz and --shrink-report REPORT.json")
+	case *f.resume && *f.ckpt == "":
+		return nil, usagef("--resume needs --checkpoint FILE")
+	}
+	var err error
+	if j.m, err = onnxio.Load(in); err != nil {
+		return nil, err
+	}
+	if j.cfg, err = f.tf.config(j.m, ""); err != nil {
+		return nil, err
+	}
+	if *f.teacher != "" {
+		if j.teacher, err = onnxio.Load(*f.teacher); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.checkFiles(j); err != nil {
+		return nil, err
+	}
+	if j.train, err = loadData(*f.data); err != nil {
+		return nil, err
+	}
+	if j.eval, err = loadData(*f.eval); err != nil {
+		return nil, err
+	}
+	if j.calib, err = loadData(*f.calib); err != nil {
+		return nil, err
+	}
+	return j, f.start()
+}
+
+// checkFiles refuses outputs that would overwrite what the run reads.
+func (f *finetuneFlags) checkFiles(j *finetuneJob) error {
+	var files runFiles
+	if err := files.readModel("input model", j.m); err != nil {
+		return err
+	}
+	if j.teacher != nil {
+		if err := files.readModel("teacher", j.teacher); err != nil {
+			return err
+		}
+	}
+	files.read("training data", *f.data)
+	files.read("evaluation data", *f.eval)
+	files.read("calibration data", *f.calib)
+	files.read("shrink report", *f.shrinkReport)
+	files.writeModel("output", j.out, *f.external, j.m)
+	// A checkpoint being resumed is read and then rewritten: it is an
+	// output that must not be any other file of the run.
+	files.write("checkpoint", *f.ckpt)
+	return files.check()
+}
+
+// run refits and/or trains, and returns the summary and the result.
+func (f *finetuneFlags) run(j *finetuneJob, u *ui) (*finetuneSummary, *onnxio.Model, error) {
+	summary := &finetuneSummary{Input: j.in, Output: j.out}
+	cur := j.m
+	if j.lsq {
+		kept, err := readKept(*f.shrinkReport)
+		if err != nil {
+			return nil, nil, err
+		}
+		o := recover.LSQOptions{Ridge: *f.lsq.ridge, Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Log: u.logFunc()}
+		if cur, summary.LSQ, err = recover.LSQ(j.teacher, cur, kept, j.calib, o); err != nil {
+			return nil, nil, err
+		}
+		if j.eval != nil {
+			if summary.EvalLSQ, err = evaluate.Run(cur, j.eval, evaluate.Options{Task: *f.task, Batch: *f.batch, Runtime: f.rt}); err != nil {
+				return nil, nil, err
+			}
+			u.logf("after least squares: %s", summary.EvalLSQ)
+		}
+	}
+	if j.train != nil {
+		cfg := j.cfg
+		cfg.Teacher, cfg.Eval, cfg.EvalTask, cfg.Seed = j.teacher, j.eval, *f.task, *f.seed
+		cfg.Checkpoint, cfg.CheckpointEvery, cfg.Resume, cfg.Runtime = *f.ckpt, *f.every, *f.resume, f.rt
+		cfg.Log, cfg.Progress = u.logFunc(), u.progressFunc()
+		var err error
+		if cur, summary.Finetune, err = finetune.Run(cur, j.train, cfg); err != nil {
+			return nil, nil, finetuneError(err)
+		}
+	}
+	return summary, cur, nil
 }
 
 // finetuneError phrases the library's errors in terms of the flags.
