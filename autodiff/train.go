@@ -1,6 +1,7 @@
 package autodiff
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path"
@@ -308,6 +309,10 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 	return tg, nil
 }
 
+// ErrNonFiniteLoss: a step's loss is NaN or infinite (Run returns the
+// result too, with the loss).
+var ErrNonFiniteLoss = errors.New("the loss is not finite")
+
 // Batch is one training batch.
 type Batch struct {
 	Inputs  []ort.Tensor // the model's data inputs
@@ -407,7 +412,7 @@ func (s *Stepper) Run(params [][]float32, b Batch) (*StepResult, error) {
 	}
 	res.Loss = float64(lv[0])
 	if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
-		return nil, fmt.Errorf("the loss is %v", res.Loss)
+		return res, fmt.Errorf("%w: %v", ErrNonFiniteLoss, res.Loss)
 	}
 	k := 1
 	for range tg.Params {

@@ -32,7 +32,7 @@ func TestRoundTripTestdata(t *testing.T) {
 func TestRoundTripFixtures(t *testing.T) {
 	_, fixtures := testModels(t)
 	if len(fixtures) == 0 {
-		t.Skip("no *.onnx under ../testdata yet: the trained fixtures have not been generated")
+		t.Fatal("no *.onnx under ../testdata: the committed fixtures are missing")
 	}
 	for _, path := range fixtures {
 		t.Run(strings.TrimPrefix(filepath.ToSlash(path), "../testdata/"), func(t *testing.T) {

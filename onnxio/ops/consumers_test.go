@@ -102,7 +102,7 @@ func apply(g *testgraph.Graph, op string, c ops.Class, xs ...string) string {
 	conv := func(x string) string {
 		switch operandType(op) {
 		case onnxio.Bool:
-			return g.Op("Greater", []string{x, g.Fconst(x+".zero", nil, 0)}, x+".bool")
+			return g.Op("Greater", []string{x, g.FConst(x+".zero", nil, 0)}, x+".bool")
 		case onnxio.Uint8:
 			return g.Op("Cast", []string{x}, x+".u8", testgraph.AttrInt("to", int64(onnxio.Uint8)))
 		}
@@ -113,7 +113,7 @@ func apply(g *testgraph.Graph, op string, c ops.Class, xs ...string) string {
 	}
 	switch op {
 	case "Where":
-		ins = append([]string{g.Op("Greater", []string{xs[0], g.Fconst("cond.zero", nil, 0)}, "cond")}, ins...)
+		ins = append([]string{g.Op("Greater", []string{xs[0], g.FConst("cond.zero", nil, 0)}, "cond")}, ins...)
 	case "Cast":
 		attrs = append(attrs, testgraph.AttrInt("to", int64(onnxio.Float)))
 	case "Mod":
@@ -121,7 +121,7 @@ func apply(g *testgraph.Graph, op string, c ops.Class, xs ...string) string {
 	case "BitShift":
 		attrs = append(attrs, testgraph.AttrString("direction", "LEFT"))
 	case "OneHot":
-		ins = append(ins, g.Ints("depth", nil, 3), g.Fconst("onehot.values", []int64{2}, 0, 1))
+		ins = append(ins, g.Ints("depth", nil, 3), g.FConst("onehot.values", []int64{2}, 0, 1))
 	case "Constant":
 		ins = nil
 		attrs = append(attrs, &onnxpb.AttributeProto{Name: ptr("value"), Type: onnxpb.AttributeProto_TENSOR.Enum(),
@@ -129,7 +129,7 @@ func apply(g *testgraph.Graph, op string, c ops.Class, xs ...string) string {
 	case "ConstantOfShape":
 		ins = []string{g.Op("Shape", []string{xs[0]}, "shape")}
 	case "Range":
-		ins = []string{g.Fconst("start", nil, 0), g.Fconst("limit", nil, 4), g.Fconst("delta", nil, 1)}
+		ins = []string{g.FConst("start", nil, 0), g.FConst("limit", nil, 4), g.FConst("delta", nil, 1)}
 	}
 	return g.Op(op, ins, "y", attrs...)
 }
@@ -172,10 +172,10 @@ func checkRewrite(t *testing.T, op string, c ops.Class, opset int64, known bool)
 	t.Helper()
 	g := testgraph.New(opset)
 	x := g.In("x", nil, 2, 8)
-	h := g.Op("MatMul", []string{x, g.Fconst("fc1.w", []int64{8, 12}, seq(96)...)}, "h")
+	h := g.Op("MatMul", []string{x, g.FConst("fc1.w", []int64{8, 12}, seq(96)...)}, "h")
 	hs := []string{h}
 	if arity(c) == 2 {
-		hs = append(hs, g.Op("MatMul", []string{x, g.Fconst("fc1b.w", []int64{8, 12}, seq(96)...)}, "h2"))
+		hs = append(hs, g.Op("MatMul", []string{x, g.FConst("fc1b.w", []int64{8, 12}, seq(96)...)}, "h2"))
 	}
 	next := h
 	if c.Elementwise() {
@@ -186,7 +186,7 @@ func checkRewrite(t *testing.T, op string, c ops.Class, opset int64, known bool)
 	} else {
 		apply(g, op, c, h)
 	}
-	g.Out(g.Op("MatMul", []string{next, g.Fconst("fc2.w", []int64{12, 6}, seq(72)...)}, "out"))
+	g.Out(g.Op("MatMul", []string{next, g.FConst("fc2.w", []int64{12, 6}, seq(72)...)}, "out"))
 	a, err := rewrite.Analyze(g.Model(t, onnxio.Float), rewrite.Options{})
 	if err != nil {
 		t.Fatalf("opset %d: %v", opset, err)
