@@ -265,3 +265,48 @@ func seq(n int) []float64 {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A contrib op, registered the way a new one would be: one entry.
+const contribDomain, contribOp = "com.example.test", "FastGeluTest"
+
+func init() { ops.Facts.Add(contribDomain, 1, ops.Unary|ops.Activation, contribOp) }
+
+// TestOneEntry: with that entry alone, shape inference infers the op, the
+// rewriter passes units through it and observes them there, and autodiff
+// names it as an op without a backward rule; a model that does not import
+// its domain leaves it unknown.
+func TestOneEntry(t *testing.T) {
+	for _, imported := range []bool{true, false} {
+		g := testgraph.New(17)
+		x := g.In("x", nil, 2, 8)
+		h := g.Op("MatMul", []string{x, g.FConst("fc1.w", []int64{8, 12}, seq(96)...)}, "h")
+		y := g.Op(contribOp, []string{h}, "y")
+		g.Out(g.Op("MatMul", []string{y, g.FConst("fc2.w", []int64{12, 6}, seq(72)...)}, "out"))
+		m := g.Model(t, onnxio.Float)
+		for _, n := range m.Graph().GetNode() {
+			if n.GetOpType() == contribOp {
+				n.Domain = ptr(contribDomain)
+			}
+		}
+		if imported {
+			m.Proto.OpsetImport = append(m.Proto.OpsetImport, &onnxpb.OperatorSetIdProto{Domain: ptr(contribDomain), Version: ptr(int64(1))})
+		}
+		d, ok := onnxio.InferShapes(m, false).Shape(y)
+		if ok != imported || imported && fmt.Sprint(d) != "[2 12]" {
+			t.Errorf("imported %v: shape inference gives %v, %v", imported, d, ok)
+		}
+		a, err := rewrite.Analyze(m, rewrite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		grp := groupOf(a, h)
+		passed := grp != nil && grp.Prunable() && groupOf(a, y) == grp && grp.Observe != nil && grp.Observe.Op == contribOp
+		if passed != imported {
+			t.Errorf("imported %v: the rewriter passes and observes units: %v (%+v, skipped %v)", imported, passed, grp, a.Skipped)
+		}
+		_, err = autodiff.VJP(m, []string{x})
+		if err == nil || !strings.Contains(err.Error(), "no backward rule for op "+contribOp) {
+			t.Errorf("imported %v: autodiff: %v", imported, err)
+		}
+	}
+}
