@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/onnx-cria/onnx-cria/internal/inputfile"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -32,8 +33,13 @@ const maxProtoSize = math.MaxInt32
 
 // Load reads and decodes the ONNX model in path. External data stays on disk
 // and is read when a tensor's values are requested.
+//
+// Only regular files are read (a named pipe or a device is an error, not a
+// wait or an endless read), and a file over the 2 GiB protobuf limit is
+// refused before it is read.
 func Load(path string) (*Model, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadAll(path, maxProtoSize, "model",
+		"the 2 GiB protobuf limit of the ONNX format (models this large keep their weights in external data files)")
 	if err != nil {
 		return nil, err
 	}
@@ -415,10 +421,30 @@ func (m *Model) externalRef(t *onnxpb.TensorProto) (path string, offset, length 
 		return "", 0, 0, fmt.Errorf("tensor %q: external data without a location", t.GetName())
 	}
 	clean := filepath.Clean(filepath.FromSlash(loc))
-	if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+	if filepath.IsAbs(clean) || outside(clean) {
 		return "", 0, 0, fmt.Errorf("tensor %q: external data location %q is outside the model's directory", t.GetName(), loc)
 	}
-	return filepath.Join(m.Dir, clean), offset, length, nil
+	path = filepath.Join(m.Dir, clean)
+	// The same rule after symbolic links: a link beside the model must not
+	// lead the reader elsewhere. A file that does not exist is reported by
+	// whoever opens it.
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return path, offset, length, nil
+	}
+	dir, err := filepath.EvalSymlinks(m.Dir)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("tensor %q: external data: %w", t.GetName(), err)
+	}
+	if rel, err := filepath.Rel(dir, target); err != nil || outside(rel) {
+		return "", 0, 0, fmt.Errorf("tensor %q: external data location %q leads through a symbolic link to %s, outside the model's directory %s: copy the file into that directory instead of linking it", t.GetName(), loc, target, dir)
+	}
+	return path, offset, length, nil
+}
+
+// outside reports whether a clean relative path climbs out of its base.
+func outside(rel string) bool {
+	return rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // readExternal reads a tensor's bytes from the file its external_data names.
@@ -427,21 +453,17 @@ func (m *Model) readExternal(t *onnxpb.TensorProto) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, size, err := inputfile.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: external data: %w", t.GetName(), err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	if length < 0 {
-		length = st.Size() - offset
+		length = size - offset
 	}
 	// Compared without adding offset and length, which may overflow.
-	if offset > st.Size() || length < 0 || length > st.Size()-offset {
-		return nil, fmt.Errorf("tensor %q: external data %s holds %d bytes, tensor wants %d at offset %d", t.GetName(), p, st.Size(), length, offset)
+	if offset > size || length < 0 || length > size-offset {
+		return nil, fmt.Errorf("tensor %q: external data %s holds %d bytes, tensor wants %d at offset %d", t.GetName(), p, size, length, offset)
 	}
 	b := make([]byte, length)
 	if _, err := f.ReadAt(b, offset); err != nil && !(err == io.EOF && length == 0) {
