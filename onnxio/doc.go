@@ -19,5 +19,11 @@
 // model gives back the same bytes for files written by the reference
 // (C++) protobuf serializer, and fields this schema does not know survive.
 //
+// Files are read only if they are regular files, models up to the 2 GiB
+// protobuf limit, and external data only from the model's directory, also
+// after symbolic links are resolved. Save replaces a model with external
+// data so that the path holds the old pair or the new pair at every moment
+// (see Save for the order of the steps and the rule for data file names).
+//
 // The package knows nothing about ONNX Runtime or pruning.
 package onnxio

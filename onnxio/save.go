@@ -87,7 +87,11 @@ func (m *Model) Save(path string, opts *SaveOptions) error {
 	}
 	defer unlock()
 	s.old = dataFiles(path)
-	s.keep = append(m.ownDataFiles(), o.Keep...)
+	own, err := m.ExternalFiles()
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.Name(), err)
+	}
+	s.keep = append(own, o.Keep...)
 	if !external {
 		b, err := proto.MarshalOptions{}.Marshal(m.Proto)
 		if err != nil {
@@ -305,25 +309,10 @@ func dataFiles(path string) map[string]bool {
 	if err != nil {
 		return files
 	}
-	for _, f := range m.ownDataFiles() {
+	refs, _ := m.ExternalFiles() // a bad reference is no file to remove
+	for _, f := range refs {
 		files[f] = true
 	}
-	return files
-}
-
-// ownDataFiles lists the external data files the model reads.
-func (m *Model) ownDataFiles() []string {
-	var files []string
-	seen := map[string]bool{}
-	walkTensors(m.Proto, func(t *onnxpb.TensorProto) {
-		if t.GetDataLocation() != onnxpb.TensorProto_EXTERNAL || m.Dir == "" {
-			return
-		}
-		if p, _, _, err := m.externalRef(t); err == nil && !seen[p] {
-			seen[p] = true
-			files = append(files, p)
-		}
-	})
 	return files
 }
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // crashEnv makes the test binary a child that saves the new model of a
@@ -131,7 +131,7 @@ func crashChild(spec string) int {
 // old model or as the new one, never a mixture (a model with the other's
 // data); the next Save completes and leaves exactly the new model's files.
 func TestSaveCrashSafe(t *testing.T) {
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		t.Fatalf("this test runs the saved models in ONNX Runtime; run scripts/setup-ort.sh first: %v", err)
 	}
 	old, new := models(t)
@@ -251,12 +251,12 @@ func load(t *testing.T, path string) *onnxio.Model {
 // run runs m in ONNX Runtime on a [2, 3, 8, 8] input.
 func run(t *testing.T, m *onnxio.Model, x []float32) []float32 {
 	t.Helper()
-	s, err := runtime.NewSessionForModel(m, nil, runtime.Config{Threads: 1})
+	s, err := ort.NewSessionForModel(m, nil, ort.Config{Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Destroy()
-	outs, err := s.Run(runtime.Tensor{Name: "x", DType: onnxio.Float, Shape: []int64{2, 3, 8, 8}, Data: x})
+	outs, err := s.Run(ort.Tensor{Name: "x", DType: onnxio.Float, Shape: []int64{2, 3, 8, 8}, Data: x})
 	if err != nil {
 		t.Fatal(err)
 	}
