@@ -145,10 +145,7 @@ teacher's outputs on --calib; --data is then optional.`, stderr)
 	if err != nil {
 		return err
 	}
-	var so *onnxio.SaveOptions
-	if *f.external != "" {
-		so = &onnxio.SaveOptions{ExternalData: *f.external}
-	}
+	so := &onnxio.SaveOptions{ExternalData: *f.external, Keep: j.files.keep()}
 	if err := cur.Save(pos[1], so); err != nil {
 		return err
 	}
@@ -166,6 +163,7 @@ type finetuneJob struct {
 	train, eval, calib *dataset.Set
 	cfg                finetune.Config
 	lsq                bool
+	files              runFiles
 }
 
 // load checks the settings and the files, then reads the models and data.
@@ -215,7 +213,7 @@ func (f *finetuneFlags) load(in, out string) (*finetuneJob, error) {
 
 // checkFiles refuses outputs that would overwrite what the run reads.
 func (f *finetuneFlags) checkFiles(j *finetuneJob) error {
-	var files runFiles
+	files := &j.files
 	if err := files.readModel("input model", j.m); err != nil {
 		return err
 	}

@@ -133,10 +133,7 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 		return shrinkError(err, in)
 	}
 	rep.Warnings = append(warnings, rep.Warnings...)
-	var so *onnxio.SaveOptions
-	if *f.external != "" {
-		so = &onnxio.SaveOptions{ExternalData: *f.external}
-	}
+	so := &onnxio.SaveOptions{ExternalData: *f.external, Keep: files.keep()}
 	if err := small.Save(out, so); err != nil {
 		return err
 	}

@@ -39,20 +39,29 @@ func Regular(path string, mode fs.FileMode) error {
 	if mode.IsRegular() {
 		return nil
 	}
-	kind := "not a regular file"
+	if mode.IsDir() {
+		return fmt.Errorf("%s: is a directory: give the path of a file in it", path)
+	}
+	return fmt.Errorf("%s: is %s, not a regular file: onnx-cria reads only regular files; save the content to a file and give its path", path, Kind(mode))
+}
+
+// Kind says in words what a file that is not regular is.
+func Kind(mode fs.FileMode) string {
 	switch {
 	case mode.IsDir():
-		return fmt.Errorf("%s: is a directory: give the path of a file in it", path)
+		return "a directory"
+	case mode&fs.ModeSymlink != 0:
+		return "a symbolic link"
 	case mode&fs.ModeNamedPipe != 0:
-		kind = "a named pipe (FIFO)"
+		return "a named pipe (FIFO)"
 	case mode&fs.ModeSocket != 0:
-		kind = "a socket"
+		return "a socket"
 	case mode&fs.ModeCharDevice != 0:
-		kind = "a character device"
+		return "a character device"
 	case mode&fs.ModeDevice != 0:
-		kind = "a block device"
+		return "a block device"
 	}
-	return fmt.Errorf("%s: is %s, not a regular file: onnx-cria reads only regular files; save the content to a file and give its path", path, kind)
+	return "not a regular file"
 }
 
 // ReadAll reads the regular file at path whole, refusing files larger than
