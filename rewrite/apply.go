@@ -652,3 +652,69 @@ func gatherAxis(raw []byte, dims []int64, elem, axis int, keep []int) []byte {
 	}
 	return out
 }
+
+// FLOPsAfter is onnxio.FLOPs of the model that Apply(p) would write,
+// computed from the analysis: every axis that carries units loses the
+// positions of the removed ones, and sliced constants take their slicing's
+// shape where each node reads them.
+func (a *Analysis) FLOPsAfter(p Plan) (int64, error) {
+	e, err := a.plan(p)
+	if err != nil {
+		return 0, err
+	}
+	sliced := map[[2]int][]int64{} // (node, slot) -> the constant's shape there
+	for name, vs := range e.slices {
+		_, t := a.constOf(name)
+		for _, v := range vs {
+			for _, u := range v.users {
+				sliced[u] = v.dims(t)
+			}
+		}
+	}
+	var ferr error
+	shape := func(t string) []int64 {
+		d, ok := a.dims(t)
+		if !ok {
+			return nil
+		}
+		if len(e.removed) == 0 || len(a.lay[t]) == 0 {
+			return d
+		}
+		d = append([]int64(nil), d...)
+		for ax, l := range a.lay[t] {
+			if ax >= len(d) {
+				continue
+			}
+			gone, err := a.removedPositions(e, l)
+			if err != nil {
+				ferr = err
+			}
+			d[ax] -= int64(gone)
+		}
+		return d
+	}
+	var total int64
+	for i, n := range a.Model.Graph().GetNode() {
+		in := func(k int) []int64 {
+			if d, ok := sliced[[2]int{i, k}]; ok {
+				return d
+			}
+			return shape(n.Input[k])
+		}
+		total += onnxio.NodeFLOPs(n, in, shape(n.Output[0]))
+	}
+	return total, ferr
+}
+
+// removedPositions counts the positions of layout l that the edits remove.
+func (a *Analysis) removedPositions(e *edits, l Layout) (int, error) {
+	ex, err := a.sp.expand(l)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range ex {
+		n += len(e.removed[s.S]) * s.R * s.B
+	}
+	return n, nil
+}

@@ -116,7 +116,7 @@ type optionsDetail interface{ Options() any }
 func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 	p, _ := m.ParamCount()
 	r := &Report{
-		Input:  ModelStats{Path: m.Path, SHA256: m.Hash, Params: p, Bytes: m.Size, FLOPs: FLOPs(m)},
+		Input:  ModelStats{Path: m.Path, SHA256: m.Hash, Params: p, Bytes: m.Size, FLOPs: onnxio.FLOPs(m)},
 		Target: c.Target,
 		Stages: map[string]float64{},
 		Options: Options{
@@ -178,7 +178,7 @@ func (r *Report) setOutput(m *onnxio.Model) error {
 		return err
 	}
 	p, _ := m.ParamCount()
-	r.Output = ModelStats{Params: p, Bytes: int64(len(b)), FLOPs: FLOPs(m)}
+	r.Output = ModelStats{Params: p, Bytes: int64(len(b)), FLOPs: onnxio.FLOPs(m)}
 	r.Reduction = 1 - float64(p)/float64(r.Input.Params)
 	return nil
 }
