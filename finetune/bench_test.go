@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/autodiff"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // BenchmarkTrainStep times one training step (forward, loss, backward in
@@ -20,21 +21,17 @@ func BenchmarkTrainStep(b *testing.B) {
 	needORT(b)
 	for _, name := range []string{"mlp", "cnn"} {
 		b.Run(name, func(b *testing.B) {
-			if !haveFixture(name) {
-				b.Skipf("fixture testdata/models/%s is not there yet", name)
-			}
 			m, data := loadFixture(b, name, "fmnist_calib.npz")
-			tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}, BatchNorm: BNBatch})
+			tg, err := autodiff.BuildTraining(m, autodiff.TrainSpec{Objective: autodiff.Objective{CE: 1}, BatchNorm: autodiff.BNBatch})
 			if err != nil {
 				b.Fatal(err)
 			}
-			st, err := NewStepper(tg, runtime.Config{Threads: 1})
+			st, err := autodiff.NewStepper(tg, ort.Config{Threads: 1})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer st.Destroy()
-			specs, _ := inputSpecs(m)
-			bound, err := data.Match(specs, "")
+			bound, err := autodiff.BindData(m, data, 0, 0)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -42,11 +39,11 @@ func BenchmarkTrainStep(b *testing.B) {
 			for i := range rows {
 				rows[i] = i
 			}
-			batch, err := makeBatch(bound, rows)
+			batch, err := autodiff.MakeBatch(bound, rows)
 			if err != nil {
 				b.Fatal(err)
 			}
-			params, err := ParamValues(m, tg.Params)
+			params, err := autodiff.ParamValues(m, tg.Params)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,7 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -13,10 +13,10 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
-	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -116,7 +116,7 @@ type Record struct {
 func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	start := time.Now()
 	res := &Results{Config: cfg, Machine: machine()}
-	rt := runtime.Config{Threads: cfg.Threads}
+	rt := ort.Config{Threads: cfg.Threads}
 	for _, name := range cfg.Fixtures {
 		f, err := loadFixture(cfg.Root, name)
 		if err != nil {
@@ -151,7 +151,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 		if rel, err := filepath.Rel(cfg.Root, f.Model); err == nil {
 			model = filepath.ToSlash(rel)
 		}
-		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: shrink.FLOPs(m), Latency: lat})
+		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: onnxio.FLOPs(m), Latency: lat})
 		fmt.Fprintf(log, "%s: %s, %d parameters\n", name, base, p0)
 
 		if g := ablationGroup(m); g != "" && !cfg.NoAblation {
@@ -183,7 +183,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	return res, nil
 }
 
-func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname string, seed int64, cfg Config, rt runtime.Config, latency bool) Record {
+func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
 	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery}
 	crit, err := shrink.NewCriterion(cname)
 	if err != nil {
@@ -221,7 +221,7 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64,
 // recoverModel applies the experiment's recovery budget and returns the
 // metric after it: none, or the least-squares refit of every narrowed layer
 // on the calibration set (label-free, the same for every criterion).
-func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture, rt runtime.Config, rep *shrink.Report) (float64, error) {
+func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture, rt ort.Config, rep *shrink.Report) (float64, error) {
 	switch cfg.Recovery {
 	case "none", "":
 		r, err := evaluate.Run(small, ev, evaluate.Options{Task: f.Task, Runtime: rt})
@@ -230,8 +230,8 @@ func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config,
 		}
 		return r.Value, nil
 	case "lsq":
-		_, rr, err := shrink.Recover(orig, small, rep, calib, shrink.Recovery{
-			LSQ: true, LSQOpts: finetune.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
+		_, rr, err := recover.Run(orig, small, rep.Kept(), calib, recover.Options{
+			LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
 		})
 		if err != nil {
 			return 0, err
@@ -257,7 +257,7 @@ func ablationGroup(m *onnxio.Model) string {
 }
 
 func machine() Machine {
-	mc := Machine{Cores: goruntime.NumCPU(), Go: goruntime.Version(), ORT: runtime.Version(), OS: goruntime.GOOS + "/" + goruntime.GOARCH, Date: time.Now().UTC().Format("2006-01-02")}
+	mc := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), ORT: ort.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Date: time.Now().UTC().Format("2006-01-02")}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(line, "model name") {

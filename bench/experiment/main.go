@@ -12,6 +12,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -19,8 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func main() {
@@ -63,12 +63,22 @@ func run(args []string) error {
 	threads := fs.Int("threads", 0, "ORT intra-op threads (0: ORT's default)")
 	ablation := fs.Float64("ablation", 0.5, "fraction of one group removed in the ablation")
 	trials := fs.Int("trials", 5, "random trials in the ablation")
-	root := fs.String("root", ".", "repository root (where testdata/ is)")
-	out := fs.String("out", "docs", "directory for RESULTS.md, results/results.json and the plots")
+	root := fs.String("root", "", "repository root, where testdata/ is (default: the nearest directory above the working directory that has testdata/models)")
+	out := fs.String("out", "", "directory for RESULTS.md, results/results.json and the plots (default: docs/ under the root)")
 	render := fs.String("render", "", "only redraw RESULTS.md and the plots in --out from this results.json")
 	merge := fs.String("merge", "", "add this run's records to this results.json (for criteria run later); skips the ablation")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *root == "" {
+		r, err := findRoot()
+		if err != nil {
+			return err
+		}
+		*root = r
+	}
+	if *out == "" {
+		*out = filepath.Join(*root, "docs")
 	}
 	if *render != "" {
 		res, err := readResults(*render)
@@ -82,7 +92,7 @@ func run(args []string) error {
 	cfg := Config{
 		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples,
 		Recovery: *recovery, Threads: *threads, Ablation: *ablation, Trials: *trials,
-		Root: *root, OutDir: *out, Command: "go run ./bench/experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
+		Root: *root, OutDir: *out, Command: "cd bench && go run ./experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
 	}
 	for _, t := range split(*targets) {
 		var v float64
@@ -97,7 +107,7 @@ func run(args []string) error {
 	if cfg.Quick {
 		cfg.Fixtures, cfg.Targets, cfg.Seeds, cfg.Samples, cfg.Trials = []string{"mlp"}, []float64{0.5}, []int64{0}, 128, 2
 	}
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		return err
 	}
 	var earlier *Results
@@ -182,4 +192,21 @@ func loadFixture(root, name string) (*fixture, error) {
 	return &fixture{Name: name, Model: model, Calib: filepath.Join(dir, meta.Calib), Eval: filepath.Join(dir, meta.Eval), Task: task}, nil
 }
 
-func loadModel(p string) (*onnxio.Model, error) { return onnxio.Load(p) }
+// findRoot is the nearest directory at or above the working directory
+// that holds testdata/models: the repository root.
+func findRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if st, err := os.Stat(filepath.Join(dir, "testdata", "models")); err == nil && st.IsDir() {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no testdata/models above the working directory: pass --root")
+		}
+		dir = parent
+	}
+}
