@@ -34,16 +34,16 @@ type shrinkFlags struct {
 	*common
 	target, targetFLOPs, targetLat *float64
 	latBatch                       *int
-	calib, roundTo, ranking       *string
-	crit                          critFlags
-	perRound, minFrac             *float64
-	minWidth, samples             *int
-	seed                          *int64
-	exclude                       multiFlag
-	allGroups, randomCalib, noLat *bool
-	rec                           *recoverFlags
-	evalPath, task                *string
-	report, external              *string
+	calib, roundTo, ranking        *string
+	crit                           critFlags
+	perRound, minFrac              *float64
+	minWidth, samples              *int
+	seed                           *int64
+	exclude                        multiFlag
+	allGroups, randomCalib, noLat  *bool
+	rec                            *recoverFlags
+	evalPath, task                 *string
+	report, external               *string
 }
 
 func addShrinkFlags(fs *flagSet) *shrinkFlags {
