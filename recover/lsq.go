@@ -87,7 +87,7 @@ type LayerFit struct {
 	// directions), with Warning saying it in words; "" otherwise.
 	Flag    string  `json:"flag,omitempty"`
 	Warning string  `json:"warning,omitempty"`
-	Seconds float64 `json:"seconds"` // this layer's share of the refit's time
+	Seconds float64 `json:"seconds"`        // this layer's share of the refit's time
 	Note    string  `json:"note,omitempty"` // why a layer that changed is not refit
 }
 
@@ -323,6 +323,7 @@ func schedule(m *onnxio.Model, layers []*lsqLayer) ([][]*lsqLayer, error) {
 	}
 	return waves, nil
 }
+
 // findLayers lists the layers of cur to refit, in graph order, plus notes
 // for layers that changed but cannot be refit.
 func findLayers(orig, cur *onnxio.Model, kept map[string][]int) ([]*lsqLayer, []LayerFit, error) {

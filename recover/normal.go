@@ -101,16 +101,16 @@ type normal struct {
 	hRows        int
 	// Held-out squared residuals per sample, for each set of output
 	// columns (one per layer): part[k] is the first column of part k.
-	part          []int
-	sOld, sNew    [][]float64 // [part][sample]
-	owner         []int       // sample of each pending row
-	wOld, wNew   []float32 // [G, D, N]
-	w64          []float64 // wNew in full precision
-	x, y         []float32 // pending rows, [G, cap, D] and [G, cap, N]
-	nb, cap      int
-	p            *products
-	lambda       float64
-	ridgeShare   float64 // estimated share of input directions the ridge outweighs
+	part       []int
+	sOld, sNew [][]float64 // [part][sample]
+	owner      []int       // sample of each pending row
+	wOld, wNew []float32   // [G, D, N]
+	w64        []float64   // wNew in full precision
+	x, y       []float32   // pending rows, [G, cap, D] and [G, cap, N]
+	nb, cap    int
+	p          *products
+	lambda     float64
+	ridgeShare float64 // estimated share of input directions the ridge outweighs
 }
 
 func newNormal(d, n, groups int, bias bool, part []int, wOld []float32, p *products) *normal {
