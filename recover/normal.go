@@ -1,16 +1,9 @@
 package recover
 
 import (
-	"errors"
-	"math"
-	"math/rand/v2"
-
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/ort"
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas64"
-	"gonum.org/v1/gonum/lapack/lapack64"
 )
 
 // products computes in ONNX Runtime what a block of regression rows adds
@@ -111,6 +104,11 @@ type normal struct {
 	p          *products
 	lambda     float64
 	ridgeShare float64 // estimated share of input directions the ridge outweighs
+	// dual: fewer rows than half the features, so the rows themselves
+	// (xs, ys per group) are kept instead of X^T X, and the problem is
+	// solved through the rows' kernel matrix X X^T.
+	dual   bool
+	xs, ys [][]float32
 }
 
 func newNormal(d, n, groups int, bias bool, part []int, wOld []float32, p *products) *normal {
@@ -118,13 +116,13 @@ func newNormal(d, n, groups int, bias bool, part []int, wOld []float32, p *produ
 	e := &normal{d: d, n: n, groups: groups, bias: bias, part: part, wOld: wOld, p: p, cap: cap,
 		yy: make([]float64, groups*n), sseOld: make([]float64, groups*n),
 		x: make([]float32, groups*cap*d), y: make([]float32, groups*cap*n), owner: make([]int, cap)}
-	e.g = make([][]float64, groups)
-	e.c = make([][]float64, groups)
-	for k := range e.g {
-		e.g[k] = make([]float64, d*d)
-		e.c[k] = make([]float64, d*n)
-	}
 	return e
+}
+
+// expect tells the equations how many rows will be solved on, before the
+// first: with fewer than half as many rows as features they keep the rows.
+func (e *normal) expect(rows int) {
+	e.dual = e.rows == 0 && 2*rows <= e.d
 }
 
 // row reserves the next row of the block for a row of the given
@@ -193,6 +191,30 @@ func (e *normal) flush() error {
 		return nil
 	}
 	e.rows += nb
+	if e.dual {
+		out, err := e.p.resid.Run(X, Y, W(e.wOld))
+		if err != nil {
+			return err
+		}
+		for i, v := range out[0].Data.([]float32) {
+			k, j := i/(nb*n), i%n
+			e.sseOld[k*n+j] += float64(v) * float64(v)
+		}
+		if e.xs == nil {
+			e.xs, e.ys = make([][]float32, G), make([][]float32, G)
+		}
+		for k := 0; k < G; k++ {
+			e.xs[k] = append(e.xs[k], x[k*nb*d:(k+1)*nb*d]...)
+			e.ys[k] = append(e.ys[k], y[k*nb*n:(k+1)*nb*n]...)
+		}
+		return nil
+	}
+	if e.g == nil {
+		e.g, e.c = make([][]float64, G), make([][]float64, G)
+		for k := range e.g {
+			e.g[k], e.c[k] = make([]float64, d*d), make([]float64, d*n)
+		}
+	}
 	out, err := e.p.gram.Run(X, Y, W(e.wOld))
 	if err != nil {
 		return err
@@ -230,118 +252,4 @@ func addTo(dst []float64, src []float32) {
 	for i, v := range src {
 		dst[i] += float64(v)
 	}
-}
-
-// solve computes the ridge solution of every group into wNew and switches
-// to scoring the rows of heldSamples held-out samples. It factors X^T X in place (its lower triangle
-// keeps a copy for retries), so the equations are not held twice. It
-// returns the training-row squared error of the solution per group and
-// output.
-func (e *normal) solve(ridge float64, seed uint64, heldSamples int) ([]float64, error) {
-	if err := e.flush(); err != nil {
-		return nil, err
-	}
-	d, n := e.d, e.n
-	nf := d
-	if e.bias {
-		nf--
-	}
-	e.wNew = make([]float32, e.groups*d*n)
-	e.w64 = make([]float64, e.groups*d*n)
-	sse := make([]float64, e.groups*n)
-	w := make([]float64, d*n)
-	diag := make([]float64, d)
-	rng := rand.New(rand.NewPCG(seed, 7))
-	var share float64
-	for k := 0; k < e.groups; k++ {
-		g, c := e.g[k], e.c[k]
-		var tr float64
-		for i := 0; i < nf; i++ {
-			tr += g[i*d+i]
-		}
-		for i := range diag {
-			diag[i] = g[i*d+i]
-		}
-		lambda := ridge * tr / float64(max(nf, 1))
-		var u blas64.Triangular
-		ok := false
-		for try := 0; try < 4 && !ok; try++ {
-			if try > 0 { // restore the upper triangle from the lower
-				lambda = math.Max(lambda*100, 1e-12*(tr+1))
-				for i := 0; i < d; i++ {
-					for j := i + 1; j < d; j++ {
-						g[i*d+j] = g[j*d+i]
-					}
-				}
-			}
-			for i := 0; i < d; i++ {
-				g[i*d+i] = diag[i]
-				if i < nf {
-					g[i*d+i] += lambda
-				}
-			}
-			u, ok = lapack64.Potrf(blas64.Symmetric{N: d, Stride: d, Data: g, Uplo: blas.Upper})
-		}
-		if !ok {
-			return nil, errors.New("the normal equations are singular")
-		}
-		copy(w, c)
-		lapack64.Potrs(u, blas64.General{Rows: d, Cols: n, Stride: n, Data: w})
-		for j := 0; j < n; j++ {
-			// With (G + lambda I) w = c, w'Gw - 2w'c = -w'c - lambda |w|^2.
-			var wc, ww float64
-			for i := 0; i < d; i++ {
-				wc += w[i*n+j] * c[i*n+j]
-				if i < nf {
-					ww += w[i*n+j] * w[i*n+j]
-				}
-			}
-			sse[k*n+j] = math.Max(0, e.yy[k*n+j]-wc-lambda*ww)
-		}
-		copy(e.w64[k*d*n:], w)
-		for i, v := range w {
-			e.wNew[k*d*n+i] = float32(v)
-		}
-		share += ridgeShare(u, lambda, nf, rng)
-		e.lambda = lambda
-	}
-	e.ridgeShare = share / float64(e.groups)
-	e.g, e.c = nil, nil
-	e.held = true
-	e.hOld, e.hNew, e.hyy = make([]float64, e.groups*n), make([]float64, e.groups*n), make([]float64, e.groups*n)
-	e.sOld, e.sNew = make([][]float64, len(e.part)), make([][]float64, len(e.part))
-	for p := range e.part {
-		e.sOld[p], e.sNew[p] = make([]float64, heldSamples), make([]float64, heldSamples)
-	}
-	return sse, nil
-}
-
-// ridgeShare estimates the fraction of the nf penalised input directions
-// in which the ridge outweighs the data: 1 - df/nf, where the effective
-// degrees of freedom df = tr(G (G + lambda I)^-1) = nf - lambda
-// tr((G + lambda I)^-1), the trace by Hutchinson's estimator with a few
-// random sign vectors through the Cholesky factor u.
-func ridgeShare(u blas64.Triangular, lambda float64, nf int, rng *rand.Rand) float64 {
-	if nf == 0 || lambda == 0 {
-		return 0
-	}
-	const probes = 8
-	d := u.N
-	z := make([]float64, d)
-	var tr float64
-	for p := 0; p < probes; p++ {
-		for i := range z {
-			z[i] = 0
-			if i < nf {
-				z[i] = float64(2*rng.IntN(2) - 1)
-			}
-		}
-		// |U^-T z|^2 = z' (U'U)^-1 z.
-		blas64.Trsv(blas.Trans, u, blas64.Vector{N: d, Inc: 1, Data: z})
-		for _, v := range z {
-			tr += v * v
-		}
-	}
-	tr /= probes
-	return math.Min(1, math.Max(0, lambda*tr/float64(nf)))
 }

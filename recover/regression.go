@@ -211,6 +211,7 @@ func (g *regression) add(xm, ym map[string]ort.Tensor, first, n, samples, maxRow
 	perSample := max(rows/max(n, 1), 1)
 	if g.q < 0 {
 		g.q = math.Min(1, float64(maxRows)/float64(perSample*samples))
+		g.eq.expect(int(g.q * float64(perSample*samples)))
 	}
 	bias := g.eq.bias
 	for row := 0; row < rows; row++ {
@@ -285,6 +286,7 @@ func (g *regression) convRows(x ort.Tensor, xv []float32, yts []ort.Tensor, ys [
 	og := l0.outW / G
 	if g.q < 0 {
 		g.q = math.Min(1, float64(maxRows)/float64(max(OH*OW*samples, 1)))
+		g.eq.expect(int(g.q * float64(OH*OW*samples)))
 	}
 	bias := g.eq.bias
 	for b := 0; b < N; b++ {
