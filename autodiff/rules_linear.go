@@ -196,6 +196,9 @@ func gradConv(c *bctx) ([]string, error) {
 			attrInts("pads", geo.Pads()), attrInts("output_padding", geo.OutputPadding()), attrInt("group", group))
 	}
 	if c.needs(1) {
+		res[1] = c.convWeightGradPatches(x, dy, wd, kernel, geo, group)
+	}
+	if c.needs(1) && res[1] == "" {
 		m, cg := wd[0], wd[1]
 		og := m / group
 		spatialX := geo.In
