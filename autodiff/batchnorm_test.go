@@ -18,7 +18,7 @@ func bnNet(t *testing.T, dt onnxio.DataType) *onnxio.Model {
 	g := testgraph.New(17)
 	x := g.In("x", nil, 4, 3, 5, 5)
 	w := func(name string, lo, hi float64, dims ...int64) string {
-		return g.Fconst(name, dims, testgraph.Uniform(lo, hi)(r, int(onnxio.NumElements(dims)))...)
+		return g.FConst(name, dims, testgraph.Uniform(lo, hi)(r, int(onnxio.NumElements(dims)))...)
 	}
 	var c string
 	if dt == onnxio.Float {

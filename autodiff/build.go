@@ -276,7 +276,6 @@ func (b *builder) unsqueeze(x string, axes []int64) string {
 	return b.op("Unsqueeze", []string{x}, attrInts("axes", axes))
 }
 
-
 // slice takes [starts, ends) along axes, step 1.
 func (b *builder) slice(x string, starts, ends, axes []int64) string {
 	if b.opset >= 10 {

@@ -2,7 +2,6 @@ package autodiff
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
@@ -56,34 +55,10 @@ func LMInputs(m *onnxio.Model) (ids, mask string) {
 	return ids, mask
 }
 
-// inputSpecs describes m's data inputs for dataset.Set.Match.
-func inputSpecs(m *onnxio.Model) ([]dataset.InputSpec, error) {
-	inits := map[string]bool{}
-	for _, t := range m.Graph().GetInitializer() {
-		inits[t.GetName()] = true
-	}
-	var infos []ort.Info
-	for _, v := range m.Graph().GetInput() {
-		if inits[v.GetName()] {
-			continue
-		}
-		dt, shape, ok := onnxio.TensorType(v)
-		if !ok {
-			return nil, fmt.Errorf("graph input %q is not a tensor", v.GetName())
-		}
-		info := ort.Info{Name: v.GetName(), DType: dt}
-		if shape != nil {
-			info.Shape = onnxio.StaticDims(shape)
-		}
-		infos = append(infos, info)
-	}
-	return ort.SpecsOf(infos)
-}
-
 // BindData matches data to m's inputs and takes the seeded subset of
 // maxSamples rows when that is positive.
 func BindData(m *onnxio.Model, data *dataset.Set, maxSamples int, seed int64) (*dataset.Bound, error) {
-	specs, err := inputSpecs(m)
+	specs, err := ort.ModelInputs(m)
 	if err != nil {
 		return nil, err
 	}

@@ -24,9 +24,11 @@
 //
 // # Backward rules
 //
-// Each op's rule lives in a table keyed by (domain, op type, opset range),
-// and emits the op's input gradients from its output gradients in the form
-// the graph's opset defines (axes as attributes or inputs). Broadcasting
+// Each op's rule lives in an ops.Table keyed by domain, op type and
+// since-version (the registry shape inference and the rewriter share; see
+// package ops), and emits the op's input gradients from its output
+// gradients in the form the graph's opset defines (axes as attributes or
+// inputs). Broadcasting
 // operands get their gradients summed back to their shapes. Linear layers
 // use Gemm and MatMul; Conv's input gradient is a ConvTranspose with the
 // same weights and its weight gradient a Conv of the input with the output
@@ -35,9 +37,10 @@
 // ScatterElements; embeddings (Gather) scatter-add with ScatterND, or a
 // one-hot product before opset 16. A model of opset 13 to 15 is raised to 16
 // for those scatters: the ops models use did not change meaning in between.
-// Integer tensors and shape computations carry no gradient and need no
-// rule; a differentiable path through an op without one is an error that
-// names every such op and node. Every rule is checked against central
+// Integer tensors carry no gradient, and ops whose class in ops.Facts is
+// NoGradient (shapes, comparisons, indices, piecewise-constant functions)
+// need no rule; a differentiable path through an op without one is an
+// error that names every such op and node. Every rule is checked against central
 // finite differences in the tests, in float64 wherever ORT runs the ops in
 // double precision.
 //

@@ -3,12 +3,12 @@ package autodiff
 import (
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 const fixtures = "../testdata"
@@ -26,13 +26,6 @@ func loadFixture(t testing.TB, model, data string) (*onnxio.Model, *dataset.Set)
 		t.Fatal(err)
 	}
 	return m, d
-}
-
-// haveFixture reports whether a fixture that another change is still
-// producing exists yet.
-func haveFixture(name string) bool {
-	_, err := os.Stat(filepath.Join(fixtures, "models", name, "model.onnx"))
-	return err == nil
 }
 
 // directionalCheck compares <grad, v> with the central difference of the
@@ -112,7 +105,7 @@ func TestLlamaTrainingGraph(t *testing.T) {
 	if got, want := len(tg.Params), len(m.Graph().GetInitializer()); got != want {
 		t.Errorf("%d trained tensors, want every initializer (%d)", got, want)
 	}
-	specs, _ := inputSpecs(m)
+	specs, _ := ort.ModelInputs(m)
 	bound, err := data.Match(specs, "")
 	if err != nil {
 		t.Fatal(err)
@@ -141,15 +134,12 @@ func TestTransformerTrainingGraphs(t *testing.T) {
 	needORT(t)
 	for _, name := range []string{"transformer", "transformer_opset14"} {
 		t.Run(name, func(t *testing.T) {
-			if !haveFixture(name) {
-				t.Skipf("fixture testdata/models/%s is not there yet", name)
-			}
 			m, data := loadFixture(t, name, "sentiment_calib.npz")
 			tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			specs, _ := inputSpecs(m)
+			specs, _ := ort.ModelInputs(m)
 			bound, err := data.Match(specs, "")
 			if err != nil {
 				t.Fatal(err)

@@ -95,7 +95,7 @@ func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]st
 	for t := range seeds {
 		seedNames = append(seedNames, t)
 	}
-	active, live := pathSets(b.g, b.sh.DTypes, seedNames, wrt)
+	active, live := pathSets(b.m, b.sh.DTypes, seedNames, wrt)
 	// Graph outputs of the rules below are appended after the forward
 	// nodes, which are the first nFwd.
 	fwd = fwd[:nFwd]
@@ -123,8 +123,8 @@ func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]st
 				break
 			}
 		}
-		if lookupRule(n.GetDomain(), n.GetOpType(), b.opset) == nil {
-			errs.Add(&onnxio.Error{Node: onnxio.NodeLabel(n, i), Op: n.GetOpType(), Msg: fmt.Sprintf("no backward rule for op %s (domain %q, opset %d): the training graph cannot pass gradients through it", n.GetOpType(), n.GetDomain(), b.opset)})
+		if r, ok := lookupRule(b.m, n); !ok || r.fn == nil {
+			errs.Add(&onnxio.Error{Node: onnxio.NodeLabel(n, i), Op: n.GetOpType(), Msg: fmt.Sprintf("no backward rule for op %s (domain %q, opset %d): the training graph cannot pass gradients through it", n.GetOpType(), n.GetDomain(), b.m.Opset(n.GetDomain()))})
 		}
 	}
 	if err := errs.Err(); err != nil {
@@ -167,7 +167,7 @@ func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]st
 		if !have || !needAny {
 			continue
 		}
-		r := lookupRule(n.GetDomain(), n.GetOpType(), b.opset)
+		r, _ := lookupRule(b.m, n)
 		b.scope = c.label
 		gs, err := r.fn(c)
 		b.scope = ""

@@ -50,7 +50,7 @@ func TestGradPowConstExponent(t *testing.T) {
 		t.Run(fmt.Sprint(e), func(t *testing.T) {
 			g := testgraph.New(17)
 			x := g.In("x", testgraph.Uniform(0.5, 1.5), 3, 4)
-			g.Out(g.Op("Pow", []string{x, g.Fconst("e", nil, e)}, "y"))
+			g.Out(g.Op("Pow", []string{x, g.FConst("e", nil, e)}, "y"))
 			checkGrad(t, g, "x")
 		})
 	}
@@ -128,7 +128,7 @@ func TestGradClip(t *testing.T) {
 			if opset < 11 {
 				g.Out(g.Op("Clip", []string{x}, "y", attrFloat("min", 0), attrFloat("max", 6)))
 			} else {
-				g.Out(g.Op("Clip", []string{x, g.Fconst("lo", nil, 0), g.Fconst("hi", nil, 6)}, "y"))
+				g.Out(g.Op("Clip", []string{x, g.FConst("lo", nil, 0), g.FConst("hi", nil, 6)}, "y"))
 			}
 			checkGrad(t, g, "x")
 		})
@@ -324,7 +324,7 @@ func TestGradShapeOps(t *testing.T) {
 	t.Run("Where", func(t *testing.T) {
 		g := testgraph.New(17)
 		a, b := g.In("a", nil, 3, 4), g.In("b", nil, 4)
-		c := g.Op("Greater", []string{a, g.Fconst("z", nil, 0)}, "c")
+		c := g.Op("Greater", []string{a, g.FConst("z", nil, 0)}, "c")
 		g.Out(g.Op("Where", []string{c, a, b}, "y"))
 		checkGrad(t, g, "a", "b")
 	})
@@ -423,9 +423,9 @@ func TestGradLayerNorm(t *testing.T) {
 		s, b := g.In("s", testgraph.Uniform(0.5, 1.5), 4), g.In("b", nil, 4)
 		mu := g.Op("ReduceMean", []string{x}, "mu", attrInts("axes", []int64{-1}))
 		xc := g.Op("Sub", []string{x, mu}, "xc")
-		p := g.Op("Pow", []string{xc, g.Fconst("two", nil, 2)}, "p")
+		p := g.Op("Pow", []string{xc, g.FConst("two", nil, 2)}, "p")
 		v := g.Op("ReduceMean", []string{p}, "v", attrInts("axes", []int64{-1}))
-		sd := g.Op("Sqrt", []string{g.Op("Add", []string{v, g.Fconst("eps", nil, 1e-5)}, "ve")}, "sd")
+		sd := g.Op("Sqrt", []string{g.Op("Add", []string{v, g.FConst("eps", nil, 1e-5)}, "ve")}, "sd")
 		y := g.Op("Add", []string{g.Op("Mul", []string{g.Op("Div", []string{xc, sd}, "xh"), s}, "ys"), b}, "y")
 		g.Out(y)
 		checkGrad(t, g, "x", "s", "b")
@@ -434,9 +434,9 @@ func TestGradLayerNorm(t *testing.T) {
 		g := testgraph.New(17)
 		x := g.In("x", testgraph.Uniform(-2, 2), 2, 3, 4)
 		w := g.In("w", testgraph.Uniform(0.5, 1.5), 4)
-		p := g.Op("Pow", []string{x, g.Fconst("two", nil, 2)}, "p")
+		p := g.Op("Pow", []string{x, g.FConst("two", nil, 2)}, "p")
 		ms := g.Op("ReduceMean", []string{p}, "ms", attrInts("axes", []int64{-1}))
-		r := g.Op("Div", []string{g.Fconst("one", nil, 1), g.Op("Sqrt", []string{g.Op("Add", []string{ms, g.Fconst("eps", nil, 1e-5)}, "a")}, "sq")}, "r")
+		r := g.Op("Div", []string{g.FConst("one", nil, 1), g.Op("Sqrt", []string{g.Op("Add", []string{ms, g.FConst("eps", nil, 1e-5)}, "a")}, "sq")}, "r")
 		g.Out(g.Op("Mul", []string{g.Op("Mul", []string{x, r}, "xr"), w}, "y"))
 		checkGrad(t, g, "x", "w")
 	})
@@ -448,8 +448,8 @@ func TestGradBatchNorm(t *testing.T) {
 			g := testgraph.New(15)
 			x := g.In("x", nil, dims...)
 			s, b := g.In("s", nil, 4), g.In("b", nil, 4)
-			mean := g.Fconst("mean", []int64{4}, 0.1, -0.2, 0.3, 0)
-			variance := g.Fconst("var", []int64{4}, 0.5, 1, 2, 0.1)
+			mean := g.FConst("mean", []int64{4}, 0.1, -0.2, 0.3, 0)
+			variance := g.FConst("var", []int64{4}, 0.5, 1, 2, 0.1)
 			g.Out(g.Op("BatchNormalization", []string{x, s, b, mean, variance}, "y", attrFloat("epsilon", 1e-3)))
 			checkGrad(t, g, "x", "s", "b")
 		})
@@ -464,7 +464,7 @@ func TestGradAttentionBlock(t *testing.T) {
 	const T, D = 4, 4
 	q := g.In("q", nil, 2, 2, T, D)
 	k := g.In("k", nil, 2, 1, T, D)
-	cos := g.Fconst("cos", []int64{T, D}, testgraph.Uniform(-1, 1)(nil2(), T*D)...)
+	cos := g.FConst("cos", []int64{T, D}, testgraph.Uniform(-1, 1)(nil2(), T*D)...)
 	half := g.Op("Slice", []string{q, g.Ints("s0", []int64{1}, D/2), g.Ints("e0", []int64{1}, 1<<62), g.Ints("a0", []int64{1}, 3)}, "hi")
 	low := g.Op("Slice", []string{q, g.Ints("s1", []int64{1}, 0), g.Ints("e1", []int64{1}, D/2), g.Ints("a1", []int64{1}, 3)}, "lo")
 	rot := g.Op("Concat", []string{g.Op("Neg", []string{half}, "nh"), low}, "rot", attrInt("axis", -1))
@@ -485,7 +485,7 @@ func TestGradAttentionBlock(t *testing.T) {
 		}
 	}
 	cond := g.Op("Equal", []string{g.Ints("mask", []int64{T, T}, mask...), g.Ints("one", nil, 1)}, "cond")
-	sm := g.Op("Where", []string{cond, g.Fconst("ninf", nil, -1e9), s}, "masked")
+	sm := g.Op("Where", []string{cond, g.FConst("ninf", nil, -1e9), s}, "masked")
 	p := g.Op("Softmax", []string{sm}, "p", attrInt("axis", -1))
 	o := g.Op("MatMul", []string{p, kr}, "o")
 	silu := g.Op("Mul", []string{o, g.Op("Sigmoid", []string{o}, "sg")}, "silu")

@@ -20,7 +20,7 @@ func weightModel(t *testing.T, lm bool) *onnxio.Model {
 	g := testgraph.New(17)
 	var inputs []*onnxpb.ValueInfoProto
 	init := func(name string, dims ...int64) string {
-		g.Fconst(name, dims, testgraph.Uniform(-1, 1)(r, int(onnxio.NumElements(dims)))...)
+		g.FConst(name, dims, testgraph.Uniform(-1, 1)(r, int(onnxio.NumElements(dims)))...)
 		return name
 	}
 	if lm {

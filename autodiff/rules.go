@@ -5,6 +5,8 @@ import (
 	"math"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/onnxio/ops"
 )
 
 // ruleFunc builds the gradients of a node's inputs from those of its
@@ -12,81 +14,65 @@ import (
 // c.need marks are used.
 type ruleFunc func(c *bctx) ([]string, error)
 
-// rule is a backward rule for an op in a range of opset versions.
+// rule is an op's entry in the backward table: its rule, or none for an
+// op through which no gradient flows.
 type rule struct {
-	domain   string
-	from, to int64
-	fn       ruleFunc
+	fn         ruleFunc
+	noGradient bool // from the op's NoGradient class in ops.Facts: its outputs are never on a gradient path
 }
 
-// ruleTable is keyed by domain and op type, like rewrite's op-rule table.
-var ruleTable = map[string][]rule{}
+// rules is keyed by domain, op type and since-version (see package ops);
+// each file registers the rules of its op family.
+var rules = ops.NewTable(func(c ops.Class) (rule, bool) {
+	return rule{noGradient: true}, c&ops.NoGradient != 0
+})
 
-const maxOpset = math.MaxInt32
-
-func register(domain string, from, to int64, fn ruleFunc, ops ...string) {
-	for _, op := range ops {
-		k := domain + "\x00" + op
-		ruleTable[k] = append(ruleTable[k], rule{domain: domain, from: from, to: to, fn: fn})
-	}
+func register(domain string, since int64, fn ruleFunc, types ...string) {
+	rules.Add(domain, since, rule{fn: fn}, types...)
 }
 
-func lookupRule(domain, op string, opset int64) *rule {
-	if domain == "ai.onnx" {
-		domain = ""
-	}
-	for k, r := range ruleTable[domain+"\x00"+op] {
-		if opset >= r.from && opset <= r.to {
-			return &ruleTable[domain+"\x00"+op][k]
-		}
-	}
-	return nil
+// lookupRule returns the entry of node n for the opset m imports of n's
+// domain.
+func lookupRule(m *onnxio.Model, n *onnxpb.NodeProto) (rule, bool) {
+	return rules.Lookup(n.GetDomain(), n.GetOpType(), m.Opset(n.GetDomain()))
 }
 
 // HasRule reports whether an op of the default domain has a backward rule
 // at the given opset version.
-func HasRule(op string, opset int64) bool { return lookupRule("", op, opset) != nil }
-
-// nondiffOps produce values that carry no gradient: shapes, indices,
-// comparisons and piecewise-constant functions (whose gradient is zero).
-var nondiffOps = map[string]bool{
-	"Shape": true, "Size": true, "Equal": true, "Greater": true, "Less": true,
-	"GreaterOrEqual": true, "LessOrEqual": true, "Not": true, "And": true, "Or": true,
-	"Xor": true, "ArgMax": true, "ArgMin": true, "NonZero": true, "ConstantOfShape": true,
-	"Range": true, "Floor": true, "Ceil": true, "Round": true, "Sign": true, "IsNaN": true,
-	"IsInf": true, "OneHot": true, "EyeLike": true, "Constant": true, "RandomNormalLike": true,
-	"RandomUniformLike": true, "Bernoulli": true,
+func HasRule(op string, opset int64) bool {
+	r, ok := rules.Lookup("", op, opset)
+	return ok && r.fn != nil
 }
 
 func init() {
-	register("", 1, maxOpset, gradAdd, "Add")
-	register("", 1, maxOpset, gradSub, "Sub")
-	register("", 1, maxOpset, gradMul, "Mul")
-	register("", 1, maxOpset, gradDiv, "Div")
-	register("", 1, maxOpset, gradPow, "Pow")
-	register("", 1, maxOpset, gradSum, "Sum")
-	register("", 1, maxOpset, gradMean, "Mean")
-	register("", 1, maxOpset, gradRelu, "Relu")
-	register("", 1, maxOpset, gradLeakyRelu, "LeakyRelu")
-	register("", 1, maxOpset, gradSigmoid, "Sigmoid")
-	register("", 1, maxOpset, gradTanh, "Tanh")
-	register("", 1, maxOpset, gradErf, "Erf")
-	register("", 20, maxOpset, gradGelu, "Gelu")
-	register("com.microsoft", 1, maxOpset, gradGelu, "Gelu")
-	register("", 1, maxOpset, gradExp, "Exp")
-	register("", 1, maxOpset, gradLog, "Log")
-	register("", 1, maxOpset, gradSqrt, "Sqrt")
-	register("", 1, maxOpset, gradReciprocal, "Reciprocal")
-	register("", 1, maxOpset, gradNeg, "Neg")
-	register("", 1, maxOpset, gradAbs, "Abs")
-	register("", 1, maxOpset, gradSoftplus, "Softplus")
-	register("", 6, maxOpset, gradHardSigmoid, "HardSigmoid")
-	register("", 14, maxOpset, gradHardSwish, "HardSwish")
-	register("", 1, maxOpset, gradIdentity, "Identity", "Dropout")
-	register("", 1, maxOpset, gradClip, "Clip")
-	register("", 1, maxOpset, gradCast, "Cast")
-	register("", 9, maxOpset, gradWhere, "Where")
-	register("", 8, maxOpset, gradExpand, "Expand")
+	register("", 1, gradAdd, "Add")
+	register("", 1, gradSub, "Sub")
+	register("", 1, gradMul, "Mul")
+	register("", 1, gradDiv, "Div")
+	register("", 1, gradPow, "Pow")
+	register("", 1, gradSum, "Sum")
+	register("", 1, gradMean, "Mean")
+	register("", 1, gradRelu, "Relu")
+	register("", 1, gradLeakyRelu, "LeakyRelu")
+	register("", 1, gradSigmoid, "Sigmoid")
+	register("", 1, gradTanh, "Tanh")
+	register("", 9, gradErf, "Erf")
+	register("", 20, gradGelu, "Gelu")
+	register("com.microsoft", 1, gradGelu, "Gelu")
+	register("", 1, gradExp, "Exp")
+	register("", 1, gradLog, "Log")
+	register("", 1, gradSqrt, "Sqrt")
+	register("", 1, gradReciprocal, "Reciprocal")
+	register("", 1, gradNeg, "Neg")
+	register("", 1, gradAbs, "Abs")
+	register("", 1, gradSoftplus, "Softplus")
+	register("", 6, gradHardSigmoid, "HardSigmoid")
+	register("", 14, gradHardSwish, "HardSwish")
+	register("", 1, gradIdentity, "Identity", "Dropout")
+	register("", 1, gradClip, "Clip")
+	register("", 1, gradCast, "Cast")
+	register("", 9, gradWhere, "Where")
+	register("", 8, gradExpand, "Expand")
 }
 
 // one input, gradient dy*f: the common shape of unary rules.

@@ -10,12 +10,12 @@ import (
 type attrT = onnxpb.AttributeProto
 
 func init() {
-	register("", 1, maxOpset, gradGemm, "Gemm")
-	register("", 1, maxOpset, gradMatMul, "MatMul")
-	register("", 1, maxOpset, gradConv, "Conv")
-	register("", 1, maxOpset, gradMaxPool, "MaxPool")
-	register("", 1, maxOpset, gradAveragePool, "AveragePool")
-	register("", 1, maxOpset, gradGlobalAveragePool, "GlobalAveragePool")
+	register("", 1, gradGemm, "Gemm")
+	register("", 1, gradMatMul, "MatMul")
+	register("", 1, gradConv, "Conv")
+	register("", 1, gradMaxPool, "MaxPool")
+	register("", 1, gradAveragePool, "AveragePool")
+	register("", 1, gradGlobalAveragePool, "GlobalAveragePool")
 }
 
 // gradGemm: Y = alpha op(A) op(B) + beta C, each gradient one Gemm.

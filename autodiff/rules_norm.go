@@ -7,10 +7,10 @@ import (
 )
 
 func init() {
-	register("", 1, maxOpset, gradSoftmax, "Softmax")
-	register("", 1, maxOpset, gradLogSoftmax, "LogSoftmax")
-	register("", 17, maxOpset, gradLayerNorm, "LayerNormalization")
-	register("", 1, maxOpset, gradBatchNorm, "BatchNormalization")
+	register("", 1, gradSoftmax, "Softmax")
+	register("", 1, gradLogSoftmax, "LogSoftmax")
+	register("", 17, gradLayerNorm, "LayerNormalization")
+	register("", 1, gradBatchNorm, "BatchNormalization")
 }
 
 // softmaxFrame gives the tensors and axis a (log-)softmax rule works on:

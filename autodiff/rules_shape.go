@@ -8,14 +8,14 @@ import (
 )
 
 func init() {
-	register("", 1, maxOpset, gradReshapeBack, "Reshape", "Flatten", "Squeeze", "Unsqueeze")
-	register("", 1, maxOpset, gradTranspose, "Transpose")
-	register("", 4, maxOpset, gradConcat, "Concat")
-	register("", 2, maxOpset, gradSplit, "Split")
-	register("", 1, maxOpset, gradSlice, "Slice")
-	register("", 1, maxOpset, gradGather, "Gather")
-	register("", 1, maxOpset, gradReduceSum, "ReduceSum")
-	register("", 1, maxOpset, gradReduceMean, "ReduceMean")
+	register("", 1, gradReshapeBack, "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+	register("", 1, gradTranspose, "Transpose")
+	register("", 4, gradConcat, "Concat")
+	register("", 2, gradSplit, "Split")
+	register("", 1, gradSlice, "Slice")
+	register("", 1, gradGather, "Gather")
+	register("", 1, gradReduceSum, "ReduceSum")
+	register("", 1, gradReduceMean, "ReduceMean")
 }
 
 // gradReshapeBack: ops that only change the shape give dY the input's shape.

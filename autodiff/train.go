@@ -1,6 +1,7 @@
 package autodiff
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path"
@@ -131,7 +132,7 @@ func DefaultParams(m *onnxio.Model, output string, freeze []string) ([]string, e
 		}
 	}
 	sh := onnxio.InferShapes(m, true)
-	_, live := pathSets(g, sh.DTypes, []string{output}, cands)
+	_, live := pathSets(m, sh.DTypes, []string{output}, cands)
 	var out []string
 	for _, c := range cands {
 		if live[c] {
@@ -143,7 +144,8 @@ func DefaultParams(m *onnxio.Model, output string, freeze []string) ([]string, e
 
 // pathSets returns the tensors that depend on wrt through floating-point
 // values (active) and, among those, the ones some seed depends on (live).
-func pathSets(g *onnxpb.GraphProto, dtypes map[string]onnxio.DataType, seeds, wrt []string) (active, live map[string]bool) {
+func pathSets(m *onnxio.Model, dtypes map[string]onnxio.DataType, seeds, wrt []string) (active, live map[string]bool) {
+	g := m.Graph()
 	active = map[string]bool{}
 	for _, t := range wrt {
 		active[t] = true
@@ -153,7 +155,7 @@ func pathSets(g *onnxpb.GraphProto, dtypes map[string]onnxio.DataType, seeds, wr
 		for _, in := range n.GetInput() {
 			dep = dep || (in != "" && active[in] && isFloatish(dtypes[in]))
 		}
-		if !dep || nondiffOps[n.GetOpType()] && n.GetDomain() == "" {
+		if r, _ := lookupRule(m, n); !dep || r.noGradient {
 			continue
 		}
 		for _, o := range n.GetOutput() {
@@ -307,6 +309,10 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 	return tg, nil
 }
 
+// ErrNonFiniteLoss: a step's loss is NaN or infinite (Run returns the
+// result too, with the loss).
+var ErrNonFiniteLoss = errors.New("the loss is not finite")
+
 // Batch is one training batch.
 type Batch struct {
 	Inputs  []ort.Tensor // the model's data inputs
@@ -406,7 +412,7 @@ func (s *Stepper) Run(params [][]float32, b Batch) (*StepResult, error) {
 	}
 	res.Loss = float64(lv[0])
 	if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
-		return nil, fmt.Errorf("the loss is %v", res.Loss)
+		return res, fmt.Errorf("%w: %v", ErrNonFiniteLoss, res.Loss)
 	}
 	k := 1
 	for range tg.Params {

@@ -407,3 +407,37 @@ func Equal(a, b *Array) bool {
 	}
 	return false
 }
+
+// RowsVary reports whether any row along axis 0 differs from the first.
+// NaN compares unequal to itself, so an array with a NaN varies.
+func (a *Array) RowsVary() bool {
+	switch d := a.data.(type) {
+	case []float32:
+		return rowsVary(d, a.RowSize())
+	case []float64:
+		return rowsVary(d, a.RowSize())
+	case []int64:
+		return rowsVary(d, a.RowSize())
+	case []int32:
+		return rowsVary(d, a.RowSize())
+	case []uint8:
+		return rowsVary(d, a.RowSize())
+	case []uint16:
+		return rowsVary(d, a.RowSize())
+	case []bool:
+		return rowsVary(d, a.RowSize())
+	}
+	return true
+}
+
+func rowsVary[T comparable](d []T, row int) bool {
+	if row == 0 {
+		return false
+	}
+	for i := row; i+row <= len(d); i += row {
+		if !slices.Equal(d[:row], d[i:i+row]) {
+			return true
+		}
+	}
+	return false
+}

@@ -97,7 +97,7 @@ func RunSession(s *ort.Session, data *dataset.Set, opts Options) (*Result, error
 	switch task {
 	case Classification:
 		if b.Labels == nil {
-			return nil, fmt.Errorf("%s: no labels array (name it \"labels\" or pass --labels) to measure accuracy", data.Path)
+			return nil, &NoLabelsError{Path: data.Path, Name: labelsName(opts.Labels)}
 		}
 		res.Metric = "accuracy"
 	case LanguageModel:
@@ -115,6 +115,9 @@ func RunSession(s *ort.Session, data *dataset.Set, opts Options) (*Result, error
 		}
 	default:
 		return nil, fmt.Errorf("unknown task %q (want %s or %s)", task, Classification, LanguageModel)
+	}
+	if b.N == 0 {
+		return nil, fmt.Errorf("%s: no rows to evaluate", data.Path)
 	}
 	start := time.Now()
 	for batch := range b.Batches(opts.Batch) {
@@ -171,6 +174,9 @@ func scoreClasses(res *Result, out ort.Tensor, logits []float32, batch dataset.B
 	}
 	c := len(logits) / n
 	for i := 0; i < n; i++ {
+		if l := batch.Labels[i]; l < 0 || l >= int64(c) {
+			return fmt.Errorf("label %d of row %d is outside the model's %d classes (output %q)", l, batch.Start+i, c, out.Name)
+		}
 		row := logits[i*c : (i+1)*c]
 		best := 0
 		for k, v := range row {
@@ -251,4 +257,18 @@ func maskAt(a *dataset.Array, k int) (bool, error) {
 func isBad(v float32) bool {
 	f := float64(v)
 	return math.IsNaN(f) || math.IsInf(f, 0)
+}
+
+// NoLabelsError: a classifier's data lacks its labels array.
+type NoLabelsError struct{ Path, Name string }
+
+func (e *NoLabelsError) Error() string {
+	return fmt.Sprintf("%s: no %q array to measure accuracy against", e.Path, e.Name)
+}
+
+func labelsName(s string) string {
+	if s == "" {
+		return "labels"
+	}
+	return s
 }

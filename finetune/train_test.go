@@ -1,8 +1,11 @@
 package finetune
 
 import (
+	"bytes"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,5 +170,29 @@ func TestFinetuneResume(t *testing.T) {
 				t.Errorf("resuming with another batch size: %v", err)
 			}
 		})
+	}
+}
+
+// A learning rate that makes training blow up stops the run with the step
+// and tensor named, and leaves the last good checkpoint as it was.
+func TestFinetuneDiverges(t *testing.T) {
+	needORT(t)
+	x := blobs(t, 64, 1)
+	ck := filepath.Join(t.TempDir(), "ck.npz")
+	m := tinyMLP(t, 1)
+	if _, _, err := Run(m, x, Config{Runtime: testRT, Batch: 16, Checkpoint: ck, MaxSteps: 2}); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Run(m, x, Config{Runtime: testRT, Batch: 16, Epochs: 3, LR: 1e30, Checkpoint: ck, Resume: true})
+	var de *DivergedError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "step") {
+		t.Fatalf("err %v, want a DivergedError naming the step", err)
+	}
+	if after, _ := os.ReadFile(ck); !bytes.Equal(after, good) {
+		t.Error("the checkpoint was overwritten by a diverged run")
 	}
 }

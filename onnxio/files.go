@@ -1,6 +1,11 @@
 package onnxio
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
 	"sort"
 
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
@@ -30,4 +35,19 @@ func (m *Model) ExternalFiles() ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// HashFile is the hex SHA-256 of a file's bytes, as Model.Hash is of the
+// bytes a model was decoded from.
+func HashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -20,6 +20,12 @@
 // the file and version rather than a failure inside the binding. One
 // library is loaded per process.
 //
+// ORT's telemetry is off: Init sets ORT_DISABLE_TELEMETRY=1 in the process
+// environment before it creates ORT's environment (ORT 1.30's Linux builds
+// otherwise write a debug log and a session file to $TMPDIR and a device id
+// and event database under ~/.cache/Microsoft), and then disables telemetry
+// events through the C API as well. A run leaves no file behind.
+//
 // # Sessions and hidden tensors
 //
 // ORT returns only a model's declared graph outputs. To observe a hidden

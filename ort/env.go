@@ -42,6 +42,9 @@ const (
 	ProviderCUDA = "cuda"
 )
 
+// envNoTelemetry is ORT's switch for its telemetry on Linux and macOS.
+const envNoTelemetry = "ORT_DISABLE_TELEMETRY"
+
 // env is the process-wide ORT state; the binding keeps a single environment.
 var env struct {
 	mu       sync.Mutex
@@ -85,8 +88,24 @@ func initLocked(cfg Config) error {
 	// in between and is dropped once the binding holds its own.
 	defer h.close()
 	ortapi.SetSharedLibraryPath(path)
+	// ORT's Linux builds start a telemetry uploader when the first OrtEnv is
+	// created: it writes an empty debug log $TMPDIR/mat-debug-<pid>.log and
+	// a session file $TMPDIR/.ses, and keeps a device id and an event store
+	// (SQLite) under ~/.cache/Microsoft/DeveloperTools/.onnxruntime. The API
+	// call DisableTelemetryEvents comes too late to stop that, since it
+	// needs the environment that creates them; ORT reads the environment
+	// variable while creating it, and then never starts the uploader. (cgo
+	// programs' os.Setenv reaches the C environment that ORT reads.)
+	if err := os.Setenv(envNoTelemetry, "1"); err != nil {
+		return fmt.Errorf("runtime: %w", err)
+	}
 	if err := ortapi.InitializeEnvironment(); err != nil {
 		return fmt.Errorf("runtime: initializing ONNX Runtime %s from %s: %w", version, path, err)
+	}
+	// Belt and braces for libraries that ignore the variable.
+	if err := ortapi.DisableTelemetry(); err != nil {
+		ortapi.DestroyEnvironment()
+		return fmt.Errorf("runtime: disabling telemetry in ONNX Runtime %s from %s: %w", version, path, err)
 	}
 	env.path, env.version = path, version
 	return nil

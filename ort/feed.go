@@ -92,3 +92,28 @@ func Feed(b *dataset.Bound, batch dataset.Batch) ([]Tensor, error) {
 	}
 	return in, nil
 }
+
+// ModelInputs describes m's data inputs (graph inputs that are not
+// initializers) for dataset.Set.Match, without a session.
+func ModelInputs(m *onnxio.Model) ([]dataset.InputSpec, error) {
+	inits := map[string]bool{}
+	for _, t := range m.Graph().GetInitializer() {
+		inits[t.GetName()] = true
+	}
+	var infos []Info
+	for _, v := range m.Graph().GetInput() {
+		if inits[v.GetName()] {
+			continue
+		}
+		dt, shape, ok := onnxio.TensorType(v)
+		if !ok {
+			return nil, fmt.Errorf("graph input %q is not a tensor", v.GetName())
+		}
+		info := Info{Name: v.GetName(), DType: dt}
+		if shape != nil {
+			info.Shape = onnxio.StaticDims(shape)
+		}
+		infos = append(infos, info)
+	}
+	return SpecsOf(infos)
+}

@@ -22,6 +22,8 @@ func runHelper(name string) int {
 		}
 	case "reinit":
 		err = reinit()
+	case "run":
+		err = runOnce()
 	case "cuda":
 		// Expected to fail: the provider library next to ORT is a fake.
 		var s *Session
@@ -68,6 +70,21 @@ func reinit() error {
 		}
 	}
 	return nil
+}
+
+// runOnce loads ORT, runs a model and unloads ORT again.
+func runOnce() error {
+	s, err := NewSessionForModel(mlpModel(), nil, Config{})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Run(Tensor{Name: "x", Shape: []int64{1, 4}, Data: []float32{1, 2, 3, 4}}); err != nil {
+		return err
+	}
+	if err := s.Destroy(); err != nil {
+		return err
+	}
+	return Shutdown()
 }
 
 // helper runs scenario in a child process with extra environment and

@@ -33,7 +33,7 @@ func smallNets(t *testing.T) map[string]*onnxio.Model {
 	r := rand.New(rand.NewPCG(21, 22))
 	w := func(g *testgraph.Graph, name string, fanIn int64, dims ...int64) string {
 		s := math.Sqrt(3 / float64(fanIn))
-		return g.Fconst(name, dims, testgraph.Uniform(-s, s)(r, int(onnxio.NumElements(dims)))...)
+		return g.FConst(name, dims, testgraph.Uniform(-s, s)(r, int(onnxio.NumElements(dims)))...)
 	}
 	nets := map[string]*onnxio.Model{}
 
@@ -53,8 +53,8 @@ func smallNets(t *testing.T) map[string]*onnxio.Model {
 	// A Conv without bias into a BatchNormalization: the refit's bias is
 	// folded into the normalisation's.
 	c4 := g.Op("Conv", []string{c, w(g, "k4", 12, 10, 12, 1, 1)}, "c4")
-	bn := g.Op("BatchNormalization", []string{c4, g.Fconst("bns", []int64{10}, testgraph.Uniform(0.5, 2)(r, 10)...), w(g, "bnb", 1, 10),
-		w(g, "bnm", 1, 10), g.Fconst("bnv", []int64{10}, testgraph.Uniform(0.5, 2)(r, 10)...)}, "bn4")
+	bn := g.Op("BatchNormalization", []string{c4, g.FConst("bns", []int64{10}, testgraph.Uniform(0.5, 2)(r, 10)...), w(g, "bnb", 1, 10),
+		w(g, "bnm", 1, 10), g.FConst("bnv", []int64{10}, testgraph.Uniform(0.5, 2)(r, 10)...)}, "bn4")
 	c = g.Op("Relu", []string{bn}, "r4")
 	p := g.Op("Flatten", []string{g.Op("GlobalAveragePool", []string{c}, "gap")}, "flat")
 	g.Out(g.Op("Gemm", []string{p, w(g, "w5", 10, 4, 10), w(g, "b5", 10, 4)}, "logits", testgraph.AttrInt("transB", 1)))

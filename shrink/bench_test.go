@@ -6,8 +6,8 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/rewrite"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/rewrite"
 )
 
 // The targets on the 2-core machine: the CNN to 50% with 1024

@@ -104,7 +104,7 @@ func TestShrinkFixtures(t *testing.T) {
 			if bp, _ := back.ParamCount(); bp != rep.Output.Params || bp != rep.Rounds[len(rep.Rounds)-1].ParamsAfter {
 				t.Errorf("report says %d parameters, the file has %d", rep.Output.Params, bp)
 			}
-			if fl := FLOPs(back); fl != rep.Output.FLOPs {
+			if fl := onnxio.FLOPs(back); fl != rep.Output.FLOPs {
 				t.Errorf("report says %d FLOPs, the file has %d", rep.Output.FLOPs, fl)
 			}
 			if back.Size != rep.Output.Bytes {

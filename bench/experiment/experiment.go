@@ -151,7 +151,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 		if rel, err := filepath.Rel(cfg.Root, f.Model); err == nil {
 			model = filepath.ToSlash(rel)
 		}
-		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: shrink.FLOPs(m), Latency: lat})
+		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: onnxio.FLOPs(m), Latency: lat})
 		fmt.Fprintf(log, "%s: %s, %d parameters\n", name, base, p0)
 
 		if g := ablationGroup(m); g != "" && !cfg.NoAblation {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/onnx-cria/onnx-cria/internal/inputfile"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 )
 
@@ -59,6 +60,16 @@ func (r *runFiles) writeModel(role, path, dataName string, src *onnxio.Model) {
 	}
 }
 
+// keep lists every file the run reads, for onnxio.SaveOptions.Keep: Save
+// removes data files a replaced model used, never these.
+func (r *runFiles) keep() []string {
+	var out []string
+	for _, in := range r.reads {
+		out = append(out, in.path)
+	}
+	return out
+}
+
 // check refuses the run's outputs as a set; it runs before any work.
 func (r *runFiles) check() error {
 	for i, w := range r.writes {
@@ -96,7 +107,7 @@ func writable(w namedPath) error {
 			dest, _ := os.Readlink(p)
 			return fmt.Errorf("%s %s is a symbolic link (to %s): onnx-cria replaces outputs by renaming and would replace the link with a file; give the link's target or remove the link", w.role, p, dest)
 		case !mode.IsRegular():
-			return fmt.Errorf("%s %s exists and is not a regular file (%s): onnx-cria writes outputs only as regular files", w.role, p, kind(mode))
+			return fmt.Errorf("%s %s exists and is not a regular file (%s): onnx-cria writes outputs only as regular files", w.role, p, inputfile.Kind(mode))
 		}
 	} else if !os.IsNotExist(err) {
 		return fmt.Errorf("%s %s: %w", w.role, p, err)
@@ -117,20 +128,6 @@ func writable(w namedPath) error {
 	f.Close()
 	os.Remove(f.Name())
 	return nil
-}
-
-func kind(m os.FileMode) string {
-	switch {
-	case m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0:
-		return "a character device"
-	case m&os.ModeDevice != 0:
-		return "a block device"
-	case m&os.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	}
-	return m.Type().String()
 }
 
 // sameTarget reports whether a and b name one file: the same inode when

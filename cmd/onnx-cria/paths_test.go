@@ -123,7 +123,7 @@ func TestOutputsNeverOverwriteInputs(t *testing.T) {
 		{"checkpoint is the teacher", finetune(in, out, "--teacher", ext, "--checkpoint", ext), "is the teacher"},
 		{"checkpoint is the teacher's data", finetune(in, out, "--teacher", ext, "--checkpoint", p("ext.bin")), "external data"},
 		{"checkpoint is out", finetune(in, out, "--checkpoint", out), "same file"},
-		{"scores file links to the calibration data", []string{"score", in, "--calib", calib, "--samples", "64", "--quiet", "--out", p("calib.json")}, "is the calibration data"},
+		{"scores file links to the calibration data", []string{"score", in, "--calib", calib, "--samples", "64", "--quiet", "--report", p("calib.json")}, "is the calibration data"},
 	}
 	before := hashTree(t, dir)
 	for _, c := range cases {

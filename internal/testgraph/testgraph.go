@@ -54,7 +54,7 @@ func (g *Graph) Ints(name string, dims []int64, v ...int64) string {
 }
 
 // FConst declares a float constant (in the graph's float type).
-func (g *Graph) Fconst(name string, dims []int64, v ...float64) string {
+func (g *Graph) FConst(name string, dims []int64, v ...float64) string {
 	g.fconsts = append(g.fconsts, fconst{name, dims, v})
 	return name
 }
