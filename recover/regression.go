@@ -366,7 +366,7 @@ func (g *regression) report(li int, sse []float64) LayerFit {
 	switch {
 	case e.rows < e.d:
 		fit.Flag = "underdetermined"
-		why = append(why, fmt.Sprintf("underdetermined: %d regression rows for %d unknowns per output, so the data do not fix the weights and the ridge decides them", e.rows, e.d))
+		why = append(why, fmt.Sprintf("underdetermined: %s for %d unknowns per output, so the data do not fix the weights and the ridge decides them", plural(e.rows, "regression row"), e.d))
 	case e.ridgeShare > 0.5:
 		fit.Flag = "ill-conditioned"
 		why = append(why, fmt.Sprintf("ill-conditioned: the ridge outweighs the data in about %.0f%% of the %d input directions", 100*e.ridgeShare, l.inW))
@@ -382,21 +382,29 @@ func (g *regression) report(li int, sse []float64) LayerFit {
 	}
 	p := signTest(better, worse)
 	fit.Applied = e.rows > 0 && e.hRows > 0 && hNew < hOld && (fit.Flag == "" || p <= 0.05)
-	samples := fmt.Sprintf("%d held-out samples (%d rows)", len(e.sOld[li]), e.hRows)
+	samples := fmt.Sprintf("%s (%s)", plural(len(e.sOld[li]), "held-out sample"), plural(e.hRows, "row"))
 	switch {
 	case e.hRows == 0:
 		why = append(why, "no calibration rows were left to hold out (at least 2 are needed), so the refit could not be checked and the old weights were kept")
 	case hNew >= hOld:
 		why = append(why, fmt.Sprintf("on %s the refit raised the error (%.4g -> %.4g), so the old weights were kept", samples, fit.HeldOutBefore, fit.HeldOutAfter))
 	case !fit.Applied:
-		why = append(why, fmt.Sprintf("on %s it lowered the error (%.4g -> %.4g) but not consistently enough to trust (lower on %d samples, higher on %d), so the old weights were kept", samples, fit.HeldOutBefore, fit.HeldOutAfter, better, worse))
+		why = append(why, fmt.Sprintf("on %s it lowered the error (%.4g -> %.4g) but not consistently enough to trust (lower on %s, higher on %d), so the old weights were kept", samples, fit.HeldOutBefore, fit.HeldOutAfter, plural(better, "sample"), worse))
 	case fit.Flag != "":
-		why = append(why, fmt.Sprintf("it lowered the error on %s (%.4g -> %.4g; lower on %d samples, higher on %d), so it was kept", samples, fit.HeldOutBefore, fit.HeldOutAfter, better, worse))
+		why = append(why, fmt.Sprintf("it lowered the error on %s (%.4g -> %.4g; lower on %s, higher on %d), so it was kept", samples, fit.HeldOutBefore, fit.HeldOutAfter, plural(better, "sample"), worse))
 	}
 	if fit.Flag != "" || !fit.Applied {
 		fit.Warning = strings.Join(why, "; ")
 	}
 	return fit
+}
+
+// plural is "1 row" or "n rows".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // signTest is the one-sided p-value of at least better successes in
