@@ -1,6 +1,7 @@
 package recover
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -100,4 +101,49 @@ func sameWeights(t *testing.T, a, b *onnxio.Model) bool {
 		}
 	}
 	return true
+}
+
+// When the tensors kept between passes would take more than MaxMemory for
+// all calibration samples, fewer samples are used.
+func TestLSQMemoryBound(t *testing.T) {
+	orig, pruned, kept, calib, _ := mlpFixture(t)
+	cur := pruned.Clone()
+	layers, _, err := findLayers(orig, cur, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waves, err := schedule(cur, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs, targets := wants(waves)
+	pc, ok1, err := keptBytes(cur, inputs, flat(inputs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	po, ok2, err := keptBytes(orig, targets, flat(targets))
+	if err != nil || !ok1 || !ok2 {
+		t.Fatalf("kept bytes: %v %v %v", ok1, ok2, err)
+	}
+	// The pruned model keeps /fc2's input (256 floats) while its second
+	// pass makes /fc3's (128); the original keeps /fc2's output (256) while
+	// it makes /fc3's (10).
+	t.Logf("per sample: pruned model %d bytes, original %d", pc, po)
+	if pc != 4*(256+128) || po != 4*(256+10) {
+		t.Errorf("kept bytes per sample %d and %d, want %d and %d", pc, po, 4*(256+128), 4*(256+10))
+	}
+	var lines []string
+	_, fits, err := LSQ(orig, pruned, kept, calib, LSQOptions{Samples: 1024, Seed: 1, Runtime: testRT, MaxMemory: 100 * (pc + po),
+		Log: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fits {
+		if f.Rows+f.HeldOutRows != 100 {
+			t.Errorf("%s: %d + %d rows, want 100 samples in all", f.Node, f.Rows, f.HeldOutRows)
+		}
+	}
+	if len(lines) == 0 || !strings.Contains(lines[0], "using 100") {
+		t.Errorf("log %q does not say that fewer samples were used", lines)
+	}
 }

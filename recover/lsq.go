@@ -39,6 +39,10 @@ type LSQOptions struct {
 	// Progress, if set, is called with the layers refit so far out of
 	// all, at the start and after each pass.
 	Progress func(label string, done, total int)
+	// MaxMemory bounds the bytes of the tensors both models keep between
+	// passes for all calibration samples (2 GiB): with more samples than
+	// fit, a seeded subset of them is used, and Log says so.
+	MaxMemory int64
 }
 
 func (o *LSQOptions) defaults() {
@@ -59,6 +63,9 @@ func (o *LSQOptions) defaults() {
 	}
 	if o.Progress == nil {
 		o.Progress = func(string, int, int) {}
+	}
+	if o.MaxMemory <= 0 {
+		o.MaxMemory = 2 << 30
 	}
 }
 
@@ -150,11 +157,11 @@ func LSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, 
 	if len(layers) == 0 {
 		return cur, fits, nil
 	}
-	bound, err := autodiff.BindData(orig, calib, o.Samples, o.Seed)
+	waves, err := schedule(cur, layers)
 	if err != nil {
-		return nil, nil, fmt.Errorf("calibration data: %w", err)
+		return nil, nil, err
 	}
-	bound, nFit, err := holdOut(bound, o.Seed)
+	bound, nFit, err := calibRows(orig, cur, calib, waves, &o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -171,17 +178,10 @@ func LSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, 
 		return nil, nil, err
 	}
 	defer r.p.destroy()
-	var inputs, targets []string
-	for _, l := range layers {
-		inputs, targets = append(inputs, l.input), append(targets, l.target)
-	}
+	inputs, targets := wants(waves)
 	batches = append(batches, held...)
-	r.cs = newStager(cur, "the pruned model", batches, inputs, o.Runtime)
-	r.os = newStager(orig, "the original model", batches, targets, o.Runtime)
-	waves, err := schedule(cur, layers)
-	if err != nil {
-		return nil, nil, err
-	}
+	r.cs = newStager(cur, "the pruned model", batches, flat(inputs), o.Runtime)
+	r.os = newStager(orig, "the original model", batches, flat(targets), o.Runtime)
 	o.Progress("least-squares refit", 0, len(layers))
 	var done []LayerFit
 	for _, wave := range waves {
@@ -205,6 +205,56 @@ func LSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, 
 	slices.SortStableFunc(done, func(a, b LayerFit) int { return order[a.Node] - order[b.Node] })
 	cur.Path, cur.Size, cur.Hash = "", 0, ""
 	return cur, append(fits, done...), nil
+}
+
+// wants lists, per pass, the inputs of its layers (in the pruned model)
+// and their targets (in the original).
+func wants(waves [][]*lsqLayer) (inputs, targets [][]string) {
+	for _, w := range waves {
+		var in, tg []string
+		for _, l := range w {
+			in, tg = append(in, l.input), append(tg, l.target)
+		}
+		inputs, targets = append(inputs, in), append(targets, tg)
+	}
+	return inputs, targets
+}
+
+func flat(lists [][]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// calibRows binds the calibration data, takes the seeded subset of
+// o.Samples rows, fewer if the tensors the two models keep between passes
+// would take more than o.MaxMemory for them, and holds some out (see
+// holdOut).
+func calibRows(orig, cur *onnxio.Model, calib *dataset.Set, waves [][]*lsqLayer, o *LSQOptions) (*dataset.Bound, int, error) {
+	bound, err := autodiff.BindData(orig, calib, o.Samples, o.Seed)
+	if err != nil {
+		return nil, 0, fmt.Errorf("calibration data: %w", err)
+	}
+	inputs, targets := wants(waves)
+	pc, ok1, err := keptBytes(cur, inputs, flat(inputs))
+	if err != nil {
+		return nil, 0, err
+	}
+	po, ok2, err := keptBytes(orig, targets, flat(targets))
+	if err != nil {
+		return nil, 0, err
+	}
+	if per := pc + po; ok1 && ok2 && per > 0 && int64(bound.N)*per > o.MaxMemory {
+		n := max(int(o.MaxMemory/per), 2)
+		o.Log("lsq: %d calibration samples would keep %.1f GiB of tensors between passes (%.1f MiB each); using %d (LSQOptions.MaxMemory %.1f GiB)",
+			bound.N, float64(int64(bound.N)*per)/(1<<30), float64(per)/(1<<20), n, float64(o.MaxMemory)/(1<<30))
+		if bound, err = bound.Subset(n, o.Seed); err != nil {
+			return nil, 0, err
+		}
+	}
+	return holdOut(bound, o.Seed)
 }
 
 func logFit(o *LSQOptions, f LayerFit) {

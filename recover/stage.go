@@ -28,6 +28,7 @@ type stager struct {
 	done    []bool
 	feeds   map[string]bool // graph inputs the data provides
 	pinned  map[string]bool // requested later: kept even without readers
+	kept    map[string]bool // tensors every batch's cache holds
 	cache   []map[string]ort.Tensor
 	batches []rowBatch
 	cfg     ort.Config
@@ -66,7 +67,7 @@ func makeBatches(b *dataset.Bound, from, to, size int) ([]rowBatch, error) {
 }
 
 func newStager(m *onnxio.Model, what string, batches []rowBatch, later []string, cfg ort.Config) *stager {
-	s := &stager{m: m, what: what, ix: onnxio.NewIndex(m.Graph()), feeds: map[string]bool{}, pinned: map[string]bool{},
+	s := &stager{m: m, what: what, ix: onnxio.NewIndex(m.Graph()), feeds: map[string]bool{}, pinned: map[string]bool{}, kept: map[string]bool{},
 		cache: make([]map[string]ort.Tensor, len(batches)), batches: batches, cfg: cfg}
 	s.done = make([]bool, len(m.Graph().GetNode()))
 	for _, v := range m.Graph().GetInput() {
@@ -93,8 +94,7 @@ func (s *stager) free(t string) bool {
 	if _, ok := s.ix.Init[t]; ok {
 		return true
 	}
-	_, cached := s.cache[0][t]
-	return cached || s.isConstNode(t)
+	return s.kept[t] || s.isConstNode(t)
 }
 
 func (s *stager) isConstNode(t string) bool {
@@ -129,6 +129,26 @@ func (s *stager) next(want []string) (*stage, error) {
 	if len(s.batches) == 0 {
 		return nil, fmt.Errorf("%s: no calibration rows", s.what)
 	}
+	st, consts, err := s.plan(want)
+	if err != nil || len(st.nodes) == 0 {
+		return st, err
+	}
+	m, err := s.subgraph(append(consts, st.nodes...), st.ins, st.outs)
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.cfg
+	cfg.ShortLived = true
+	if st.sess, err = ort.NewSessionForModel(m, nil, cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.what, err)
+	}
+	return st, nil
+}
+
+// plan works out a stage without creating its session: the nodes it runs,
+// what it reads from earlier stages, what it outputs, what is kept after
+// it, and the Constant nodes it needs a copy of.
+func (s *stager) plan(want []string) (*stage, []int, error) {
 	st := &stage{s: s, want: want}
 	in := map[int]bool{}
 	var visit func(t string) error
@@ -156,21 +176,20 @@ func (s *stager) next(want []string) (*stage, error) {
 	}
 	for _, t := range want {
 		if err := visit(t); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for i := range in {
 		st.nodes = append(st.nodes, i)
 	}
 	slices.Sort(st.nodes)
-	// Constant nodes that the stage reads are copied into it.
 	made := map[string]bool{}
 	for _, i := range st.nodes {
 		for _, o := range s.m.Graph().Node[i].GetOutput() {
 			made[o] = true
 		}
 	}
-	consts := map[int]bool{}
+	var consts []int
 	seen := map[string]bool{}
 	for _, i := range st.nodes {
 		for _, r := range s.reads(i) {
@@ -179,28 +198,14 @@ func (s *stager) next(want []string) (*stage, error) {
 			}
 			seen[r] = true
 			if s.isConstNode(r) {
-				consts[s.ix.Producer[r]] = true
+				consts = append(consts, s.ix.Producer[r])
 			} else if _, ok := s.ix.Init[r]; !ok {
 				st.ins = append(st.ins, r)
 			}
 		}
 	}
-	// What later stages read: outputs of nodes not yet run, pinned tensors.
-	for i := range s.done {
-		in[i] = in[i] || s.done[i]
-	}
-	st.keep = map[string]bool{}
-	for i := range s.m.Graph().GetNode() {
-		if in[i] {
-			continue
-		}
-		for _, r := range s.reads(i) {
-			st.keep[r] = true
-		}
-	}
-	for t := range s.pinned {
-		st.keep[t] = true
-	}
+	slices.Sort(consts)
+	st.keep = s.later(in)
 	outSet := map[string]bool{}
 	for _, t := range want {
 		if made[t] && !outSet[t] {
@@ -216,24 +221,25 @@ func (s *stager) next(want []string) (*stage, error) {
 			}
 		}
 	}
-	if len(st.nodes) == 0 {
-		return st, nil
+	return st, consts, nil
+}
+
+// later lists what stages after one running the nodes in stage read: the
+// inputs of nodes neither run before nor in it, and the pinned tensors.
+func (s *stager) later(stage map[int]bool) map[string]bool {
+	keep := map[string]bool{}
+	for i := range s.m.Graph().GetNode() {
+		if stage[i] || s.done[i] {
+			continue
+		}
+		for _, r := range s.reads(i) {
+			keep[r] = true
+		}
 	}
-	var ids []int
-	for i := range consts {
-		ids = append(ids, i)
+	for t := range s.pinned {
+		keep[t] = true
 	}
-	slices.Sort(ids)
-	m, err := s.subgraph(append(ids, st.nodes...), st.ins, st.outs)
-	if err != nil {
-		return nil, err
-	}
-	cfg := s.cfg
-	cfg.ShortLived = true
-	if st.sess, err = ort.NewSessionForModel(m, nil, cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what, err)
-	}
-	return st, nil
+	return keep
 }
 
 // subgraph is the model with only the given nodes, reading ins and
@@ -400,6 +406,14 @@ func (st *stage) run(b int) (map[string]ort.Tensor, error) {
 
 // finish closes the stage once every batch has run.
 func (st *stage) finish() {
+	s := st.s
+	kept := map[string]bool{}
+	for _, t := range append(st.outs, keys(s.kept)...) {
+		if st.keep[t] {
+			kept[t] = true
+		}
+	}
+	s.kept = kept
 	for _, i := range st.nodes {
 		st.s.done[i] = true
 	}
@@ -410,4 +424,64 @@ func (st *stage) finish() {
 		st.sess.Destroy()
 		st.sess = nil
 	}
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// keptBytes is the most the stager's kept tensors take per calibration
+// sample at any of the stages that the requests, in turn, make; it plans
+// the stages without running anything, from the model's static shapes,
+// where the batch must be the only dimension not known. ok is false when
+// some kept tensor's size per sample cannot be told.
+func keptBytes(m *onnxio.Model, requests [][]string, later []string) (peak int64, ok bool, err error) {
+	s := newStager(m, "model", nil, later, ort.Config{})
+	sh := s.shapes()
+	size := func(t string) (int64, bool) {
+		d, known := sh.Dims[t]
+		dt := sh.DTypes[t]
+		if !known || dt == onnxio.Undefined {
+			return 0, false
+		}
+		n, free := int64(dt.Size()), 0
+		for _, v := range d {
+			if v <= 0 {
+				free++
+				continue
+			}
+			n *= v
+		}
+		return n, free <= 1
+	}
+	for _, want := range requests {
+		st, _, err := s.plan(want)
+		if err != nil {
+			return 0, false, err
+		}
+		var total int64
+		for t := range s.kept {
+			n, known := size(t)
+			if !known {
+				return 0, false, nil
+			}
+			total += n
+		}
+		for _, t := range st.outs {
+			if st.keep[t] && !s.kept[t] {
+				n, known := size(t)
+				if !known {
+					return 0, false, nil
+				}
+				total += n
+			}
+		}
+		peak = max(peak, total)
+		st.finish()
+	}
+	return peak, true, nil
 }
