@@ -36,15 +36,17 @@
 // Between stages each model keeps, for every calibration sample, the
 // tensors that its later nodes read (for a CNN the feature maps crossing
 // the cut, for a transformer the residual stream), in their own element
-// types. A pass holds, per group of layers sharing equations, X^T X
+// types. LSQ works this out from the models' static shapes before running
+// anything and uses fewer calibration samples (a seeded subset) when it
+// would exceed LSQOptions.MaxMemory (2 GiB). A pass holds, per group of layers sharing equations, X^T X
 // (D x D, float64, for D input features plus a bias), X^T Y (D x N), the
 // current and the refit weights, and one block of at most 4096 rows that
 // ONNX Runtime turns into its contribution to X^T X and X^T Y; the
 // factorisation works in place. When the rows number less than half the
 // features the rows themselves (R x D, float32) are kept instead of X^T X
 // and the problem is solved through the R x R matrix X X^T, which gives
-// the same solution. No layer's regression rows are held in full, and no
-// target of a layer outside the current pass.
+// the same solution. Otherwise no layer's regression rows are held, and no
+// layer's targets outside its pass.
 //
 // The package knows nothing of how units were chosen: it reads the
 // original units that remain of every pruned group.
