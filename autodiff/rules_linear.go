@@ -377,6 +377,7 @@ func gradGlobalAveragePool(c *bctx) ([]string, error) {
 // elements averaged, |x|/|y|, computed at run time.
 func (c *bctx) meanBack(dy, x, y string) string {
 	dt := c.ftype()
-	e := c.op("Expand", []string{dy, c.shape(x)})
-	return c.div(c.mul(e, c.sizeAs(y, dt)), c.sizeAs(x, dt))
+	// Scaled before it is expanded: one pass over x's size instead of three.
+	scaled := c.mul(dy, c.div(c.sizeAs(y, dt), c.sizeAs(x, dt)))
+	return c.op("Expand", []string{scaled, c.shape(x)})
 }

@@ -16,6 +16,7 @@ import (
 type products struct {
 	gram  *ort.Session // X, Y, W -> X^T X, X^T Y, residual
 	resid *ort.Session // X, Y, W -> X W - Y
+	mm    *ort.Session // A [P, Q], B [Q, R] -> A B
 }
 
 func newProducts(cfg ort.Config) (*products, error) {
@@ -68,12 +69,47 @@ func newProducts(cfg ort.Config) (*products, error) {
 		gram.Destroy()
 		return nil, err
 	}
-	return &products{gram: gram, resid: resid}, nil
+	mm, err := matMulSession(cfg)
+	if err != nil {
+		gram.Destroy()
+		resid.Destroy()
+		return nil, err
+	}
+	return &products{gram: gram, resid: resid, mm: mm}, nil
+}
+
+// matMulSession multiplies two float32 matrices.
+func matMulSession(cfg ort.Config) (*ort.Session, error) {
+	str := func(s string) *string { return &s }
+	g := &onnxpb.GraphProto{Name: str("lsq_matmul"),
+		Node: []*onnxpb.NodeProto{{OpType: str("MatMul"), Name: str("C"), Input: []string{"A", "B"}, Output: []string{"C"}}},
+		Input: []*onnxpb.ValueInfoProto{
+			onnxio.NewValueInfo("A", onnxio.Float, []onnxio.Dim{{Param: "P"}, {Param: "Q"}}),
+			onnxio.NewValueInfo("B", onnxio.Float, []onnxio.Dim{{Param: "Q"}, {Param: "R"}}),
+		},
+		Output: []*onnxpb.ValueInfoProto{onnxio.NewValueInfo("C", onnxio.Float, []onnxio.Dim{{Param: "P"}, {Param: "R"}})},
+	}
+	ir, opset := int64(8), int64(13)
+	m := &onnxio.Model{Proto: &onnxpb.ModelProto{IrVersion: &ir, Graph: g,
+		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: str(""), Version: &opset}}}}
+	return ort.NewSessionForModel(m, nil, cfg)
+}
+
+// matMul is a [p, q] times b [q, r] in ONNX Runtime, in float32.
+func (p *products) matMul(a, b []float32, rows, inner, cols int) ([]float32, error) {
+	out, err := p.mm.Run(
+		ort.Tensor{Name: "A", Shape: []int64{int64(rows), int64(inner)}, Data: a},
+		ort.Tensor{Name: "B", Shape: []int64{int64(inner), int64(cols)}, Data: b})
+	if err != nil {
+		return nil, err
+	}
+	return out[0].Data.([]float32), nil
 }
 
 func (p *products) destroy() {
 	p.gram.Destroy()
 	p.resid.Destroy()
+	p.mm.Destroy()
 }
 
 // normal accumulates the normal equations of G independent regressions

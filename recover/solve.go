@@ -109,14 +109,14 @@ func (e *normal) solveDual(k int, ridge float64, rng *rand.Rand) (w, sse []float
 	d, n, nf := e.d, e.n, e.penalised()
 	r := e.rows
 	xs, ys := e.xs[k], e.ys[k]
-	xc := make([]float64, r*nf)
+	xc := make([]float32, r*nf)  // the centred features
+	xct := make([]float32, nf*r) // and their transpose
 	yc := make([]float64, r*n)
 	xm, ym := make([]float64, nf), make([]float64, n)
 	var tr float64
 	for i := 0; i < r; i++ {
 		for f := 0; f < nf; f++ {
 			v := float64(xs[i*d+f])
-			xc[i*nf+f] = v
 			xm[f] += v
 			tr += v * v
 		}
@@ -125,25 +125,35 @@ func (e *normal) solveDual(k int, ridge float64, rng *rand.Rand) (w, sse []float
 			ym[j] += yc[i*n+j]
 		}
 	}
-	if e.bias {
-		for f := range xm {
-			xm[f] /= float64(r)
+	for f := range xm {
+		xm[f] /= float64(r)
+	}
+	for j := range ym {
+		ym[j] /= float64(r)
+	}
+	if !e.bias {
+		clear(xm)
+		clear(ym)
+	}
+	for i := 0; i < r; i++ {
+		for f := 0; f < nf; f++ {
+			v := float32(float64(xs[i*d+f]) - xm[f])
+			xc[i*nf+f], xct[f*r+i] = v, v
 		}
-		for j := range ym {
-			ym[j] /= float64(r)
-		}
-		for i := 0; i < r; i++ {
-			for f := 0; f < nf; f++ {
-				xc[i*nf+f] -= xm[f]
-			}
-			for j := 0; j < n; j++ {
-				yc[i*n+j] -= ym[j]
-			}
+		for j := 0; j < n; j++ {
+			yc[i*n+j] -= ym[j]
 		}
 	}
-	xg := blas64.General{Rows: r, Cols: nf, Stride: nf, Data: xc}
+	// The products of r x nf matrices in ONNX Runtime's GEMM; the r x r
+	// system in float64.
+	k32, err := e.p.matMul(xc, xct, r, nf, r)
+	if err != nil {
+		return nil, nil, 0, err
+	}
 	kern := make([]float64, r*r)
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1, xg, xg, 0, blas64.General{Rows: r, Cols: r, Stride: r, Data: kern})
+	for i, v := range k32 {
+		kern[i] = float64(v)
+	}
 	u, lambda, err := cholesky(kern, r, r, ridge*tr/float64(max(nf, 1)), tr)
 	if err != nil {
 		return nil, nil, 0, err
@@ -152,20 +162,24 @@ func (e *normal) solveDual(k int, ridge float64, rng *rand.Rand) (w, sse []float
 	lapack64.Potrs(u, blas64.General{Rows: r, Cols: n, Stride: n, Data: alpha})
 	// The residual Yc - Xc W = lambda alpha.
 	sse = make([]float64, n)
-	for i := 0; i < r; i++ {
-		for j := 0; j < n; j++ {
-			sse[j] += lambda * lambda * alpha[i*n+j] * alpha[i*n+j]
-		}
+	a32 := make([]float32, r*n)
+	for i, a := range alpha {
+		sse[i%n] += lambda * lambda * a * a
+		a32[i] = float32(a)
 	}
-	wf := make([]float64, nf*n)
-	blas64.Gemm(blas.Trans, blas.NoTrans, 1, xg, blas64.General{Rows: r, Cols: n, Stride: n, Data: alpha}, 0, blas64.General{Rows: nf, Cols: n, Stride: n, Data: wf})
+	wf, err := e.p.matMul(xct, a32, nf, r, n)
+	if err != nil {
+		return nil, nil, 0, err
+	}
 	w = make([]float64, d*n)
-	copy(w, wf)
+	for i, v := range wf {
+		w[i] = float64(v)
+	}
 	if e.bias {
 		for j := 0; j < n; j++ {
 			b := ym[j]
 			for f := 0; f < nf; f++ {
-				b -= xm[f] * wf[f*n+j]
+				b -= xm[f] * w[f*n+j]
 			}
 			w[nf*n+j] = b
 		}
