@@ -17,6 +17,7 @@ type products struct {
 	gram  *ort.Session // X, Y, W -> X^T X, X^T Y, residual
 	resid *ort.Session // X, Y, W -> X W - Y
 	mm    *ort.Session // A [P, Q], B [Q, R] -> A B
+	dmm   *ort.Session // the same in float64
 }
 
 func newProducts(cfg ort.Config) (*products, error) {
@@ -75,7 +76,14 @@ func newProducts(cfg ort.Config) (*products, error) {
 		resid.Destroy()
 		return nil, err
 	}
-	return &products{gram: gram, resid: resid, mm: mm}, nil
+	dmm, err := dgemmSession(cfg)
+	if err != nil {
+		gram.Destroy()
+		resid.Destroy()
+		mm.Destroy()
+		return nil, err
+	}
+	return &products{gram: gram, resid: resid, mm: mm, dmm: dmm}, nil
 }
 
 // matMulSession multiplies two float32 matrices.
@@ -110,6 +118,7 @@ func (p *products) destroy() {
 	p.gram.Destroy()
 	p.resid.Destroy()
 	p.mm.Destroy()
+	p.dmm.Destroy()
 }
 
 // normal accumulates the normal equations of G independent regressions

@@ -7,7 +7,6 @@ import (
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
-	"gonum.org/v1/gonum/lapack/lapack64"
 )
 
 // solve computes the ridge solution of every group into wNew and switches
@@ -77,12 +76,14 @@ func (e *normal) solvePrimal(k int, ridge float64, rng *rand.Rand) (w, sse []flo
 	for i := 0; i < nf; i++ {
 		tr += g[i*d+i]
 	}
-	u, lambda, err := cholesky(g, d, nf, ridge*tr/float64(max(nf, 1)), tr)
+	u, lambda, err := e.p.cholesky(g, d, nf, ridge*tr/float64(max(nf, 1)), tr)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	w = append([]float64(nil), c...)
-	lapack64.Potrs(u, blas64.General{Rows: d, Cols: n, Stride: n, Data: w})
+	if err := e.p.potrs(u, w, n); err != nil {
+		return nil, nil, 0, err
+	}
 	sse = make([]float64, n)
 	for j := 0; j < n; j++ {
 		// With (G + lambda I) w = c, w'Gw - 2w'c = -w'c - lambda |w|^2.
@@ -154,12 +155,14 @@ func (e *normal) solveDual(k int, ridge float64, rng *rand.Rand) (w, sse []float
 	for i, v := range k32 {
 		kern[i] = float64(v)
 	}
-	u, lambda, err := cholesky(kern, r, r, ridge*tr/float64(max(nf, 1)), tr)
+	u, lambda, err := e.p.cholesky(kern, r, r, ridge*tr/float64(max(nf, 1)), tr)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	alpha := append([]float64(nil), yc...)
-	lapack64.Potrs(u, blas64.General{Rows: r, Cols: n, Stride: n, Data: alpha})
+	if err := e.p.potrs(u, alpha, n); err != nil {
+		return nil, nil, 0, err
+	}
 	// The residual Yc - Xc W = lambda alpha.
 	sse = make([]float64, n)
 	a32 := make([]float32, r*n)
@@ -194,7 +197,7 @@ func (e *normal) solveDual(k int, ridge float64, rng *rand.Rand) (w, sse []float
 // plus lambda on its first pen diagonal entries, in place, into the upper
 // triangle. If the factorisation fails it restores a from its lower
 // triangle and retries with a larger lambda; it returns the lambda used.
-func cholesky(a []float64, dim, pen int, lambda, tr float64) (blas64.Triangular, float64, error) {
+func (p *products) cholesky(a []float64, dim, pen int, lambda, tr float64) (blas64.Triangular, float64, error) {
 	diag := make([]float64, dim)
 	for i := range diag {
 		diag[i] = a[i*dim+i]
@@ -214,7 +217,11 @@ func cholesky(a []float64, dim, pen int, lambda, tr float64) (blas64.Triangular,
 				a[i*dim+i] += lambda
 			}
 		}
-		if u, ok := lapack64.Potrf(blas64.Symmetric{N: dim, Stride: dim, Data: a, Uplo: blas.Upper}); ok {
+		u, ok, err := p.potrf(a, dim)
+		if err != nil {
+			return u, 0, err
+		}
+		if ok {
 			return u, lambda, nil
 		}
 	}

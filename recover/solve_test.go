@@ -9,6 +9,9 @@ import (
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack/lapack64"
 )
 
 // The kernel (dual) form kept for few rows gives the same ridge solution,
@@ -163,6 +166,60 @@ func TestStagesMatchOneSession(t *testing.T) {
 			}
 			if worst > 1e-4 {
 				t.Errorf("batch %d, %s: differs by up to %.3g", b, w, worst)
+			}
+		}
+	}
+}
+
+// The blocked factorisation and solve (updates in ONNX Runtime's float64
+// GEMM) agree with gonum's unblocked ones.
+func TestBlockedCholesky(t *testing.T) {
+	needORT(t)
+	p, err := newProducts(testRT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.destroy()
+	r := rand.New(rand.NewPCG(8, 9))
+	const n, k, rhs = 700, 900, 5 // n > blockMin: three blocks, the last short
+	x := make([]float64, k*n)
+	for i := range x {
+		x[i] = r.NormFloat64()
+	}
+	a := make([]float64, n*n)
+	blas64.Gemm(blas.Trans, blas.NoTrans, 1, blas64.General{Rows: k, Cols: n, Stride: n, Data: x},
+		blas64.General{Rows: k, Cols: n, Stride: n, Data: x}, 0, blas64.General{Rows: n, Cols: n, Stride: n, Data: a})
+	c := make([]float64, n*rhs)
+	for i := range c {
+		c[i] = r.NormFloat64()
+	}
+	ref, w := append([]float64(nil), a...), append([]float64(nil), c...)
+	lower := append([]float64(nil), a...)
+	u, ok, err := p.potrf(a, n)
+	if err != nil || !ok {
+		t.Fatalf("blocked factorisation: %v %v", ok, err)
+	}
+	if err := p.potrs(u, w, rhs); err != nil {
+		t.Fatal(err)
+	}
+	ru, ok := lapack64.Potrf(blas64.Symmetric{N: n, Stride: n, Data: ref, Uplo: blas.Upper})
+	if !ok {
+		t.Fatal("gonum's factorisation failed")
+	}
+	lapack64.Potrs(ru, blas64.General{Rows: n, Cols: rhs, Stride: rhs, Data: c})
+	var worst, scale float64
+	for i := range w {
+		worst = math.Max(worst, math.Abs(w[i]-c[i]))
+		scale = math.Max(scale, math.Abs(c[i]))
+	}
+	t.Logf("max |W| %.3g, max difference %.3g", scale, worst)
+	if worst > 1e-9*scale {
+		t.Errorf("blocked and gonum solutions differ by %.3g (max |W| %.3g)", worst, scale)
+	}
+	for i := 0; i < n; i++ {
+		for j := 0; j < i; j++ {
+			if a[i*n+j] != lower[i*n+j] {
+				t.Fatalf("the strict lower triangle changed at (%d, %d)", i, j)
 			}
 		}
 	}
