@@ -302,12 +302,21 @@ func (g *regression) convRows(x ort.Tensor, xv []float32, yts []ort.Tensor, ys [
 				for k := 0; k < G; k++ {
 					fx, fy := g.eq.xy(k, r)
 					f := 0
+					h0, w0 := oh*int(st[0])-int(pb[0]), ow*int(st[1])-int(pb[1])
+					// A window inside the input with unit column dilation
+					// is kh runs of kw contiguous values per channel.
+					inside := dl[1] == 1 && h0 >= 0 && w0 >= 0 && h0+(kh-1)*int(dl[0]) < H && w0+kw <= W
 					for c := k * cg; c < (k+1)*cg; c++ {
 						base := (b*C + c) * H * W
 						for i := 0; i < kh; i++ {
-							h := oh*int(st[0]) - int(pb[0]) + i*int(dl[0])
+							h := h0 + i*int(dl[0])
+							if inside {
+								copy(fx[f:f+kw], xv[base+h*W+w0:])
+								f += kw
+								continue
+							}
 							for j := 0; j < kw; j++ {
-								w := ow*int(st[1]) - int(pb[1]) + j*int(dl[1])
+								w := w0 + j*int(dl[1])
 								if h >= 0 && h < H && w >= 0 && w < W {
 									fx[f] = xv[base+h*W+w]
 								} else {
