@@ -21,7 +21,7 @@ type products struct {
 }
 
 func newProducts(cfg ort.Config) (*products, error) {
-	cfg.ShortLived = true
+	cfg.ShortLived, cfg.NoSpin = true, true
 	build := func(withGram bool) (*ort.Session, error) {
 		str := func(s string) *string { return &s }
 		node := func(op string, in []string, out string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {

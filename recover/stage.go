@@ -138,7 +138,7 @@ func (s *stager) next(want []string) (*stage, error) {
 		return nil, err
 	}
 	cfg := s.cfg
-	cfg.ShortLived = true
+	cfg.ShortLived, cfg.NoSpin = true, true
 	if st.sess, err = ort.NewSessionForModel(m, nil, cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", s.what, err)
 	}

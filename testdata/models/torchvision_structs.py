@@ -8,7 +8,8 @@ Needs Debian's python3-torch, python3-torchvision and python3-onnx. Go tests run
 this script when torch is installed (and skip with a message otherwise); its
 outputs are not committed (resnet18 alone is about 45 MB).
 
-Writes into OUT_DIR, for MODEL in resnet18 and mobilenet_v2 and OPSET in 11 and 17:
+Writes into OUT_DIR, for MODEL in resnet18 and mobilenet_v2 (or --models, which
+also accepts resnet50, for the refit benchmark) and OPSET in 11 and 17:
   MODEL_opsetOPSET.onnx   input "input" float32 [N,3,SIZE,SIZE], output "logits" [N,1000],
                           batch axis dynamic, exported in eval mode (BatchNormalization
                           folded into Conv), weights from a seeded random init
