@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -159,36 +158,9 @@ func maxDiff(t *testing.T, a, b []ort.Tensor) float64 {
 // the planned units.
 func zeroOutgoing(t *testing.T, a *Analysis, plan Plan) *onnxio.Model {
 	t.Helper()
-	c := a.Model.Clone()
-	ix := onnxio.NewIndex(c.Graph())
-	for name, units := range plan {
-		g := a.Group(name)
-		for _, p := range g.Params {
-			if p.Role != roleOut {
-				continue
-			}
-			_, orig := a.constOf(p.Tensor)
-			tt := ix.Const(p.Tensor)
-			if tt == nil {
-				t.Fatalf("weight %q not found", p.Tensor)
-			}
-			vals, err := c.Float64s(tt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			UnitRuns(orig.GetDims(), p, g.Width, func(u, lo, hi int) {
-				if slices.Contains(units, u) {
-					clear(vals[lo:hi])
-				}
-			})
-			raw, err := onnxio.EncodeFloat64s(onnxio.DataType(tt.GetDataType()), vals)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := onnxio.SetRawData(tt, tt.GetDims(), raw); err != nil {
-				t.Fatal(err)
-			}
-		}
+	c, err := a.ZeroUnits(plan)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return c
 }

@@ -13,29 +13,45 @@ import (
 
 // Report is everything a shrink run did and measured.
 type Report struct {
-	Input       ModelStats         `json:"input"`
-	Output      ModelStats         `json:"output"`
-	Calibration string             `json:"calibration"`
-	CalibSHA256 string             `json:"calibration_sha256"`
-	Samples     int                `json:"samples"`
-	Options     Options            `json:"options"`
-	Target      float64            `json:"target"`
-	Reduction   float64            `json:"effective_reduction"`
-	Rounds      []RoundReport      `json:"rounds"`
-	Groups      []GroupSummary     `json:"groups"`
-	OpsWithout  []rewrite.OpReport `json:"ops_without_rule,omitempty"`
+	Input       ModelStats `json:"input"`
+	Output      ModelStats `json:"output"`
+	Calibration string     `json:"calibration"`
+	CalibSHA256 string     `json:"calibration_sha256"`
+	Samples     int        `json:"samples"`
+	Options     Options    `json:"options"`
+	Target      float64    `json:"target"`
+	Reduction   float64    `json:"effective_reduction"`
+	// TargetKind is what the target reduces (params, flops or latency);
+	// Landed is the reduction of that reached (for latency, 1 minus the
+	// measured ratio at the latency batch).
+	TargetKind string             `json:"target_kind"`
+	Landed     float64            `json:"landed"`
+	Rounds     []RoundReport      `json:"rounds"`
+	Groups     []GroupSummary     `json:"groups"`
+	OpsWithout []rewrite.OpReport `json:"ops_without_rule,omitempty"`
 	// EvalBefore is the input's metric, EvalPruned the pruned model's
 	// before recovery, EvalAfter the written model's (after recovery when
 	// there was one).
-	EvalBefore    *evaluate.Result   `json:"eval_before,omitempty"`
-	EvalPruned    *evaluate.Result   `json:"eval_pruned,omitempty"`
-	EvalAfter     *evaluate.Result   `json:"eval_after,omitempty"`
-	Recovery      *recover.Report    `json:"recovery,omitempty"`
-	LatencyBefore []Latency          `json:"latency_before,omitempty"`
-	LatencyAfter  []Latency          `json:"latency_after,omitempty"`
-	Stages        map[string]float64 `json:"seconds_per_stage"`
-	Seconds       float64            `json:"seconds"` // wall time of the whole run
-	Warnings      []string           `json:"warnings,omitempty"`
+	EvalBefore    *evaluate.Result `json:"eval_before,omitempty"`
+	EvalPruned    *evaluate.Result `json:"eval_pruned,omitempty"`
+	EvalAfter     *evaluate.Result `json:"eval_after,omitempty"`
+	Recovery      *recover.Report  `json:"recovery,omitempty"`
+	LatencyBefore []Latency        `json:"latency_before,omitempty"`
+	LatencyAfter  []Latency        `json:"latency_after,omitempty"`
+	// Timings are the measurements a latency target made: the input's and
+	// a candidate's median latency, timed in turns.
+	Timings  []Timing           `json:"latency_timings,omitempty"`
+	Stages   map[string]float64 `json:"seconds_per_stage"`
+	Seconds  float64            `json:"seconds"` // wall time of the whole run
+	Warnings []string           `json:"warnings,omitempty"`
+}
+
+// Timing is one latency measurement of a candidate model against the
+// input, in milliseconds at the latency batch.
+type Timing struct {
+	Params      int64   `json:"params"`
+	InputMS     float64 `json:"input_ms"`
+	CandidateMS float64 `json:"candidate_ms"`
 }
 
 // ModelStats describes one model file.
@@ -64,6 +80,8 @@ type Options struct {
 	Batch     int      `json:"batch"`
 	Threads   int      `json:"threads"`
 	Provider  string   `json:"provider"`
+	// LatencyBatch is the batch a latency target was timed at.
+	LatencyBatch int `json:"latency_batch,omitempty"`
 }
 
 // RoundReport is one pass of the loop.
@@ -100,6 +118,15 @@ type GroupSummary struct {
 	Why      string   `json:"not_pruned_because,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 	Kept     []int    `json:"kept,omitempty"`
+	// Removed is the fraction of the units removed; the shares are the
+	// fractions of the model's parameters and FLOPs that the group's
+	// units account for (at first order: units times the cost of one),
+	// in the input and in the output.
+	Removed           float64 `json:"fraction_removed"`
+	ParamsShareBefore float64 `json:"params_share_before,omitempty"`
+	ParamsShareAfter  float64 `json:"params_share_after,omitempty"`
+	FLOPsShareBefore  float64 `json:"flops_share_before,omitempty"`
+	FLOPsShareAfter   float64 `json:"flops_share_after,omitempty"`
 }
 
 // Why a group was not pruned.
@@ -124,6 +151,10 @@ func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 			Ranking: c.Ranking, RoundTo: c.RoundTo, RoundCh: c.RoundChannels, Exclude: c.Exclude, AllGroups: c.AllGroups,
 			Samples: c.Samples, Seed: c.Seed, Batch: c.Batch, Threads: c.Runtime.Threads, Provider: c.Runtime.Provider,
 		},
+		TargetKind: c.Kind,
+	}
+	if c.Kind == TargetLatency {
+		r.Options.LatencyBatch = c.LatencyBatch
 	}
 	if d, ok := c.Criterion.(optionsDetail); ok {
 		r.Options.Detail = d.Options()
@@ -155,15 +186,29 @@ func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 	}
 }
 
-func (r *Report) finishGroups(orig map[string][]int, origW map[string]int, cfg *Config) {
+func (r *Report) finishGroups(units []*unitState, plan rewrite.Plan) {
+	states := map[string]*unitState{}
+	for _, s := range units {
+		states[s.name] = s
+	}
 	for k := range r.Groups {
 		g := &r.Groups[k]
-		if kept, ok := orig[g.Name]; ok && len(kept) < origW[g.Name] {
-			g.WidthAfter = len(kept)
+		s := states[g.Name]
+		if rm := plan[g.Name]; len(rm) > 0 {
+			g.WidthAfter = g.WidthBefore - len(rm)
 			g.Pruned = true
-			g.Kept = kept
+			gone := map[int]bool{}
+			for _, u := range rm {
+				gone[u] = true
+			}
+			for u := 0; u < g.WidthBefore; u++ {
+				if !gone[u] {
+					g.Kept = append(g.Kept, u)
+				}
+			}
+			g.Removed = float64(len(rm)) / float64(g.WidthBefore)
 		} else if g.Reason == "" {
-			if maxRemovable(g.WidthBefore, cfg.minWidth(g.Kind, g.WidthBefore), cfg.roundFor(g.Kind)) > 0 {
+			if s != nil && s.eligible {
 				g.Reason, g.Why = NotTargetFirst, "the target was reached before its turn"
 			} else {
 				g.Reason, g.Why = NotMinWidth, "at its minimum width"
@@ -181,6 +226,40 @@ func (r *Report) setOutput(m *onnxio.Model) error {
 	r.Output = ModelStats{Params: p, Bytes: int64(len(b)), FLOPs: onnxio.FLOPs(m)}
 	r.Reduction = 1 - float64(p)/float64(r.Input.Params)
 	return nil
+}
+
+// noteShares records every group's share of the parameters and FLOPs in
+// the input (a) and in the output (b, whose groups keep their names).
+func (r *Report) noteShares(a, b *rewrite.Analysis) {
+	before, after := groupShares(a), groupShares(b)
+	for k := range r.Groups {
+		g := &r.Groups[k]
+		if s, ok := before[g.Name]; ok {
+			g.ParamsShareBefore, g.FLOPsShareBefore = s[0], s[1]
+		}
+		if s, ok := after[g.Name]; ok {
+			g.ParamsShareAfter, g.FLOPsShareAfter = s[0], s[1]
+		}
+	}
+}
+
+// groupShares is each prunable group's share of a model's parameters and
+// FLOPs: its width times what removing one of its units saves.
+func groupShares(a *rewrite.Analysis) map[string][2]float64 {
+	out := map[string][2]float64{}
+	p, _ := a.Model.ParamCount()
+	f := onnxio.FLOPs(a.Model)
+	for _, g := range a.Groups {
+		if !g.Prunable() || p == 0 {
+			continue
+		}
+		s := [2]float64{float64(g.ParamsPerUnit) * float64(g.Width) / float64(p), 0}
+		if f1, err := a.FLOPsAfter(rewrite.Plan{g.Name: {0}}); err == nil && f > 0 {
+			s[1] = float64(f-f1) * float64(g.Width) / float64(f)
+		}
+		out[g.Name] = s
+	}
+	return out
 }
 
 // Kept returns the original units that remain of every pruned group, as

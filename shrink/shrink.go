@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/capture"
@@ -18,7 +20,10 @@ import (
 
 // Config holds every setting of a run; the report records all of them.
 type Config struct {
-	Target    float64   // effective parameter reduction to reach, in (0, 1)
+	// Target is the reduction to reach, in (0, 1): 1 - after/before of
+	// what Kind counts (a latency target of ratio 0.6 is Target 0.4).
+	Target    float64
+	Kind      string    // TargetParams (default), TargetFLOPs or TargetLatency
 	Criterion Criterion // default spectral
 	PerRound  float64   // at most this fraction of a group's width per round (0.10)
 	MinWidth  int       // never below max(MinWidth, MinFrac * original width) (4)
@@ -37,6 +42,10 @@ type Config struct {
 	Eval          *dataset.Set // if set, the metric before, after pruning and after recovery
 	EvalTask      string
 	Latency       bool // measure ORT latency at batch 1 and 64 before and after
+	// LatencyBatch is the batch a latency target is timed at (64), and
+	// LatencyBudget about how long each timing runs (0.5 s).
+	LatencyBatch  int
+	LatencyBudget time.Duration
 	// Recover, if set, runs after the last round (least-squares refit
 	// and/or fine-tuning); its time and results are part of the report.
 	Recover *recover.Options
@@ -77,6 +86,15 @@ func (c *Config) defaults() error {
 	if c.Batch <= 0 {
 		c.Batch = 64
 	}
+	if c.Kind == "" {
+		c.Kind = TargetParams
+	}
+	if c.LatencyBatch <= 0 {
+		c.LatencyBatch = 64
+	}
+	if c.LatencyBudget <= 0 {
+		c.LatencyBudget = 500 * time.Millisecond
+	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
 	}
@@ -89,8 +107,8 @@ func (c *Config) defaults() error {
 		return &SettingError{"min-width-frac", c.MinFrac, "want a fraction in [0, 1)"}
 	case c.MinWidth < 1:
 		return &SettingError{"min-width", c.MinWidth, "want at least 1"}
-	case c.Ranking != "per-group" && c.Ranking != "global":
-		return &SettingError{"ranking", c.Ranking, "want per-group or global"}
+	case c.Ranking != "per-group" && c.Ranking != "global" && c.Ranking != "cost":
+		return &SettingError{"ranking", c.Ranking, "want per-group, global or cost"}
 	case c.AllGroups && c.Criterion.NeedsStates():
 		return &SettingError{"all-groups", true, fmt.Sprintf("criterion %s needs hidden states, which groups without a nonlinearity do not have", c.Criterion.Name())}
 	}
@@ -118,6 +136,7 @@ func (e *SettingError) Error() string {
 // the model is prunable (Blocking lists the ops that stop the units), or
 // every eligible group is at its minimum width at Reached.
 type UnreachableError struct {
+	Kind            string // what the target reduces
 	Target, Reached float64
 	Nothing         bool               // no eligible group at all
 	Blocking        []rewrite.OpReport // ops without a rule that carried units
@@ -133,21 +152,28 @@ func (e *UnreachableError) Error() string {
 	if e.Upfront {
 		when = "would stop"
 	}
-	return fmt.Sprintf("cannot reach the target %v: the loop %s at an effective reduction of %.4f, with every eligible group at its minimum width", e.Target, when, e.Reached)
+	what := "an effective reduction"
+	switch e.Kind {
+	case TargetFLOPs:
+		what = "a FLOPs reduction"
+	case TargetLatency:
+		return fmt.Sprintf("cannot reach the latency ratio %v: the loop %s at a measured ratio of %.4f, with every eligible group at its minimum width", 1-e.Target, when, 1-e.Reached)
+	}
+	return fmt.Sprintf("cannot reach the target %v: the loop %s at %s of %.4f, with every eligible group at its minimum width", e.Target, when, what, e.Reached)
 }
 
 // run is the state of one Run.
 type run struct {
-	cfg   Config
-	calib *dataset.Set
-	rep   *Report
-	in    *onnxio.Model // the model as given
-	cur   *onnxio.Model
-	p0    int64
-	goal  int64
-	kept  map[string][]int // original index of every current unit, per group
-	origW map[string]int   // original widths
-	recov *recover.Report
+	cfg    Config
+	calib  *dataset.Set
+	rep    *Report
+	in     *onnxio.Model // the model as given
+	cur    *onnxio.Model
+	orig   *rewrite.Analysis // of the input (initializers detached from the inputs)
+	units  []*unitState      // the input's groups, in graph order
+	byName map[string]*unitState
+	budget *budget
+	plan   rewrite.Plan // of the current model, in the input's units
 }
 
 // Run shrinks m and returns the smaller model and the report. m is not
@@ -176,16 +202,14 @@ func start(m *onnxio.Model, calib *dataset.Set, cfg Config) (*run, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, in: m, cur: m, kept: map[string][]int{}, origW: map[string]int{}}
+	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}}
 	r.rep = newReport(m, calib, &r.cfg)
 	if err := r.subset(calib); err != nil {
 		return nil, err
 	}
-	r.p0, _ = m.ParamCount()
-	if r.p0 == 0 {
+	if p0, _ := m.ParamCount(); p0 == 0 {
 		return nil, errors.New("the model has no floating-point parameters to remove")
 	}
-	r.goal = int64(math.Floor((1 - cfg.Target) * float64(r.p0)))
 	if names := onnxio.InputInitializers(m); len(names) > 0 {
 		// Old exporters list every initializer as a graph input too, which
 		// makes the weights overridable and so not constants. Nobody feeds
@@ -278,137 +302,239 @@ func (r *run) evalPruned() (err error) {
 	return err
 }
 
-// prune runs the rounds until the parameter goal is met.
+// prune analyses the input, checks that the target is reachable, and runs
+// rounds until it is met; r.cur is then the model with the written widths.
 func (r *run) prune() error {
+	t0 := time.Now()
+	var err error
+	if r.orig, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+		return err
+	}
+	r.stage("analyze", t0)
+	r.rep.noteGroups(r.orig, &r.cfg)
+	r.initUnits()
+	if r.budget, err = newBudget(r); err != nil {
+		return err
+	}
+	if err := r.reachable(); err != nil {
+		return err
+	}
 	for round := 1; ; round++ {
-		params, _ := r.cur.ParamCount()
-		if params <= r.goal {
-			break
-		}
-		if err := r.round(round, params); err != nil {
+		done, err := r.round(round)
+		if err != nil {
 			return err
 		}
+		if done {
+			break
+		}
 	}
-	r.rep.finishGroups(r.kept, r.origW, &r.cfg)
-	return nil
+	r.rep.finishGroups(r.units, r.plan)
+	return r.landed()
 }
 
-// round analyses the current model, scores its eligible groups, removes
-// the selected units and records what it did.
-func (r *run) round(round int, params int64) error {
-	t0 := time.Now()
+// landed records how close the run came to its target, and the groups'
+// shares of the cost in the input and the output.
+func (r *run) landed() error {
+	c, err := r.budget.cost(r, r.widths())
+	if err != nil {
+		return err
+	}
+	r.rep.Landed = r.budget.reduction(c)
 	a, err := rewrite.Analyze(r.cur, rewrite.Options{})
 	if err != nil {
 		return err
 	}
-	r.stage("analyze", t0)
-	if round == 1 {
-		r.rep.noteGroups(a, &r.cfg)
-	}
-	groups, steps := r.eligible(a)
-	if round == 1 {
-		if err := r.reachable(a, groups, params); err != nil {
-			return err
-		}
-	}
-	if len(groups) == 0 {
-		return &UnreachableError{Target: r.cfg.Target, Reached: 1 - float64(params)/float64(r.p0)}
-	}
-	scored, err := r.score(a, groups, round)
-	if err != nil {
-		return err
-	}
-	t0 = time.Now()
-	plan, err := r.selectUnits(a, groups, steps, scored)
-	if err != nil {
-		return err
-	}
-	r.stage("select", t0)
-	t0 = time.Now()
-	next, err := a.Apply(plan)
-	if err != nil {
-		return fmt.Errorf("round %d: %w", round, err)
-	}
-	r.stage("apply", t0)
-	r.record(round, params, groups, plan, scored, next)
-	r.cur = next
+	r.rep.noteShares(r.orig, a)
 	return nil
 }
 
-// eligible lists the groups that can still lose units this round, with
-// the cumulative unit counts each may lose (its steps).
-func (r *run) eligible(a *rewrite.Analysis) ([]*rewrite.Group, map[string][]int) {
-	var groups []*rewrite.Group
-	steps := map[string][]int{}
-	for _, g := range a.Groups {
-		if _, ok := r.origW[g.Name]; !ok {
-			r.origW[g.Name] = g.Width
-			r.kept[g.Name] = seq(g.Width)
-		}
-		if !r.cfg.eligible(g) {
-			continue
-		}
-		minW := r.cfg.minWidth(g.Kind, r.origW[g.Name])
-		if st := removalSteps(g.Width, minW, r.cfg.PerRound, r.cfg.roundFor(g.Kind)); len(st) > 0 {
-			steps[g.Name] = st
-			groups = append(groups, g)
-		}
+// widths are the current model's widths.
+func (r *run) widths() widths {
+	w := widths{}
+	for _, s := range r.units {
+		w[s.name] = s.width - len(r.plan[s.name])
 	}
-	return groups, steps
+	return w
+}
+
+// initUnits records every group of the input and whether it may lose units.
+func (r *run) initUnits() {
+	for _, g := range r.orig.Groups {
+		s := &unitState{name: g.Name, width: g.Width, kind: g.Kind, block: r.cfg.roundFor(g.Kind),
+			minW: r.cfg.minWidth(g.Kind, g.Width), eligible: r.cfg.eligible(g), rest: seq(g.Width)}
+		s.eligible = s.eligible && s.floor() < s.width
+		r.units = append(r.units, s)
+		r.byName[g.Name] = s
+	}
 }
 
 // reachable refuses, before any capture, a target that no run could reach:
-// with every eligible group at its minimum width (in steps of its rounding)
-// the model would still hold more than the goal.
-func (r *run) reachable(a *rewrite.Analysis, groups []*rewrite.Group, params int64) error {
-	if len(groups) == 0 {
-		e := &UnreachableError{Target: r.cfg.Target, Nothing: true, Blocking: a.Skipped, Upfront: true}
-		for _, g := range a.Groups {
+// with every eligible group at its narrowest written width the model would
+// still cost more than the goal.
+func (r *run) reachable() error {
+	any := false
+	for _, s := range r.units {
+		any = any || s.eligible
+	}
+	if !any {
+		e := &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Nothing: true, Blocking: r.orig.Skipped, Upfront: true}
+		for _, g := range r.orig.Groups {
 			if g.Prunable() {
 				e.Excluded++
 			}
 		}
 		return e
 	}
-	floor := rewrite.Plan{}
-	for _, g := range groups {
-		n := maxRemovable(g.Width, r.cfg.minWidth(g.Kind, r.origW[g.Name]), r.cfg.roundFor(g.Kind))
-		floor[g.Name] = seq(g.Width)[g.Width-n:]
-	}
-	least, err := a.ParamsAfter(floor)
+	least, err := r.budget.cost(r, r.floors())
 	if err != nil {
 		return err
 	}
-	if least > r.goal {
-		return &UnreachableError{Target: r.cfg.Target, Reached: 1 - float64(least)/float64(r.p0), Upfront: true}
+	if least > r.budget.goal {
+		return &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Reached: r.budget.reduction(least), Upfront: true}
 	}
 	return nil
 }
 
-// record notes a round in the report and maps the removed units back to
-// the original indices.
-func (r *run) record(round int, params int64, groups []*rewrite.Group, plan rewrite.Plan, scored map[string]*Scored, next *onnxio.Model) {
+// round analyses the current model (the input less the units removed so
+// far), scores its eligible groups and removes the lowest-scored units
+// within the round's share; it reports whether the target is met.
+func (r *run) round(round int) (bool, error) {
+	t0 := time.Now()
+	a := r.orig
+	if round > 1 {
+		var err error
+		if a, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+			return false, err
+		}
+	}
+	r.stage("analyze", t0)
+	groups, states, err := r.eligible(a)
+	if err != nil {
+		return false, err
+	}
+	if len(groups) == 0 {
+		c, err := r.budget.cost(r, r.snapped(nil))
+		if err != nil {
+			return false, err
+		}
+		return false, &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Reached: r.budget.reduction(c)}
+	}
+	scored, err := r.score(a, groups, round)
+	if err != nil {
+		return false, err
+	}
+	t0 = time.Now()
+	sorted := r.rank(groups, states, scored)
+	var unitCost map[string]float64
+	if r.cfg.Ranking == "cost" {
+		if unitCost, err = unitCosts(a, groups, r.cfg.Kind); err != nil {
+			return false, err
+		}
+	}
+	items := r.candidates(states, sorted, unitCost)
+	final, err := r.budget.cost(r, r.snapped(naturalAfter(items)))
+	if err != nil {
+		return false, err
+	}
+	var written widths
+	if final <= r.budget.goal {
+		if items, written, err = r.land(items); err != nil {
+			return false, err
+		}
+	}
+	r.stage("select", t0)
+	params, _ := r.cur.ParamCount()
+	for _, it := range items {
+		it.s.order = append(it.s.order, it.unit)
+		it.s.rest = slices.DeleteFunc(it.s.rest, func(u int) bool { return u == it.unit })
+	}
+	t0 = time.Now()
+	plan := r.naturalPlan()
+	if written != nil {
+		plan = r.planFor(written)
+	}
+	next, err := r.orig.Apply(plan)
+	if err != nil {
+		return false, fmt.Errorf("round %d: %w", round, err)
+	}
+	r.stage("apply", t0)
+	r.record(round, params, states, scored, next, plan)
+	r.cur, r.plan = next, plan
+	return written != nil, nil
+}
+
+// eligible lists the groups of a that can still lose units, with their
+// states; a group's current units must be the input's less those removed.
+func (r *run) eligible(a *rewrite.Analysis) ([]*rewrite.Group, []*unitState, error) {
+	var groups []*rewrite.Group
+	var states []*unitState
+	for _, g := range a.Groups {
+		s := r.byName[g.Name]
+		if s == nil || !s.eligible || !g.Prunable() || s.natural() <= s.floor() {
+			continue
+		}
+		if g.Width != s.natural() {
+			return nil, nil, fmt.Errorf("group %s has %d units, %d expected (a bug in onnx-cria)", g.Name, g.Width, s.natural())
+		}
+		groups = append(groups, g)
+		states = append(states, s)
+	}
+	return groups, states, nil
+}
+
+// rank orders each group's remaining units by score, least important
+// first, in the input's indices, and returns the scores in that order.
+func (r *run) rank(groups []*rewrite.Group, states []*unitState, scored map[string]*Scored) map[string][]float64 {
+	out := map[string][]float64{}
+	for k, g := range groups {
+		s := states[k]
+		cur := s.current()
+		sc := scored[g.Name].Scores
+		order := ascending(sc)
+		s.rest = s.rest[:0]
+		vals := make([]float64, len(order))
+		for i, u := range order {
+			s.rest = append(s.rest, cur[u])
+			vals[i] = sc[u]
+		}
+		out[g.Name] = vals
+	}
+	return out
+}
+
+// current lists the input's units that remain, in index order: unit k of
+// the current model is current()[k].
+func (s *unitState) current() []int {
+	gone := map[int]bool{}
+	for _, u := range s.order {
+		gone[u] = true
+	}
+	out := make([]int, 0, s.natural())
+	for u := 0; u < s.width; u++ {
+		if !gone[u] {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// record notes a round in the report: plan is the new model's, r.plan
+// the previous one's.
+func (r *run) record(round int, params int64, states []*unitState, scored map[string]*Scored, next *onnxio.Model, plan rewrite.Plan) {
 	pAfter, _ := next.ParamCount()
-	rr := RoundReport{Index: round, ParamsBefore: params, ParamsAfter: pAfter, Reduction: 1 - float64(pAfter)/float64(r.p0)}
-	for _, g := range groups {
-		rm := plan[g.Name]
-		gr := GroupRound{Name: g.Name, Kind: g.Kind, WidthBefore: g.Width, WidthAfter: g.Width - len(rm)}
-		if s := scored[g.Name]; s != nil {
-			gr.Detail = s.Detail
+	p0 := r.rep.Input.Params
+	rr := RoundReport{Index: round, ParamsBefore: params, ParamsAfter: pAfter, Reduction: 1 - float64(pAfter)/float64(p0)}
+	for _, s := range states {
+		gr := GroupRound{Name: s.name, Kind: s.kind, WidthBefore: s.width - len(r.plan[s.name]), WidthAfter: s.width - len(plan[s.name])}
+		if sc := scored[s.name]; sc != nil {
+			gr.Detail = sc.Detail
 		}
-		drop := map[int]bool{}
-		for _, u := range rm {
-			drop[u] = true
-		}
-		var kept []int
-		for u, o := range r.kept[g.Name] {
-			if drop[u] {
-				gr.Removed = append(gr.Removed, o)
-			} else {
-				kept = append(kept, o)
+		for _, u := range plan[s.name] {
+			if !slices.Contains(r.plan[s.name], u) {
+				gr.Removed = append(gr.Removed, u)
 			}
 		}
-		r.kept[g.Name] = kept
+		sort.Ints(gr.Removed)
 		rr.Groups = append(rr.Groups, gr)
 	}
 	r.rep.Rounds = append(r.rep.Rounds, rr)
@@ -453,13 +579,11 @@ func (r *run) latency() error {
 	}
 	defer r.stage("latency", time.Now())
 	r.cfg.Log("measuring ORT latency at batch 1 and 64")
-	var err error
-	if r.rep.LatencyBefore, err = MeasureLatency(r.in, r.calib, []int{1, 64}, time.Second, r.cfg.Runtime); err != nil {
+	lat, err := MeasureLatencies([]*onnxio.Model{r.in, r.cur}, r.calib, []int{1, 64}, 2*time.Second, r.cfg.Runtime)
+	if err != nil {
 		return err
 	}
-	if r.rep.LatencyAfter, err = MeasureLatency(r.cur, r.calib, []int{1, 64}, time.Second, r.cfg.Runtime); err != nil {
-		return err
-	}
+	r.rep.LatencyBefore, r.rep.LatencyAfter = lat[0], lat[1]
 	for k := range r.rep.LatencyAfter {
 		b, a := r.rep.LatencyBefore[k], r.rep.LatencyAfter[k]
 		if k < len(r.rep.LatencyBefore) && a.Median > 0.95*b.Median && r.cfg.RoundTo < 8 && r.cfg.RoundChannels <= 1 && hasConv(r.in) {
@@ -520,57 +644,6 @@ func (c *Config) excluded(name string) bool {
 		}
 	}
 	return false
-}
-
-// maxRemovable is the most units a group may lose in all: down to its
-// minimum width, in steps that keep the width a multiple of roundTo.
-func maxRemovable(width, minW, roundTo int) int {
-	limit := width - minW
-	if limit <= 0 {
-		return 0
-	}
-	if roundTo <= 1 {
-		return limit
-	}
-	first := width % roundTo
-	if first == 0 {
-		first = roundTo
-	}
-	if first > limit {
-		return 0
-	}
-	return first + (limit-first)/roundTo*roundTo
-}
-
-// removalSteps lists the cumulative unit counts a group may lose this round,
-// one entry per step: single units, or steps that keep the width a multiple
-// of roundTo. The cap is the per-round fraction of the width (at least one
-// step while the group is above its minimum).
-func removalSteps(width, minW int, perRound float64, roundTo int) []int {
-	limit := width - minW
-	if limit <= 0 {
-		return nil
-	}
-	capN := max(1, int(math.Floor(perRound*float64(width))))
-	capN = min(capN, limit)
-	var steps []int
-	if roundTo <= 1 {
-		for k := 1; k <= capN; k++ {
-			steps = append(steps, k)
-		}
-		return steps
-	}
-	first := width % roundTo
-	if first == 0 {
-		first = roundTo
-	}
-	for r := first; r <= limit; r += roundTo {
-		if r > capN && len(steps) > 0 {
-			break
-		}
-		steps = append(steps, r)
-	}
-	return steps
 }
 
 func seq(n int) []int {

@@ -17,8 +17,8 @@ import (
 // the file that was written: its parameters and its metric (after
 // recovery when there was one).
 func writeReport(w io.Writer, r *shrink.Report) {
-	fmt.Fprintf(w, "shrink %s -> %s: %s -> %s parameters, effective reduction %.4f (target %v)\n",
-		r.Input.Path, orDash(r.Output.Path), commasInt(r.Input.Params), commasInt(r.Output.Params), r.Reduction, r.Target)
+	fmt.Fprintf(w, "shrink %s -> %s: %s -> %s parameters, effective reduction %.4f%s\n",
+		r.Input.Path, orDash(r.Output.Path), commasInt(r.Input.Params), commasInt(r.Output.Params), r.Reduction, targetText(r))
 	if r.EvalBefore != nil && r.EvalAfter != nil {
 		how := "pruned, no recovery"
 		if r.Recovery != nil && r.Recovery.EvalAfter != nil {
@@ -106,7 +106,13 @@ var notPrunedHint = map[string]string{
 }
 
 func writeGroups(w io.Writer, r *shrink.Report) {
-	fmt.Fprintf(w, "\ngroups:\n  %-34s %-10s %7s %7s  %s\n", "name", "kind", "before", "after", "")
+	fmt.Fprintf(w, "\ngroups (touched: the share of the model's parameters and FLOPs that involve the group's units, input -> output):\n  %-34s %-10s %7s %7s %8s  %-15s %-15s %s\n", "name", "kind", "before", "after", "removed", "params touched", "FLOPs touched", "")
+	pct := func(a, b float64) string {
+		if a == 0 && b == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.1f%%->%.1f%%", 100*a, 100*b)
+	}
 	for _, g := range r.Groups {
 		note := ""
 		if g.Reason != "" {
@@ -116,7 +122,8 @@ func writeGroups(w io.Writer, r *shrink.Report) {
 			}
 			note = "not pruned: " + why
 		}
-		fmt.Fprintf(w, "  %-34s %-10s %7d %7d  %s\n", g.Name, g.Kind, g.WidthBefore, g.WidthAfter, note)
+		fmt.Fprintf(w, "  %-34s %-10s %7d %7d %7.1f%%  %-15s %-15s %s\n", g.Name, g.Kind, g.WidthBefore, g.WidthAfter, 100*g.Removed,
+			pct(g.ParamsShareBefore, g.ParamsShareAfter), pct(g.FLOPsShareBefore, g.FLOPsShareAfter), note)
 	}
 	if len(r.OpsWithout) > 0 {
 		fmt.Fprintf(w, "\nops without a pruning rule (units stop there):\n")
@@ -124,6 +131,17 @@ func writeGroups(w io.Writer, r *shrink.Report) {
 			fmt.Fprintf(w, "  %s at %s\n", o.Op, strings.Join(o.Nodes, ", "))
 		}
 	}
+}
+
+// targetText says what the target was and where the run landed.
+func targetText(r *shrink.Report) string {
+	switch r.TargetKind {
+	case shrink.TargetFLOPs:
+		return fmt.Sprintf("; FLOPs reduction %.4f (target %v)", r.Landed, r.Target)
+	case shrink.TargetLatency:
+		return fmt.Sprintf("; ORT latency ratio %.3f at batch %d (target %.3g)", 1-r.Landed, r.Options.LatencyBatch, 1-r.Target)
+	}
+	return fmt.Sprintf(" (target %v)", r.Target)
 }
 
 func hasKind(r *shrink.Report, kind string) bool {

@@ -32,29 +32,33 @@ little about real data, and the report carries a warning.)`
 // shrinkFlags are the shrink command's settings.
 type shrinkFlags struct {
 	*common
-	target                        *float64
-	calib, roundTo, ranking       *string
-	crit                          critFlags
-	perRound, minFrac             *float64
-	minWidth, samples             *int
-	seed                          *int64
-	exclude                       multiFlag
-	allGroups, randomCalib, noLat *bool
-	rec                           *recoverFlags
-	evalPath, task                *string
-	report, external              *string
+	target, targetFLOPs, targetLat *float64
+	latBatch                       *int
+	calib, roundTo, ranking        *string
+	crit                           critFlags
+	perRound, minFrac              *float64
+	minWidth, samples              *int
+	seed                           *int64
+	exclude                        multiFlag
+	allGroups, randomCalib, noLat  *bool
+	rec                            *recoverFlags
+	evalPath, task                 *string
+	report, external               *string
 }
 
 func addShrinkFlags(fs *flagSet) *shrinkFlags {
 	f := &shrinkFlags{}
 	fs.section("Pruning")
-	f.target = fs.Float("target", 0, fraction01, "effective parameter reduction to reach, e.g. 0.5 (required)")
+	f.target = fs.Float("target", 0, fraction01, "effective parameter reduction to reach, e.g. 0.5 (one of --target, --target-flops, --target-latency is required)")
+	f.targetFLOPs = fs.Float("target-flops", 0, fraction01, "FLOPs reduction to reach instead, e.g. 0.5")
+	f.targetLat = fs.Float("target-latency", 0, fraction01, "reach this ratio of the input's measured ONNX Runtime latency instead, e.g. 0.6 (timed at --latency-batch on this machine)")
+	f.latBatch = fs.Int("latency-batch", 64, 1, "the batch a latency target is timed at")
 	f.calib = fs.String("calib", "", "calibration data (.npz with arrays named after the model inputs)")
 	f.crit = addCritFlags(fs)
 	f.perRound = fs.Float("per-round", 0.10, fraction01c, "at most this fraction of a group's width removed per round")
 	f.minWidth = fs.Int("min-width", 4, 1, "never leave a group narrower than this many units")
 	f.minFrac = fs.Float("min-width-frac", 0.05, span{0, 1, false, true}, "never leave a group narrower than this fraction of its original width")
-	f.ranking = fs.String("ranking", "per-group", "per-group: rank units within each group; global: rank normalised scores across groups")
+	f.ranking = fs.String("ranking", "per-group", "per-group: each round takes every group's lowest-scored units alike; global: by normalised score across groups; cost: by normalised score per unit of the target's cost (parameters or FLOPs per unit)")
 	f.roundTo = fs.String("round-to", "auto", "keep widths multiples of N; auto: Conv channel counts in multiples of ONNX Runtime's blocked-kernel width on this CPU (16 with AVX-512, 8 with AVX2), so that a pruned CNN runs faster rather than slower; 1 for the exact per-unit budget of docs/METHOD.md")
 	fs.Var(&f.exclude, "exclude", "leave groups whose name matches this glob pattern alone (repeatable)")
 	f.allGroups = fs.Bool("all-groups", false, "also prune groups without a nonlinearity (not with spectral or activation)")
@@ -85,8 +89,9 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 	if err != nil {
 		return err
 	}
-	if !isSet(fs, "target") {
-		return usagef("--target is required: the effective parameter reduction to reach, e.g. --target 0.5")
+	kind, target, err := f.targetOf(fs)
+	if err != nil {
+		return err
 	}
 	in, out := pos[0], pos[1]
 	if err := checkDataName(*f.external); err != nil {
@@ -124,6 +129,9 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 	}
 	u := newUI(stderr, *f.quiet)
 	cfg, warnings, err := f.config(m, crit, round, u)
+	if err == nil {
+		cfg.Kind, cfg.Target, cfg.LatencyBatch = kind, target, *f.latBatch
+	}
 	if err != nil {
 		return err
 	}
@@ -202,6 +210,28 @@ func (f *shrinkFlags) config(m *onnxio.Model, crit shrink.Criterion, round round
 	return cfg, warnings, nil
 }
 
+// targetOf reads the one target flag given: the kind and the reduction.
+func (f *shrinkFlags) targetOf(fs *flagSet) (string, float64, error) {
+	var kinds []string
+	kind, target := "", 0.0
+	for _, t := range []struct {
+		flag, kind string
+		v          float64
+	}{{"target", shrink.TargetParams, *f.target}, {"target-flops", shrink.TargetFLOPs, *f.targetFLOPs}, {"target-latency", shrink.TargetLatency, 1 - *f.targetLat}} {
+		if isSet(fs, t.flag) {
+			kinds = append(kinds, "--"+t.flag)
+			kind, target = t.kind, t.v
+		}
+	}
+	switch {
+	case len(kinds) == 0:
+		return "", 0, usagef("--target is required: the effective parameter reduction to reach, e.g. --target 0.5 (or --target-flops R, or --target-latency RATIO)")
+	case len(kinds) > 1:
+		return "", 0, usagef("%s: give one target", strings.Join(kinds, " and "))
+	}
+	return kind, target, nil
+}
+
 // shrinkError phrases the library's errors in terms of the command's flags.
 func shrinkError(err error, in string) error {
 	var se *shrink.SettingError
@@ -231,7 +261,14 @@ func shrinkError(err error, in string) error {
 		b.WriteString("; `onnx-cria inspect --groups` shows every group and what blocks it")
 		return errors.New(b.String())
 	}
-	return fmt.Errorf("%w; lower --min-width or --min-width-frac, exclude fewer groups, or choose a target of at most %.4f", ue, ue.Reached)
+	if ue.Kind == shrink.TargetLatency {
+		return fmt.Errorf("%w; lower --min-width or --min-width-frac, exclude fewer groups, or choose --target-latency of at least %.4f", ue, 1-ue.Reached)
+	}
+	flag := "--target"
+	if ue.Kind == shrink.TargetFLOPs {
+		flag = "--target-flops"
+	}
+	return fmt.Errorf("%w; lower --min-width or --min-width-frac, exclude fewer groups, or choose %s of at most %.4f", ue, flag, ue.Reached)
 }
 
 type rounding struct{ all, channels int }
