@@ -1,4 +1,4 @@
-// Package shrink runs the iterative pruning loop of METHOD.md §5: capture
+// Package shrink runs the iterative pruning loop of docs/METHOD.md §5: capture
 // the hidden states of every prunable group, score the units with a
 // criterion, remove the lowest-scored ones within each round's budget,
 // rewrite the model physically, and repeat until the effective parameter
@@ -9,8 +9,8 @@
 //
 // The criteria share one interface so that comparisons differ only in the
 // criterion: spectral structural importance and the local baselines the
-// paper argues against (magnitude of incoming weights, mean absolute
-// activation, random).
+// paper argues against (docs/METHOD.md §6: magnitude of incoming weights,
+// mean absolute activation, random, first-order Taylor).
 //
 // Parameters are counted as onnxio.Model.ParamCount counts them: every
 // element of a floating-point initializer or Constant tensor. FLOPs count

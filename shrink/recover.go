@@ -1,7 +1,8 @@
 package shrink
 
-// The recovery hook: after the last round, restore accuracy with the
-// finetune package (least-squares refit, gradient fine-tuning or both).
+// The recovery hook (docs/METHOD.md §8): after the last round, restore
+// accuracy with the finetune package (least-squares refit, gradient
+// fine-tuning or both).
 // Run itself never calls it, so the pruning loop stays as the paper has
 // it; the shrink command runs it on Run's result.
 
