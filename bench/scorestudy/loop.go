@@ -49,7 +49,7 @@ func (p proto) Score(in shrink.Input) (*shrink.Scored, error) {
 		act[u] /= float64(rows)
 	}
 	out := map[string][]float64{"spectral": r.Scores, "activation": act}
-	if err := derivedScores(out, in.Analysis.Model, in.Group, in.Z, in.A, in.Seed); err != nil {
+	if err := derivedScores(out, in.Analysis.Model, in.Group, in.Z, in.A, in.Seed, p.name); err != nil {
 		return nil, fmt.Errorf("group %s: %w", in.Group.Name, err)
 	}
 	s, ok := out[p.name]

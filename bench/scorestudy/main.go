@@ -68,7 +68,7 @@ func run(args []string) error {
 	fracs := fs.String("fractions", "0.25,0.5", "lowest-scored fractions of a group removed at once")
 	minWidth := fs.Int("min-width", 8, "leave out groups narrower than this (attention heads: too few units to rank)")
 	loop := fs.Float64("loop", 0, "if > 0, also run the whole shrink loop to this reduction with each --loop-crit score")
-	loopCrit := fs.String("loop-crit", "spectral,magnitude,random,taylor,flap,spectral*flap,obs,nbr-recon", "scores run in the loop")
+	loopCrit := fs.String("loop-crit", "spectral,spectral-live,magnitude,activation,random,taylor,flap,spectral*flap,obs,nbr-recon", "scores run in the loop")
 	threads := fs.Int("threads", 1, "ORT intra-op threads")
 	root := fs.String("root", ".", "repository root (where testdata/ is)")
 	out := fs.String("out", "", "directory for study.json and tables.md (required)")

@@ -10,8 +10,8 @@ import (
 
 // predictors are the scores whose agreement with the measured damage is
 // tabulated, in table order.
-var predictors = []string{"spectral", "magnitude", "activation", "taylor", "random", "outnorm", "flap", "wanda-out",
-	"spectral*flap", "spectral-std", "spectral-out", "spectral-contrib", "nbr-recon", "obs", "loo-var", "linfrac"}
+var predictors = []string{"spectral", "spectral-live", "magnitude", "activation", "taylor", "random", "outnorm", "flap", "wanda-out",
+	"wanda-in", "spectral*flap", "spectral-std", "spectral-out", "spectral-contrib", "nbr-recon", "obs", "loo-var", "linfrac"}
 
 // short are the column names of the per-group damage tables.
 var short = []string{"spectral", "magnitude", "activation", "taylor", "random", "flap", "spectral*flap", "obs", "nbr-recon"}
@@ -21,6 +21,7 @@ func Markdown(st *Study) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Command: `%s`; seed %d; %d scoring rows per fixture, the rest of the calibration file validates.\n\n", st.Config.Command, st.Config.Seed, st.Config.Samples)
 	hypothesis(&b, st)
+	anatomy(&b, st)
 	single(&b, st)
 	summary(&b, st)
 	bottom(&b, st)
@@ -32,20 +33,65 @@ func relu(op string) bool { return op == "Relu" || op == "Clip" || op == "LeakyR
 
 func hypothesis(b *strings.Builder, st *Study) {
 	b.WriteString("### Spectral score against unit statistics (Spearman, scoring rows)\n\n")
-	b.WriteString("| fixture | group | op | width | linear fraction | mean \\|a\\| | \\|\\|W_out\\|\\| | std(a)·\\|\\|W_out\\|\\| | magnitude | taylor |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fixture | group | op | width | linear fraction | linear fraction, live units | mean \\|a\\| | \\|\\|W_out\\|\\| | std(a)·\\|\\|W_out\\|\\| | magnitude | taylor |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range st.Fixtures {
 		for _, g := range f.Groups {
 			s := g.Scores["spectral"]
-			lin := "–"
+			lin, live := "–", "–"
 			if relu(g.Op) {
 				lin = rho(s, g.Scores["linfrac"])
+				var x, y []float64
+				for p, sd := range g.Scores["std"] {
+					if sd > 0 {
+						x, y = append(x, s[p]), append(y, g.Scores["linfrac"][p])
+					}
+				}
+				live = rho(x, y)
 			}
-			fmt.Fprintf(b, "| %s | `%s` | %s | %d | %s | %s | %s | %s | %s | %s |\n", f.Name, g.Name, g.Op, g.Width, lin,
+			fmt.Fprintf(b, "| %s | `%s` | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", f.Name, g.Name, g.Op, g.Width, lin, live,
 				rho(s, g.Scores["activation"]), rho(s, g.Scores["outnorm"]), rho(s, g.Scores["flap"]),
 				rho(s, g.Scores["magnitude"]), rho(s, g.Scores["taylor"]))
 		}
 	}
 	b.WriteString("\n")
+}
+
+// anatomy shows what the spectral score follows: the units' norms, their
+// degrees in the two graphs, how much their neighbourhood changes, and
+// where the dead units (constant output) rank.
+func anatomy(b *strings.Builder, st *Study) {
+	b.WriteString("### What the spectral score follows (Spearman with the spectral score, scoring rows)\n\n")
+	b.WriteString("| fixture | group | \\|\\|z\\|\\| | \\|\\|a\\|\\| | degree in G_X | degree in G_Y | neighbourhood change | dead units | their mean spectral percentile |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, f := range st.Fixtures {
+		for _, g := range f.Groups {
+			s := g.Scores["spectral"]
+			dead, pct := deadUnits(g)
+			p := "–"
+			if dead > 0 {
+				p = fmt.Sprintf("%.0f%%", pct)
+			}
+			fmt.Fprintf(b, "| %s | `%s` | %s | %s | %s | %s | %s | %d | %s |\n", f.Name, g.Name, rho(s, g.Scores["znorm"]), rho(s, g.Scores["anorm"]),
+				rho(s, g.Scores["degx"]), rho(s, g.Scores["degy"]), rho(s, g.Scores["nbr-change"]), dead, p)
+		}
+	}
+	b.WriteString("\n")
+}
+
+// deadUnits counts the units whose output never varies (std 0) and their
+// mean percentile in the spectral ranking (0%: scored lowest).
+func deadUnits(g *GroupResult) (int, float64) {
+	r := ranks(g.Scores["spectral"])
+	n, sum := 0, 0.0
+	for p, sd := range g.Scores["std"] {
+		if sd == 0 {
+			n++
+			sum += (r[p] - 1) / float64(max(len(r)-1, 1)) * 100
+		}
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return n, sum / float64(n)
 }
 
 func single(b *strings.Builder, st *Study) {

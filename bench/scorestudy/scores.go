@@ -13,9 +13,14 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-// Unit statistics and prototype scores, from the captured states Z and A
-// (M x n) and the weights that read the group's units. Every name below is
-// a key of GroupResult.Scores:
+// derivedNames are the scores derivedScores adds.
+var derivedNames = []string{"std", "linfrac", "outnorm", "flap", "wanda-out", "wanda-in", "spectral*flap", "spectral-live",
+	"spectral-std", "spectral-out", "spectral-contrib", "nbr-recon", "obs", "loo-var",
+	"znorm", "anorm", "degx", "degy", "nbr-change"}
+
+// derivedScores adds unit statistics and prototype scores, from the
+// captured states Z and A (M x n) and the weights that read the group's
+// units. Every name below is a key of GroupResult.Scores:
 //
 //	std              standard deviation of a_p over the samples
 //	linfrac          fraction of samples where a_p = z_p (the unit is in the
@@ -25,6 +30,8 @@ import (
 //	flap             std(a_p) * ||W_out[:,p]|| (FLAP's fluctuation, as a norm)
 //	wanda-out        mean|a_p| * ||W_out[:,p]||
 //	spectral*flap    the spectral score times flap
+//	spectral-live    the spectral score with dead units (std 0) set to 0
+//	wanda-in         mean|a_p| times the magnitude criterion (incoming weights)
 //	spectral-std     spectral on standardised columns of Z and A
 //	spectral-out     spectral on Z and A with column p scaled by ||W_out[:,p]||
 //	spectral-contrib spectral between Z and each unit's contribution to the
@@ -35,10 +42,18 @@ import (
 //	                 A: the increase of the next layer's output error when p
 //	                 is removed and that layer is refit on all the others
 //	loo-var          1 / (Sigma^-1)_pp: obs without the weights
-var derivedNames = []string{"std", "linfrac", "outnorm", "flap", "wanda-out", "spectral*flap",
-	"spectral-std", "spectral-out", "spectral-contrib", "nbr-recon", "obs", "loo-var"}
-
-func derivedScores(out map[string][]float64, m *onnxio.Model, g *rewrite.Group, z, a *capture.Matrix, seed int64) error {
+//
+// and, to see what the spectral score responds to:
+//
+//	znorm, anorm     ||Z[:,p]||, ||A[:,p]||
+//	degx, degy       p's degree in G_X and in G_Y (the spectral score's graphs)
+//	nbr-change       1 - |N_X(p) ∩ N_Y(p)| / |N_X(p) ∪ N_Y(p)|: how much p's
+//	                 neighbourhood changes across the nonlinearity
+//
+// want names the one score a caller needs ("" computes them all): the
+// expensive ones are skipped unless wanted.
+func derivedScores(out map[string][]float64, m *onnxio.Model, g *rewrite.Group, z, a *capture.Matrix, seed int64, want string) error {
+	need := func(name string) bool { return want == "" || want == name }
 	rows, n := a.Dims()
 	w, err := outgoing(m, g)
 	if err != nil {
@@ -79,6 +94,16 @@ func derivedScores(out map[string][]float64, m *onnxio.Model, g *rewrite.Group, 
 	out["flap"] = prod(std, outn)
 	out["wanda-out"] = prod(act, outn)
 	out["spectral*flap"] = prod(spec, out["flap"])
+	live := make([]float64, n)
+	for p := range live {
+		if std[p] > 0 {
+			live[p] = spec[p]
+		}
+	}
+	out["spectral-live"] = live
+	if mag, ok := out["magnitude"]; ok {
+		out["wanda-in"] = prod(act, mag)
+	}
 
 	score := func(zm, am mat.Matrix) ([]float64, error) {
 		r, err := spectral.Score(zm, am, spectral.Options{Seed: uint64(seed)})
@@ -87,17 +112,23 @@ func derivedScores(out map[string][]float64, m *onnxio.Model, g *rewrite.Group, 
 		}
 		return r.Scores, nil
 	}
-	if out["spectral-std"], err = score(standardise(z), standardise(a)); err != nil {
-		return fmt.Errorf("spectral-std: %w", err)
+	if need("spectral-std") {
+		if out["spectral-std"], err = score(standardise(z), standardise(a)); err != nil {
+			return fmt.Errorf("spectral-std: %w", err)
+		}
 	}
-	if out["spectral-out"], err = score(scaleCols(z, outn), scaleCols(a, outn)); err != nil {
-		return fmt.Errorf("spectral-out: %w", err)
+	if need("spectral-out") {
+		if out["spectral-out"], err = score(scaleCols(z, outn), scaleCols(a, outn)); err != nil {
+			return fmt.Errorf("spectral-out: %w", err)
+		}
 	}
 	// The kNN graph of Z depends only on distances between its columns:
 	// Z with every row repeated d times and scaled by 1/sqrt(d) has the
 	// same graph and the rows of the sketch.
-	if out["spectral-contrib"], err = score(repeatRows(z, sketchDim), contributions(a, w, sketchDim, seed)); err != nil {
-		return fmt.Errorf("spectral-contrib: %w", err)
+	if need("spectral-contrib") {
+		if out["spectral-contrib"], err = score(repeatRows(z, sketchDim), contributions(a, w, sketchDim, seed)); err != nil {
+			return fmt.Errorf("spectral-contrib: %w", err)
+		}
 	}
 	centred := mat.NewDense(rows, n, nil)
 	for i := 0; i < rows; i++ {
@@ -105,12 +136,59 @@ func derivedScores(out map[string][]float64, m *onnxio.Model, g *rewrite.Group, 
 			centred.Set(i, p, a.At(i, p)-mean[p])
 		}
 	}
-	if out["nbr-recon"], err = neighbourResidual(centred, a, outn); err != nil {
-		return fmt.Errorf("nbr-recon: %w", err)
+	if need("nbr-recon") {
+		if out["nbr-recon"], err = neighbourResidual(centred, a, outn); err != nil {
+			return fmt.Errorf("nbr-recon: %w", err)
+		}
 	}
-	if out["obs"], out["loo-var"], err = leaveOneOut(centred, outn); err != nil {
-		return fmt.Errorf("obs: %w", err)
+	if need("obs") || need("loo-var") {
+		if out["obs"], out["loo-var"], err = leaveOneOut(centred, outn); err != nil {
+			return fmt.Errorf("obs: %w", err)
+		}
 	}
+	if want != "" {
+		return nil
+	}
+	return graphStats(out, z, a)
+}
+
+// graphStats adds the column norms, the degrees of p in the spectral
+// score's two graphs and how much its neighbourhood changes between them.
+func graphStats(out map[string][]float64, z, a *capture.Matrix) error {
+	gx, _, err := spectral.KNNGraph(z, spectral.Options{})
+	if err != nil {
+		return err
+	}
+	gy, _, err := spectral.KNNGraph(a, spectral.Options{})
+	if err != nil {
+		return err
+	}
+	rows, n := a.Dims()
+	zn, an := make([]float64, n), make([]float64, n)
+	dx, dy, ch := make([]float64, n), make([]float64, n), make([]float64, n)
+	for p := 0; p < n; p++ {
+		for i := 0; i < rows; i++ {
+			zn[p] += z.At(i, p) * z.At(i, p)
+			an[p] += a.At(i, p) * a.At(i, p)
+		}
+		zn[p], an[p] = math.Sqrt(zn[p]), math.Sqrt(an[p])
+		nx, ny := gx.Ind[gx.Ptr[p]:gx.Ptr[p+1]], gy.Ind[gy.Ptr[p]:gy.Ptr[p+1]]
+		dx[p], dy[p] = float64(len(nx)), float64(len(ny))
+		in := map[int]bool{}
+		for _, q := range nx {
+			in[q] = true
+		}
+		both := 0
+		for _, q := range ny {
+			if in[q] {
+				both++
+			}
+		}
+		if union := len(nx) + len(ny) - both; union > 0 {
+			ch[p] = 1 - float64(both)/float64(union)
+		}
+	}
+	out["znorm"], out["anorm"], out["degx"], out["degy"], out["nbr-change"] = zn, an, dx, dy, ch
 	return nil
 }
 

@@ -73,8 +73,8 @@ type Bottom struct {
 var criteria = []string{"spectral", "magnitude", "magnitude-l1", "activation", "taylor", "random"}
 
 // bottomScores are the scores whose lowest-scored fractions are removed.
-var bottomScores = []string{"spectral", "magnitude", "activation", "taylor", "flap", "spectral*flap",
-	"spectral-std", "spectral-out", "spectral-contrib", "nbr-recon", "obs"}
+var bottomScores = []string{"spectral", "spectral-live", "magnitude", "activation", "taylor", "flap", "wanda-out",
+	"spectral*flap", "spectral-std", "spectral-out", "spectral-contrib", "nbr-recon", "obs"}
 
 // randomDraws is how many random removals stand for "random" in Bottom.
 const randomDraws = 3
@@ -183,6 +183,9 @@ func splitSet(s *dataset.Set, n int, seed int64) (*dataset.Set, *dataset.Set, er
 // allScores computes every score of every group on the scoring rows.
 func allScores(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, rt runtime.Config) (map[string]map[string][]float64, error) {
 	out := map[string]map[string][]float64{}
+	if len(groups) == 0 {
+		return out, nil
+	}
 	for _, g := range groups {
 		out[g.Name] = map[string][]float64{}
 	}
@@ -213,7 +216,7 @@ func allScores(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, ca
 		return nil, err
 	}
 	for k, g := range groups {
-		if err := derivedScores(out[g.Name], m, g, res.Data[2*k], res.Data[2*k+1], cfg.Seed); err != nil {
+		if err := derivedScores(out[g.Name], m, g, res.Data[2*k], res.Data[2*k+1], cfg.Seed, ""); err != nil {
 			return nil, fmt.Errorf("%s: %w", g.Name, err)
 		}
 	}
