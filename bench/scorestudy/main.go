@@ -72,11 +72,19 @@ func run(args []string) error {
 	threads := fs.Int("threads", 1, "ORT intra-op threads")
 	root := fs.String("root", ".", "repository root (where testdata/ is)")
 	out := fs.String("out", "", "directory for study.json and tables.md (required)")
+	render := fs.String("render", "", "only write tables.md to --out from this study.json")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *out == "" {
 		return fmt.Errorf("--out is required")
+	}
+	if *render != "" {
+		st, err := readStudy(*render)
+		if err != nil {
+			return err
+		}
+		return writeAtomic(filepath.Join(*out, "tables.md"), []byte(Markdown(st)))
 	}
 	cfg := Config{Fixtures: split(*fixtures), Samples: *samples, Seed: *seed, Single: *single, Sets: *sets,
 		SetFrac: *setFrac, MinWidth: *minWidth, Loop: *loop, LoopCrit: split(*loopCrit), Threads: *threads,
@@ -120,6 +128,18 @@ func (st *Study) write(dir string) error {
 		return err
 	}
 	return writeAtomic(filepath.Join(dir, "tables.md"), []byte(Markdown(st)))
+}
+
+func readStudy(path string) (*Study, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var st Study
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return &st, nil
 }
 
 func writeAtomic(path string, b []byte) error {
