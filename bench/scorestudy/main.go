@@ -88,7 +88,7 @@ func run(args []string) error {
 	}
 	cfg := Config{Fixtures: split(*fixtures), Samples: *samples, Seed: *seed, Single: *single, Sets: *sets,
 		SetFrac: *setFrac, MinWidth: *minWidth, Loop: *loop, LoopCrit: split(*loopCrit), Threads: *threads,
-		Command: "go run ./bench/scorestudy " + strings.Join(args, " "), Started: time.Now().UTC(), Root: *root, Out: *out}
+		Command: "go run ./bench/scorestudy " + strings.Join(anonymous(args), " "), Started: time.Now().UTC(), Root: *root, Out: *out}
 	for _, f := range split(*fracs) {
 		var v float64
 		if _, err := fmt.Sscan(f, &v); err != nil || v <= 0 || v >= 1 {
@@ -148,6 +148,21 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// anonymous replaces the output directory in args by DIR, so that the
+// recorded command names no directory of the machine that ran it.
+func anonymous(args []string) []string {
+	out := append([]string(nil), args...)
+	for k, a := range out {
+		switch {
+		case (a == "--out" || a == "-out") && k+1 < len(out):
+			out[k+1] = "DIR"
+		case strings.HasPrefix(a, "--out="), strings.HasPrefix(a, "-out="):
+			out[k] = a[:strings.Index(a, "=")+1] + "DIR"
+		}
+	}
+	return out
 }
 
 func split(s string) []string {

@@ -61,7 +61,7 @@ func hypothesis(b *strings.Builder, st *Study) {
 // where the dead units (constant output) rank.
 func anatomy(b *strings.Builder, st *Study) {
 	b.WriteString("### What the spectral score follows (Spearman with the spectral score, scoring rows)\n\n")
-	b.WriteString("| fixture | group | \\|\\|z\\|\\| | \\|\\|a\\|\\| | degree in G_X | degree in G_Y | neighbourhood change | dead units | their mean spectral percentile |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fixture | group | \\|\\|z\\|\\| | \\|\\|a\\|\\| | std(a) | unexplained variance | degree in G_X | degree in G_Y | neighbourhood change | dead units | their mean spectral percentile |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range st.Fixtures {
 		for _, g := range f.Groups {
 			s := g.Scores["spectral"]
@@ -70,8 +70,8 @@ func anatomy(b *strings.Builder, st *Study) {
 			if dead > 0 {
 				p = fmt.Sprintf("%.0f%%", pct)
 			}
-			fmt.Fprintf(b, "| %s | `%s` | %s | %s | %s | %s | %s | %d | %s |\n", f.Name, g.Name, rho(s, g.Scores["znorm"]), rho(s, g.Scores["anorm"]),
-				rho(s, g.Scores["degx"]), rho(s, g.Scores["degy"]), rho(s, g.Scores["nbr-change"]), dead, p)
+			fmt.Fprintf(b, "| %s | `%s` | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", f.Name, g.Name, rho(s, g.Scores["znorm"]), rho(s, g.Scores["anorm"]),
+				rho(s, g.Scores["std"]), rho(s, g.Scores["loo-var"]), rho(s, g.Scores["degx"]), rho(s, g.Scores["degy"]), rho(s, g.Scores["nbr-change"]), dead, p)
 		}
 	}
 	b.WriteString("\n")

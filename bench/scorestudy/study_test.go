@@ -115,6 +115,9 @@ func TestQuickMLP(t *testing.T) {
 	if len(st.Fixtures) != 1 || len(st.Fixtures[0].Groups) != 2 {
 		t.Fatalf("want the MLP's two hidden layers, got %+v", st.Fixtures)
 	}
+	if !strings.Contains(st.Config.Command, "--out DIR") || strings.Contains(st.Config.Command, out) {
+		t.Errorf("recorded command %q names the output directory", st.Config.Command)
+	}
 	f := st.Fixtures[0]
 	if f.Scoring != 768 || f.Validation != 256 {
 		t.Errorf("split %d / %d rows, want 768 / 256", f.Scoring, f.Validation)
