@@ -38,8 +38,7 @@ func (e *evaluator) eval(m *onnxio.Model) (loss, kl float64, err error) { return
 // afterLSQ refits pruned (pruned from orig, keeping kept) on calib and
 // returns the loss increase and KL after the refit.
 func (e *evaluator) afterLSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, cfg *Config, rt runtime.Config) (float64, float64, error) {
-	n, _ := calib.N()
-	fixed, _, err := finetune.LSQ(orig, pruned, kept, calib, finetune.LSQOptions{Samples: n, Seed: cfg.Seed, Runtime: rt})
+	fixed, _, err := finetune.LSQ(orig, pruned, kept, calib, finetune.LSQOptions{Samples: cfg.lsqSamples(calib), Seed: cfg.Seed, Runtime: rt})
 	if err != nil {
 		return 0, 0, fmt.Errorf("lsq: %w", err)
 	}
@@ -151,4 +150,13 @@ func logSoftmax(dst, x []float32) {
 	for k, v := range x {
 		dst[k] = float32(float64(v) - ls)
 	}
+}
+
+// lsqSamples is how many scoring rows the least-squares refit uses.
+func (c *Config) lsqSamples(calib *dataset.Set) int {
+	n, _ := calib.N()
+	if c.LSQSamples > 0 {
+		return min(n, c.LSQSamples)
+	}
+	return n
 }

@@ -104,7 +104,7 @@ func loopRuns(m *onnxio.Model, calib, valid *dataset.Set, task string, cfg *Conf
 			return nil, err
 		}
 		lr.Pruned = r.Value
-		_, rr, err := shrink.Recover(m, small, rep, calib, shrink.Recovery{LSQ: true, LSQOpts: finetune.LSQOptions{Samples: cfg.Samples, Seed: cfg.Seed}, Eval: valid, EvalTask: opts.Task, Runtime: rt})
+		_, rr, err := shrink.Recover(m, small, rep, calib, shrink.Recovery{LSQ: true, LSQOpts: finetune.LSQOptions{Samples: cfg.lsqSamples(calib), Seed: cfg.Seed}, Eval: valid, EvalTask: opts.Task, Runtime: rt})
 		if err != nil {
 			return nil, err
 		}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,21 +41,22 @@ func main() {
 
 // Config is one study's settings; it is recorded in the output.
 type Config struct {
-	Fixtures  []string  `json:"fixtures"`
-	Samples   int       `json:"samples"`    // scoring rows; the rest of the calibration file validates
-	Seed      int64     `json:"seed"`       // the split and every random choice
-	Single    int       `json:"single"`     // at most this many single-unit removals per group
-	Sets      int       `json:"sets"`       // random sets per group
-	SetFrac   float64   `json:"set_frac"`   // size of a random set, as a fraction of the width
-	Fractions []float64 `json:"fractions"`  // lowest-scored fractions removed
-	MinWidth  int       `json:"min_width"`  // narrower groups are left out
-	Loop      float64   `json:"loop"`       // if > 0, run the shrink loop to this target per score
-	LoopCrit  []string  `json:"loop_crit"`  // scores run in the loop
-	Threads   int       `json:"threads"`    // ORT intra-op threads
-	Command   string    `json:"command"`    // how this run was started
-	Started   time.Time `json:"started_at"` // when
-	Root      string    `json:"-"`
-	Out       string    `json:"-"`
+	Fixtures   []string  `json:"fixtures"`
+	Samples    int       `json:"samples"`     // scoring rows; the rest of the calibration file validates
+	Seed       int64     `json:"seed"`        // the split and every random choice
+	Single     int       `json:"single"`      // at most this many single-unit removals per group
+	Sets       int       `json:"sets"`        // random sets per group
+	SetFrac    float64   `json:"set_frac"`    // size of a random set, as a fraction of the width
+	Fractions  []float64 `json:"fractions"`   // lowest-scored fractions removed
+	MinWidth   int       `json:"min_width"`   // narrower groups are left out
+	LSQSamples int       `json:"lsq_samples"` // scoring rows the least-squares refit uses (0: all)
+	Loop       float64   `json:"loop"`        // if > 0, run the shrink loop to this target per score
+	LoopCrit   []string  `json:"loop_crit"`   // scores run in the loop
+	Threads    int       `json:"threads"`     // ORT intra-op threads
+	Command    string    `json:"command"`     // how this run was started
+	Started    time.Time `json:"started_at"`  // when
+	Root       string    `json:"-"`
+	Out        string    `json:"-"`
 }
 
 func run(args []string) error {
@@ -69,10 +71,11 @@ func run(args []string) error {
 	minWidth := fs.Int("min-width", 8, "leave out groups narrower than this (attention heads: too few units to rank)")
 	loop := fs.Float64("loop", 0, "if > 0, also run the whole shrink loop to this reduction with each --loop-crit score")
 	loopCrit := fs.String("loop-crit", "spectral,spectral-live,magnitude,activation,random,taylor,flap,spectral*flap,obs,nbr-recon", "scores run in the loop")
+	lsqSamples := fs.Int("lsq-samples", 0, "scoring rows the least-squares refit uses, a seeded subset (0: all; fewer make the LM's refits affordable)")
 	threads := fs.Int("threads", 1, "ORT intra-op threads")
 	root := fs.String("root", ".", "repository root (where testdata/ is)")
 	out := fs.String("out", "", "directory for study.json and tables.md (required)")
-	render := fs.String("render", "", "only write tables.md to --out from this study.json")
+	render := fs.String("render", "", "only write tables.md to --out from these study.json files (comma-separated; their fixtures are concatenated)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,14 +83,14 @@ func run(args []string) error {
 		return fmt.Errorf("--out is required")
 	}
 	if *render != "" {
-		st, err := readStudy(*render)
+		st, err := readStudies(split(*render))
 		if err != nil {
 			return err
 		}
 		return writeAtomic(filepath.Join(*out, "tables.md"), []byte(Markdown(st)))
 	}
 	cfg := Config{Fixtures: split(*fixtures), Samples: *samples, Seed: *seed, Single: *single, Sets: *sets,
-		SetFrac: *setFrac, MinWidth: *minWidth, Loop: *loop, LoopCrit: split(*loopCrit), Threads: *threads,
+		SetFrac: *setFrac, MinWidth: *minWidth, LSQSamples: *lsqSamples, Loop: *loop, LoopCrit: split(*loopCrit), Threads: *threads,
 		Command: "go run ./bench/scorestudy " + strings.Join(anonymous(args), " "), Started: time.Now().UTC(), Root: *root, Out: *out}
 	for _, f := range split(*fracs) {
 		var v float64
@@ -139,7 +142,39 @@ func readStudy(path string) (*Study, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
+	// A run stopped early holds fewer fixtures than it was asked for: the
+	// tables name those it holds.
+	st.Config.Fixtures = nil
+	for _, f := range st.Fixtures {
+		st.Config.Fixtures = append(st.Config.Fixtures, f.Name)
+	}
 	return &st, nil
+}
+
+// readStudies reads several runs' study.json files as one study: the
+// fixtures of all, the first run's settings, the others' in Merged. Runs
+// must agree on the fractions and the loop target, which the tables share.
+func readStudies(paths []string) (*Study, error) {
+	var st *Study
+	for _, p := range paths {
+		s, err := readStudy(p)
+		if err != nil {
+			return nil, err
+		}
+		if st == nil {
+			st = s
+			continue
+		}
+		if !slices.Equal(s.Config.Fractions, st.Config.Fractions) || s.Config.Loop != st.Config.Loop {
+			return nil, fmt.Errorf("%s: fractions %v and loop %v differ from the first run's %v and %v", p, s.Config.Fractions, s.Config.Loop, st.Config.Fractions, st.Config.Loop)
+		}
+		st.Merged = append(st.Merged, s.Config)
+		st.Fixtures = append(st.Fixtures, s.Fixtures...)
+	}
+	if st == nil {
+		return nil, fmt.Errorf("no study to render")
+	}
+	return st, nil
 }
 
 func writeAtomic(path string, b []byte) error {

@@ -19,7 +19,14 @@ var short = []string{"spectral", "magnitude", "activation", "taylor", "random", 
 // Markdown renders the tables of docs/RESEARCH.md from a study.
 func Markdown(st *Study) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Command: `%s`; seed %d; %d scoring rows per fixture, the rest of the calibration file validates.\n\n", st.Config.Command, st.Config.Seed, st.Config.Samples)
+	for _, c := range append([]Config{st.Config}, st.Merged...) {
+		fmt.Fprintf(&b, "- `%s` (%s): seed %d, %d scoring rows per fixture, the rest of the calibration file validates", c.Command, strings.Join(c.Fixtures, ", "), c.Seed, c.Samples)
+		if c.LSQSamples > 0 {
+			fmt.Fprintf(&b, "; the least-squares refit uses %d of the scoring rows", c.LSQSamples)
+		}
+		b.WriteString(".\n")
+	}
+	b.WriteString("\n")
 	hypothesis(&b, st)
 	anatomy(&b, st)
 	single(&b, st)

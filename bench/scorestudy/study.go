@@ -21,6 +21,7 @@ import (
 // Study is everything one run measured; the tables are computed from it.
 type Study struct {
 	Config   Config           `json:"config"`
+	Merged   []Config         `json:"merged_runs,omitempty"` // later runs rendered with this one
 	Fixtures []*FixtureResult `json:"fixtures"`
 }
 

@@ -159,3 +159,19 @@ func TestQuickMLP(t *testing.T) {
 		}
 	}
 }
+
+// docs/research/tables.md must be exactly what the committed study.json
+// renders to, so that every number in docs/RESEARCH.md traces back to it.
+func TestPublishedStudy(t *testing.T) {
+	st, err := readStudy("../../docs/research/study.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../../docs/research/tables.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Markdown(st) != string(want) {
+		t.Error("docs/research/tables.md differs from what docs/research/study.json renders to; run go run ./bench/scorestudy --render docs/research/study.json --out docs/research")
+	}
+}
