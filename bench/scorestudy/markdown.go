@@ -27,10 +27,15 @@ func Markdown(st *Study) string {
 		b.WriteString(".\n")
 	}
 	b.WriteString("\n")
+	b.WriteString("## Summaries\n\n")
+	summary(&b, st)
+	statSummary(&b, st)
+	removalSummary(&b, st)
+	loopPivot(&b, st)
+	b.WriteString("## Per group\n\n")
 	hypothesis(&b, st)
 	anatomy(&b, st)
 	single(&b, st)
-	summary(&b, st)
 	bottom(&b, st)
 	loops(&b, st)
 	return b.String()
@@ -147,78 +152,222 @@ func summary(b *strings.Builder, st *Study) {
 	b.WriteString("\n")
 }
 
+// bottomOf returns, for one group, the loss increase of removing its
+// lowest-scored frac by each score (before or after the refit) and the mean
+// over the random draws; ok is false when the group has no such removal.
+func bottomOf(g *GroupResult, frac float64, lsq bool) (vals map[string]float64, random float64, ok bool) {
+	vals = map[string]float64{}
+	var rnd []float64
+	for _, x := range g.Bottom {
+		if x.Frac != frac {
+			continue
+		}
+		v := x.DLoss
+		if lsq {
+			v = x.DLossLSQ
+		}
+		if strings.HasPrefix(x.Score, "random-") {
+			rnd = append(rnd, v)
+		} else {
+			vals[x.Score] = v
+		}
+	}
+	return vals, meanOK(rnd), len(vals) > 0
+}
+
+// standing is, per score, the mean rank among bottomScores over the groups
+// (1: least damage) and the number of groups where it beats random.
+type standing struct {
+	rank   map[string]float64
+	wins   map[string]int
+	groups int
+}
+
+func standings(st *Study, frac float64, lsq bool) standing {
+	ranks := map[string][]float64{}
+	out := standing{rank: map[string]float64{}, wins: map[string]int{}}
+	for _, f := range st.Fixtures {
+		for _, g := range f.Groups {
+			vals, rnd, ok := bottomOf(g, frac, lsq)
+			if !ok {
+				continue
+			}
+			out.groups++
+			for s, r := range rankOf(vals, bottomScores) {
+				ranks[s] = append(ranks[s], r)
+			}
+			for _, s := range bottomScores {
+				if vals[s] < rnd {
+					out.wins[s]++
+				}
+			}
+		}
+	}
+	for s, r := range ranks {
+		out.rank[s] = meanOK(r)
+	}
+	return out
+}
+
+func whenText(lsq bool) string {
+	if lsq {
+		return "after the least-squares refit"
+	}
+	return "no recovery"
+}
+
 func bottom(b *strings.Builder, st *Study) {
 	for _, frac := range st.Config.Fractions {
 		for _, lsq := range []bool{false, true} {
-			when := "no recovery"
-			if lsq {
-				when = "after the least-squares refit"
-			}
-			fmt.Fprintf(b, "### Loss increase when the lowest-scored %.0f%% of one group is removed (%s)\n\n", frac*100, when)
-			cols := append([]string(nil), bottomScores...)
+			fmt.Fprintf(b, "### Loss increase when the lowest-scored %.0f%% of one group is removed (%s)\n\n", frac*100, whenText(lsq))
 			b.WriteString("| fixture | group |")
-			for _, s := range cols {
+			for _, s := range bottomScores {
 				fmt.Fprintf(b, " %s |", s)
 			}
-			b.WriteString(" random (3 draws) |\n|---|---|" + strings.Repeat("---|", len(cols)+1) + "\n")
-			ranks := map[string][]float64{}
-			wins := map[string]int{}
-			n := 0
+			b.WriteString(" random (3 draws) |\n|---|---|" + strings.Repeat("---|", len(bottomScores)+1) + "\n")
 			for _, f := range st.Fixtures {
 				for _, g := range f.Groups {
-					vals := map[string]float64{}
-					var rnd []float64
-					for _, x := range g.Bottom {
-						if x.Frac != frac {
-							continue
-						}
-						v := x.DLoss
-						if lsq {
-							v = x.DLossLSQ
-						}
-						if strings.HasPrefix(x.Score, "random-") {
-							rnd = append(rnd, v)
-						} else {
-							vals[x.Score] = v
-						}
-					}
-					if len(vals) == 0 {
+					vals, rnd, ok := bottomOf(g, frac, lsq)
+					if !ok {
 						continue
 					}
-					n++
-					rm := meanOK(rnd)
 					fmt.Fprintf(b, "| %s | `%s` |", f.Name, g.Name)
 					best := math.Inf(1)
-					for _, s := range cols {
+					for _, s := range bottomScores {
 						best = math.Min(best, vals[s])
 					}
-					for _, s := range cols {
+					for _, s := range bottomScores {
 						cell := fmt.Sprintf("%.3g", vals[s])
 						if vals[s] == best {
 							cell = "**" + cell + "**"
 						}
 						fmt.Fprintf(b, " %s |", cell)
-						if vals[s] < rm {
-							wins[s]++
-						}
 					}
-					fmt.Fprintf(b, " %.3g |\n", rm)
-					for s, r := range rankOf(vals, cols) {
-						ranks[s] = append(ranks[s], r)
-					}
+					fmt.Fprintf(b, " %.3g |\n", rnd)
 				}
 			}
+			sd := standings(st, frac, lsq)
 			b.WriteString("| | mean rank (1 = least damage) |")
-			for _, s := range cols {
-				fmt.Fprintf(b, " %.1f |", meanOK(ranks[s]))
+			for _, s := range bottomScores {
+				fmt.Fprintf(b, " %.1f |", sd.rank[s])
 			}
 			b.WriteString(" |\n| | groups where it beats random |")
-			for _, s := range cols {
-				fmt.Fprintf(b, " %d/%d |", wins[s], n)
+			for _, s := range bottomScores {
+				fmt.Fprintf(b, " %d/%d |", sd.wins[s], sd.groups)
 			}
 			b.WriteString(" |\n\n")
 		}
 	}
+}
+
+// removalSummary puts the bottom rows of every removal table side by side.
+func removalSummary(b *strings.Builder, st *Study) {
+	b.WriteString("### Summary: removing a group's lowest-scored units at once — mean rank among the scores (1 = least damage) and groups where the score beats random\n\n| score |")
+	type setting struct {
+		frac float64
+		lsq  bool
+	}
+	var ss []setting
+	for _, frac := range st.Config.Fractions {
+		for _, lsq := range []bool{false, true} {
+			ss = append(ss, setting{frac, lsq})
+			fmt.Fprintf(b, " %.0f%%, %s |", frac*100, whenText(lsq))
+		}
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(ss)) + "\n")
+	var sds []standing
+	for _, x := range ss {
+		sds = append(sds, standings(st, x.frac, x.lsq))
+	}
+	for _, s := range bottomScores {
+		fmt.Fprintf(b, "| %s |", s)
+		for _, sd := range sds {
+			fmt.Fprintf(b, " %.1f · %d/%d |", sd.rank[s], sd.wins[s], sd.groups)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+}
+
+// statSummary condenses the per-group correlations of the spectral score
+// with unit statistics: the median over groups and the range.
+func statSummary(b *strings.Builder, st *Study) {
+	b.WriteString("### Summary: Spearman of the spectral score with unit statistics over the groups (median, and lowest to highest)\n\n| statistic | groups | median | range |\n|---|---|---|---|\n")
+	for _, c := range []struct{ label, key string }{
+		{"linear fraction, live units (ReLU and clip groups where it varies)", "linfrac"},
+		{"mean \\|a\\|", "activation"}, {"std(a)", "std"}, {"\\|\\|W_out\\|\\|", "outnorm"},
+		{"std(a)·\\|\\|W_out\\|\\|", "flap"}, {"magnitude", "magnitude"}, {"taylor", "taylor"},
+		{"degree in G_Y", "degy"}, {"neighbourhood change", "nbr-change"},
+	} {
+		var r []float64
+		for _, f := range st.Fixtures {
+			for _, g := range f.Groups {
+				x, y := g.Scores["spectral"], g.Scores[c.key]
+				if c.key == "linfrac" {
+					if !relu(g.Op) {
+						continue
+					}
+					x, y = live(g, x), live(g, y)
+				}
+				if v := spearman(x, y); !math.IsNaN(v) {
+					r = append(r, v)
+				}
+			}
+		}
+		if len(r) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s to %s |\n", c.label, len(r), fmtR(median(r)), fmtR(slices.Min(r)), fmtR(slices.Max(r)))
+	}
+	b.WriteString("\n")
+}
+
+// live keeps the entries of the units whose output varies.
+func live(g *GroupResult, v []float64) []float64 {
+	var out []float64
+	for p, sd := range g.Scores["std"] {
+		if sd > 0 {
+			out = append(out, v[p])
+		}
+	}
+	return out
+}
+
+// loopPivot shows the loop runs as one row per fixture.
+func loopPivot(b *strings.Builder, st *Study) {
+	var names []string
+	for _, f := range st.Fixtures {
+		for _, l := range f.Loop {
+			if !slices.Contains(names, l.Score) {
+				names = append(names, l.Score)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "### Summary: the whole loop to %.0f%%, metric on the validation rows before → after the least-squares refit\n\n| fixture | original |", st.Config.Loop*100)
+	for _, s := range names {
+		fmt.Fprintf(b, " %s |", s)
+	}
+	b.WriteString("\n|---|---|" + strings.Repeat("---|", len(names)) + "\n")
+	for _, f := range st.Fixtures {
+		if len(f.Loop) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "| %s (%s) | %.4f |", f.Name, f.Loop[0].Metric, f.Loop[0].Original)
+		for _, s := range names {
+			cell := "–"
+			for _, l := range f.Loop {
+				if l.Score == s && l.Error == "" {
+					cell = fmt.Sprintf("%.3f → %.3f", l.Pruned, l.LSQ)
+				}
+			}
+			fmt.Fprintf(b, " %s |", cell)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 }
 
 func loops(b *strings.Builder, st *Study) {
