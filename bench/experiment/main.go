@@ -1,7 +1,7 @@
 // Command experiment reproduces the paper's experiment shape on the fixture
 // zoo: for every fixture, target reduction, criterion and seed it shrinks the
 // model, measures the metric before and after the same recovery budget and
-// the ORT latency, runs the METHOD.md §7 ablation, times every stage, and
+// the ORT latency, runs the ablation of docs/METHOD.md §7, times every stage, and
 // writes the raw records as JSON and docs/RESULTS.md with tables and plots.
 //
 //	go run ./bench/experiment            # the full run (about two hours on 2 cores)

@@ -99,7 +99,7 @@ func Markdown(res *Results, plots []string) string {
 		fmt.Fprintf(&b, "Added later: criteria %v on %v by `%s` on %s in %.0f minutes; the later run's records replace earlier ones only for the same fixture, target, criterion and seed.\n\n", a.Criteria, a.Fixtures, strings.TrimSpace(a.Command), a.Machine.Date, a.Seconds/60)
 	}
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s, %s, ONNX Runtime %s.\n\n", res.Machine.CPU, res.Machine.Cores, res.Machine.OS, res.Machine.Go, res.Machine.ORT)
-	fmt.Fprintf(&b, "Settings: targets %v (effective parameter reduction), criteria %v, seeds %v, %d calibration samples, recovery `%s`, ORT threads %d (0: ORT default). Pruning follows METHOD.md §5 with its defaults (10%% of a group per round, minimum width max(4, 5%%), per-group ranking, k = 10, s = 2) and exact per-unit widths (`--round-to 1`, not the command line's default `auto`: Conv channel counts off ONNX Runtime's kernel block are why some CNN latencies below exceed 1x).\n\n", c.Targets, c.Criteria, c.Seeds, c.Samples, c.Recovery, c.Threads)
+	fmt.Fprintf(&b, "Settings: targets %v (effective parameter reduction), criteria %v, seeds %v, %d calibration samples, recovery `%s`, ORT threads %d (0: ORT default). Pruning follows docs/METHOD.md §5 with its defaults (10%% of a group per round, minimum width max(4, 5%%), per-group ranking, k = 10, s = 2) and exact per-unit widths (`--round-to 1`, not the command line's default `auto`: Conv channel counts off ONNX Runtime's kernel block are why some CNN latencies below exceed 1x).\n\n", c.Targets, c.Criteria, c.Seeds, c.Samples, c.Recovery, c.Threads)
 	if c.Quick {
 		fmt.Fprintf(&b, "**This is a --quick run**: one fixture, one target, one seed, few samples. It checks that the experiment runs; its numbers are not the study.\n\n")
 	}
@@ -167,7 +167,7 @@ func Markdown(res *Results, plots []string) string {
 		fmt.Fprintf(&b, "\n")
 	}
 	if len(res.Ablations) > 0 {
-		fmt.Fprintf(&b, "## Ablation (METHOD.md §7)\n\nOne group per fixture, %.0f%% of its units removed, no recovery; spectral scores.\n\n", c.Ablation*100)
+		fmt.Fprintf(&b, "## Ablation (docs/METHOD.md §7)\n\nOne group per fixture, %.0f%% of its units removed, no recovery; spectral scores.\n\n", c.Ablation*100)
 		fmt.Fprintf(&b, "| fixture group | metric | original | lowest-scored removed | highest-scored removed | random removed (%d trials) |\n|---|---|---|---|---|---|\n", c.Trials)
 		for k, a := range res.Ablations {
 			fmt.Fprintf(&b, "| %s `%s` | %s | %.4f | %.4f | %.4f | %.4f ± %.4f |\n", res.Originals[min(k, len(res.Originals)-1)].Fixture, a.Group, a.Original.Metric, a.Original.Value, a.Lowest.Value, a.Highest.Value, a.RandMean, a.RandStd)
