@@ -13,6 +13,9 @@ OUT/results.json, so an interrupted run resumes):
   tp       Torch-Pruning for every model, target and variant, with the pruning
            ratio searched so that the exported file reaches the same parameter
            reduction; then the same one-epoch fine-tune as onnx-cria's
+  frozen   every pruned cnn and vgg file (onnx-cria's after lsq) fine-tuned by
+           onnx-cria with BatchNorm frozen (--bn frozen)
+  crossft  onnx-cria's cnn and mlp files after lsq fine-tuned by the PyTorch loop
   latency  ORT latency of every ONNX file by one Go code path (./latency)
   report   OUT/results.md: the tables of README.md
 
@@ -51,7 +54,7 @@ TARGETS = [0.3, 0.5, 0.7]
 FT = dict(epochs=1, lr=1e-4, batch=64, n=10000)  # onnx-cria's fine-tuning defaults, 10k images
 
 # onnx-cria variants: name -> extra shrink flags. round-to only changes Conv
-# channel steps, so the MLP runs the auto variants only.
+# channel steps, so the MLP skips an r1 variant whose auto twin is there.
 CRIA_VARIANTS = {
     "spectral": [],
     "spectral r1": ["--round-to", "1"],
@@ -59,6 +62,8 @@ CRIA_VARIANTS = {
     "magnitude r1": ["--criterion", "magnitude", "--round-to", "1"],
     "taylor": ["--criterion", "taylor"],
     "taylor r1": ["--criterion", "taylor", "--round-to", "1"],
+    "spectral global r1": ["--ranking", "global", "--round-to", "1"],
+    "magnitude global r1": ["--criterion", "magnitude", "--ranking", "global", "--round-to", "1"],
 }
 
 # Torch-Pruning variants: name -> (importance, global_pruning, iterative_steps, round_to).
@@ -243,7 +248,7 @@ def run_cria(out, cria, res, train_npz):
     for name in ("cnn", "vgg", "mlp"):
         for target in TARGETS:
             for variant, flags in CRIA_VARIANTS.items():
-                if name == "mlp" and "r1" in variant:
+                if name == "mlp" and variant.endswith(" r1") and variant[:-3] in CRIA_VARIANTS:
                     continue
                 key = "cria|%s|%g|%s" % (name, target, variant)
                 if key in res["runs"]:
@@ -311,29 +316,65 @@ def tp_search(tp, model, spec, target, p0, cx, cy, iters=8):
     return best
 
 
-def finetune_torch(model, x, y, seed=0):
+def finetune_loop(forward, params, x, y, seed=0):
     """onnx-cria's fine-tuning defaults in PyTorch: Adam, lr 1e-4 with a cosine decay to 0
-    over the run, batch 64 (last batch partial), BatchNorm in train mode, every parameter
-    trained, one epoch, seeded shuffle."""
-    model = copy.deepcopy(model)
-    opt = torch.optim.Adam(model.parameters(), lr=FT["lr"])
+    over the run, batch 64 (last batch partial), one epoch, seeded shuffle. The caller
+    puts BatchNorm in train mode (batch statistics), as onnx-cria's default does."""
+    opt = torch.optim.Adam(params, lr=FT["lr"])
     total = math.ceil(len(x) / FT["batch"]) * FT["epochs"]
     gen = torch.Generator().manual_seed(seed)
     k = 0
     t0 = time.time()
     for _ in range(FT["epochs"]):
-        model.train()
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), FT["batch"]):
             for g in opt.param_groups:
                 g["lr"] = FT["lr"] * 0.5 * (1 + math.cos(math.pi * k / total))
             idx = perm[i:i + FT["batch"]]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss = F.cross_entropy(forward(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             k += 1
-    return model.eval(), time.time() - t0
+    return time.time() - t0
+
+
+def finetune_torch(model, x, y):
+    """A copy of model fine-tuned with every parameter trained."""
+    model = copy.deepcopy(model).train()
+    secs = finetune_loop(model, list(model.parameters()), x, y)
+    return model.eval(), secs
+
+
+def finetune_onnx_in_torch(path, out_path, x, y):
+    """Fine-tune an ONNX file in PyTorch (bench/torchstep's op-by-op runner: the tensors
+    onnx-cria trains, BatchNorm with batch statistics) and write the result as ONNX."""
+    sys.path.insert(0, os.path.join(ROOT, "bench", "torchstep"))
+    import torchstep
+    g = torchstep.Graph(path, bn_train=True)
+    secs = finetune_loop(g.forward, list(g.params.values()), x, y)
+    for t in g.m.graph.initializer:
+        v = g.params.get(t.name, g.inits[t.name])
+        t.CopyFrom(numpy_helper.from_array(v.detach().numpy(), t.name))
+    onnx.save(g.m, out_path + ".tmp")
+    os.replace(out_path + ".tmp", out_path)
+    return secs
+
+
+def run_crossft(out, cria, res, train_npz):
+    """onnx-cria's lsq outputs fine-tuned by the PyTorch loop that fine-tunes
+    Torch-Pruning's models: separates the pruning from the trainer. The cnn and the
+    mlp only (the op-by-op runner is slow on the vgg)."""
+    tx, ty = (torch.from_numpy(a) for a in load_npz(train_npz))
+    for key, rec in res["runs"].items():
+        if rec["tool"] != "onnx-cria" or rec["model"] == "vgg" or "ft_torch" in rec:
+            continue
+        dst = rec["onnx"][:-len(".onnx")] + "-torchft.onnx"
+        rec["ft_torch_seconds"] = round(finetune_onnx_in_torch(rec["onnx"], dst, tx, ty), 2)
+        rec["ft_torch"] = cria.eval(dst)
+        save(out, res)
+        print(key, "lsq", rec["lsq"]["accuracy"], "onnx-cria ft", rec["ft"]["accuracy"],
+              "torch ft", rec["ft_torch"]["accuracy"], flush=True)
 
 
 def tp_one(tp, cria, name, model, target, variant, out, cx, cy, tx, ty, p0):
@@ -380,6 +421,23 @@ def run_tp(out, cria, res, models, train_npz):
                       "%.1fs" % rec["prune_seconds"], flush=True)
 
 
+def run_frozen(out, cria, res, train_npz):
+    """Both sides' pruned files (onnx-cria's after lsq) fine-tuned by onnx-cria with
+    BatchNorm frozen (--bn frozen), the same trainer and settings otherwise. Only the
+    models with BatchNorm: for the MLP it is the fine-tune above."""
+    for key, rec in res["runs"].items():
+        if rec["model"] == "mlp" or "ft_frozen" in rec:
+            continue
+        dst = rec["onnx"][:-len(".onnx")] + "-ftfrozen.onnx"
+        t0 = time.time()
+        cria.run("finetune", rec["onnx"], dst, "--data", train_npz, "--epochs", str(FT["epochs"]), "--bn", "frozen",
+                 "--quiet", "--threads", cria.threads)
+        rec["ft_frozen_seconds"] = round(time.time() - t0, 2)
+        rec["ft_frozen"] = cria.eval(dst)
+        save(out, res)
+        print(key, "fine-tuned, BatchNorm frozen", rec["ft_frozen"]["accuracy"], flush=True)
+
+
 # ---------------------------------------------------------------- latency and report
 
 def run_latency(out, res, threads, passes):
@@ -409,7 +467,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "torchpruning"))
     ap.add_argument("--threads", type=int, default=1, help="ORT and torch threads")
     ap.add_argument("--passes", type=int, default=3, help="latency passes")
-    ap.add_argument("stages", nargs="*", default=["prepare", "cria", "tp", "latency", "report"])
+    ap.add_argument("stages", nargs="*", default=["prepare", "cria", "tp", "frozen", "crossft", "latency", "report"])
     a = ap.parse_args()
     common.reexec_with_malloc_tunables()
     torch.set_num_threads(a.threads)
@@ -425,6 +483,10 @@ def main():
         run_cria(a.out, cria, res, train_npz)
     if "tp" in a.stages:
         run_tp(a.out, cria, res, models, train_npz)
+    if "frozen" in a.stages:
+        run_frozen(a.out, cria, res, train_npz)
+    if "crossft" in a.stages:
+        run_crossft(a.out, cria, res, train_npz)
     if "latency" in a.stages:
         run_latency(a.out, res, a.threads, a.passes)
     if "report" in a.stages:

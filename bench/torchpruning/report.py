@@ -11,6 +11,22 @@ MODELS = ("cnn", "vgg", "mlp")
 TARGETS = (0.3, 0.5, 0.7)
 
 
+def onnx_widths(path):
+    """Output width of every Conv and Gemm of an ONNX file, in graph order: one format
+    for both tools (onnx-cria's groups couple several layers)."""
+    import onnx
+    m = onnx.load(path)
+    dims = {t.name: list(t.dims) for t in m.graph.initializer}
+    out = []
+    for n in m.graph.node:
+        if n.op_type == "Conv":
+            out.append(dims[n.input[1]][0])
+        elif n.op_type == "Gemm":
+            trans = any(a.name == "transB" and a.i for a in n.attribute)
+            out.append(dims[n.input[1]][0 if trans else 1])
+    return " ".join(map(str, out))
+
+
 def pct(v):
     return "%.2f" % (100 * v) if v is not None else "-"
 
@@ -25,20 +41,24 @@ def runs_for(res, model, target):
     return sorted(rows, key=lambda r: (r["tool"] != "onnx-cria", r["variant"]))
 
 
+def acc(r, stage):
+    return pct(r[stage]["accuracy"]) if stage in r else "-"
+
+
 def model_table(res, model, target):
     o = res["originals"][model]
     lines = ["#### %s, target %d%%" % (model, round(target * 100)), "",
-             "| tool | variant | params | reduction | no recovery | lsq | fine-tuned | ms b1 | ms b64 | widths | prune s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|",
-             "| original | | %d | | %s | | | %s | %s | %s | |" % (o["params"], pct(o["accuracy"]), ms(o, "1"), ms(o, "64"),
-                                                              " ".join(map(str, o["widths"])))]
+             "| tool | variant | params | reduction | no recovery | lsq | fine-tuned | fine-tuned, BN frozen "
+             "| ms b1 | ms b64 | widths | prune s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|",
+             "| original | | %d | | %s | | | | %s | %s | %s | |" % (o["params"], pct(o["accuracy"]), ms(o, "1"),
+                                                                ms(o, "64"), onnx_widths(o["onnx"]))]
     for r in runs_for(res, model, target):
         red = 1 - r["params"] / o["params"]
         variant = r["variant"] + (" (refused; ran at %.3f)" % r["ran_at"] if r.get("refused") else "")
-        lsq = pct(r["lsq"]["accuracy"]) if "lsq" in r else "n/a"
-        lines.append("| %s | %s | %d | %.3f | %s | %s | %s | %s | %s | %s | %.1f |" % (
-            r["tool"], variant, r["params"], red, pct(r["none"]["accuracy"]), lsq, pct(r["ft"]["accuracy"]),
-            ms(r, "1"), ms(r, "64"), " ".join(map(str, r["widths"])), r["prune_seconds"]))
+        lines.append("| %s | %s | %d | %.3f | %s | %s | %s | %s | %s | %s | %s | %.1f |" % (
+            r["tool"], variant, r["params"], red, acc(r, "none"), acc(r, "lsq") if r["tool"] == "onnx-cria" else "n/a",
+            acc(r, "ft"), acc(r, "ft_frozen"), ms(r, "1"), ms(r, "64"), onnx_widths(r["onnx"]), r["prune_seconds"]))
     return "\n".join(lines) + "\n"
 
 
@@ -50,27 +70,61 @@ def best(rows, stage):
 
 
 def summary(res):
-    lines = ["| model | target | best onnx-cria, no recovery | best TP, no recovery | best onnx-cria, lsq | "
-             "best onnx-cria, fine-tuned | best TP, fine-tuned |",
-             "|---|---|---|---|---|---|---|"]
+    cols = (("onnx-cria", "none"), ("torch-pruning", "none"), ("onnx-cria", "lsq"), ("onnx-cria", "ft"),
+            ("torch-pruning", "ft"), ("onnx-cria", "ft_frozen"), ("torch-pruning", "ft_frozen"))
+    names = {"none": "no recovery", "lsq": "lsq", "ft": "fine-tuned", "ft_frozen": "fine-tuned, BN frozen"}
+    lines = ["| model | target | " + " | ".join("%s, %s" % ("TP" if t == "torch-pruning" else t, names[s])
+                                              for t, s in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
     for m in MODELS:
         for t in TARGETS:
             rows = runs_for(res, m, t)
-            c = [r for r in rows if r["tool"] == "onnx-cria"]
-            p = [r for r in rows if r["tool"] == "torch-pruning"]
             cells = []
-            for group, stage in ((c, "none"), (p, "none"), (c, "lsq"), (c, "ft"), (p, "ft")):
-                b = best(group, stage)
-                cells.append("%s (%s)" % (pct(b[stage]["accuracy"]), b["variant"]) if b else "-")
+            for tool, stage in cols:
+                b = best([r for r in rows if r["tool"] == tool], stage)
+                cells.append("%s (%s, %.3f)" % (pct(b[stage]["accuracy"]), b["variant"],
+                                                1 - b["params"] / res["originals"][m]["params"]) if b else "-")
             lines.append("| %s | %d%% | %s |" % (m, round(t * 100), " | ".join(cells)))
+    return "\n".join(lines) + "\n"
+
+
+def trainers(res):
+    """The same onnx-cria lsq outputs fine-tuned by onnx-cria and by the PyTorch loop."""
+    lines = ["| run | lsq | onnx-cria fine-tune | PyTorch fine-tune | onnx-cria, BN frozen |", "|---|---|---|---|---|"]
+    for key, r in res["runs"].items():
+        if "ft_torch" in r:
+            lines.append("| %s %d%% %s | %s | %s | %s | %s |" % (r["model"], round(r["target"] * 100), r["variant"],
+                                                            acc(r, "lsq"), acc(r, "ft"), acc(r, "ft_torch"),
+                                                            acc(r, "ft_frozen")))
+    return "\n".join(lines) + "\n"
+
+
+def latency(res):
+    """Latency of each side's most accurate fine-tuned file per model and target."""
+    lines = ["| model | target | original ms b1 / b64 | onnx-cria default ms b1 / b64 | fastest onnx-cria | "
+             "fastest TP |", "|---|---|---|---|---|---|"]
+    for m in MODELS:
+        o = res["originals"][m]
+        for t in TARGETS:
+            rows = [r for r in runs_for(res, m, t) if r.get("latency_ms")]
+            if not rows:
+                continue
+            d = res["runs"].get("cria|%s|%g|spectral" % (m, t))
+            cells = []
+            for tool in ("onnx-cria", "torch-pruning"):
+                f = min((r for r in rows if r["tool"] == tool), key=lambda r: r["latency_ms"]["64"])
+                cells.append("%s / %s (%s, %.3f)" % (ms(f, "1"), ms(f, "64"), f["variant"], 1 - f["params"] / o["params"]))
+            lines.append("| %s | %d%% | %s / %s | %s / %s | %s |" % (m, round(t * 100), ms(o, "1"), ms(o, "64"),
+                                                                 ms(d, "1"), ms(d, "64"), " | ".join(cells)))
     return "\n".join(lines) + "\n"
 
 
 def defaults(res):
     """onnx-cria's defaults against Torch-Pruning's README recipe (L2 group magnitude,
-    per-layer ratio, one step)."""
-    lines = ["| model | target | onnx-cria default: reduction, none / lsq / fine-tuned, ms b64 | "
-             "TP mag local s1: reduction, none / fine-tuned, ms b64 |", "|---|---|---|---|"]
+    one ratio for every layer, one step)."""
+    lines = ["| model | target | onnx-cria default: reduction | no recovery | lsq | fine-tuned | ms b64 "
+             "| TP mag local s1: reduction | no recovery | fine-tuned | ms b64 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in MODELS:
         p0 = res["originals"][m]["params"]
         for t in TARGETS:
@@ -78,16 +132,16 @@ def defaults(res):
             p = res["runs"].get("tp|%s|%g|mag local s1" % (m, t))
             if not c or not p:
                 continue
-            lines.append("| %s | %d%% | %.3f: %s / %s / %s, %s | %.3f: %s / %s, %s |" % (
-                m, round(t * 100), 1 - c["params"] / p0, pct(c["none"]["accuracy"]), pct(c["lsq"]["accuracy"]),
-                pct(c["ft"]["accuracy"]), ms(c, "64"), 1 - p["params"] / p0, pct(p["none"]["accuracy"]),
-                pct(p["ft"]["accuracy"]), ms(p, "64")))
+            lines.append("| %s | %d%% | %.3f | %s | %s | %s | %s | %.3f | %s | %s | %s |" % (
+                m, round(t * 100), 1 - c["params"] / p0, acc(c, "none"), acc(c, "lsq"), acc(c, "ft"), ms(c, "64"),
+                1 - p["params"] / p0, acc(p, "none"), acc(p, "ft"), ms(p, "64")))
     return "\n".join(lines) + "\n"
 
 
 def write(out, res):
     parts = ["## onnx-cria defaults against Torch-Pruning's README recipe\n", defaults(res),
-             "\n## Best of each side\n", summary(res), "\n## Every run\n"]
+             "\n## Best of each side\n", summary(res), "\n## Latency\n", latency(res),
+             "\n## One pruned file, two trainers\n", trainers(res), "\n## Every run\n"]
     for m in MODELS:
         for t in TARGETS:
             if runs_for(res, m, t):
