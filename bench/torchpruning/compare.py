@@ -17,7 +17,8 @@ OUT/results.json, so an interrupted run resumes):
            onnx-cria with BatchNorm frozen (--bn frozen)
   crossft  onnx-cria's cnn and mlp files after lsq fine-tuned by the PyTorch loop
   latency  ORT latency of every ONNX file by one Go code path (./latency)
-  report   OUT/results.md: the tables of README.md
+  report   OUT/results.md, and RESULTS.md and results.json (paths relative to the
+           repository) beside this script
 
 Every parameter count is `onnx-cria inspect --json` of an exported file, and
 every accuracy `onnx-cria eval` of one (or, for onnx-cria's unrecovered model,
@@ -491,7 +492,7 @@ def main():
         run_latency(a.out, res, a.threads, a.passes)
     if "report" in a.stages:
         import report
-        report.write(a.out, res)
+        report.write(a.out, res, publish=HERE, root=ROOT)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ def onnx_widths(path):
     """Output width of every Conv and Gemm of an ONNX file, in graph order: one format
     for both tools (onnx-cria's groups couple several layers)."""
     import onnx
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), path)
     m = onnx.load(path)
     dims = {t.name: list(t.dims) for t in m.graph.initializer}
     out = []
@@ -70,6 +72,8 @@ def best(rows, stage):
 
 
 def summary(res):
+    """The most accurate run of each side at each stage, among the runs whose reduction
+    is within [target - 0.01, target + 0.03] (so that an overshoot does not count)."""
     cols = (("onnx-cria", "none"), ("torch-pruning", "none"), ("onnx-cria", "lsq"), ("onnx-cria", "ft"),
             ("torch-pruning", "ft"), ("onnx-cria", "ft_frozen"), ("torch-pruning", "ft_frozen"))
     names = {"none": "no recovery", "lsq": "lsq", "ft": "fine-tuned", "ft_frozen": "fine-tuned, BN frozen"}
@@ -78,7 +82,8 @@ def summary(res):
              "|---|---|" + "---|" * len(cols)]
     for m in MODELS:
         for t in TARGETS:
-            rows = runs_for(res, m, t)
+            p0 = res["originals"][m]["params"]
+            rows = [r for r in runs_for(res, m, t) if t - 0.01 <= 1 - r["params"] / p0 <= t + 0.03]
             cells = []
             for tool, stage in cols:
                 b = best([r for r in rows if r["tool"] == tool], stage)
@@ -138,18 +143,51 @@ def defaults(res):
     return "\n".join(lines) + "\n"
 
 
-def write(out, res):
+def sanitize(res, root):
+    """A copy of res with file paths relative to the repository and no paths of
+    the machine that ran it, for committing."""
+    res = json.loads(json.dumps(res))
+
+    def rel(p):
+        return os.path.relpath(p, root).replace(os.sep, "/")
+    for rec in list(res["originals"].values()) + list(res["runs"].values()):
+        for k in ("onnx", "onnx_ft"):
+            if k in rec:
+                rec[k] = rel(rec[k])
+    res["onnx_cria"] = res["onnx_cria"].split(" (/")[0].split("(/")[0].strip()
+    res.get("torch_pruning", {}).pop("path", None)
+    return res
+
+
+def tables(res):
     parts = ["## onnx-cria defaults against Torch-Pruning's README recipe\n", defaults(res),
-             "\n## Best of each side\n", summary(res), "\n## Latency\n", latency(res),
+             "\n## Best of each side (reduction within [target - 0.01, target + 0.03])\n", summary(res), "\n## Latency\n", latency(res),
              "\n## One pruned file, two trainers\n", trainers(res), "\n## Every run\n"]
     for m in MODELS:
         for t in TARGETS:
             if runs_for(res, m, t):
                 parts.append(model_table(res, m, t))
+    return "\n".join(parts)
+
+
+def write(out, res, publish=None, root=None):
+    """OUT/results.md; with publish, also a sanitized results.json and RESULTS.md there."""
     path = os.path.join(out, "results.md")
     with open(path, "w") as f:
-        f.write("\n".join(parts))
+        f.write(tables(res))
     print("wrote", path)
+    if publish:
+        clean = sanitize(res, root)
+        with open(os.path.join(publish, "results.json"), "w") as f:
+            json.dump(clean, f, indent=1)
+            f.write("\n")
+        with open(os.path.join(publish, "RESULTS.md"), "w") as f:
+            f.write("# onnx-cria against Torch-Pruning: every number\n\n"
+                    "Written by `compare.py` (its report stage) from `results.json` beside this file; "
+                    "see README.md for the protocol. Accuracy in percent on the 2000 images of "
+                    "`testdata/data/fmnist_eval.npz`; latency in milliseconds, ONNX Runtime, one thread.\n\n")
+            f.write(tables(clean))
+        print("wrote", os.path.join(publish, "RESULTS.md"))
 
 
 if __name__ == "__main__":

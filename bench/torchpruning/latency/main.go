@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -37,13 +38,13 @@ type Record struct {
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "latency:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+func run(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
 	data := fs.String("data", "", "input rows (.npz named after the model inputs)")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads (0: its default)")
@@ -97,7 +98,7 @@ func run(args []string) error {
 			recs[i].Median[strconv.Itoa(size)] = v[len(v)/2]
 		}
 	}
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(recs)
 }
