@@ -198,8 +198,9 @@ def prepare(out, cria, res):
         ev = cria.eval(path)
         if ev["correct"] != torch_correct:
             raise SystemExit("%s: ORT %d correct, torch %d" % (name, ev["correct"], torch_correct))
-        res["originals"][name] = {"onnx": path, "params": cria.params(path), "torch_params": count_params(model),
-                                  "widths": widths(model), **ev}
+        res["originals"].setdefault(name, {}).update(  # keeps a measured latency
+            {"onnx": path, "params": cria.params(path), "torch_params": count_params(model),
+             "widths": widths(model), **ev})
         print("%s: %s, %d params" % (name, ev, res["originals"][name]["params"]), flush=True)
         models[name] = model
     return models, train_npz
