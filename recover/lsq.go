@@ -38,6 +38,10 @@ type LSQOptions struct {
 	// Progress, if set, is called with the layers refit so far out of
 	// all, at the start and after each pass.
 	Progress func(label string, done, total int)
+	// BiasOnly keeps every refit layer's weights and fits its bias alone:
+	// the layer's output mean restored, FLAP's bias compensation for the
+	// units removed (An et al., 2024). Layers without a bias keep theirs.
+	BiasOnly bool
 	// MaxMemory bounds the bytes of the tensors both models keep between
 	// passes for all calibration samples (2 GiB): with more samples than
 	// fit, a seeded subset of them is used, and Log says so.
