@@ -458,7 +458,12 @@ func (a *Analysis) makeGroups(roots map[int]bool) {
 	for _, r := range ids {
 		s := a.sp.s[r]
 		g := &Group{Name: s.origin, Kind: s.kind, Width: s.size, Blocked: s.blocked, Warnings: s.warn, root: r}
-		if g.Width <= 1 && len(g.Blocked) == 0 {
+		switch {
+		case g.Width < 1:
+			// No rule should make one; if one does, the group is named and
+			// left alone rather than handed to the loop.
+			g.Blocked = append(g.Blocked, fmt.Sprintf("its width is not known statically (%d)", g.Width))
+		case g.Width == 1 && len(g.Blocked) == 0:
 			g.Blocked = []string{"a single unit"}
 		}
 		a.rootOf[r] = g

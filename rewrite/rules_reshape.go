@@ -313,6 +313,10 @@ func (an *analyzer) reshapeAxes(x string, din []int64, out string, dout []int64,
 			an.setLayout(out, nonOneOut[0], nl)
 		case len(nonOneIn) == 1 && len(nonOneOut) > 1:
 			o := nonOneOut[0]
+			if t := an.shuffleAfter(out, nonOneOut); t != "" {
+				an.block(l, fmt.Sprintf("channel shuffle (Reshape node %s, Transpose node %s) interleaves the units of the concatenated parts; onnx-cria does not prune through it", an.cur, t))
+				continue
+			}
 			nl, err := an.sp.split(l, int(dout[o]), "heads", an.cur)
 			if err != nil {
 				an.block(l, reason+": "+err.Error())
@@ -346,6 +350,26 @@ func ruleTile(an *analyzer, n *onnxpb.NodeProto, i int) {
 	an.mapAxes(x, n.Output[0], func(ax int) (int, bool) {
 		return ax, ok && ax < len(reps) && reps[ax] == 1
 	}, fmt.Sprintf("Tile node %s repeats the unit axis", an.cur))
+}
+
+// shuffleAfter returns the label of the Transpose that swaps the first two
+// of the axes a unit axis was split into (a channel shuffle: ShuffleNet's
+// Reshape [N, g, C/g, H, W], Transpose, Reshape back), or "".
+func (an *analyzer) shuffleAfter(out string, split []int) string {
+	if len(split) < 2 {
+		return ""
+	}
+	cons := an.ix.Consumers[out]
+	if len(cons) != 1 {
+		return ""
+	}
+	t := an.ix.Node(cons[0])
+	perm := onnxio.AttrInts(t, "perm")
+	a, b := split[0], split[1]
+	if t.GetOpType() != "Transpose" || len(perm) <= b || perm[a] != int64(b) || perm[b] != int64(a) {
+		return ""
+	}
+	return onnxio.NodeLabel(t, cons[0])
 }
 
 // nonOne returns the axes whose size in d is not 1.

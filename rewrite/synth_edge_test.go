@@ -432,3 +432,48 @@ func TestEdgeFlattenIntoBatch(t *testing.T) {
 	}
 	checkModel(t, m)
 }
+
+// ShuffleNet's channel shuffle (torchvision, exported by torch 1.13): two
+// branches concatenated, Reshape [N, 2, C/2, H, W], Transpose of the two
+// split axes, Reshape back. It interleaves the branches' channels: a named
+// barrier. The next block splits the shuffled channels in halves with
+// Slices whose bounds are computed from the run-time shape, and concatenates
+// the first half with its branch: a part of unknown length, also named, and
+// no group of unknown width is made (it was -1, which made shrink panic).
+func TestEdgeChannelShuffle(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		b1 := b.op("Conv", "branch1", strs(x, b.w("branch1.w", 8, 8, 1, 1)))
+		b2 := b.op("Relu", "b2.relu", strs(b.op("Conv", "branch2", strs(x, b.w("branch2.w", 8, 8, 1, 1)))))
+		b2 = b.op("Conv", "branch2b", strs(b2, b.w("branch2b.w", 8, 8, 1, 1)))
+		cat := b.op("Concat", "cat", strs(b1, b2), aI("axis", 1))
+		sh := b.op("Reshape", "shuffle", strs(cat, b.ints("shuffle.shape", -1, 2, 8, 12, 12)))
+		sh = b.op("Transpose", "shuffle.t", strs(sh), aIs("perm", 0, 2, 1, 3, 4))
+		// x.view(batchsize, -1, height, width), the sizes read from the
+		// concatenation's shape: the channel count is known only at run time.
+		cs := b.op("Shape", "cat.shape", strs(cat))
+		dim := func(k int64) string {
+			g := b.op("Gather", fmt.Sprintf("cat.dim%d", k), strs(cs, b.i64(fmt.Sprintf("cat.i%d", k), k)), aI("axis", 0))
+			return b.op("Unsqueeze", fmt.Sprintf("cat.u%d", k), strs(g, b.ints(fmt.Sprintf("cat.ua%d", k), 0)))
+		}
+		back := b.op("Concat", "back.shape", strs(dim(0), b.ints("minus1", -1), dim(2), dim(3)), aI("axis", 0))
+		sh = b.op("Reshape", "shuffle.back", strs(sh, back))
+		// x.chunk(2, dim=1) as torch exports it: the half from the shape.
+		c := b.op("Gather", "c", strs(b.op("Shape", "shp", strs(sh)), b.ints("c.i", 1)), aI("axis", 0))
+		half := b.op("Div", "half", strs(c, b.ints("two", 2)))
+		x1 := b.op("Slice", "x1", strs(sh, b.ints("zero", 0), half, b.ints("ax1", 1)))
+		x2 := b.op("Slice", "x2", strs(sh, half, b.op("Mul", "end", strs(half, b.ints("two2", 2))), b.ints("ax2", 1)))
+		y := b.op("Relu", "y.relu", strs(b.op("Conv", "next", strs(x2, b.w("next.w", 6, 8, 1, 1)))))
+		y = b.op("Conv", "nextb", strs(y, b.w("nextb.w", 8, 6, 1, 1)))
+		return b.op("Concat", "cat2", strs(x1, y), aI("axis", 1)), 16
+	})
+	m := b.model()
+	a := analyze(t, m, want{"conv1:channels", "channels", 8}, want{"branch2:channels", "channels", 8}, want{"next:channels", "channels", 6})
+	blockedWith(t, a, "branch1", "channel shuffle (Reshape node shuffle, Transpose node shuffle.t)")
+	blockedWith(t, a, "nextb", `Concat node cat2 joins "x1", whose length along the unit axis is known only at run time`)
+	for _, g := range a.Groups {
+		if g.Width < 1 {
+			t.Errorf("group %s has width %d", g.Name, g.Width)
+		}
+	}
+	checkModel(t, m)
+}

@@ -647,7 +647,7 @@ func (c *Config) excluded(name string) bool {
 }
 
 func seq(n int) []int {
-	out := make([]int, n)
+	out := make([]int, max(n, 0))
 	for k := range out {
 		out[k] = k
 	}

@@ -44,9 +44,6 @@ var knownFailures = map[string]knownFailure{
 	"encoder_opset17/shrink":        {4, "cannot reach the target 0.3"},
 	"encoder_cloned_opset13/shrink": {8, "cannot reach the target 0.3"},
 	"encoder_cloned_opset17/shrink": {8, "cannot reach the target 0.3"},
-	// 3: channel shuffle: a group of width -1 makes shrink.seq panic.
-	"shufflenet_v2_opset13/shrink": {3, "makeslice: len out of range"},
-	"shufflenet_v2_opset17/shrink": {3, "makeslice: len out of range"},
 	// 5: com.microsoft ops have no rules.
 	"ort_attention/shrink":  {5, "nothing is prunable; units stop at ops onnx-cria has no rule for"},
 	"ort_mha/shrink":        {5, "nothing is prunable; units stop at ops onnx-cria has no rule for"},
