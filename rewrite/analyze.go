@@ -30,6 +30,7 @@ type Analysis struct {
 	params   []paramUse
 	fixes    []shapeFix
 	convs    []convFix
+	attrs    []attrFix
 	splits   []splitFix
 	checks   []layoutCheck
 	shapes   *onnxio.Shapes
@@ -134,6 +135,18 @@ type Observation struct {
 	PostB     int
 	RMS       bool   // reduce non-unit feature axes by root mean square (heads)
 	Op        string // the nonlinearity
+	// PreProject, when set, says that Z is Pre times columns of a constant
+	// weight, plus a bias: the values of a fused attention op's heads,
+	// which no tensor of the graph holds. PreAxis is then the product's
+	// last axis.
+	PreProject *Projection
+}
+
+// Projection names columns [Lo, Hi) of a constant weight [Din, Dout] and of
+// a constant bias [Dout] ("" for none).
+type Projection struct {
+	Weight, Bias string
+	Lo, Hi       int
 }
 
 type paramUse struct {
@@ -167,6 +180,16 @@ type convFix struct {
 	in    Layout // input channel layout; group = its new length / W.dims[1]
 	wIn   int
 	group bool
+}
+
+// attrFix is an integer attribute that counts units (num_heads of fused
+// attention ops): element k becomes the new length of lays[k] over div.
+type attrFix struct {
+	node int
+	attr string
+	lays []Layout
+	div  int
+	ints bool // a list attribute (qkv_hidden_sizes), else a single int
 }
 
 // splitFix is a Split whose split axis carries units: its sizes change.

@@ -19,6 +19,7 @@ type edits struct {
 	shape   map[[2]int]map[int]int64
 	shapeOf map[[2]int]string // (node, slot) -> constant read there
 	groups  map[int]int64     // Conv node -> new group count
+	attrs   map[int]map[string][]int64
 	splits  map[int][]int64   // Split node -> new sizes
 	changed map[string]bool   // tensors whose shape changes
 }
@@ -31,6 +32,7 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		shape:   map[[2]int]map[int]int64{},
 		shapeOf: map[[2]int]string{},
 		groups:  map[int]int64{},
+		attrs:   map[int]map[string][]int64{},
 		splits:  map[int][]int64{},
 		changed: map[string]bool{},
 	}
@@ -41,7 +43,7 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 	if len(e.removed) == 0 {
 		return e, nil
 	}
-	for _, step := range []func(*edits) error{a.planSlices, a.planShapes, a.planConvGroups, a.planSplits} {
+	for _, step := range []func(*edits) error{a.planSlices, a.planShapes, a.planConvGroups, a.planAttrs, a.planSplits} {
 		if err := step(e); err != nil {
 			return nil, err
 		}
@@ -229,6 +231,36 @@ func (a *Analysis) planConvGroups(e *edits) error {
 			return err
 		}
 		e.groups[c.node] = int64(n / c.wIn)
+	}
+	return nil
+}
+
+// planAttrs works out the new values of attributes that count units.
+func (a *Analysis) planAttrs(e *edits) error {
+	for _, f := range a.attrs {
+		hit := false
+		for _, l := range f.lays {
+			h, err := a.touched(e, l)
+			if err != nil {
+				return err
+			}
+			hit = hit || h
+		}
+		if !hit {
+			continue
+		}
+		vals := make([]int64, len(f.lays))
+		for k, l := range f.lays {
+			n, err := a.sp.newLength(l, e.removed)
+			if err != nil {
+				return err
+			}
+			vals[k] = int64(n / f.div)
+		}
+		if e.attrs[f.node] == nil {
+			e.attrs[f.node] = map[string][]int64{}
+		}
+		e.attrs[f.node][f.attr] = vals
 	}
 	return nil
 }
@@ -539,6 +571,16 @@ func (w *applier) rewriteShapes() error {
 func (w *applier) setGroups() error {
 	for node, groups := range w.e.groups {
 		onnxio.SetAttrInt(w.g.Node[node], "group", groups)
+	}
+	for _, f := range w.attrs {
+		vals, ok := w.e.attrs[f.node][f.attr]
+		switch {
+		case !ok:
+		case f.ints:
+			onnxio.SetAttrInts(w.g.Node[f.node], f.attr, vals)
+		default:
+			onnxio.SetAttrInt(w.g.Node[f.node], f.attr, vals[0])
+		}
 	}
 	return nil
 }

@@ -242,6 +242,9 @@ func mergeKind(a, b string) string {
 	if a == b {
 		return a
 	}
+	if (a == "heads" && b == "kv-groups") || (a == "kv-groups" && b == "heads") {
+		return "kv-groups" // query heads grouped by their KV head
+	}
 	return "mixed"
 }
 

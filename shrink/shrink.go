@@ -743,8 +743,12 @@ func captureStates(m *onnxio.Model, groups []*rewrite.Group, calib *dataset.Set,
 	var points []capture.Point
 	for _, g := range groups {
 		o := g.Observe
+		var proj *capture.Projection
+		if p := o.PreProject; p != nil {
+			proj = &capture.Projection{Weight: p.Weight, Bias: p.Bias, Lo: p.Lo, Hi: p.Hi}
+		}
 		points = append(points,
-			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
+			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS, Project: proj},
 			capture.Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
 	}
 	return capture.Run(m, points, calib, capture.Options{Batch: cfg.Batch, Runtime: cfg.Runtime, Buffers: &cfg.buffers,

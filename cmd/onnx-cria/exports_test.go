@@ -44,11 +44,6 @@ var knownFailures = map[string]knownFailure{
 	"encoder_opset17/shrink":        {4, "cannot reach the target 0.3"},
 	"encoder_cloned_opset13/shrink": {8, "cannot reach the target 0.3"},
 	"encoder_cloned_opset17/shrink": {8, "cannot reach the target 0.3"},
-	// 5: com.microsoft ops have no rules.
-	"ort_attention/shrink":  {5, "nothing is prunable; units stop at ops onnx-cria has no rule for"},
-	"ort_mha/shrink":        {5, "nothing is prunable; units stop at ops onnx-cria has no rule for"},
-	"ort_gqa/shrink":        {5, "nothing is prunable; units stop at ops onnx-cria has no rule for"},
-	"ort_fused_acts/shrink": {5, "nothing is prunable; units stop at ops onnx-cria has no rule for"},
 	// 6: layers whose weights are quantized create no units at all.
 	"qdq_mlp/shrink":         {6, "nothing is prunable"},
 	"qdq_cnn/shrink":         {6, "nothing is prunable"},
