@@ -20,8 +20,8 @@ type edits struct {
 	shapeOf map[[2]int]string // (node, slot) -> constant read there
 	groups  map[int]int64     // Conv node -> new group count
 	attrs   map[int]map[string][]int64
-	splits  map[int][]int64   // Split node -> new sizes
-	changed map[string]bool   // tensors whose shape changes
+	splits  map[int][]int64 // Split node -> new sizes
+	changed map[string]bool // tensors whose shape changes
 }
 
 // plan validates p and works out the edits.

@@ -942,9 +942,9 @@ func TestSynthBarrierNoRule(t *testing.T) {
 		switch op {
 		case "Einsum":
 			h = b.op("Einsum", "mix", strs(h, b.w("mix.w", 12, 12)), aS("equation", "bi,ij->bj"))
-		case "com.microsoft::Gelu":
+		case "com.microsoft::FusedMatMul":
 			b.use("com.microsoft", 1)
-			h = b.op(op, "mix", strs(h))
+			h = b.op(op, "mix", strs(h, b.w("mix.w", 12, 12)), aF("alpha", 1))
 		default:
 			b.use("org.example", 1)
 			h = b.op(op, "mix", strs(h))
@@ -958,7 +958,7 @@ func TestSynthBarrierNoRule(t *testing.T) {
 		b.out(y)
 		return b
 	}
-	for _, op := range []string{"Einsum", "com.microsoft::Gelu", "org.example::Mystery"} {
+	for _, op := range []string{"Einsum", "com.microsoft::FusedMatMul", "org.example::Mystery"} {
 		for _, declared := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/value_info=%v", op, declared), func(t *testing.T) {
 				b := build(t, op, declared)
