@@ -103,3 +103,31 @@ func mulDims(a, b int64) int64 {
 	}
 	return a * b
 }
+
+func init() {
+	shapeRules.Add("", 10, (*inferer).inferQuantize, "QuantizeLinear")
+	shapeRules.Add("", 10, (*inferer).inferDequantize, "DequantizeLinear")
+}
+
+// inferQuantize: x's shape, in the zero point's type (output_dtype from
+// opset 21; uint8 without either).
+func (s *inferer) inferQuantize(n *onnxpb.NodeProto, i int) {
+	dt := s.dt(n, 2)
+	if odt := DataType(AttrInt(n, "output_dtype", 0)); odt != Undefined {
+		dt = odt
+	}
+	if dt == Undefined {
+		dt = Uint8
+	}
+	s.set(n, 0, s.inDims(n, 0), dt)
+}
+
+// inferDequantize: x's shape, in the scale's type (output_dtype from
+// opset 23).
+func (s *inferer) inferDequantize(n *onnxpb.NodeProto, i int) {
+	dt := s.dt(n, 1)
+	if odt := DataType(AttrInt(n, "output_dtype", 0)); odt != Undefined {
+		dt = odt
+	}
+	s.set(n, 0, s.inDims(n, 0), dt)
+}

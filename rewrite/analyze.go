@@ -378,6 +378,10 @@ func (an *analyzer) param(i, slot, axis int, l Layout, role string) {
 	n := an.ix.Node(i)
 	name, t := an.constOf(n.Input[slot])
 	if t == nil {
+		if d, ok := an.dequantized(n.Input[slot]); ok {
+			an.paramDQ(d, axis, l, role)
+			return
+		}
 		an.block(l, fmt.Sprintf("input %q of node %s is not a constant", n.Input[slot], an.cur))
 		return
 	}

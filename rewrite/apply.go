@@ -386,16 +386,21 @@ func (a *Analysis) ParamsAfter(p Plan) (int64, error) {
 		return 0, err
 	}
 	total, _ := a.Model.ParamCount()
+	q := onnxio.QuantizedWeights(a.Model)
 	for name, vs := range e.slices {
 		_, t := a.constOf(name)
-		if !onnxio.DataType(t.GetDataType()).IsFloat() {
+		w, ok := q[t] // weights per element of quantized codes
+		if !ok && !onnxio.DataType(t.GetDataType()).IsFloat() {
 			continue
 		}
+		if !ok {
+			w = 1
+		}
 		for _, v := range vs {
-			total += onnxio.NumElements(v.dims(t))
+			total += int64(float64(onnxio.NumElements(v.dims(t))) * w)
 		}
 		if e.inPlace[name] {
-			total -= onnxio.NumElements(t.GetDims())
+			total -= int64(float64(onnxio.NumElements(t.GetDims())) * w)
 		}
 	}
 	return total, nil

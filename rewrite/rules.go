@@ -88,7 +88,7 @@ func (an *analyzer) elementwise(n *onnxpb.NodeProto, i int, inputs, outs []int) 
 			if d[ax] == 1 {
 				continue
 			}
-			if name, _ := an.constOf(t); name != "" {
+			if an.weight(t) != nil {
 				consts = append(consts, [2]int{s, ax})
 			} else if si, cax, ok := an.slicedConst(t, ax); ok {
 				views = append(views, view{t, ax, si, cax})

@@ -8,9 +8,10 @@
 //
 // A target is a reduction 1 - after/before of what Config.Kind counts:
 // parameters (TargetParams, the default; every element of a floating-point
-// initializer or Constant tensor, as onnxio.Model.ParamCount counts them),
-// FLOPs (TargetFLOPs; two per multiply-add of Conv, ConvTranspose, Gemm and
-// MatMul for one sample, as onnxio.FLOPs counts them), or ONNX Runtime
+// initializer or Constant tensor, and every weight of a quantized one, as
+// onnxio.Model.ParamCount counts them), FLOPs (TargetFLOPs; two per
+// multiply-add of Conv, ConvTranspose, Gemm, MatMul and MatMulNBits for one
+// sample, as onnxio.FLOPs counts them), or ONNX Runtime
 // latency at Config.LatencyBatch (TargetLatency), measured on this machine
 // against the input, the two timed in turns so that a change of load slows
 // both alike; every timing is recorded in the report.

@@ -141,6 +141,7 @@ type UnreachableError struct {
 	Nothing         bool               // no eligible group at all
 	Blocking        []rewrite.OpReport // ops without a rule that carried units
 	Excluded        int                // prunable groups left out by the settings
+	AtMinimum       int                // prunable groups already at their minimum width
 	Upfront         bool               // known before any capture
 }
 
@@ -379,7 +380,11 @@ func (r *run) reachable() error {
 	if !any {
 		e := &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Nothing: true, Blocking: r.orig.Skipped, Upfront: true}
 		for _, g := range r.orig.Groups {
-			if g.Prunable() {
+			switch {
+			case !g.Prunable():
+			case r.cfg.eligible(g):
+				e.AtMinimum++
+			default:
 				e.Excluded++
 			}
 		}
@@ -613,6 +618,11 @@ func (c *Config) progress(label string) func(done, total int) {
 // minWidth is the narrowest a group of this kind and original width may get.
 func (c *Config) minWidth(kind string, orig int) int {
 	w := max(c.MinWidth, int(math.Ceil(c.MinFrac*float64(orig))))
+	if kind == "blocks" {
+		// A unit is a whole quantization block of neurons (MatMulNBits):
+		// the minimum width in blocks would keep several blocks' worth.
+		return max(1, int(math.Ceil(c.MinFrac*float64(orig))))
+	}
 	if kind == "heads" || kind == "kv-groups" {
 		// One head left makes its axes look like broadcasts to the next
 		// analysis; keep two.

@@ -44,10 +44,6 @@ var knownFailures = map[string]knownFailure{
 	"encoder_opset17/shrink":        {4, "cannot reach the target 0.3"},
 	"encoder_cloned_opset13/shrink": {8, "cannot reach the target 0.3"},
 	"encoder_cloned_opset17/shrink": {8, "cannot reach the target 0.3"},
-	// 6: layers whose weights are quantized create no units at all.
-	"qdq_mlp/shrink":         {6, "nothing is prunable"},
-	"qdq_cnn/shrink":         {6, "nothing is prunable"},
-	"matmulnbits_mlp/shrink": {6, "nothing is prunable"},
 }
 
 // TestExports runs the export zoo (testdata/exports/generate.py: structure-

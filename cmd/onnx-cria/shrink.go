@@ -251,6 +251,9 @@ func shrinkError(err error, in string) error {
 		if ue.Excluded > 0 {
 			fmt.Fprintf(&b, "; %d prunable groups were left out by --exclude or have no nonlinearity to observe (--all-groups with a criterion that needs no hidden states)", ue.Excluded)
 		}
+		if ue.AtMinimum > 0 {
+			fmt.Fprintf(&b, "; %d prunable groups are already at their minimum width (--min-width, --min-width-frac)", ue.AtMinimum)
+		}
 		if len(ue.Blocking) > 0 {
 			var ops []string
 			for _, o := range ue.Blocking {
