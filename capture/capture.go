@@ -163,6 +163,9 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	}
 	bufs := make([]ort.Tensor, len(outs))
 	start := time.Now()
+	if opts.Progress != nil {
+		opts.Progress(0, b.N) // the stage starts now, not at its first batch's end
+	}
 	for batch := range b.Batches(opts.Batch) {
 		in, err := ort.Feed(b, batch)
 		if err != nil {

@@ -46,6 +46,11 @@ type Config struct {
 	// LatencyBudget about how long each timing runs (0.5 s).
 	LatencyBatch  int
 	LatencyBudget time.Duration
+	// LatencyLimit bounds the report's latency measurement (Latency) in
+	// wall time, 15 s: a model too slow to time at batch 64 within it is
+	// timed at the largest smaller batch that fits (see
+	// MeasureLatenciesWithin).
+	LatencyLimit time.Duration
 	// Recover, if set, runs after the last round (least-squares refit
 	// and/or fine-tuning); its time and results are part of the report.
 	Recover *recover.Options
@@ -94,6 +99,9 @@ func (c *Config) defaults() error {
 	}
 	if c.LatencyBudget <= 0 {
 		c.LatencyBudget = 500 * time.Millisecond
+	}
+	if c.LatencyLimit <= 0 {
+		c.LatencyLimit = 15 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
@@ -583,10 +591,13 @@ func (r *run) latency() error {
 		return nil
 	}
 	defer r.stage("latency", time.Now())
-	r.cfg.Log("measuring ORT latency at batch 1 and 64")
-	lat, err := MeasureLatencies([]*onnxio.Model{r.in, r.cur}, r.calib, []int{1, 64}, 2*time.Second, r.cfg.Runtime)
+	r.cfg.Log("measuring ORT latency at batch 1 and 64 (at most %s)", r.cfg.LatencyLimit)
+	lat, err := MeasureLatenciesWithin([]*onnxio.Model{r.in, r.cur}, r.calib, []int{1, 64}, 2*time.Second, r.cfg.LatencyLimit, r.cfg.Runtime)
 	if err != nil {
 		return err
+	}
+	if n := len(lat[0]); n > 0 && lat[0][n-1].Batch < 64 && lat[0][n-1].Batch > 1 {
+		r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("ORT latency timed at batch %d instead of 64: one run of both models at batch 64 would not fit the %s latency limit", lat[0][n-1].Batch, r.cfg.LatencyLimit))
 	}
 	r.rep.LatencyBefore, r.rep.LatencyAfter = lat[0], lat[1]
 	for k := range r.rep.LatencyAfter {
