@@ -223,6 +223,7 @@ func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
 		an.node(n, i)
 		an.sizeUses(n, i)
 	}
+	an.coupleShared()
 	for _, o := range g.GetOutput() {
 		an.blockTensor(o.GetName(), fmt.Sprintf("reaches graph output %q", o.GetName()))
 		for _, d := range an.sizes[o.GetName()] {
@@ -398,6 +399,33 @@ func (an *analyzer) param(i, slot, axis int, l Layout, role string) {
 		return
 	}
 	an.params = append(an.params, paramUse{tensor: name, axis: axis, lay: l, node: i, slot: slot, role: role})
+}
+
+// coupleShared couples the groups that slice one weight matrix along one
+// axis: exporters deduplicate equal initializers (torch shares the weights
+// of layers deep-copied before training), and slicing such a tensor
+// differently for each user would split it into copies, so that pruning
+// adds parameters. Coupled, the users lose the same units and the tensor
+// stays one. Biases and normalisation parameters (1-D, often equal only
+// because they were initialised alike) are still sliced per use.
+func (an *analyzer) coupleShared() {
+	first := map[string]paramUse{}
+	for _, p := range an.params {
+		_, t := an.constOf(p.tensor)
+		if p.role == roleAffine || t == nil || len(t.GetDims()) < 2 {
+			continue
+		}
+		k := fmt.Sprintf("%s/%d", p.tensor, p.axis)
+		q, ok := first[k]
+		if !ok {
+			first[k] = p
+			continue
+		}
+		if an.sp.length(q.lay) == an.sp.length(p.lay) && !an.sp.equal(q.lay, p.lay) {
+			an.cur = onnxio.NodeLabel(an.ix.Node(p.node), p.node)
+			an.unify(q.lay, p.lay, fmt.Sprintf("users of the shared weight %q", p.tensor))
+		}
+	}
 }
 
 // unify couples two layouts of one axis, blocking both on failure.
