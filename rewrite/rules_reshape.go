@@ -317,7 +317,13 @@ func (an *analyzer) reshapeAxes(x string, din []int64, out string, dout []int64,
 				an.block(l, fmt.Sprintf("channel shuffle (Reshape node %s, Transpose node %s) interleaves the units of the concatenated parts; onnx-cria does not prune through it", an.cur, t))
 				continue
 			}
-			nl, err := an.sp.split(l, int(dout[o]), "heads", an.cur)
+			rep := 1
+			if len(nonOneOut) >= 3 && (dout[o] == 2 || dout[o] == 3) {
+				// [3, heads, head size] (or [2, ...] for k and v): a packed
+				// projection; its heads are on the second axis.
+				rep, o = int(dout[o]), nonOneOut[1]
+			}
+			nl, err := an.sp.splitRep(l, rep, int(dout[o]), "heads", an.cur)
 			if err != nil {
 				an.block(l, reason+": "+err.Error())
 				continue

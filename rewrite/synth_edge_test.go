@@ -331,9 +331,10 @@ func TestEdgeTokenSelectAndHeadBias(t *testing.T) {
 	checkModel(t, m)
 }
 
-// timm's ViT attention: qkv reshaped to [B,N,3,H,D], permuted to
-// [3,B,H,N,D] and indexed. Units on two axes at once (which of q/k/v, which
-// head) are beyond the layout model: a clean barrier, the MLP still shrinks.
+// timm's ViT attention (and torchvision's Swin): qkv reshaped to
+// [B,N,3,H,D], permuted to [3,B,H,N,D] and indexed. The heads are on the H
+// axis, repeated over the q/k/v axis, which carries no units: the heads
+// prune (the q/k/v axis was once taken for three heads, then blocked).
 func TestEdgeFusedQKV5D(t *testing.T) {
 	b := newBuilder(t, 13)
 	x := b.in("x", -1, 5, 16)
@@ -353,8 +354,13 @@ func TestEdgeFusedQKV5D(t *testing.T) {
 	b.out(h)
 	b.opset = 20 // Gelu
 	m := b.model()
-	a := analyze(t, m, want{"fc1:neurons", "neurons", 32})
-	blockedWith(t, a, "qkv")
+	// [B, T, 3, H, D]: the heads are on the fourth axis, the third picks q,
+	// k or v (torchvision's Swin and timm's ViT do this; the third axis was
+	// once taken for three heads).
+	a := analyze(t, m, want{"fc1:neurons", "neurons", 32}, want{"qkv.r:heads", "heads", 4})
+	if g := a.Group("qkv.r:heads"); g.ParamsPerUnit != 3*16*4+4*16 {
+		t.Errorf("params per head %d", g.ParamsPerUnit)
+	}
 	checkModel(t, m)
 }
 

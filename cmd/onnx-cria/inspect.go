@@ -220,13 +220,22 @@ func printInspect(w io.Writer, info *inspectJSON) {
 	if info.Groups == nil {
 		return
 	}
-	n := 0
+	n, blind := 0, 0
 	for _, g := range info.Groups {
-		if g.Prunable {
+		switch {
+		case g.Prunable && g.Pre != "":
 			n++
+		case g.Prunable:
+			blind++
 		}
 	}
-	fmt.Fprintf(w, "\ngroups: %d, %d prunable\n", len(info.Groups), n)
+	// Groups without a nonlinearity are prunable only by criteria that
+	// need no hidden states (and --all-groups), not by the default one.
+	fmt.Fprintf(w, "\ngroups: %d, %d prunable", len(info.Groups), n)
+	if blind > 0 {
+		fmt.Fprintf(w, " (and %d more without a nonlinearity to observe, which only --all-groups with a criterion that needs no hidden states prunes)", blind)
+	}
+	fmt.Fprintln(w)
 	for _, note := range info.Notes {
 		fmt.Fprintf(w, "  note: %s\n", note)
 	}

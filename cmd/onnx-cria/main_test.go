@@ -267,3 +267,17 @@ func TestInternalError(t *testing.T) {
 		t.Errorf("with %s=1: exit %d, stderr %q", traceEnv, code, stderr)
 	}
 }
+
+// inspect's group header counts as prunable only the groups the default
+// criterion can prune; groups without a nonlinearity to observe (the
+// depthwise CNN's residual channels) are counted apart.
+func TestInspectGroupHeader(t *testing.T) {
+	code, stdout, _ := cli("inspect", "--groups", "../../testdata/models/dwcnn/model.onnx")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	blind := strings.Count(stdout, "prunable; no nonlinearity to observe")
+	if blind == 0 || !strings.Contains(stdout, fmt.Sprintf("prunable (and %d more without a nonlinearity to observe", blind)) {
+		t.Errorf("header does not count the %d groups without a nonlinearity apart:\n%s", blind, stdout)
+	}
+}
