@@ -14,6 +14,12 @@ type Options struct {
 	// NoNormThrough makes a LayerNorm or RMSNorm over the unit axis a barrier
 	// instead of a pass-through with a warning.
 	NoNormThrough bool
+	// PruneCache lets attention heads and KV groups that read a KV cache
+	// from graph inputs (past keys and values) and write it to graph
+	// outputs (present ones) be pruned: those inputs and outputs then lose
+	// the units too, so the model's I/O signature changes. Without it such
+	// heads are barriers and the signature never changes.
+	PruneCache bool
 }
 
 // Analysis is the result of dependency analysis: the prunable groups of a
@@ -33,6 +39,7 @@ type Analysis struct {
 	attrs    []attrFix
 	splits   []splitFix
 	checks   []layoutCheck
+	io       []ioAxis // graph inputs and outputs that carry units (PruneCache)
 	shapes   *onnxio.Shapes
 	ix       *onnxio.Index
 	rootOf   map[int]*Group
@@ -198,6 +205,15 @@ type splitFix struct {
 	parts []Layout // layout of the split axis in each output
 }
 
+// ioAxis is an axis of a graph input or output (a KV cache) that carries
+// units: its declared size changes with them.
+type ioAxis struct {
+	name   string
+	output bool
+	axis   int
+	lay    Layout
+}
+
 type layoutCheck struct {
 	a, b   Layout
 	reason string
@@ -224,8 +240,15 @@ func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
 		an.sizeUses(n, i)
 	}
 	an.coupleShared()
+	cache := an.cacheRoots()
 	for _, o := range g.GetOutput() {
-		an.blockTensor(o.GetName(), fmt.Sprintf("reaches graph output %q", o.GetName()))
+		for ax, l := range an.lay[o.GetName()] {
+			if an.ofCache(l, cache) {
+				an.io = append(an.io, ioAxis{name: o.GetName(), output: true, axis: ax, lay: l})
+				continue
+			}
+			an.block(l, fmt.Sprintf("reaches graph output %q", o.GetName()))
+		}
 		for _, d := range an.sizes[o.GetName()] {
 			an.block(d.lay, fmt.Sprintf("the size of a unit axis reaches graph output %q", o.GetName()))
 		}
@@ -399,6 +422,69 @@ func (an *analyzer) param(i, slot, axis int, l Layout, role string) {
 		return
 	}
 	an.params = append(an.params, paramUse{tensor: name, axis: axis, lay: l, node: i, slot: slot, role: role})
+}
+
+// cacheInput gives graph input t (looked up through Identity and Cast)
+// the layout l on axis ax when the analysis prunes KV caches, and reports
+// whether it did.
+func (an *analyzer) cacheInput(t string, ax int, l Layout) bool {
+	if !an.opts.PruneCache {
+		return false
+	}
+	for k := 0; k < 4; k++ {
+		if p := an.ix.ProducerNode(t); p != nil && (p.GetOpType() == "Identity" || p.GetOpType() == "Cast") {
+			an.setLayout(t, ax, l)
+			t = p.Input[0]
+			continue
+		}
+		break
+	}
+	if !an.isGraphInput(t) {
+		return false
+	}
+	an.setLayout(t, ax, l)
+	an.io = append(an.io, ioAxis{name: t, axis: ax, lay: l})
+	return true
+}
+
+func (an *analyzer) isGraphInput(t string) bool {
+	if an.ix.Init[t] != nil {
+		return false
+	}
+	for _, v := range an.Model.Graph().GetInput() {
+		if v.GetName() == t {
+			return true
+		}
+	}
+	return false
+}
+
+// cacheRoots are the root spaces that KV cache inputs carry.
+func (an *analyzer) cacheRoots() map[int]bool {
+	out := map[int]bool{}
+	for _, c := range an.io {
+		if e, err := an.sp.expand(c.lay); err == nil {
+			for _, g := range e {
+				out[g.S] = true
+			}
+		}
+	}
+	return out
+}
+
+// ofCache reports whether every unit of l is carried by a KV cache input:
+// a graph output that carries only those is the present cache.
+func (an *analyzer) ofCache(l Layout, cache map[int]bool) bool {
+	e, err := an.sp.expand(l)
+	if err != nil || len(cache) == 0 {
+		return false
+	}
+	for _, g := range e {
+		if !cache[g.S] {
+			return false
+		}
+	}
+	return true
 }
 
 // coupleShared couples the groups that slice one weight matrix along one

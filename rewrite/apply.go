@@ -418,7 +418,7 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 		return out, nil
 	}
 	w := newApplier(a, e, out)
-	for _, step := range []func() error{w.sliceConstants, w.rewriteShapes, w.setGroups, w.rewriteSplits} {
+	for _, step := range []func() error{w.sliceConstants, w.rewriteShapes, w.setGroups, w.rewriteSplits, w.rewriteIO} {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -632,6 +632,69 @@ func (w *applier) rewriteSplits() error {
 		}
 		n.Input[1] = nn
 		removeAttr(n, "num_outputs") // exclusive with explicit sizes
+	}
+	return nil
+}
+
+// IOKeep lists, for each graph input that plan p shrinks (a KV cache,
+// with Options.PruneCache), the axis and the positions along it that stay:
+// data for the input must be sliced so to feed the pruned model.
+func (a *Analysis) IOKeep(p Plan) (map[string]AxisKeep, error) {
+	e, err := a.plan(p)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]AxisKeep{}
+	for _, c := range a.io {
+		hit, err := a.touched(e, c.lay)
+		if err != nil {
+			return nil, err
+		}
+		if c.output || !hit {
+			continue
+		}
+		keep, err := a.sp.keep(c.lay, e.removed)
+		if err != nil {
+			return nil, err
+		}
+		out[c.name] = AxisKeep{Axis: c.axis, Keep: keep}
+	}
+	return out, nil
+}
+
+// AxisKeep is the positions that stay along one axis.
+type AxisKeep struct {
+	Axis int
+	Keep []int
+}
+
+// rewriteIO writes the new sizes of the graph inputs' and outputs' axes
+// that carry units (KV caches, with Options.PruneCache); symbolic sizes
+// stay.
+func (w *applier) rewriteIO() error {
+	for _, c := range w.io {
+		hit, err := w.touched(w.e, c.lay)
+		if err != nil || !hit {
+			continue
+		}
+		n, err := w.sp.newLength(c.lay, w.e.removed)
+		if err != nil {
+			return err
+		}
+		vs := w.g.Input
+		if c.output {
+			vs = w.g.Output
+		}
+		for k, v := range vs {
+			dt, shape, ok := onnxio.TensorType(v)
+			if v.GetName() != c.name || !ok || c.axis >= len(shape) || !shape[c.axis].Known {
+				continue
+			}
+			shape[c.axis] = onnxio.Dim{Value: int64(n), Known: true}
+			nv := onnxio.NewValueInfo(c.name, dt, shape)
+			nv.DocString = v.DocString
+			vs[k] = nv
+		}
 	}
 	return nil
 }

@@ -175,7 +175,16 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 			continue
 		}
 		if len(have) != len(n.Input) {
-			an.block(have[0], fmt.Sprintf("Concat node %s joins tensors with and without units on axis %d", an.cur, k))
+			// A KV cache: past keys (a graph input) joined with the new ones.
+			cached := true
+			for _, in := range n.Input {
+				if an.lay[in][k] == nil {
+					cached = cached && an.cacheInput(in, k, have[0])
+				}
+			}
+			if !cached {
+				an.block(have[0], fmt.Sprintf("Concat node %s joins tensors with and without units on axis %d", an.cur, k))
+			}
 		}
 		for _, h := range have[1:] {
 			an.unify(have[0], h, "Concat operands")

@@ -128,8 +128,14 @@ func (an *analyzer) attentionHeads(n *onnxpb.NodeProto, slots []int, count int, 
 // not 1), and gives present outputs the heads on axis 1, so that the graph
 // output they reach blocks them too.
 func (an *analyzer) cacheBarrier(n *onnxpb.NodeProto, heads Layout, past []int, bias int, present []int) {
+	an.cacheAt(n, heads, past, 1, bias, present)
+}
+
+// cacheAt is cacheBarrier for caches whose heads are on axis ax
+// (Attention's packed past [2, B, N, P, H] has them on 2).
+func (an *analyzer) cacheAt(n *onnxpb.NodeProto, heads Layout, past []int, ax, bias int, present []int) {
 	for _, k := range past {
-		if k < len(n.Input) && n.Input[k] != "" {
+		if k < len(n.Input) && n.Input[k] != "" && !an.cacheInput(n.Input[k], ax, heads) {
 			an.block(heads, fmt.Sprintf("%s node %s reads the KV cache %q, whose heads are not pruned", n.GetOpType(), an.cur, n.Input[k]))
 		}
 	}
@@ -140,7 +146,7 @@ func (an *analyzer) cacheBarrier(n *onnxpb.NodeProto, heads Layout, past []int, 
 	}
 	for _, o := range present {
 		if o < len(n.Output) && n.Output[o] != "" {
-			an.setLayout(n.Output[o], 1, heads)
+			an.setLayout(n.Output[o], ax, heads)
 		}
 	}
 }
@@ -243,10 +249,7 @@ func ruleAttention(an *analyzer, n *onnxpb.NodeProto, i int) {
 	if len(n.Input) > 2 && n.Input[2] != "" {
 		an.param(i, 2, 0, segs, roleAffine)
 	}
-	an.cacheBarrier(n, heads, []int{4}, 5, nil)
-	if len(n.Output) > 1 && n.Output[1] != "" { // present [2, B, N, T, H]
-		an.setLayout(n.Output[1], 2, heads)
-	}
+	an.cacheAt(n, heads, []int{4}, 2, 5, []int{1}) // past and present [2, B, N, T, H]
 	an.setLayout(n.Output[0], 2, Layout{segs[2]})
 	an.attrs = append(an.attrs, attrFix{node: i, attr: "num_heads", lays: []Layout{heads}, div: 1})
 	if len(onnxio.AttrInts(n, "qkv_hidden_sizes")) == 3 {

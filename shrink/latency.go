@@ -47,6 +47,16 @@ func MeasureLatencies(models []*onnxio.Model, data *dataset.Set, batches []int, 
 // then skips). A big model is so timed at batch 1 and the largest batch
 // the limit allows; each Latency records the batch it was timed at.
 func MeasureLatenciesWithin(models []*onnxio.Model, data *dataset.Set, batches []int, budget, limit time.Duration, cfg ort.Config) ([][]Latency, error) {
+	datas := make([]*dataset.Set, len(models))
+	for k := range datas {
+		datas[k] = data
+	}
+	return measureLatencies(models, datas, batches, budget, limit, cfg)
+}
+
+// measureLatencies is MeasureLatenciesWithin with each model's own data
+// (models whose KV cache inputs differ).
+func measureLatencies(models []*onnxio.Model, datas []*dataset.Set, batches []int, budget, limit time.Duration, cfg ort.Config) ([][]Latency, error) {
 	ts := make([]*timed, len(models))
 	for k, m := range models {
 		s, err := ort.NewSessionForModel(m, nil, cfg)
@@ -54,7 +64,7 @@ func MeasureLatenciesWithin(models []*onnxio.Model, data *dataset.Set, batches [
 			return nil, err
 		}
 		defer s.Destroy()
-		b, err := s.Bind(data, "")
+		b, err := s.Bind(datas[k], "")
 		if err != nil {
 			return nil, err
 		}

@@ -35,13 +35,18 @@ type Config struct {
 	RoundChannels int
 	Exclude       []string // glob patterns of group names left alone
 	AllGroups     bool     // also prune groups without a nonlinearity to observe (not with spectral)
-	Samples       int      // calibration samples M, fixed across rounds (1024)
-	Seed          int64
-	Batch         int // rows per ORT run (64)
-	Runtime       ort.Config
-	Eval          *dataset.Set // if set, the metric before, after pruning and after recovery
-	EvalTask      string
-	Latency       bool // measure ORT latency at batch 1 and 64 before and after
+	// PruneCache lets heads and KV groups that a KV cache carries through
+	// graph inputs and outputs be pruned (rewrite.Options.PruneCache): the
+	// written model's cache inputs and outputs lose them, and the report
+	// says so (Report.CacheIO). Data for those inputs is sliced to match.
+	PruneCache bool
+	Samples    int // calibration samples M, fixed across rounds (1024)
+	Seed       int64
+	Batch      int // rows per ORT run (64)
+	Runtime    ort.Config
+	Eval       *dataset.Set // if set, the metric before, after pruning and after recovery
+	EvalTask   string
+	Latency    bool // measure ORT latency at batch 1 and 64 before and after
 	// LatencyBatch is the batch a latency target is timed at (64), and
 	// LatencyBudget about how long each timing runs (0.5 s).
 	LatencyBatch  int
@@ -60,6 +65,9 @@ type Config struct {
 
 	buffers capture.Buffers // the last round's capture memory, reused
 }
+
+// analysis is the rewriter's options for the settings.
+func (c *Config) analysis() rewrite.Options { return rewrite.Options{PruneCache: c.PruneCache} }
 
 // minCalibRows is the fewest calibration rows a data-driven criterion
 // accepts: below it, k-nearest-neighbour graphs over the units' signals
@@ -183,6 +191,9 @@ type run struct {
 	byName map[string]*unitState
 	budget *budget
 	plan   rewrite.Plan // of the current model, in the input's units
+	// calibCur and evalCur feed the current model: calib and the eval set,
+	// with KV cache inputs sliced as the model's (PruneCache).
+	calibCur, evalCur *dataset.Set
 }
 
 // Run shrinks m and returns the smaller model and the report. m is not
@@ -211,7 +222,7 @@ func start(m *onnxio.Model, calib *dataset.Set, cfg Config) (*run, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}}
+	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}, evalCur: cfg.Eval}
 	r.rep = newReport(m, calib, &r.cfg)
 	if err := r.subset(calib); err != nil {
 		return nil, err
@@ -265,7 +276,7 @@ func (r *run) subset(calib *dataset.Set) error {
 			return fmt.Errorf("%s: all %d calibration rows are the same input; scores need varied real inputs", calib.Path, bound.N)
 		}
 	}
-	r.calib = calib
+	r.calib, r.calibCur = calib, calib
 	r.rep.Samples = n
 	return nil
 }
@@ -282,12 +293,12 @@ func varies(b *dataset.Bound) bool {
 
 func (r *run) stage(name string, t0 time.Time) { r.rep.Stages[name] += time.Since(t0).Seconds() }
 
-func (r *run) evaluate(m *onnxio.Model, label string) (*evaluate.Result, error) {
-	if r.cfg.Eval == nil {
+func (r *run) evaluate(m *onnxio.Model, data *dataset.Set, label string) (*evaluate.Result, error) {
+	if data == nil {
 		return nil, nil
 	}
 	defer r.stage("eval", time.Now())
-	res, err := evaluate.Run(m, r.cfg.Eval, evaluate.Options{Task: r.cfg.EvalTask, Batch: r.cfg.Batch, Runtime: r.cfg.Runtime, Progress: r.cfg.progress("eval " + label)})
+	res, err := evaluate.Run(m, data, evaluate.Options{Task: r.cfg.EvalTask, Batch: r.cfg.Batch, Runtime: r.cfg.Runtime, Progress: r.cfg.progress("eval " + label)})
 	if err != nil {
 		return nil, fmt.Errorf("evaluating the %s model: %w", label, err)
 	}
@@ -298,7 +309,7 @@ func (r *run) evalInput() (err error) {
 	if r.cfg.Eval != nil {
 		r.cfg.Log("evaluating the input model")
 	}
-	r.rep.EvalBefore, err = r.evaluate(r.in, "input")
+	r.rep.EvalBefore, err = r.evaluate(r.in, r.cfg.Eval, "input")
 	return err
 }
 
@@ -306,7 +317,7 @@ func (r *run) evalPruned() (err error) {
 	if r.cfg.Eval != nil {
 		r.cfg.Log("evaluating the pruned model")
 	}
-	r.rep.EvalPruned, err = r.evaluate(r.cur, "pruned")
+	r.rep.EvalPruned, err = r.evaluate(r.cur, r.evalCur, "pruned")
 	r.rep.EvalAfter = r.rep.EvalPruned
 	return err
 }
@@ -316,7 +327,7 @@ func (r *run) evalPruned() (err error) {
 func (r *run) prune() error {
 	t0 := time.Now()
 	var err error
-	if r.orig, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+	if r.orig, err = rewrite.Analyze(r.cur, r.cfg.analysis()); err != nil {
 		return err
 	}
 	r.stage("analyze", t0)
@@ -338,6 +349,9 @@ func (r *run) prune() error {
 		}
 	}
 	r.rep.finishGroups(r.units, r.plan)
+	if r.cfg.PruneCache {
+		r.noteCache()
+	}
 	return r.landed()
 }
 
@@ -349,7 +363,7 @@ func (r *run) landed() error {
 		return err
 	}
 	r.rep.Landed = r.budget.reduction(c)
-	a, err := rewrite.Analyze(r.cur, rewrite.Options{})
+	a, err := rewrite.Analyze(r.cur, r.cfg.analysis())
 	if err != nil {
 		return err
 	}
@@ -416,7 +430,7 @@ func (r *run) round(round int) (bool, error) {
 	a := r.orig
 	if round > 1 {
 		var err error
-		if a, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+		if a, err = rewrite.Analyze(r.cur, r.cfg.analysis()); err != nil {
 			return false, err
 		}
 	}
@@ -473,6 +487,9 @@ func (r *run) round(round int) (bool, error) {
 	r.stage("apply", t0)
 	r.record(round, params, states, scored, next, plan)
 	r.cur, r.plan = next, plan
+	if err := r.cacheData(plan); err != nil {
+		return false, err
+	}
 	return written != nil, nil
 }
 
@@ -563,6 +580,12 @@ func (r *run) recover() error {
 	if o.LSQ && r.calib == nil {
 		return errors.New("least-squares recovery needs calibration data")
 	}
+	if len(r.rep.CacheIO) > 0 {
+		// The refit runs the input and the pruned model on the same rows,
+		// which their different cache inputs do not allow.
+		r.rep.Warnings = append(r.rep.Warnings, "recovery skipped: it does not yet run a model whose KV cache inputs were pruned")
+		return nil
+	}
 	opts := *o
 	opts.Runtime = r.cfg.Runtime
 	opts.LSQOpts.Samples, opts.LSQOpts.Seed = r.cfg.Samples, r.cfg.Seed
@@ -592,7 +615,7 @@ func (r *run) latency() error {
 	}
 	defer r.stage("latency", time.Now())
 	r.cfg.Log("measuring ORT latency at batch 1 and 64 (at most %s)", r.cfg.LatencyLimit)
-	lat, err := MeasureLatenciesWithin([]*onnxio.Model{r.in, r.cur}, r.calib, []int{1, 64}, 2*time.Second, r.cfg.LatencyLimit, r.cfg.Runtime)
+	lat, err := measureLatencies([]*onnxio.Model{r.in, r.cur}, []*dataset.Set{r.calib, r.calibCur}, []int{1, 64}, 2*time.Second, r.cfg.LatencyLimit, r.cfg.Runtime)
 	if err != nil {
 		return err
 	}
@@ -679,11 +702,11 @@ func seq(n int) []int {
 // the criterion needs them.
 func (r *run) score(a *rewrite.Analysis, groups []*rewrite.Group, round int) (map[string]*Scored, error) {
 	cfg := &r.cfg
-	in := &Round{Analysis: a, Groups: groups, Calib: r.calib, Index: round, Seed: cfg.Seed, Batch: cfg.Batch,
+	in := &Round{Analysis: a, Groups: groups, Calib: r.calibCur, Index: round, Seed: cfg.Seed, Batch: cfg.Batch,
 		Runtime: cfg.Runtime, Progress: cfg.progress(fmt.Sprintf("round %d scores", round))}
 	if cfg.Criterion.NeedsStates() {
 		t0 := time.Now()
-		res, err := captureStates(r.cur, groups, r.calib, cfg, round)
+		res, err := captureStates(r.cur, groups, r.calibCur, cfg, round)
 		if err != nil {
 			return nil, err
 		}
@@ -737,7 +760,7 @@ func Score(m *onnxio.Model, calib *dataset.Set, cfg Config) (*rewrite.Analysis, 
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := rewrite.Analyze(r.cur, rewrite.Options{})
+	a, err := rewrite.Analyze(r.cur, r.cfg.analysis())
 	if err != nil {
 		return nil, nil, err
 	}

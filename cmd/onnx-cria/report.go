@@ -56,6 +56,12 @@ func writeReport(w io.Writer, r *shrink.Report) {
 	}
 	writeRounds(w, r)
 	writeGroups(w, r)
+	if len(r.CacheIO) > 0 {
+		fmt.Fprintf(w, "\nKV cache inputs and outputs changed (--prune-cache-heads): feed the written model a cache without the pruned heads\n")
+		for _, c := range r.CacheIO {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	}
 	for _, wm := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wm)
 	}
