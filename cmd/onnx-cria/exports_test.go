@@ -60,8 +60,9 @@ var knownFailures = map[string]knownFailure{
 // writes a model that loads in a fresh ORT session with the same input and
 // output names, dtypes and shapes (symbolic dims included) and runs; and
 // removing units whose outgoing weights are zero leaves the outputs unchanged
-// (zero-unit parity, on every group without a normalisation warning). What
-// fails today is in knownFailures. The zoo lives outside the repository and
+// (zero-unit parity, on every group without a normalisation warning); and
+// on a model with a KV cache, that the heads the cache carries prune with
+// --prune-cache-heads (cacheStep). What fails today is in knownFailures. The zoo lives outside the repository and
 // is generated when Debian's torch is importable; otherwise the test skips.
 func TestExports(t *testing.T) {
 	if testing.Short() {
@@ -141,6 +142,112 @@ func (mx *matrix) check(t *testing.T, e exports.Model) {
 	mx.expect(t, e.Name, "inspect", inspectStep(t, e))
 	mx.expect(t, e.Name, "shrink", shrinkStep(t, e, model, feed, base))
 	mx.expect(t, e.Name, "parity", parityStep(t, model, feed))
+	if err := cacheStep(t, model, feed); err != errNoCache {
+		mx.expect(t, e.Name, "cache", err)
+	}
+}
+
+var errNoCache = errors.New("no heads that only a KV cache blocks")
+
+// cacheStep checks --prune-cache-heads on a model whose heads a KV cache
+// carries through its inputs and outputs: with rewrite.Options.PruneCache
+// they are prunable, and removing one unit of each such group after
+// zeroing its outgoing weights leaves the outputs unchanged when the
+// pruned model is fed the cache sliced as Analysis.IOKeep says (the
+// present outputs compared likewise sliced).
+func cacheStep(t *testing.T, m *onnxio.Model, feed []ort.Tensor) error {
+	plain, err := rewrite.Analyze(m, rewrite.Options{})
+	if err != nil {
+		return err
+	}
+	a, err := rewrite.Analyze(m, rewrite.Options{PruneCache: true})
+	if err != nil {
+		return err
+	}
+	plan := rewrite.Plan{}
+	for _, g := range a.Prunable() {
+		if p := plain.Group(g.Name); p != nil && !p.Prunable() && len(g.Warnings) == 0 {
+			plan[g.Name] = []int{g.Width - 1}
+		}
+	}
+	if len(plan) == 0 {
+		return errNoCache
+	}
+	zeroed, err := a.ZeroUnits(plan)
+	if err != nil {
+		return err
+	}
+	za, err := rewrite.Analyze(zeroed, rewrite.Options{PruneCache: true})
+	if err != nil {
+		return err
+	}
+	pruned, err := za.Apply(plan)
+	if err != nil {
+		return err
+	}
+	keep, err := za.IOKeep(plan)
+	if err != nil {
+		return err
+	}
+	sliced := make([]ort.Tensor, len(feed))
+	for k, x := range feed {
+		sliced[k] = x
+		if kk, ok := keep[x.Name]; ok {
+			sliced[k] = sliceTensor(x, kk)
+		}
+	}
+	want, err := runOnce(zeroed, feed)
+	if err != nil {
+		return err
+	}
+	got, err := runOnce(pruned, sliced)
+	if err != nil {
+		return fmt.Errorf("the model with pruned cache heads, fed the sliced cache: %w", err)
+	}
+	for k := range want {
+		if len(want[k].Shape) == len(got[k].Shape) && fmt.Sprint(want[k].Shape) != fmt.Sprint(got[k].Shape) {
+			// A present output: slice it like the cache input of its shape.
+			for _, kk := range keep {
+				if s := sliceTensor(want[k], kk); fmt.Sprint(s.Shape) == fmt.Sprint(got[k].Shape) {
+					want[k] = s
+					break
+				}
+			}
+		}
+		x, y := want[k].Data.([]float32), got[k].Data.([]float32)
+		if len(x) != len(y) {
+			return fmt.Errorf("output %q: %v, want %v", got[k].Name, got[k].Shape, want[k].Shape)
+		}
+		for i := range x {
+			if d := math.Abs(float64(x[i] - y[i])); d > 1e-5*math.Max(1, math.Abs(float64(x[i]))) {
+				return fmt.Errorf("output %q differs by %g", got[k].Name, d)
+			}
+		}
+	}
+	t.Logf("cache: %d groups prunable only with --prune-cache-heads, parity on the sliced cache", len(plan))
+	return nil
+}
+
+// sliceTensor keeps positions k.Keep of axis k.Axis of a float tensor.
+func sliceTensor(x ort.Tensor, k rewrite.AxisKeep) ort.Tensor {
+	data := x.Data.([]float32)
+	outer, inner := 1, 1
+	for _, d := range x.Shape[:k.Axis] {
+		outer *= int(d)
+	}
+	for _, d := range x.Shape[k.Axis+1:] {
+		inner *= int(d)
+	}
+	n := int(x.Shape[k.Axis])
+	var out []float32
+	for o := 0; o < outer; o++ {
+		for _, p := range k.Keep {
+			out = append(out, data[(o*n+p)*inner:(o*n+p+1)*inner]...)
+		}
+	}
+	shape := append([]int64(nil), x.Shape...)
+	shape[k.Axis] = int64(len(k.Keep))
+	return ort.Tensor{Name: x.Name, DType: onnxio.Float, Shape: shape, Data: out}
 }
 
 // firstRows takes n rows of every calibration array as session inputs.

@@ -62,6 +62,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		"Describe a model: IR and opset versions, producer, inputs and outputs with shapes,\nan op histogram, the parameter count, validation, and with --groups every prunable\ngroup (unit kind, width, parameters per unit, observation tensors) and everything\nleft unpruned with the reason.", stderr)
 	groups := fs.Bool("groups", false, "analyse the prunable unit groups")
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	cache := fs.Bool("prune-cache-heads", false, "with --groups: the groups as shrink --prune-cache-heads sees them (heads that a KV cache carries through the inputs and outputs are prunable)")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -78,7 +79,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 			m = m.Clone()
 			onnxio.DetachInputInitializers(m)
 		}
-		a, err := rewrite.Analyze(m, rewrite.Options{})
+		a, err := rewrite.Analyze(m, rewrite.Options{PruneCache: *cache})
 		if err != nil {
 			return err
 		}
