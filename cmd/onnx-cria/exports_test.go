@@ -20,6 +20,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/rewrite"
+	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
 // raceDetector is set when the tests are built with -race.
@@ -71,7 +72,7 @@ func TestExports(t *testing.T) {
 	if raceDetector {
 		t.Skip("too slow under the race detector; scripts/test.sh runs it without")
 	}
-	models, err := exports.Ensure(filepath.Join("..", ".."), false)
+	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Small)
 	if errors.Is(err, exports.ErrUnavailable) {
 		t.Skip(err)
 	}
@@ -464,7 +465,7 @@ func zeroedDiff(a *rewrite.Analysis, plan rewrite.Plan, feed []ort.Tensor) (floa
 //
 //	go test -run '^$' -bench Exports -benchtime 1x -timeout 60m ./cmd/onnx-cria
 func BenchmarkExports(b *testing.B) {
-	models, err := exports.Ensure(filepath.Join("..", ".."), true)
+	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Bench)
 	if errors.Is(err, exports.ErrUnavailable) {
 		b.Skip(err)
 	}
@@ -494,4 +495,80 @@ func BenchmarkExports(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTorchvisionLatency shrinks torchvision structures with random
+// weights (generate.py --set torchvision: resnet18, mobilenet_v2,
+// mobilenet_v3_small, efficientnet_b0, googlenet, convnext_tiny,
+// regnet_y_400mf at 3x96x96) by 30% of their parameters with default flags,
+// then times the input and the written model in turns with ONNX Runtime
+// (shrink.MeasureLatencies) at batch 1 and 16, and reports the ratios
+// (written over input; above 1 is slower, which the log says):
+//
+//	go test -run '^$' -bench TorchvisionLatency -benchtime 1x -timeout 60m ./cmd/onnx-cria
+func BenchmarkTorchvisionLatency(b *testing.B) {
+	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Torchvision)
+	if errors.Is(err, exports.ErrUnavailable) {
+		b.Skip(err)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range models {
+		b.Run(e.Name, func(b *testing.B) {
+			out := filepath.Join(b.TempDir(), "out.onnx")
+			for b.Loop() {
+				start := time.Now()
+				code, stdout, stderr := cliSafe("shrink", e.Path(), out, "--target", "0.3", "--calib", e.Calib(), "--no-latency", "--quiet", "--json")
+				if code != 0 {
+					b.Fatalf("exit %d: %s", code, stderr)
+				}
+				secs := time.Since(start).Seconds()
+				var r struct {
+					Reduction float64 `json:"effective_reduction"`
+				}
+				if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+					b.Fatal(err)
+				}
+				ratios, err := latencyRatios(e.Path(), out, e.Calib(), []int{1, 16})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(r.Reduction, "reduction")
+				b.ReportMetric(secs, "shrink-s")
+				for k, bs := range []int{1, 16} {
+					b.ReportMetric(ratios[k], fmt.Sprintf("latency-ratio-b%d", bs))
+					if ratios[k] > 1 {
+						b.Logf("%s: the written model is SLOWER at batch %d (%.3fx)", e.Name, bs, ratios[k])
+					}
+				}
+			}
+		})
+	}
+}
+
+// latencyRatios times two model files in turns on calibration rows and
+// returns the second's median latency over the first's at each batch.
+func latencyRatios(in, out, calib string, batches []int) ([]float64, error) {
+	a, err := onnxio.Load(in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := onnxio.Load(out)
+	if err != nil {
+		return nil, err
+	}
+	data, err := dataset.Load(calib)
+	if err != nil {
+		return nil, err
+	}
+	lat, err := shrink.MeasureLatencies([]*onnxio.Model{a, m}, data, batches, 2*time.Second, ort.Config{})
+	if err != nil {
+		return nil, err
+	}
+	var r []float64
+	for k := range lat[0] {
+		r = append(r, lat[1][k].Median/lat[0][k].Median)
+	}
+	return r, nil
 }
