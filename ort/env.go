@@ -28,6 +28,15 @@ type Config struct {
 	// the pattern costs its second run as much as a whole first run and
 	// only pays off over many runs of one shape.
 	ShortLived bool
+	// NoSpin stops the intra-op threads from spinning while they wait for
+	// work (session.intra_op.allow_spinning=0): for sessions that run
+	// many small steps, where spinning threads take CPU from everything
+	// else on a busy machine.
+	NoSpin bool
+	// Profile, if set, turns on ORT's profiler: when the session is
+	// destroyed ORT writes a JSON trace of every node's run time to a file
+	// whose name starts with this prefix (Chrome trace format).
+	Profile string
 }
 
 // Providers lists the accepted Config.Provider values.

@@ -208,6 +208,16 @@ func sessionOptions(cfg Config, provider, libPath string) (*ortapi.SessionOption
 				return err
 			}
 		}
+		if cfg.NoSpin {
+			if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+				return err
+			}
+		}
+		if cfg.Profile != "" {
+			if err := opts.EnableProfiling(cfg.Profile); err != nil {
+				return fmt.Errorf("profiling to %s: %w", cfg.Profile, err)
+			}
+		}
 		if provider == ProviderCUDA {
 			return appendCUDA(opts, cfg.DeviceID, libPath)
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/internal/testgraph"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
@@ -198,3 +199,31 @@ func needORT(t testing.TB) {
 
 // testRT runs tests on one thread, so that results are reproducible.
 var testRT = ort.Config{Threads: 1}
+
+// mlpFixture is the Fashion-MNIST MLP with every other unit of its two
+// hidden layers pruned, its calibration and evaluation data.
+func mlpFixture(t *testing.T) (orig, pruned *onnxio.Model, kept map[string][]int, calib, eval *dataset.Set) {
+	t.Helper()
+	needORT(t)
+	m, err := onnxio.Load("../testdata/models/mlp/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calib, err = dataset.Load("../testdata/data/fmnist_calib.npz"); err != nil {
+		t.Fatal(err)
+	}
+	if eval, err = dataset.Load("../testdata/data/fmnist_eval.npz"); err != nil {
+		t.Fatal(err)
+	}
+	pruned, kept = pruneHalf(t, m)
+	return m, pruned, kept, calib, eval
+}
+
+func accuracy(t *testing.T, m *onnxio.Model, data *dataset.Set) float64 {
+	t.Helper()
+	r, err := evaluate.Run(m, data, evaluate.Options{Runtime: testRT})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Value
+}

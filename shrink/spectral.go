@@ -7,10 +7,10 @@ import (
 	"github.com/onnx-cria/onnx-cria/spectral"
 )
 
-// DefaultSpectralOptions are METHOD.md's defaults (k = 10, s = 2, ...).
+// DefaultSpectralOptions are the defaults of docs/METHOD.md §9 (k = 10, s = 2, ...).
 func DefaultSpectralOptions() spectral.Options { return spectral.DefaultOptions() }
 
-// Spectral scores units by spectral structural importance (METHOD.md §2-4):
+// Spectral scores units by spectral structural importance (docs/METHOD.md §2-§4):
 // how much each neuron takes part in the dominant distortion between the
 // kNN graph of its pre-activation signals and that of its post-activation
 // signals.

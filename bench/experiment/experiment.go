@@ -48,7 +48,7 @@ type Addition struct {
 // res's, and res keeps its originals and ablations.
 func (res *Results) Merge(later *Results) {
 	key := func(r Record) string {
-		return fmt.Sprintf("%s|%g|%s|%d", r.Fixture, r.Target, r.Criterion, r.Seed)
+		return fmt.Sprintf("%s|%g|%s|%d|%s", r.Fixture, r.Target, r.Criterion, r.Seed, r.rounding())
 	}
 	replaced := map[string]bool{}
 	for _, r := range later.Records {
@@ -93,20 +93,25 @@ type Original struct {
 
 // Record is one shrink run.
 type Record struct {
-	Fixture    string             `json:"fixture"`
-	Target     float64            `json:"target"`
-	Criterion  string             `json:"criterion"`
-	Seed       int64              `json:"seed"`
-	Metric     string             `json:"metric"`
-	Reduction  float64            `json:"effective_reduction"`
-	Params     int64              `json:"params"`
-	FLOPs      int64              `json:"flops"`
-	Bytes      int64              `json:"bytes"`
-	Rounds     int                `json:"rounds"`
-	Pruned     float64            `json:"metric_pruned"`
-	Recovered  float64            `json:"metric_recovered"`
-	Recovery   string             `json:"recovery"`
-	Latency    []shrink.Latency   `json:"latency,omitempty"`
+	Fixture   string           `json:"fixture"`
+	Target    float64          `json:"target"`
+	Criterion string           `json:"criterion"`
+	Seed      int64            `json:"seed"`
+	Metric    string           `json:"metric"`
+	Reduction float64          `json:"effective_reduction"`
+	Params    int64            `json:"params"`
+	FLOPs     int64            `json:"flops"`
+	Bytes     int64            `json:"bytes"`
+	Rounds    int              `json:"rounds"`
+	Pruned    float64          `json:"metric_pruned"`
+	Recovered float64          `json:"metric_recovered"`
+	Recovery  string           `json:"recovery"`
+	Latency   []shrink.Latency `json:"latency,omitempty"`
+	// Rounding is the width rounding: "1" (exact widths; "" in older
+	// records) or "auto" (the command line's default). LatencyRef is the
+	// original's latency timed in turns with this record's model.
+	Rounding   string             `json:"rounding,omitempty"`
+	LatencyRef []shrink.Latency   `json:"latency_original,omitempty"`
 	Stages     map[string]float64 `json:"seconds_per_stage"`
 	Error      string             `json:"error,omitempty"`
 	ShrinkSecs float64            `json:"seconds"`
@@ -115,6 +120,9 @@ type Record struct {
 // Experiment runs every setting of cfg, logging progress to log.
 func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	start := time.Now()
+	if len(cfg.Roundings) == 0 {
+		cfg.Roundings = []string{"1"}
+	}
 	res := &Results{Config: cfg, Machine: machine()}
 	rt := ort.Config{Threads: cfg.Threads}
 	for _, name := range cfg.Fixtures {
@@ -166,15 +174,17 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 
 		for _, target := range cfg.Targets {
 			for _, cname := range cfg.Criteria {
-				for _, seed := range cfg.Seeds {
-					rec := runOne(m, calib, ev, f, target, cname, seed, cfg, rt, seed == cfg.Seeds[0])
-					res.Records = append(res.Records, rec)
-					if rec.Error != "" {
-						fmt.Fprintf(log, "%s %.2f %s seed %d: %s\n", name, target, cname, seed, rec.Error)
-						continue
+				for _, rounding := range cfg.Roundings {
+					for _, seed := range cfg.Seeds {
+						rec := runOne(m, calib, ev, f, target, cname, rounding, seed, cfg, rt, cfg.LatencyAll || seed == cfg.Seeds[0])
+						res.Records = append(res.Records, rec)
+						if rec.Error != "" {
+							fmt.Fprintf(log, "%s %.2f %s rounding %s seed %d: %s\n", name, target, cname, rounding, seed, rec.Error)
+							continue
+						}
+						fmt.Fprintf(log, "%s %.2f %-10s rounding %-4s seed %d: reduction %.4f, %s %.4f pruned, %.4f recovered (%.1fs)\n",
+							name, target, cname, rounding, seed, rec.Reduction, rec.Metric, rec.Pruned, rec.Recovered, rec.ShrinkSecs)
 					}
-					fmt.Fprintf(log, "%s %.2f %-10s seed %d: reduction %.4f, %s %.4f pruned, %.4f recovered (%.1fs)\n",
-						name, target, cname, seed, rec.Reduction, rec.Metric, rec.Pruned, rec.Recovered, rec.ShrinkSecs)
 				}
 			}
 		}
@@ -183,15 +193,26 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	return res, nil
 }
 
-func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
-	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery}
+func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname, rounding string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
+	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery, Rounding: rounding}
 	crit, err := shrink.NewCriterion(cname)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
 	}
 	t0 := time.Now()
-	small, rep, err := shrink.Run(m, calib, shrink.Config{Target: target, Criterion: crit, Samples: cfg.Samples, Seed: seed, Runtime: rt})
+	sc := shrink.Config{Target: target, Criterion: crit, Samples: cfg.Samples, Seed: seed, Runtime: rt}
+	switch rounding {
+	case "auto":
+		sc.RoundChannels = ort.ConvBlock(rt.Provider)
+	case "", "1":
+	default:
+		if _, err := fmt.Sscan(rounding, &sc.RoundTo); err != nil {
+			rec.Error = fmt.Sprintf("rounding %q: want auto or a positive integer", rounding)
+			return rec
+		}
+	}
+	small, rep, err := shrink.Run(m, calib, sc)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
@@ -211,11 +232,23 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64,
 		return rec
 	}
 	if latency {
-		if rec.Latency, err = shrink.MeasureLatency(small, calib, []int{1, 64}, time.Second, rt); err != nil {
+		lat, err := shrink.MeasureLatencies([]*onnxio.Model{m, small}, calib, []int{1, 64}, time.Second, rt)
+		if err != nil {
 			rec.Error = err.Error()
+			return rec
 		}
+		rec.LatencyRef, rec.Latency = lat[0], lat[1]
 	}
 	return rec
+}
+
+// rounding is the record's width rounding, "1" for records from before
+// the field existed.
+func (r Record) rounding() string {
+	if r.Rounding == "" {
+		return "1"
+	}
+	return r.Rounding
 }
 
 // recoverModel applies the experiment's recovery budget and returns the
