@@ -38,8 +38,9 @@ type Analysis struct {
 	convs    []convFix
 	attrs    []attrFix
 	splits   []splitFix
-	checks   []layoutCheck
-	io       []ioAxis // graph inputs and outputs that carry units (PruneCache)
+	checks    []layoutCheck
+	sizeFixes []sizeFix
+	io        []ioAxis // graph inputs and outputs that carry units (PruneCache)
 	shapes   *onnxio.Shapes
 	ix       *onnxio.Index
 	rootOf   map[int]*Group
@@ -217,6 +218,19 @@ type ioAxis struct {
 type layoutCheck struct {
 	a, b   Layout
 	reason string
+	// fix, when set, resolves a mismatch instead of blocking: the run-time
+	// size that should have been b's is replaced by a constant.
+	fix *sizeFix
+}
+
+// sizeFix is an input of a shape-building node (a Concat of 1-element
+// sizes) that holds the run-time size of another axis where the target
+// axis has the units of lay: Apply replaces it with a constant, the new
+// length of lay (gpt2's merge-heads reshape(b, t, d) takes d from the
+// residual stream; after head pruning the merged axis is narrower).
+type sizeFix struct {
+	node, slot int
+	lay, other Layout // the target axis's units; those of the size read
 }
 
 // Analyze finds the prunable groups of m. m is not modified.
@@ -532,7 +546,11 @@ func (an *analyzer) fresh(n int, kind string) Layout {
 // finish resolves the spaces into groups.
 func (a *Analysis) finish(an *analyzer) {
 	for _, c := range a.checks {
-		if !a.sp.equal(c.a, c.b) {
+		switch {
+		case a.sp.equal(c.a, c.b):
+		case c.fix != nil:
+			a.sizeFixes = append(a.sizeFixes, *c.fix)
+		default:
 			a.block(c.a, c.reason)
 			a.block(c.b, c.reason)
 		}

@@ -20,6 +20,7 @@ type edits struct {
 	shapeOf map[[2]int]string // (node, slot) -> constant read there
 	groups  map[int]int64     // Conv node -> new group count
 	attrs   map[int]map[string][]int64
+	frozen  map[[2]int]int64 // (node, slot) -> the constant that replaces a run-time size
 	splits  map[int][]int64 // Split node -> new sizes
 	changed map[string]bool // tensors whose shape changes
 }
@@ -33,6 +34,7 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		shapeOf: map[[2]int]string{},
 		groups:  map[int]int64{},
 		attrs:   map[int]map[string][]int64{},
+		frozen:  map[[2]int]int64{},
 		splits:  map[int][]int64{},
 		changed: map[string]bool{},
 	}
@@ -43,7 +45,7 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 	if len(e.removed) == 0 {
 		return e, nil
 	}
-	for _, step := range []func(*edits) error{a.planSlices, a.planShapes, a.planConvGroups, a.planAttrs, a.planSplits} {
+	for _, step := range []func(*edits) error{a.planSlices, a.planShapes, a.planConvGroups, a.planAttrs, a.planSplits, a.planFrozen} {
 		if err := step(e); err != nil {
 			return nil, err
 		}
@@ -265,6 +267,35 @@ func (a *Analysis) planAttrs(e *edits) error {
 	return nil
 }
 
+// planFrozen works out the constants that replace run-time sizes read
+// from an axis whose units differ from the target axis's, once either
+// loses units.
+func (a *Analysis) planFrozen(e *edits) error {
+	for _, f := range a.sizeFixes {
+		h1, err := a.touched(e, f.lay)
+		if err != nil {
+			return err
+		}
+		h2, err := a.touched(e, f.other)
+		if err != nil {
+			return err
+		}
+		if !h1 && !h2 {
+			continue
+		}
+		n, err := a.sp.newLength(f.lay, e.removed)
+		if err != nil {
+			return err
+		}
+		key := [2]int{f.node, f.slot}
+		if v, ok := e.frozen[key]; ok && v != int64(n) {
+			return fmt.Errorf("input %d of node %s would need two sizes (%d and %d)", f.slot, onnxio.NodeLabel(a.ix.Node(f.node), f.node), v, n)
+		}
+		e.frozen[key] = int64(n)
+	}
+	return nil
+}
+
 // planSplits works out the new sizes of Splits along a unit axis.
 func (a *Analysis) planSplits(e *edits) error {
 	for _, f := range a.splits {
@@ -418,7 +449,7 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 		return out, nil
 	}
 	w := newApplier(a, e, out)
-	for _, step := range []func() error{w.sliceConstants, w.rewriteShapes, w.setGroups, w.rewriteSplits, w.rewriteIO} {
+	for _, step := range []func() error{w.sliceConstants, w.rewriteShapes, w.setGroups, w.rewriteSplits, w.rewriteIO, w.freezeSizes} {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -666,6 +697,22 @@ func (a *Analysis) IOKeep(p Plan) (map[string]AxisKeep, error) {
 type AxisKeep struct {
 	Axis int
 	Keep []int
+}
+
+// freezeSizes points each frozen input at a new 1-element int64 constant.
+func (w *applier) freezeSizes() error {
+	keys := make([][2]int, 0, len(w.e.frozen))
+	for k := range w.e.frozen {
+		keys = append(keys, k)
+	}
+	sortUses(keys)
+	for _, k := range keys {
+		n := w.g.Node[k[0]]
+		name := w.fresh(n.Input[k[1]] + "_size")
+		w.g.Initializer = append(w.g.Initializer, onnxio.NewInt64Tensor(name, []int64{1}, []int64{w.e.frozen[k]}))
+		n.Input[k[1]] = name
+	}
+	return nil
 }
 
 // rewriteIO writes the new sizes of the graph inputs' and outputs' axes

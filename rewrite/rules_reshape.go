@@ -181,7 +181,7 @@ func (an *analyzer) fixShape(n *onnxpb.NodeProto, i, slot int, out, in string, a
 		case known && e.value == 1 && n.GetOpType() == "Expand":
 		case known && e.value == 0 && !allowZero && n.GetOpType() == "Reshape":
 			if il := an.lay[in][ax]; il != nil {
-				an.checks = append(an.checks, layoutCheck{il, l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis with other units", an.cur, ax)})
+				an.checks = append(an.checks, layoutCheck{il, l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis with other units", an.cur, ax), nil})
 			} else {
 				an.block(l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis without units", an.cur, ax))
 			}
@@ -189,7 +189,14 @@ func (an *analyzer) fixShape(n *onnxpb.NodeProto, i, slot int, out, in string, a
 			an.fixes = append(an.fixes, shapeFix{node: i, axis: ax, lay: l, elems: elems})
 		case e.kind == elemShape:
 			if sl := an.lay[e.tensor][e.axis]; sl != nil {
-				an.checks = append(an.checks, layoutCheck{sl, l, fmt.Sprintf("%s node %s takes the size of axis %d from %q, which has other units", n.GetOpType(), an.cur, ax, e.tensor)})
+				var fix *sizeFix
+				if e.hasWhole && n.GetOpType() == "Reshape" {
+					fix = &sizeFix{node: e.whole[0], slot: e.whole[1], lay: l, other: sl}
+				}
+				an.checks = append(an.checks, layoutCheck{sl, l, fmt.Sprintf("%s node %s takes the size of axis %d from %q, which has other units", n.GetOpType(), an.cur, ax, e.tensor), fix})
+			} else if e.hasWhole && n.GetOpType() == "Reshape" {
+				// A size that never changes, where the units will: frozen.
+				an.sizeFixes = append(an.sizeFixes, sizeFix{node: e.whole[0], slot: e.whole[1], lay: l})
 			} else {
 				an.block(l, fmt.Sprintf("%s node %s takes the size of a unit axis from %q, which has no units", n.GetOpType(), an.cur, e.tensor))
 			}

@@ -483,3 +483,41 @@ func TestEdgeChannelShuffle(t *testing.T) {
 	}
 	checkModel(t, m)
 }
+
+// GPT-2's merge of the heads, y.transpose(1, 2).reshape(b, t, d), takes d
+// from the residual stream's run-time shape: once heads go, the merged
+// axis is narrower than the stream, so the rewriter replaces that run-time
+// size with a constant (it blocked the heads before).
+func TestEdgeMergeHeadsFromShape(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, -1, 16)
+	shape := b.op("Shape", "x.shape", strs(x))
+	dim := func(k int64) string {
+		g := b.op("Gather", fmt.Sprintf("x.dim%d", k), strs(shape, b.i64(fmt.Sprintf("x.i%d", k), k)), aI("axis", 0))
+		return b.op("Unsqueeze", fmt.Sprintf("x.u%d", k), strs(g, b.ints(fmt.Sprintf("x.ua%d", k), 0)))
+	}
+	heads := func(name string) string {
+		h := b.op("MatMul", name, strs(x, b.w(name+".w", 16, 16)))
+		h = b.op("Reshape", name+".r", strs(h, b.ints(name+".shape", 0, 0, 4, 4)))
+		return b.op("Transpose", name+".t", strs(h), aIs("perm", 0, 2, 1, 3))
+	}
+	q, k, v := heads("q"), heads("k"), heads("v")
+	s := b.op("MatMul", "scores", strs(q, b.op("Transpose", "k.tt", strs(k), aIs("perm", 0, 1, 3, 2))))
+	c := b.op("MatMul", "ctx", strs(b.op("Softmax", "p", strs(s), aI("axis", -1)), v))
+	c = b.op("Transpose", "ctx.t", strs(c), aIs("perm", 0, 2, 1, 3))
+	target := b.op("Concat", "merge.shape", strs(dim(0), dim(1), dim(2)), aI("axis", 0))
+	c = b.op("Reshape", "merge", strs(c, target))
+	y := b.op("Add", "res", strs(x, b.op("MatMul", "o", strs(c, b.w("o.w", 16, 16)))))
+	b.out(b.op("MatMul", "head", strs(y, b.w("head.w", 16, 3))))
+	m := b.model()
+	a := analyze(t, m, want{"q.r:heads", "heads", 4})
+	checkModel(t, m)
+	p, err := a.Apply(Plan{"q.r:heads": {0, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := onnxio.NewIndex(p.Graph()).ProducerNode("merge.shape")
+	if c := onnxio.NewIndex(p.Graph()).Const(n.Input[2]); c == nil || onnxio.NumElements(c.GetDims()) != 1 {
+		t.Errorf("the merged width is still read at run time: %v", n.Input)
+	}
+}
