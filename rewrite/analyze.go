@@ -31,21 +31,21 @@ type Analysis struct {
 	Skipped  []OpReport // ops without a rule that carried units
 	Warnings []string
 
-	sp       spaces
-	lay      map[string]map[int]Layout
-	params   []paramUse
-	fixes    []shapeFix
-	convs    []convFix
-	attrs    []attrFix
-	splits   []splitFix
+	sp        spaces
+	lay       map[string]map[int]Layout
+	params    []paramUse
+	fixes     []shapeFix
+	convs     []convFix
+	attrs     []attrFix
+	splits    []splitFix
 	checks    []layoutCheck
 	sizeFixes []sizeFix
 	io        []ioAxis // graph inputs and outputs that carry units (PruneCache)
-	shapes   *onnxio.Shapes
-	ix       *onnxio.Index
-	rootOf   map[int]*Group
-	pending  map[int][]string // space -> block reasons added after finalize
-	finished bool
+	shapes    *onnxio.Shapes
+	ix        *onnxio.Index
+	rootOf    map[int]*Group
+	pending   map[int][]string // space -> block reasons added after finalize
+	finished  bool
 }
 
 // OpReport names an op without a rule and the nodes where it stopped units.

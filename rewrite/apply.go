@@ -21,8 +21,8 @@ type edits struct {
 	groups  map[int]int64     // Conv node -> new group count
 	attrs   map[int]map[string][]int64
 	frozen  map[[2]int]int64 // (node, slot) -> the constant that replaces a run-time size
-	splits  map[int][]int64 // Split node -> new sizes
-	changed map[string]bool // tensors whose shape changes
+	splits  map[int][]int64  // Split node -> new sizes
+	changed map[string]bool  // tensors whose shape changes
 }
 
 // plan validates p and works out the edits.
