@@ -572,3 +572,97 @@ func latencyRatios(in, out, calib string, batches []int) ([]float64, error) {
 	}
 	return r, nil
 }
+
+// BenchmarkExportsTable runs the small zoo as a user would (inspect
+// --groups, then shrink --target 0.3 with default flags) and logs one row
+// of docs/EXPORTS.md's table per model: opsets, groups and prunable ones,
+// what blocks the rest, the shrink's time and reduction (or its error),
+// and the written model's latency over the input's at batch 1 and 16,
+// timed in turns:
+//
+//	go test -run '^$' -bench ExportsTable -benchtime 1x -v -timeout 60m ./cmd/onnx-cria
+func BenchmarkExportsTable(b *testing.B) {
+	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Small)
+	if errors.Is(err, exports.ErrUnavailable) {
+		b.Skip(err)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rows []string
+	for _, e := range models {
+		b.Run(e.Name, func(b *testing.B) {
+			for b.Loop() {
+				rows = append(rows, tableRow(b, e))
+			}
+		})
+	}
+	b.Logf("\n| model | opsets | groups (prunable) | what blocks the rest | shrink | reduction | latency b1 | latency b16 |\n|---|---|---|---|---|---|---|---|\n%s", strings.Join(rows, "\n"))
+}
+
+func tableRow(b *testing.B, e exports.Model) string {
+	_, stdout, _ := cliSafe("inspect", "--groups", "--json", e.Path())
+	var info struct {
+		Groups []struct {
+			Prunable bool     `json:"prunable"`
+			Blocked  []string `json:"blocked"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &info); err != nil {
+		b.Fatal(err)
+	}
+	prunable, why := 0, map[string]int{}
+	for _, g := range info.Groups {
+		if g.Prunable {
+			prunable++
+		} else if len(g.Blocked) > 0 {
+			why[blockKind(g.Blocked[0])]++
+		}
+	}
+	var whys []string
+	for _, w := range slices.Sorted(maps.Keys(why)) {
+		whys = append(whys, fmt.Sprintf("%s (%d)", w, why[w]))
+	}
+	var ops []string
+	for _, d := range slices.Sorted(maps.Keys(e.Opsets)) {
+		ops = append(ops, fmt.Sprintf("%s %d", strings.TrimPrefix(d, "ai.onnx"), e.Opsets[d]))
+	}
+	row := fmt.Sprintf("| %s | %s | %d (%d) | %s |", e.Name, strings.TrimSpace(strings.Join(ops, ", ")), len(info.Groups), prunable, strings.Join(whys, "; "))
+	out := filepath.Join(b.TempDir(), "out.onnx")
+	start := time.Now()
+	code, stdout, stderr := cliSafe("shrink", e.Path(), out, "--target", "0.3", "--calib", e.Calib(), "--no-latency", "--quiet", "--json")
+	secs := time.Since(start).Seconds()
+	if code != 0 {
+		msg := strings.TrimSpace(stderr)
+		if k := strings.Index(msg, ": the loop would stop at"); k > 0 {
+			msg = "refused: ceiling" + strings.TrimPrefix(msg[k:], ": the loop would stop at")
+			msg = msg[:min(len(msg), 60)]
+		}
+		return row + fmt.Sprintf(" exit %d, %.1f s | %s | - | - |", code, secs, msg)
+	}
+	var r struct {
+		Reduction float64 `json:"effective_reduction"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		b.Fatal(err)
+	}
+	ratios, err := latencyRatios(e.Path(), out, e.Calib(), []int{1, 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return row + fmt.Sprintf(" %.1f s | %.4f | %.2fx | %.2fx |", secs, r.Reduction, ratios[0], ratios[1])
+}
+
+// blockKind shortens a blocking reason to its kind, for the table.
+func blockKind(reason string) string {
+	for _, k := range []string{"reaches graph output", "channel shuffle", "known only at run time", "Slice node", "joins tensors with and without units",
+		"sizes an axis without units", "takes the size", "quantization blocks", "reads the KV cache", "no rule", "combined by"} {
+		if strings.Contains(reason, k) {
+			return k
+		}
+	}
+	if len(reason) > 50 {
+		return reason[:50] + "..."
+	}
+	return reason
+}
