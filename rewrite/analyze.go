@@ -68,7 +68,11 @@ type Group struct {
 	Warnings      []string
 	Blocked       []string // non-empty: not prunable, with the reasons
 	Tensors       []TensorAxis
-	root          int
+	// Conv reports units that are the channels of a Conv or ConvTranspose
+	// input or output somewhere (a residual stream that Linear layers also
+	// read is "mixed", and still Conv channels).
+	Conv bool
+	root int
 }
 
 // Prunable reports whether the group may lose units.
@@ -558,6 +562,7 @@ func (a *Analysis) finish(an *analyzer) {
 	a.makeGroups(a.resolveRoots())
 	a.groupTensors()
 	a.groupParams()
+	a.markConvChannels()
 	for _, g := range a.rootOf {
 		if len(g.Params) == 0 && len(g.Blocked) == 0 {
 			g.Blocked = append(g.Blocked, "no weights depend on these units")
@@ -652,6 +657,27 @@ func (a *Analysis) groupTensors() {
 			for _, sg := range e {
 				if g := a.rootOf[sg.S]; g != nil {
 					g.Tensors = append(g.Tensors, TensorAxis{Tensor: t, Axis: k, R: sg.R, B: sg.B, Multi: len(e) > 1})
+				}
+			}
+		}
+	}
+}
+
+// markConvChannels sets Conv on the groups whose units are channels of a
+// Conv or ConvTranspose input or output.
+func (a *Analysis) markConvChannels() {
+	for _, n := range a.Model.Graph().GetNode() {
+		if op := n.GetOpType(); (op != "Conv" && op != "ConvTranspose") || (n.GetDomain() != "" && n.GetDomain() != "ai.onnx") || len(n.Input) == 0 || len(n.Output) == 0 {
+			continue
+		}
+		for _, t := range []string{n.Input[0], n.Output[0]} {
+			e, err := a.sp.expand(a.lay[t][1])
+			if err != nil {
+				continue
+			}
+			for _, sg := range e {
+				if g := a.rootOf[sg.S]; g != nil {
+					g.Conv = true
 				}
 			}
 		}

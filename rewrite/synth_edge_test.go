@@ -521,3 +521,31 @@ func TestEdgeMergeHeadsFromShape(t *testing.T) {
 		t.Errorf("the merged width is still read at run time: %v", n.Input)
 	}
 }
+
+// A ConvNeXt block: depthwise Conv, channels last, LayerNorm, a Linear MLP,
+// back to channels first, residual. The residual stream is one group with
+// Conv channels and Linear neurons ("mixed"); it is marked Conv, so that
+// the width planner keeps it on ONNX Runtime's Conv kernel block, and the
+// MLP's neurons are not.
+func TestEdgeConvNeXtChannels(t *testing.T) {
+	b := newBuilder(t, 17)
+	x := b.in("x", -1, 3, 8, 8)
+	stem := b.op("Conv", "stem", strs(x, b.w("stem.w", 16, 3, 2, 2), b.w("stem.b", 16)), aIs("strides", 2, 2))
+	h := b.op("Conv", "dw", strs(stem, b.w("dw.w", 16, 1, 3, 3), b.w("dw.b", 16)), aI("group", 16), aIs("pads", 1, 1, 1, 1))
+	h = b.op("Transpose", "nhwc", strs(h), aIs("perm", 0, 2, 3, 1))
+	h = b.op("LayerNormalization", "ln", strs(h, b.pos("ln.g", 16), b.w("ln.b", 16)), aI("axis", -1))
+	h = b.op("Gelu", "gelu", strs(b.op("MatMul", "up", strs(h, b.w("up.w", 16, 64)))))
+	h = b.op("MatMul", "down", strs(h, b.w("down.w", 64, 16)))
+	h = b.op("Add", "res", strs(stem, b.op("Transpose", "nchw", strs(h), aIs("perm", 0, 3, 1, 2))))
+	b.out(b.op("Flatten", "flat", strs(b.op("GlobalAveragePool", "gap", strs(h)))))
+	b.opset = 20 // Gelu
+	m := b.model()
+	a, err := Analyze(m, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, mlp := groupOf(t, a, "stem"), groupOf(t, a, "up")
+	if stream.Kind != "mixed" || !stream.Conv || mlp.Conv {
+		t.Errorf("stream %s kind %s conv %v; MLP %s conv %v\n%s", stream.Name, stream.Kind, stream.Conv, mlp.Name, mlp.Conv, summary(a))
+	}
+}

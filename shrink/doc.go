@@ -28,8 +28,9 @@
 // over groups), so that cheap-to-keep units survive.
 //
 // The widths the model is written with are the natural widths (what the
-// loop removed) snapped to each group's block: Conv channel counts to ONNX
-// Runtime's kernel block with the automatic rounding, every group to RoundTo
+// loop removed) snapped to each group's block: Conv channel counts (every
+// group whose units are a Conv's channels somewhere, rewrite.Group.Conv) to
+// ONNX Runtime's kernel block with the automatic rounding, every group to RoundTo
 // when that is above 1. Snapping takes the nearest multiple at or above the
 // floor (a tie keeps more units), so the block constrains the written widths
 // instead of forcing a whole block off every group each round. The budget is

@@ -116,6 +116,7 @@ type GroupSummary struct {
 	WidthBefore   int    `json:"width_before"`
 	WidthAfter    int    `json:"width_after"`
 	ParamsPerUnit int64  `json:"params_per_unit"`
+	ConvChannels  bool   `json:"conv_channels,omitempty"`
 	Pruned        bool   `json:"pruned"`
 	// Reason says why a group was not pruned (one of the Not* constants),
 	// Why in words (for blocked groups, what blocks them).
@@ -175,7 +176,7 @@ func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 	r.OpsWithout = a.Skipped
 	for _, g := range a.Groups {
-		s := GroupSummary{Name: g.Name, Kind: g.Kind, WidthBefore: g.Width, WidthAfter: g.Width, ParamsPerUnit: g.ParamsPerUnit, Warnings: g.Warnings}
+		s := GroupSummary{Name: g.Name, Kind: g.Kind, WidthBefore: g.Width, WidthAfter: g.Width, ParamsPerUnit: g.ParamsPerUnit, ConvChannels: g.Conv, Warnings: g.Warnings}
 		switch {
 		case !g.Prunable():
 			s.Reason, s.Why = NotBlocked, strings.Join(g.Blocked, "; ")

@@ -383,7 +383,7 @@ func (r *run) widths() widths {
 // initUnits records every group of the input and whether it may lose units.
 func (r *run) initUnits() {
 	for _, g := range r.orig.Groups {
-		s := &unitState{name: g.Name, width: g.Width, kind: g.Kind, block: r.cfg.roundFor(g.Kind),
+		s := &unitState{name: g.Name, width: g.Width, kind: g.Kind, block: r.cfg.roundFor(g),
 			minW: r.cfg.minWidth(g.Kind, g.Width), eligible: r.cfg.eligible(g), rest: seq(g.Width)}
 		s.eligible = s.eligible && s.floor() < s.width
 		r.units = append(r.units, s)
@@ -665,9 +665,11 @@ func (c *Config) minWidth(kind string, orig int) int {
 	return w
 }
 
-// roundFor is the step of a group of this kind's widths.
-func (c *Config) roundFor(kind string) int {
-	if c.RoundChannels > 1 && kind == "channels" {
+// roundFor is the step of a group's widths: RoundChannels for Conv
+// channels (also when Linear layers read them, as ConvNeXt's residual
+// stream), RoundTo otherwise.
+func (c *Config) roundFor(g *rewrite.Group) int {
+	if c.RoundChannels > 1 && g.Conv {
 		return c.RoundChannels
 	}
 	return c.RoundTo

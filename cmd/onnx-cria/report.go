@@ -29,7 +29,7 @@ func writeReport(w io.Writer, r *shrink.Report) {
 	fmt.Fprintf(w, "criterion %s, ranking %s, %d calibration samples (seed %d)\n",
 		r.Options.Criterion, r.Options.Ranking, r.Samples, r.Options.Seed)
 	switch {
-	case r.Options.RoundCh > 1 && hasKind(r, "channels"):
+	case r.Options.RoundCh > 1 && hasConvChannels(r):
 		fmt.Fprintf(w, "Conv channels removed in steps of %d (ONNX Runtime's kernel block on this CPU; --round-to 1 for single units)\n", r.Options.RoundCh)
 	case r.Options.RoundTo > 1:
 		fmt.Fprintf(w, "widths in multiples of %d (--round-to)\n", r.Options.RoundTo)
@@ -150,9 +150,9 @@ func targetText(r *shrink.Report) string {
 	return fmt.Sprintf(" (target %v)", r.Target)
 }
 
-func hasKind(r *shrink.Report, kind string) bool {
+func hasConvChannels(r *shrink.Report) bool {
 	for _, g := range r.Groups {
-		if g.Kind == kind {
+		if g.ConvChannels {
 			return true
 		}
 	}
