@@ -3,7 +3,6 @@ package recover
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -39,6 +38,10 @@ type LSQOptions struct {
 	// Progress, if set, is called with the layers refit so far out of
 	// all, at the start and after each pass.
 	Progress func(label string, done, total int)
+	// BiasOnly keeps every refit layer's weights and fits its bias alone:
+	// the layer's output mean restored, FLAP's bias compensation for the
+	// units removed (An et al., 2024). Layers without a bias keep theirs.
+	BiasOnly bool
 	// MaxMemory bounds the bytes of the tensors both models keep between
 	// passes for all calibration samples (2 GiB): with more samples than
 	// fit, a seeded subset of them is used, and Log says so.
@@ -109,17 +112,21 @@ type lsqLayer struct {
 	bias   string // bias constant, "" if none
 	// A Conv without bias that feeds a BatchNormalization alone gets its
 	// bias folded into the normalisation's: B += scale/sqrt(var+eps) * b.
-	bnBias   string
-	bnFactor []float64
-	keep     []int // output units of the original layer that remain
-	alpha    float64
-	beta     float64
-	transB   bool
-	groups   int
-	outW     int // output units
-	inW      int // input features per group (without bias)
-	kernels  []int64
-	index    int // of the node in the pruned model's graph
+	// bnMean: a Conv without bias that feeds a BatchNormalization alone
+	// gets its fitted bias folded into the normalisation's running mean,
+	// mean -= b: exact at inference, and right in training with batch
+	// statistics too, where a bias before the normalisation cancels (a
+	// fold into the shift would survive training as a spurious offset).
+	bnMean  string
+	keep    []int // output units of the original layer that remain
+	alpha   float64
+	beta    float64
+	transB  bool
+	groups  int
+	outW    int // output units
+	inW     int // input features per group (without bias)
+	kernels []int64
+	index   int // of the node in the pruned model's graph
 }
 
 // LSQ refits the layers whose input width pruning changed: every Gemm,
@@ -133,7 +140,7 @@ type lsqLayer struct {
 // of shrink's report; groups not listed lost nothing). A MatMul whose only
 // consumer adds a constant bias is refit with that bias, and a Conv
 // without a bias that only feeds a BatchNormalization is refit with a bias
-// folded into the normalisation's. Convolutions are refit on im2col
+// folded into the normalisation's running mean. Convolutions are refit on im2col
 // patches of subsampled output positions. pruned is not modified.
 //
 // Each layer is fit given the layers refit before it: the pruned model
@@ -507,32 +514,18 @@ func (l *lsqLayer) foldIntoBN(m *onnxio.Model, ix *onnxio.Index) error {
 	}
 	bn := m.Graph().Node[cs[0]]
 	if bn.GetOpType() != "BatchNormalization" || len(bn.Input) < 5 || bn.Input[0] != l.node.Output[0] ||
-		onnxio.AttrInt(bn, "training_mode", 0) != 0 || len(ix.Consumers[bn.Input[2]]) != 1 {
+		onnxio.AttrInt(bn, "training_mode", 0) != 0 || len(ix.Consumers[bn.Input[3]]) != 1 {
 		return nil
 	}
-	vals := make([][]float64, 5)
-	for k := 1; k < 5; k++ {
-		t := ix.Const(bn.Input[k])
-		if t == nil || onnxio.NumElements(t.GetDims()) != int64(l.outW) {
-			return nil
-		}
-		v, err := m.Float64s(t)
-		if err != nil {
-			return err
-		}
-		vals[k] = v
+	if t := ix.Const(bn.Input[3]); t == nil || onnxio.NumElements(t.GetDims()) != int64(l.outW) {
+		return nil
 	}
-	eps := float64(onnxio.AttrFloat(bn, "epsilon", 1e-5))
-	l.bnFactor = make([]float64, l.outW)
-	for u := range l.bnFactor {
-		l.bnFactor[u] = vals[1][u] / math.Sqrt(vals[4][u]+eps)
-	}
-	l.bnBias = bn.Input[2]
+	l.bnMean = bn.Input[3]
 	return nil
 }
 
 // hasBias reports whether the refit fits a bias column.
-func (l *lsqLayer) hasBias() bool { return l.bias != "" || l.bnBias != "" }
+func (l *lsqLayer) hasBias() bool { return l.bias != "" || l.bnMean != "" }
 
 // keptOutputs lists the positions along the output axis of an original
 // weight that pruning left, from the groups whose units that axis computes.
@@ -661,16 +654,16 @@ func setLayerWeights(m *onnxio.Model, l *lsqLayer, ws []*mat.Dense) error {
 	switch {
 	case l.bias != "":
 		return set(ix.Const(l.bias), bv)
-	case l.bnBias != "":
-		bt := ix.Const(l.bnBias)
-		old, err := m.Float64s(bt)
+	case l.bnMean != "":
+		mt := ix.Const(l.bnMean)
+		mean, err := m.Float64s(mt)
 		if err != nil {
 			return err
 		}
-		for u := range old {
-			old[u] += l.bnFactor[u] * bv[u]
+		for u := range mean {
+			mean[u] -= bv[u]
 		}
-		return set(bt, old)
+		return set(mt, mean)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package recover
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
@@ -148,6 +149,21 @@ func TestLSQReducesError(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if name == "cnn" {
+				// The fitted bias goes into the running mean, which batch
+				// statistics replace in training; the shift stays.
+				vals := func(mm *onnxio.Model, name string) []float64 {
+					v, err := mm.Float64s(onnxio.NewIndex(mm.Graph()).Init[name])
+					if err != nil {
+						t.Fatal(err)
+					}
+					return v
+				}
+				if !slices.Equal(vals(pruned, "bnb"), vals(fixed, "bnb")) || slices.Equal(vals(pruned, "bnm"), vals(fixed, "bnm")) {
+					t.Errorf("the fold changed the BatchNormalization's shift or left its running mean: %v -> %v, %v -> %v",
+						vals(pruned, "bnb"), vals(fixed, "bnb"), vals(pruned, "bnm"), vals(fixed, "bnm"))
+				}
+			}
 			applied := 0
 			for _, f := range fits {
 				t.Logf("%s %s %d->%d rows %d: %.4g -> %.4g applied %v %s", f.Node, f.Op, f.Inputs, f.Outputs, f.Rows, f.Before, f.After, f.Applied, f.Note)
@@ -226,4 +242,47 @@ func accuracy(t *testing.T, m *onnxio.Model, data *dataset.Set) float64 {
 		t.Fatal(err)
 	}
 	return r.Value
+}
+
+// BiasOnly keeps every weight and moves only the biases, lowering each
+// refit layer's error (FLAP's bias compensation).
+func TestLSQBiasOnly(t *testing.T) {
+	needORT(t)
+	m := smallNets(t)["mlp"]
+	calib := randomInputs(t, []int{8}, 300, 1)
+	pruned, kept := pruneHalf(t, m)
+	fixed, fits, err := LSQ(m, pruned, kept, calib, LSQOptions{Seed: 3, Runtime: testRT, BiasOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := func(mm *onnxio.Model, name string) []float64 {
+		v, err := mm.Float64s(onnxio.NewIndex(mm.Graph()).Init[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	applied := 0
+	for _, f := range fits {
+		if !f.Applied {
+			continue
+		}
+		applied++
+		if !(f.After < f.Before) {
+			t.Errorf("%s: error %.4g -> %.4g", f.Node, f.Before, f.After)
+		}
+		if !slices.Equal(vals(pruned, f.Weight), vals(fixed, f.Weight)) {
+			t.Errorf("%s: the weights %s moved", f.Node, f.Weight)
+		}
+	}
+	if applied == 0 {
+		t.Fatal("no bias refit was kept")
+	}
+	moved := false
+	for _, b := range []string{"b2", "b3", "b4"} {
+		moved = moved || !slices.Equal(vals(pruned, b), vals(fixed, b))
+	}
+	if !moved {
+		t.Error("no bias moved")
+	}
 }

@@ -154,6 +154,9 @@ type normal struct {
 	// solved through the rows' kernel matrix X X^T.
 	dual   bool
 	xs, ys [][]float32
+	// biasOnly keeps the weights and fits the bias alone (FLAP's bias
+	// compensation, as a least-squares problem).
+	biasOnly bool
 }
 
 func newNormal(d, n, groups int, bias bool, part []int, wOld []float32, p *products) *normal {
@@ -167,7 +170,7 @@ func newNormal(d, n, groups int, bias bool, part []int, wOld []float32, p *produ
 // expect tells the equations how many rows will be solved on, before the
 // first: with fewer than half as many rows as features they keep the rows.
 func (e *normal) expect(rows int) {
-	e.dual = e.rows == 0 && 2*rows <= e.d
+	e.dual = !e.biasOnly && e.rows == 0 && 2*rows <= e.d
 }
 
 // row reserves the next row of the block for a row of the given

@@ -47,7 +47,11 @@ func Run(orig, small *onnxio.Model, kept map[string][]int, calib *dataset.Set, r
 			return nil, nil, fmt.Errorf("least-squares recovery: %w", err)
 		}
 		cur, out.LSQ = m, fits
-		out.Methods = append(out.Methods, "lsq")
+		if o.BiasOnly {
+			out.Methods = append(out.Methods, "bias")
+		} else {
+			out.Methods = append(out.Methods, "lsq")
+		}
 	}
 	if r.Train != nil {
 		c := r.Finetune

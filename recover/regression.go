@@ -93,6 +93,7 @@ func (r *refitter) regressions(wave []*lsqLayer) ([]*regression, error) {
 			}
 		}
 		g.eq = newNormal(d, n, l0.groups, l0.hasBias(), g.cols, w, r.p)
+		g.eq.biasOnly = r.o.BiasOnly
 	}
 	return regs, nil
 }

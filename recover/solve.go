@@ -33,6 +33,8 @@ func (e *normal) solve(ridge float64, seed uint64, heldSamples int) ([]float64, 
 			for i := range w {
 				w[i] = float64(e.wOld[k*d*n+i])
 			}
+		case e.biasOnly && e.bias:
+			w, s = e.solveBias(k)
 		case e.dual:
 			w, s, sh, err = e.solveDual(k, ridge, rng)
 		default:
@@ -100,6 +102,41 @@ func (e *normal) solvePrimal(k int, ridge float64, rng *rand.Rand) (w, sse []flo
 	share = lambda * inverseTrace(u, nf, rng) / float64(max(nf, 1))
 	e.lambda = lambda
 	return w, sse, math.Min(1, share), nil
+}
+
+// solveBias keeps the old weights and gives each output the bias that
+// minimises its squared error: with the constant feature last,
+// b = (sum y - sum x . w) / rows. For the layer after pruned units that is
+// the old bias plus the mean of what the removed units contributed (and
+// whatever else moved the mean), FLAP's bias compensation.
+func (e *normal) solveBias(k int) (w, sse []float64) {
+	d, n := e.d, e.n
+	g, c := e.g[k], e.c[k]
+	w = make([]float64, d*n)
+	for i := range w {
+		w[i] = float64(e.wOld[k*d*n+i])
+	}
+	last := d - 1
+	sse = make([]float64, n)
+	for j := 0; j < n; j++ {
+		sx := 0.0
+		for i := 0; i < last; i++ {
+			sx += g[last*d+i] * w[i*n+j]
+		}
+		w[last*n+j] = (c[last*n+j] - sx) / g[last*d+last]
+		// w'Gw - 2w'c + y'y
+		var q, wc float64
+		for i := 0; i < d; i++ {
+			wc += w[i*n+j] * c[i*n+j]
+			var gi float64
+			for l := 0; l < d; l++ {
+				gi += g[i*d+l] * w[l*n+j]
+			}
+			q += w[i*n+j] * gi
+		}
+		sse[j] = math.Max(0, q-2*wc+e.yy[k*n+j])
+	}
+	return w, sse
 }
 
 // solveDual solves the same problem through the r x r kernel matrix of

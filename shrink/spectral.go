@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/spectral"
 )
 
@@ -37,11 +38,21 @@ func (c *Spectral) group(in Input) (*Scored, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group %s: %w", in.Group.Name, err)
 	}
+	// A unit whose output is the same for every sample passes nothing on
+	// that the next layer's bias could not; its column ties with every
+	// other such unit's in the graphs, which can score it high. It goes
+	// first (docs/METHOD.md §4, dead units).
+	dead := 0
+	for _, p := range constantColumns(in.A) {
+		r.Scores[p] = 0
+		dead++
+	}
 	d := map[string]any{
 		"eigenvalues": r.Eigenvalues,
 		"graph_x":     r.GraphX,
 		"graph_y":     r.GraphY,
 		"solver":      r.Solver,
+		"dead_units":  dead,
 	}
 	if r.Clustered {
 		// A cluster of equal eigenvalues can hold hundreds (dead or constant
@@ -60,4 +71,20 @@ func (c *Spectral) group(in Input) (*Scored, error) {
 		d["cluster"] = map[string]any{"value": last, "pairs": size, "cut": r.ClusterCut}
 	}
 	return &Scored{Scores: r.Scores, Detail: d}, nil
+}
+
+// constantColumns lists the columns of a that hold one value in every row.
+func constantColumns(a *capture.Matrix) []int {
+	rows, n := a.Dims()
+	var out []int
+	for p := 0; p < n; p++ {
+		v0, same := a.At(0, p), true
+		for i := 1; i < rows && same; i++ {
+			same = a.At(i, p) == v0
+		}
+		if same {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -93,20 +93,25 @@ type Original struct {
 
 // Record is one shrink run.
 type Record struct {
-	Fixture   string           `json:"fixture"`
-	Target    float64          `json:"target"`
-	Criterion string           `json:"criterion"`
-	Seed      int64            `json:"seed"`
-	Metric    string           `json:"metric"`
-	Reduction float64          `json:"effective_reduction"`
-	Params    int64            `json:"params"`
-	FLOPs     int64            `json:"flops"`
-	Bytes     int64            `json:"bytes"`
-	Rounds    int              `json:"rounds"`
-	Pruned    float64          `json:"metric_pruned"`
-	Recovered float64          `json:"metric_recovered"`
-	Recovery  string           `json:"recovery"`
-	Latency   []shrink.Latency `json:"latency,omitempty"`
+	Fixture   string  `json:"fixture"`
+	Target    float64 `json:"target"`
+	Criterion string  `json:"criterion"`
+	Seed      int64   `json:"seed"`
+	Metric    string  `json:"metric"`
+	Reduction float64 `json:"effective_reduction"`
+	Params    int64   `json:"params"`
+	FLOPs     int64   `json:"flops"`
+	Bytes     int64   `json:"bytes"`
+	Rounds    int     `json:"rounds"`
+	Pruned    float64 `json:"metric_pruned"`
+	Recovered float64 `json:"metric_recovered"`
+	// ValidPruned and ValidRecovered are the metric on the calibration
+	// rows the run did not use: the validation split that chooses
+	// settings (the evaluation set only reports).
+	ValidPruned    float64          `json:"valid_pruned,omitempty"`
+	ValidRecovered float64          `json:"valid_recovered,omitempty"`
+	Recovery       string           `json:"recovery"`
+	Latency        []shrink.Latency `json:"latency,omitempty"`
 	// Rounding is the width rounding: "1" (exact widths; "" in older
 	// records) or "auto" (the command line's default). LatencyRef is the
 	// original's latency timed in turns with this record's model.
@@ -220,14 +225,37 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64,
 	rec.ShrinkSecs = time.Since(t0).Seconds()
 	rec.Reduction, rec.Params, rec.FLOPs, rec.Bytes = rep.Reduction, rep.Output.Params, rep.Output.FLOPs, rep.Output.Bytes
 	rec.Rounds, rec.Stages = len(rep.Rounds), rep.Stages
-	evOpts := evaluate.Options{Task: f.Task, Runtime: rt}
-	r, err := evaluate.Run(small, ev, evOpts)
+	valid, err := validation(calib, cfg.Samples, seed)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
 	}
-	rec.Metric, rec.Pruned, rec.Recovered = r.Metric, r.Value, r.Value
-	if rec.Recovered, err = recoverModel(small, m, calib, ev, cfg, f, rt, rep); err != nil {
+	evOpts := evaluate.Options{Task: f.Task, Runtime: rt}
+	metric := func(mm *onnxio.Model, d *dataset.Set) (*evaluate.Result, error) {
+		if d == nil {
+			return &evaluate.Result{}, nil
+		}
+		return evaluate.Run(mm, d, evOpts)
+	}
+	r, err := metric(small, ev)
+	if err == nil {
+		rec.Metric, rec.Pruned = r.Metric, r.Value
+		r, err = metric(small, valid)
+		rec.ValidPruned = r.Value
+	}
+	if err != nil {
+		rec.Error = err.Error()
+		return rec
+	}
+	fixed, err := recoverModel(small, m, calib, cfg, rt, rep)
+	if err == nil {
+		if r, err = metric(fixed, ev); err == nil {
+			rec.Recovered = r.Value
+			r, err = metric(fixed, valid)
+			rec.ValidRecovered = r.Value
+		}
+	}
+	if err != nil {
 		rec.Error = err.Error()
 		return rec
 	}
@@ -251,27 +279,53 @@ func (r Record) rounding() string {
 	return r.Rounding
 }
 
-// recoverModel applies the experiment's recovery budget and returns the
-// metric after it: none, or the least-squares refit of every narrowed layer
-// on the calibration set (label-free, the same for every criterion).
-func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture, rt ort.Config, rep *shrink.Report) (float64, error) {
+// recoverModel applies the experiment's recovery budget: none, or the
+// least-squares refit of every narrowed layer on the calibration set
+// (label-free, the same for every criterion).
+func recoverModel(small, orig *onnxio.Model, calib *dataset.Set, cfg Config, rt ort.Config, rep *shrink.Report) (*onnxio.Model, error) {
 	switch cfg.Recovery {
 	case "none", "":
-		r, err := evaluate.Run(small, ev, evaluate.Options{Task: f.Task, Runtime: rt})
-		if err != nil {
-			return 0, err
-		}
-		return r.Value, nil
+		return small, nil
 	case "lsq":
-		_, rr, err := recover.Run(orig, small, rep.Kept(), calib, recover.Options{
-			LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
+		fixed, _, err := recover.Run(orig, small, rep.Kept(), calib, recover.Options{
+			LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.Samples}, Runtime: rt,
 		})
-		if err != nil {
-			return 0, err
-		}
-		return rr.EvalAfter.Value, nil
+		return fixed, err
 	}
-	return 0, fmt.Errorf("recovery %q is not available (none or lsq)", cfg.Recovery)
+	return nil, fmt.Errorf("recovery %q is not available (none or lsq)", cfg.Recovery)
+}
+
+// validation is the calibration rows a run with this sample count and
+// seed does not use, or nil when it uses them all: shrink and the refit
+// take the seeded subset dataset.SubsetIndices picks.
+func validation(calib *dataset.Set, samples int, seed int64) (*dataset.Set, error) {
+	n, err := calib.N()
+	if err != nil || n <= samples {
+		return nil, err
+	}
+	used, err := dataset.SubsetIndices(n, samples, seed)
+	if err != nil {
+		return nil, err
+	}
+	in := map[int]bool{}
+	for _, u := range used {
+		in[u] = true
+	}
+	var rest []int
+	for i := 0; i < n; i++ {
+		if !in[i] {
+			rest = append(rest, i)
+		}
+	}
+	out := &dataset.Set{Path: calib.Path + " (held out)"}
+	for _, a := range calib.Arrays {
+		t, err := a.Take(rest)
+		if err != nil {
+			return nil, err
+		}
+		out.Arrays = append(out.Arrays, t)
+	}
+	return out, nil
 }
 
 // ablationGroup picks the widest prunable group with observation points.

@@ -175,7 +175,7 @@ func (f *finetuneFlags) load(in, out string) (*finetuneJob, error) {
 	if err := f.lsq.check(); err != nil {
 		return nil, err
 	}
-	j.lsq = *f.lsq.method == "lsq" || (*f.lsq.method == "auto" && *f.teacher != "" && *f.calib != "" && *f.shrinkReport != "")
+	j.lsq = *f.lsq.method == "lsq" || *f.lsq.method == "bias" || (*f.lsq.method == "auto" && *f.teacher != "" && *f.calib != "" && *f.shrinkReport != "")
 	switch {
 	case *f.data == "" && !j.lsq:
 		return nil, usagef("no training data: pass --data TRAIN.npz (arrays named after the model inputs, plus \"labels\" or --teacher ORIGINAL.onnx), or --recover lsq")
@@ -242,7 +242,7 @@ func (f *finetuneFlags) run(j *finetuneJob, u *ui) (*finetuneSummary, *onnxio.Mo
 		if err != nil {
 			return nil, nil, err
 		}
-		o := recover.LSQOptions{Ridge: *f.lsq.ridge, Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Log: u.logFunc(), Progress: u.progressFunc()}
+		o := recover.LSQOptions{Ridge: *f.lsq.ridge, BiasOnly: *f.lsq.method == "bias", Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Log: u.logFunc(), Progress: u.progressFunc()}
 		if cur, summary.LSQ, err = recover.LSQ(j.teacher, cur, kept, j.calib, o); err != nil {
 			return nil, nil, err
 		}
@@ -327,17 +327,17 @@ type lsqFlags struct {
 func addLSQFlags(fs *flagSet, def string) *lsqFlags {
 	fs.section("Recovery")
 	return &lsqFlags{
-		method: fs.String("recover", def, "lsq: least-squares refit of the narrowed layers on the calibration set; none; auto: lsq when the data it needs is there"),
+		method: fs.String("recover", def, "lsq: least-squares refit of the narrowed layers on the calibration set; bias: refit their biases alone (FLAP's bias compensation); none; auto: lsq when the data it needs is there"),
 		ridge:  fs.Float("ridge", 1e-3, span{0, 1e6, true, false}, "lsq: ridge penalty relative to the mean squared input feature"),
 	}
 }
 
 func (f *lsqFlags) check() error {
 	switch *f.method {
-	case "auto", "lsq", "none":
+	case "auto", "lsq", "bias", "none":
 		return nil
 	}
-	return usagef("--recover %q: want auto, lsq or none", *f.method)
+	return usagef("--recover %q: want auto, lsq, bias or none", *f.method)
 }
 
 // recoverFlags are shrink's recovery flags: the refit, then optional
@@ -361,11 +361,11 @@ func addRecoverFlags(fs *flagSet) *recoverFlags {
 // options turns the flags into shrink's recovery settings; nil when there
 // is nothing to do.
 func (f *recoverFlags) options(m *onnxio.Model, calib *dataset.Set, u *ui) (*recover.Options, error) {
-	o := &recover.Options{LSQ: *f.method == "lsq" || (*f.method == "auto" && calib != nil), Distill: *f.distill}
-	if *f.method == "lsq" && calib == nil {
-		return nil, usagef("--recover lsq needs calibration data (--calib)")
+	o := &recover.Options{LSQ: *f.method == "lsq" || *f.method == "bias" || (*f.method == "auto" && calib != nil), Distill: *f.distill}
+	if (*f.method == "lsq" || *f.method == "bias") && calib == nil {
+		return nil, usagef("--recover %s needs calibration data (--calib)", *f.method)
 	}
-	o.LSQOpts = recover.LSQOptions{Ridge: *f.ridge, Log: u.logFunc(), Progress: u.progressFunc()}
+	o.LSQOpts = recover.LSQOptions{Ridge: *f.ridge, BiasOnly: *f.method == "bias", Log: u.logFunc(), Progress: u.progressFunc()}
 	if *f.train != "" {
 		var err error
 		if o.Train, err = dataset.Load(*f.train); err != nil {
