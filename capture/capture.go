@@ -19,6 +19,19 @@ type Point struct {
 	Axis   int  // the unit axis (not 0, the sample axis)
 	R, B   int  // unit u owns positions r*n*B + u*B + j; 0 means 1
 	RMS    bool // root-mean-square instead of mean
+	// Project, when set, observes Tensor times columns of a constant
+	// weight (plus a bias) instead of Tensor itself: values that a fused
+	// op computes inside, such as the heads' values of ONNX Runtime's
+	// Attention. Axis is then the product's last axis.
+	Project *Projection
+}
+
+// Projection is the product of a point's tensor [..., Din] with columns
+// [Lo, Hi) of the constant Weight [Din, Dout], plus the same columns of
+// the constant Bias [Dout] when it is named.
+type Projection struct {
+	Weight, Bias string
+	Lo, Hi       int
 }
 
 // Options control a capture run.
@@ -152,6 +165,9 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	}
 	bufs := make([]ort.Tensor, len(outs))
 	start := time.Now()
+	if opts.Progress != nil {
+		opts.Progress(0, b.N) // the stage starts now, not at its first batch's end
+	}
 	for batch := range b.Batches(opts.Batch) {
 		in, err := ort.Feed(b, batch)
 		if err != nil {
@@ -297,11 +313,17 @@ func (in *instrumenter) point(k int, p Point) (plan, error) {
 	if !ok {
 		return plan{}, fmt.Errorf("tensor %q: shape unknown, cannot capture it", p.Tensor)
 	}
-	if p.Axis >= len(dims) || dims[p.Axis] <= 0 {
-		return plan{}, fmt.Errorf("tensor %q has shape %v: no static unit axis %d", p.Tensor, dims, p.Axis)
-	}
 	if dt := in.sh.DTypes[p.Tensor]; dt != onnxio.Float {
 		return plan{}, fmt.Errorf("tensor %q is %s; capture reads float32 activations", p.Tensor, dt)
+	}
+	if p.Project != nil {
+		var err error
+		if p, dims, err = in.project(k, p, dims); err != nil {
+			return plan{}, err
+		}
+	}
+	if p.Axis >= len(dims) || dims[p.Axis] <= 0 {
+		return plan{}, fmt.Errorf("tensor %q has shape %v: no static unit axis %d", p.Tensor, dims, p.Axis)
 	}
 	r, bl := max(p.R, 1), max(p.B, 1)
 	if dims[p.Axis]%int64(r*bl) != 0 {
@@ -320,6 +342,68 @@ func (in *instrumenter) point(k int, p Point) (plan, error) {
 		return in.tokenPoint(pl, dims, pre, p.Tensor, at), nil
 	}
 	return in.reducePoint(p, pl, dims, pre, at)
+}
+
+// project emits the product of p's tensor with columns of a constant
+// weight (and bias) right after the tensor's producer, and returns the
+// point and dims of the product.
+func (in *instrumenter) project(k int, p Point, dims []int64) (Point, []int64, error) {
+	pr := p.Project
+	pre := fmt.Sprintf("onnx_cria_capture_%d_proj", k)
+	cols := func(name string, rank int) (string, error) {
+		t := in.ix.Const(name)
+		if t == nil || len(t.GetDims()) != rank || t.GetDims()[rank-1] < int64(pr.Hi) || pr.Lo < 0 || pr.Lo >= pr.Hi {
+			return "", fmt.Errorf("tensor %q: projection by %q: not a constant of rank %d with columns [%d, %d)", p.Tensor, name, rank, pr.Lo, pr.Hi)
+		}
+		vals, err := in.m.Float64s(t)
+		if err != nil {
+			return "", err
+		}
+		d := t.GetDims()
+		rows, width := int(onnxio.NumElements(d[:rank-1])), int(d[rank-1])
+		out := make([]float64, 0, rows*(pr.Hi-pr.Lo))
+		for r := 0; r < rows; r++ {
+			out = append(out, vals[r*width+pr.Lo:r*width+pr.Hi]...)
+		}
+		raw, err := onnxio.EncodeFloat64s(onnxio.Float, out)
+		if err != nil {
+			return "", err
+		}
+		nd := append(append([]int64(nil), d[:rank-1]...), int64(pr.Hi-pr.Lo))
+		c, err := onnxio.NewTensor(pre+"_"+fmt.Sprint(rank), onnxio.Float, nd, raw)
+		if err != nil {
+			return "", err
+		}
+		in.g.Initializer = append(in.g.Initializer, c)
+		return c.GetName(), nil
+	}
+	w, err := cols(pr.Weight, 2)
+	if err != nil {
+		return p, nil, err
+	}
+	if len(dims) == 0 || dims[len(dims)-1] != in.ix.Const(pr.Weight).GetDims()[0] {
+		return p, nil, fmt.Errorf("tensor %q of shape %v does not meet the weight %q", p.Tensor, dims, pr.Weight)
+	}
+	at, ok := in.producer[p.Tensor]
+	if !ok {
+		at = -1
+	}
+	out := pre + "_mm"
+	ns := []*onnxpb.NodeProto{node("MatMul", []string{p.Tensor, w}, out)}
+	if pr.Bias != "" {
+		b, err := cols(pr.Bias, 1)
+		if err != nil {
+			return p, nil, err
+		}
+		ns = append(ns, node("Add", []string{out, b}, pre))
+		out = pre
+	}
+	in.after[at] = append(in.after[at], ns...)
+	in.producer[out] = at
+	nd := append([]int64(nil), dims...)
+	nd[len(nd)-1] = int64(pr.Hi - pr.Lo)
+	p.Tensor, p.Axis, p.Project = out, len(nd)-1, nil
+	return p, nd, nil
 }
 
 // spatialPoint averages a feature map's channels. GlobalAveragePool works

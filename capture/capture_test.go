@@ -579,6 +579,61 @@ func TestOldOpsets(t *testing.T) {
 	}
 }
 
+// A projected point (fused attention's values, which no tensor holds) is
+// the reduction of the tensor times columns of a weight, plus a bias:
+// compared with a model that computes that product explicitly.
+func TestProjection(t *testing.T) {
+	const n, tl, d, width, lo, hi = 11, 4, 5, 7, 1, 7
+	data, _, _ := tokenData(t, n, tl, d, 9)
+	r := rand.New(rand.NewPCG(4, 4))
+	w, bias := make([]float64, d*width), make([]float64, width)
+	for k := range w {
+		w[k] = r.NormFloat64()
+	}
+	for k := range bias {
+		bias[k] = r.NormFloat64()
+	}
+	tensor := func(name string, dims []int64, v []float64) *onnxpb.TensorProto {
+		raw, _ := onnxio.EncodeFloat64s(onnxio.Float, v)
+		c, err := onnxio.NewTensor(name, onnxio.Float, dims, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	m := tokenModel(t, tl, d)
+	g := m.Graph()
+	g.Initializer = append(g.Initializer, tensor("w", []int64{d, width}, w), tensor("b", []int64{width}, bias))
+	// The explicit product, for reference.
+	ref := m.Clone()
+	var wc, bc []float64
+	for row := 0; row < d; row++ {
+		wc = append(wc, w[row*width+lo:row*width+hi]...)
+	}
+	bc = bias[lo:hi]
+	rg := ref.Graph()
+	rg.Initializer = append(rg.Initializer, tensor("wc", []int64{d, hi - lo}, wc), tensor("bc", []int64{hi - lo}, bc))
+	rg.Node = append(rg.Node,
+		&onnxpb.NodeProto{OpType: sp("MatMul"), Input: []string{"z", "wc"}, Output: []string{"zw"}, Name: sp("mm")},
+		&onnxpb.NodeProto{OpType: sp("Add"), Input: []string{"zw", "bc"}, Output: []string{"pz"}, Name: sp("add")})
+	p := Point{Tensor: "z", Axis: 2, B: 2, RMS: true, Project: &Projection{Weight: "w", Bias: "b", Lo: lo, Hi: hi}}
+	res, err := Run(m, []Point{p}, data, Options{Batch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, c := res.Data[0].Dims(); r != n || c != (hi-lo)/2 {
+		t.Fatalf("got %dx%d, want %dx%d", r, c, n, (hi-lo)/2)
+	}
+	want := Point{Tensor: "pz", Axis: 2, B: 2, RMS: true}
+	full := fullTensors(t, ref, []Point{want}, data)
+	checkAgainstFull(t, want, full[0], res.Data[0], data.Get("attention_mask"))
+	// A bad projection is an error that names the weight.
+	p.Project = &Projection{Weight: "w", Lo: 3, Hi: 9}
+	if _, err := Run(m, []Point{p}, data, Options{}); err == nil || !strings.Contains(err.Error(), `"w"`) {
+		t.Errorf("columns past the weight: %v", err)
+	}
+}
+
 // observed is every observation point of m's groups, pre and post, as
 // shrink captures them.
 func observed(t *testing.T, m *onnxio.Model) []Point {
@@ -590,7 +645,11 @@ func observed(t *testing.T, m *onnxio.Model) []Point {
 	var pts []Point
 	for _, g := range a.Groups {
 		if o := g.Observe; o != nil {
-			pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
+			var proj *Projection
+			if p := o.PreProject; p != nil {
+				proj = &Projection{Weight: p.Weight, Bias: p.Bias, Lo: p.Lo, Hi: p.Hi}
+			}
+			pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS, Project: proj},
 				Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
 		}
 	}

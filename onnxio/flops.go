@@ -4,7 +4,8 @@ import "github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 
 // FLOPs counts floating-point operations for one sample: two per
 // multiply-add of the Conv, ConvTranspose, Gemm and MatMul nodes of the
-// main graph. Dimensions of unknown size (the batch) count as 1.
+// main graph (and of ONNX Runtime's MatMulNBits, a MatMul with quantized
+// weights). Dimensions of unknown size (the batch) count as 1.
 func FLOPs(m *Model) int64 {
 	sh := InferShapes(m, true)
 	dims := func(t string) []int64 {
@@ -29,9 +30,13 @@ func NodeFLOPs(n *onnxpb.NodeProto, in func(k int) []int64, out0 []int64) int64 
 	if len(n.Output) == 0 || len(n.Input) < 2 {
 		return 0
 	}
-	switch n.GetOpType() {
-	case "Conv", "ConvTranspose", "Gemm", "MatMul":
-	default:
+	op := n.GetOpType()
+	switch {
+	case n.GetDomain() == "com.microsoft" && op == "MatMulNBits":
+		op = "MatMul"
+	case n.GetDomain() != "" && n.GetDomain() != "ai.onnx":
+		return 0
+	case op != "Conv" && op != "ConvTranspose" && op != "Gemm" && op != "MatMul":
 		return 0
 	}
 	dim := func(d []int64) []int64 {
@@ -52,7 +57,7 @@ func NodeFLOPs(n *onnxpb.NodeProto, in func(k int) []int64, out0 []int64) int64 
 		return p
 	}
 	out := dim(out0)
-	switch n.GetOpType() {
+	switch op {
 	case "Conv":
 		w := dim(in(1))
 		if out == nil || len(w) < 2 {

@@ -389,10 +389,18 @@ func walkTensors(mp *onnxpb.ModelProto, fn func(*onnxpb.TensorProto)) {
 
 // ParamCount counts the model's parameters the way onnx-cria budgets them:
 // the elements and bytes of every floating-point constant tensor
-// (initializers and Constant nodes, in all graphs).
+// (initializers and Constant nodes, in all graphs), and the weights that
+// quantized constants hold (QuantizedWeights).
 func (m *Model) ParamCount() (elems, bytes int64) {
+	q := QuantizedWeights(m)
 	walkTensors(m.Proto, func(t *onnxpb.TensorProto) {
 		dt := DataType(t.GetDataType())
+		if w, ok := q[t]; ok {
+			n := NumElements(t.GetDims())
+			elems += int64(float64(n) * w)
+			bytes += n * int64(dt.Size())
+			return
+		}
 		if !dt.IsFloat() {
 			return
 		}

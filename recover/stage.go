@@ -215,7 +215,9 @@ func (s *stager) plan(want []string) (*stage, []int, error) {
 	}
 	for _, i := range st.nodes {
 		for _, o := range s.m.Graph().Node[i].GetOutput() {
-			if made[o] && st.keep[o] && !outSet[o] && !s.isConstNode(o) {
+			// "" is an optional output left out (and an optional input
+			// left out in a later node): no tensor.
+			if o != "" && made[o] && st.keep[o] && !outSet[o] && !s.isConstNode(o) {
 				outSet[o] = true
 				st.outs = append(st.outs, o)
 			}

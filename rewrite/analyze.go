@@ -14,6 +14,12 @@ type Options struct {
 	// NoNormThrough makes a LayerNorm or RMSNorm over the unit axis a barrier
 	// instead of a pass-through with a warning.
 	NoNormThrough bool
+	// PruneCache lets attention heads and KV groups that read a KV cache
+	// from graph inputs (past keys and values) and write it to graph
+	// outputs (present ones) be pruned: those inputs and outputs then lose
+	// the units too, so the model's I/O signature changes. Without it such
+	// heads are barriers and the signature never changes.
+	PruneCache bool
 }
 
 // Analysis is the result of dependency analysis: the prunable groups of a
@@ -25,18 +31,21 @@ type Analysis struct {
 	Skipped  []OpReport // ops without a rule that carried units
 	Warnings []string
 
-	sp       spaces
-	lay      map[string]map[int]Layout
-	params   []paramUse
-	fixes    []shapeFix
-	convs    []convFix
-	splits   []splitFix
-	checks   []layoutCheck
-	shapes   *onnxio.Shapes
-	ix       *onnxio.Index
-	rootOf   map[int]*Group
-	pending  map[int][]string // space -> block reasons added after finalize
-	finished bool
+	sp        spaces
+	lay       map[string]map[int]Layout
+	params    []paramUse
+	fixes     []shapeFix
+	convs     []convFix
+	attrs     []attrFix
+	splits    []splitFix
+	checks    []layoutCheck
+	sizeFixes []sizeFix
+	io        []ioAxis // graph inputs and outputs that carry units (PruneCache)
+	shapes    *onnxio.Shapes
+	ix        *onnxio.Index
+	rootOf    map[int]*Group
+	pending   map[int][]string // space -> block reasons added after finalize
+	finished  bool
 }
 
 // OpReport names an op without a rule and the nodes where it stopped units.
@@ -59,7 +68,11 @@ type Group struct {
 	Warnings      []string
 	Blocked       []string // non-empty: not prunable, with the reasons
 	Tensors       []TensorAxis
-	root          int
+	// Conv reports units that are the channels of a Conv or ConvTranspose
+	// input or output somewhere (a residual stream that Linear layers also
+	// read is "mixed", and still Conv channels).
+	Conv bool
+	root int
 }
 
 // Prunable reports whether the group may lose units.
@@ -134,6 +147,18 @@ type Observation struct {
 	PostB     int
 	RMS       bool   // reduce non-unit feature axes by root mean square (heads)
 	Op        string // the nonlinearity
+	// PreProject, when set, says that Z is Pre times columns of a constant
+	// weight, plus a bias: the values of a fused attention op's heads,
+	// which no tensor of the graph holds. PreAxis is then the product's
+	// last axis.
+	PreProject *Projection
+}
+
+// Projection names columns [Lo, Hi) of a constant weight [Din, Dout] and of
+// a constant bias [Dout] ("" for none).
+type Projection struct {
+	Weight, Bias string
+	Lo, Hi       int
 }
 
 type paramUse struct {
@@ -169,15 +194,47 @@ type convFix struct {
 	group bool
 }
 
+// attrFix is an integer attribute that counts units (num_heads of fused
+// attention ops): element k becomes the new length of lays[k] over div.
+type attrFix struct {
+	node int
+	attr string
+	lays []Layout
+	div  int
+	ints bool // a list attribute (qkv_hidden_sizes), else a single int
+}
+
 // splitFix is a Split whose split axis carries units: its sizes change.
 type splitFix struct {
 	node  int
 	parts []Layout // layout of the split axis in each output
 }
 
+// ioAxis is an axis of a graph input or output (a KV cache) that carries
+// units: its declared size changes with them.
+type ioAxis struct {
+	name   string
+	output bool
+	axis   int
+	lay    Layout
+}
+
 type layoutCheck struct {
 	a, b   Layout
 	reason string
+	// fix, when set, resolves a mismatch instead of blocking: the run-time
+	// size that should have been b's is replaced by a constant.
+	fix *sizeFix
+}
+
+// sizeFix is an input of a shape-building node (a Concat of 1-element
+// sizes) that holds the run-time size of another axis where the target
+// axis has the units of lay: Apply replaces it with a constant, the new
+// length of lay (gpt2's merge-heads reshape(b, t, d) takes d from the
+// residual stream; after head pruning the merged axis is narrower).
+type sizeFix struct {
+	node, slot int
+	lay, other Layout // the target axis's units; those of the size read
 }
 
 // Analyze finds the prunable groups of m. m is not modified.
@@ -200,8 +257,16 @@ func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
 		an.node(n, i)
 		an.sizeUses(n, i)
 	}
+	an.coupleShared()
+	cache := an.cacheRoots()
 	for _, o := range g.GetOutput() {
-		an.blockTensor(o.GetName(), fmt.Sprintf("reaches graph output %q", o.GetName()))
+		for ax, l := range an.lay[o.GetName()] {
+			if an.ofCache(l, cache) {
+				an.io = append(an.io, ioAxis{name: o.GetName(), output: true, axis: ax, lay: l})
+				continue
+			}
+			an.block(l, fmt.Sprintf("reaches graph output %q", o.GetName()))
+		}
 		for _, d := range an.sizes[o.GetName()] {
 			an.block(d.lay, fmt.Sprintf("the size of a unit axis reaches graph output %q", o.GetName()))
 		}
@@ -355,6 +420,10 @@ func (an *analyzer) param(i, slot, axis int, l Layout, role string) {
 	n := an.ix.Node(i)
 	name, t := an.constOf(n.Input[slot])
 	if t == nil {
+		if d, ok := an.dequantized(n.Input[slot]); ok {
+			an.paramDQ(d, axis, l, role)
+			return
+		}
 		an.block(l, fmt.Sprintf("input %q of node %s is not a constant", n.Input[slot], an.cur))
 		return
 	}
@@ -371,6 +440,96 @@ func (an *analyzer) param(i, slot, axis int, l Layout, role string) {
 		return
 	}
 	an.params = append(an.params, paramUse{tensor: name, axis: axis, lay: l, node: i, slot: slot, role: role})
+}
+
+// cacheInput gives graph input t (looked up through Identity and Cast)
+// the layout l on axis ax when the analysis prunes KV caches, and reports
+// whether it did.
+func (an *analyzer) cacheInput(t string, ax int, l Layout) bool {
+	if !an.opts.PruneCache {
+		return false
+	}
+	for k := 0; k < 4; k++ {
+		if p := an.ix.ProducerNode(t); p != nil && (p.GetOpType() == "Identity" || p.GetOpType() == "Cast") {
+			an.setLayout(t, ax, l)
+			t = p.Input[0]
+			continue
+		}
+		break
+	}
+	if !an.isGraphInput(t) {
+		return false
+	}
+	an.setLayout(t, ax, l)
+	an.io = append(an.io, ioAxis{name: t, axis: ax, lay: l})
+	return true
+}
+
+func (an *analyzer) isGraphInput(t string) bool {
+	if an.ix.Init[t] != nil {
+		return false
+	}
+	for _, v := range an.Model.Graph().GetInput() {
+		if v.GetName() == t {
+			return true
+		}
+	}
+	return false
+}
+
+// cacheRoots are the root spaces that KV cache inputs carry.
+func (an *analyzer) cacheRoots() map[int]bool {
+	out := map[int]bool{}
+	for _, c := range an.io {
+		if e, err := an.sp.expand(c.lay); err == nil {
+			for _, g := range e {
+				out[g.S] = true
+			}
+		}
+	}
+	return out
+}
+
+// ofCache reports whether every unit of l is carried by a KV cache input:
+// a graph output that carries only those is the present cache.
+func (an *analyzer) ofCache(l Layout, cache map[int]bool) bool {
+	e, err := an.sp.expand(l)
+	if err != nil || len(cache) == 0 {
+		return false
+	}
+	for _, g := range e {
+		if !cache[g.S] {
+			return false
+		}
+	}
+	return true
+}
+
+// coupleShared couples the groups that slice one weight matrix along one
+// axis: exporters deduplicate equal initializers (torch shares the weights
+// of layers deep-copied before training), and slicing such a tensor
+// differently for each user would split it into copies, so that pruning
+// adds parameters. Coupled, the users lose the same units and the tensor
+// stays one. Biases and normalisation parameters (1-D, often equal only
+// because they were initialised alike) are still sliced per use.
+func (an *analyzer) coupleShared() {
+	first := map[string]paramUse{}
+	for _, p := range an.params {
+		_, t := an.constOf(p.tensor)
+		if p.role == roleAffine || t == nil || len(t.GetDims()) < 2 {
+			continue
+		}
+		k := fmt.Sprintf("%s/%d", p.tensor, p.axis)
+		q, ok := first[k]
+		if !ok {
+			first[k] = p
+			continue
+		}
+		if an.sp.length(q.lay) == an.sp.length(p.lay) && !an.sp.equal(q.lay, p.lay) {
+			an.cur = onnxio.NodeLabel(an.ix.Node(p.node), p.node)
+			an.unify(q.lay, p.lay, fmt.Sprintf("users of the shared weight %q", p.tensor))
+		}
+	}
 }
 
 // unify couples two layouts of one axis, blocking both on failure.
@@ -391,7 +550,11 @@ func (an *analyzer) fresh(n int, kind string) Layout {
 // finish resolves the spaces into groups.
 func (a *Analysis) finish(an *analyzer) {
 	for _, c := range a.checks {
-		if !a.sp.equal(c.a, c.b) {
+		switch {
+		case a.sp.equal(c.a, c.b):
+		case c.fix != nil:
+			a.sizeFixes = append(a.sizeFixes, *c.fix)
+		default:
 			a.block(c.a, c.reason)
 			a.block(c.b, c.reason)
 		}
@@ -399,6 +562,7 @@ func (a *Analysis) finish(an *analyzer) {
 	a.makeGroups(a.resolveRoots())
 	a.groupTensors()
 	a.groupParams()
+	a.markConvChannels()
 	for _, g := range a.rootOf {
 		if len(g.Params) == 0 && len(g.Blocked) == 0 {
 			g.Blocked = append(g.Blocked, "no weights depend on these units")
@@ -458,7 +622,12 @@ func (a *Analysis) makeGroups(roots map[int]bool) {
 	for _, r := range ids {
 		s := a.sp.s[r]
 		g := &Group{Name: s.origin, Kind: s.kind, Width: s.size, Blocked: s.blocked, Warnings: s.warn, root: r}
-		if g.Width <= 1 && len(g.Blocked) == 0 {
+		switch {
+		case g.Width < 1:
+			// No rule should make one; if one does, the group is named and
+			// left alone rather than handed to the loop.
+			g.Blocked = append(g.Blocked, fmt.Sprintf("its width is not known statically (%d)", g.Width))
+		case g.Width == 1 && len(g.Blocked) == 0:
 			g.Blocked = []string{"a single unit"}
 		}
 		a.rootOf[r] = g
@@ -488,6 +657,27 @@ func (a *Analysis) groupTensors() {
 			for _, sg := range e {
 				if g := a.rootOf[sg.S]; g != nil {
 					g.Tensors = append(g.Tensors, TensorAxis{Tensor: t, Axis: k, R: sg.R, B: sg.B, Multi: len(e) > 1})
+				}
+			}
+		}
+	}
+}
+
+// markConvChannels sets Conv on the groups whose units are channels of a
+// Conv or ConvTranspose input or output.
+func (a *Analysis) markConvChannels() {
+	for _, n := range a.Model.Graph().GetNode() {
+		if op := n.GetOpType(); (op != "Conv" && op != "ConvTranspose") || (n.GetDomain() != "" && n.GetDomain() != "ai.onnx") || len(n.Input) == 0 || len(n.Output) == 0 {
+			continue
+		}
+		for _, t := range []string{n.Input[0], n.Output[0]} {
+			e, err := a.sp.expand(a.lay[t][1])
+			if err != nil {
+				continue
+			}
+			for _, sg := range e {
+				if g := a.rootOf[sg.S]; g != nil {
+					g.Conv = true
 				}
 			}
 		}

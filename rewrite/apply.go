@@ -19,8 +19,10 @@ type edits struct {
 	shape   map[[2]int]map[int]int64
 	shapeOf map[[2]int]string // (node, slot) -> constant read there
 	groups  map[int]int64     // Conv node -> new group count
-	splits  map[int][]int64   // Split node -> new sizes
-	changed map[string]bool   // tensors whose shape changes
+	attrs   map[int]map[string][]int64
+	frozen  map[[2]int]int64 // (node, slot) -> the constant that replaces a run-time size
+	splits  map[int][]int64  // Split node -> new sizes
+	changed map[string]bool  // tensors whose shape changes
 }
 
 // plan validates p and works out the edits.
@@ -31,6 +33,8 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		shape:   map[[2]int]map[int]int64{},
 		shapeOf: map[[2]int]string{},
 		groups:  map[int]int64{},
+		attrs:   map[int]map[string][]int64{},
+		frozen:  map[[2]int]int64{},
 		splits:  map[int][]int64{},
 		changed: map[string]bool{},
 	}
@@ -41,7 +45,7 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 	if len(e.removed) == 0 {
 		return e, nil
 	}
-	for _, step := range []func(*edits) error{a.planSlices, a.planShapes, a.planConvGroups, a.planSplits} {
+	for _, step := range []func(*edits) error{a.planSlices, a.planShapes, a.planConvGroups, a.planAttrs, a.planSplits, a.planFrozen} {
 		if err := step(e); err != nil {
 			return nil, err
 		}
@@ -233,6 +237,65 @@ func (a *Analysis) planConvGroups(e *edits) error {
 	return nil
 }
 
+// planAttrs works out the new values of attributes that count units.
+func (a *Analysis) planAttrs(e *edits) error {
+	for _, f := range a.attrs {
+		hit := false
+		for _, l := range f.lays {
+			h, err := a.touched(e, l)
+			if err != nil {
+				return err
+			}
+			hit = hit || h
+		}
+		if !hit {
+			continue
+		}
+		vals := make([]int64, len(f.lays))
+		for k, l := range f.lays {
+			n, err := a.sp.newLength(l, e.removed)
+			if err != nil {
+				return err
+			}
+			vals[k] = int64(n / f.div)
+		}
+		if e.attrs[f.node] == nil {
+			e.attrs[f.node] = map[string][]int64{}
+		}
+		e.attrs[f.node][f.attr] = vals
+	}
+	return nil
+}
+
+// planFrozen works out the constants that replace run-time sizes read
+// from an axis whose units differ from the target axis's, once either
+// loses units.
+func (a *Analysis) planFrozen(e *edits) error {
+	for _, f := range a.sizeFixes {
+		h1, err := a.touched(e, f.lay)
+		if err != nil {
+			return err
+		}
+		h2, err := a.touched(e, f.other)
+		if err != nil {
+			return err
+		}
+		if !h1 && !h2 {
+			continue
+		}
+		n, err := a.sp.newLength(f.lay, e.removed)
+		if err != nil {
+			return err
+		}
+		key := [2]int{f.node, f.slot}
+		if v, ok := e.frozen[key]; ok && v != int64(n) {
+			return fmt.Errorf("input %d of node %s would need two sizes (%d and %d)", f.slot, onnxio.NodeLabel(a.ix.Node(f.node), f.node), v, n)
+		}
+		e.frozen[key] = int64(n)
+	}
+	return nil
+}
+
 // planSplits works out the new sizes of Splits along a unit axis.
 func (a *Analysis) planSplits(e *edits) error {
 	for _, f := range a.splits {
@@ -354,16 +417,21 @@ func (a *Analysis) ParamsAfter(p Plan) (int64, error) {
 		return 0, err
 	}
 	total, _ := a.Model.ParamCount()
+	q := onnxio.QuantizedWeights(a.Model)
 	for name, vs := range e.slices {
 		_, t := a.constOf(name)
-		if !onnxio.DataType(t.GetDataType()).IsFloat() {
+		w, ok := q[t] // weights per element of quantized codes
+		if !ok && !onnxio.DataType(t.GetDataType()).IsFloat() {
 			continue
 		}
+		if !ok {
+			w = 1
+		}
 		for _, v := range vs {
-			total += onnxio.NumElements(v.dims(t))
+			total += int64(float64(onnxio.NumElements(v.dims(t))) * w)
 		}
 		if e.inPlace[name] {
-			total -= onnxio.NumElements(t.GetDims())
+			total -= int64(float64(onnxio.NumElements(t.GetDims())) * w)
 		}
 	}
 	return total, nil
@@ -381,7 +449,7 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 		return out, nil
 	}
 	w := newApplier(a, e, out)
-	for _, step := range []func() error{w.sliceConstants, w.rewriteShapes, w.setGroups, w.rewriteSplits} {
+	for _, step := range []func() error{w.sliceConstants, w.rewriteShapes, w.setGroups, w.rewriteSplits, w.rewriteIO, w.freezeSizes} {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -540,6 +608,16 @@ func (w *applier) setGroups() error {
 	for node, groups := range w.e.groups {
 		onnxio.SetAttrInt(w.g.Node[node], "group", groups)
 	}
+	for _, f := range w.attrs {
+		vals, ok := w.e.attrs[f.node][f.attr]
+		switch {
+		case !ok:
+		case f.ints:
+			onnxio.SetAttrInts(w.g.Node[f.node], f.attr, vals)
+		default:
+			onnxio.SetAttrInt(w.g.Node[f.node], f.attr, vals[0])
+		}
+	}
 	return nil
 }
 
@@ -585,6 +663,85 @@ func (w *applier) rewriteSplits() error {
 		}
 		n.Input[1] = nn
 		removeAttr(n, "num_outputs") // exclusive with explicit sizes
+	}
+	return nil
+}
+
+// IOKeep lists, for each graph input that plan p shrinks (a KV cache,
+// with Options.PruneCache), the axis and the positions along it that stay:
+// data for the input must be sliced so to feed the pruned model.
+func (a *Analysis) IOKeep(p Plan) (map[string]AxisKeep, error) {
+	e, err := a.plan(p)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]AxisKeep{}
+	for _, c := range a.io {
+		hit, err := a.touched(e, c.lay)
+		if err != nil {
+			return nil, err
+		}
+		if c.output || !hit {
+			continue
+		}
+		keep, err := a.sp.keep(c.lay, e.removed)
+		if err != nil {
+			return nil, err
+		}
+		out[c.name] = AxisKeep{Axis: c.axis, Keep: keep}
+	}
+	return out, nil
+}
+
+// AxisKeep is the positions that stay along one axis.
+type AxisKeep struct {
+	Axis int
+	Keep []int
+}
+
+// freezeSizes points each frozen input at a new 1-element int64 constant.
+func (w *applier) freezeSizes() error {
+	keys := make([][2]int, 0, len(w.e.frozen))
+	for k := range w.e.frozen {
+		keys = append(keys, k)
+	}
+	sortUses(keys)
+	for _, k := range keys {
+		n := w.g.Node[k[0]]
+		name := w.fresh(n.Input[k[1]] + "_size")
+		w.g.Initializer = append(w.g.Initializer, onnxio.NewInt64Tensor(name, []int64{1}, []int64{w.e.frozen[k]}))
+		n.Input[k[1]] = name
+	}
+	return nil
+}
+
+// rewriteIO writes the new sizes of the graph inputs' and outputs' axes
+// that carry units (KV caches, with Options.PruneCache); symbolic sizes
+// stay.
+func (w *applier) rewriteIO() error {
+	for _, c := range w.io {
+		hit, err := w.touched(w.e, c.lay)
+		if err != nil || !hit {
+			continue
+		}
+		n, err := w.sp.newLength(c.lay, w.e.removed)
+		if err != nil {
+			return err
+		}
+		vs := w.g.Input
+		if c.output {
+			vs = w.g.Output
+		}
+		for k, v := range vs {
+			dt, shape, ok := onnxio.TensorType(v)
+			if v.GetName() != c.name || !ok || c.axis >= len(shape) || !shape[c.axis].Known {
+				continue
+			}
+			shape[c.axis] = onnxio.Dim{Value: int64(n), Known: true}
+			nv := onnxio.NewValueInfo(c.name, dt, shape)
+			nv.DocString = v.DocString
+			vs[k] = nv
+		}
 	}
 	return nil
 }

@@ -242,6 +242,9 @@ func mergeKind(a, b string) string {
 	if a == b {
 		return a
 	}
+	if (a == "heads" && b == "kv-groups") || (a == "kv-groups" && b == "heads") {
+		return "kv-groups" // query heads grouped by their KV head
+	}
 	return "mixed"
 }
 
@@ -249,6 +252,14 @@ func mergeKind(a, b string) string {
 // into an outer axis of size outer and inner positions per outer index. It
 // returns the layout of the outer axis; the inner axes carry no units.
 func (sp *spaces) split(l Layout, outer int, kind, origin string) (Layout, error) {
+	return sp.splitRep(l, 1, outer, kind, origin)
+}
+
+// splitRep is split for an axis that a reshape splits into [rep, outer,
+// inner]: the units are on the outer axis, repeated rep times (a packed
+// q/k/v projection reshaped to [3, heads, head size]); the rep axis carries
+// no units.
+func (sp *spaces) splitRep(l Layout, rep, outer int, kind, origin string) (Layout, error) {
 	e, err := sp.expand(l)
 	if err != nil {
 		return nil, err
@@ -258,6 +269,15 @@ func (sp *spaces) split(l Layout, outer int, kind, origin string) (Layout, error
 	}
 	g := e[0]
 	n := sp.s[g.S].size
+	if rep > 1 {
+		inner := n * g.B / (rep * outer)
+		if g.B != 1 || inner*rep*outer != n {
+			return nil, fmt.Errorf("size %d with blocks of %d does not split into %d x %d", n*g.B, g.B, rep, outer)
+		}
+		ns := sp.add(outer, kind, origin)
+		sp.s[g.S].alias = Layout{{ns, rep, inner}}
+		return Layout{{ns, 1, 1}}, nil
+	}
 	inner := n * g.B / outer
 	if inner*outer != n*g.B {
 		return nil, fmt.Errorf("size %d does not split into %d", n*g.B, outer)

@@ -19,6 +19,7 @@ import (
 // normalised tensor that the next layer reads.
 func (a *Analysis) observe() {
 	defer a.observeNorms()
+	defer a.observeFused()
 	g := a.Model.Graph()
 	// single returns the root, R and B of a single-segment unit axis.
 	single := func(t string, ax int) (int, int, int, bool) {
@@ -277,4 +278,64 @@ func squares(p *onnxpb.NodeProto) bool {
 		return len(p.Input) == 2
 	}
 	return false
+}
+
+// observeFused observes the heads of ONNX Runtime's fused attention ops as
+// the other heads are: Z the values each head mixes (MultiHeadAttention's
+// and GroupQueryAttention's value input; for Attention, the input times the
+// value columns of its packed weight), A the context the op outputs per
+// head, both reduced by root mean square.
+func (a *Analysis) observeFused() {
+	for _, n := range a.Model.Graph().GetNode() {
+		if n.GetDomain() != ops.MS || len(n.Output) == 0 {
+			continue
+		}
+		op := n.GetOpType()
+		if op != "Attention" && op != "MultiHeadAttention" && op != "GroupQueryAttention" {
+			continue
+		}
+		post := n.Output[0]
+		l := a.lay[post][2]
+		e, err := a.sp.expand(l)
+		if l == nil || err != nil || len(e) != 1 {
+			continue
+		}
+		grp := a.rootOf[e[0].S]
+		if grp == nil || grp.Observe != nil {
+			continue
+		}
+		o := &Observation{Post: post, PostAxis: 2, PostR: e[0].R, PostB: e[0].B, RMS: true, Op: op}
+		switch op {
+		case "Attention":
+			p, ok := a.attentionValues(n, e[0])
+			if !ok {
+				continue
+			}
+			o.Pre, o.PreAxis, o.PreR, o.PreB, o.PreProject = n.Input[0], 2, 1, e[0].B, p
+		default:
+			v := safe(n.Input, 2)
+			ve, err := a.sp.expand(a.lay[v][2])
+			if v == "" || err != nil || len(ve) != 1 || ve[0].S != e[0].S {
+				continue
+			}
+			o.Pre, o.PreAxis, o.PreR, o.PreB = v, 2, ve[0].R, ve[0].B
+		}
+		grp.Observe = o
+	}
+}
+
+// attentionValues returns the value columns of an Attention node's packed
+// weight and bias.
+func (a *Analysis) attentionValues(n *onnxpb.NodeProto, out Seg) (*Projection, bool) {
+	w, wt := a.constOf(safe(n.Input, 1))
+	if wt == nil || len(wt.GetDims()) != 2 {
+		return nil, false
+	}
+	width := int(wt.GetDims()[1])
+	v := a.sp.s[out.S].size * out.B
+	p := &Projection{Weight: w, Lo: width - v, Hi: width}
+	if b, bt := a.constOf(safe(n.Input, 2)); bt != nil {
+		p.Bias = b
+	}
+	return p, true
 }

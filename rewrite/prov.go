@@ -29,6 +29,11 @@ type elem struct {
 	axis   int    // elemShape: the axis measured
 	user   int    // elemConst: node that reads the constant
 	slot   int    // elemConst: input slot of that node
+	// whole is the node and input slot that supply this element alone (a
+	// 1-element input of a Concat), where a constant could replace it,
+	// when hasWhole.
+	whole    [2]int
+	hasWhole bool
 }
 
 // prov traces the elements of the 1-D integer tensor t.
@@ -132,7 +137,11 @@ func (an *analyzer) provConcat(p *onnxpb.NodeProto, pi, depth int) []elem {
 			}
 			e = make([]elem, d[0])
 		}
-		out = append(out, an.withUser(e, in, pi, k)...)
+		e = an.withUser(e, in, pi, k)
+		if len(e) == 1 && an.shapes.DTypes[in] == onnxio.Int64 {
+			e[0].whole, e[0].hasWhole = [2]int{pi, k}, true
+		}
+		out = append(out, e...)
 	}
 	return out
 }
@@ -364,13 +373,26 @@ func (an *analyzer) sizeTarget(n *onnxpb.NodeProto, deps []sizeDep) {
 			if ax < 0 || ax >= r || l == nil {
 				bad = true
 			} else {
-				an.checks = append(an.checks, layoutCheck{d.lay, l, fmt.Sprintf("%s node %s gives axis %d the run-time size of other units", n.GetOpType(), an.cur, ax)})
+				an.checks = append(an.checks, layoutCheck{d.lay, l, fmt.Sprintf("%s node %s gives axis %d the run-time size of other units", n.GetOpType(), an.cur, ax), an.freezable(n, d.elem, l, d.lay)})
 			}
 		}
 		if bad {
 			an.block(d.lay, fmt.Sprintf("%s node %s sizes an axis without units from a unit axis", n.GetOpType(), an.cur))
 		}
 	}
+}
+
+// freezable returns how element k of the target shape of Reshape node n
+// could be replaced by a constant, the new length of l, or nil.
+func (an *analyzer) freezable(n *onnxpb.NodeProto, k int, l, other Layout) *sizeFix {
+	if n.GetOpType() != "Reshape" {
+		return nil
+	}
+	elems := an.prov(n.Input[1], 0)
+	if k < 0 || k >= len(elems) || !elems[k].hasWhole {
+		return nil
+	}
+	return &sizeFix{node: elems[k].whole[0], slot: elems[k].whole[1], lay: l, other: other}
 }
 
 // sizeElems maps the size dependencies of a shape-arithmetic node's inputs

@@ -63,6 +63,7 @@ func (an *analyzer) elementwise(n *onnxpb.NodeProto, i int, inputs, outs []int) 
 	for k := 0; k < r; k++ {
 		var have []Layout
 		var consts [][2]int
+		var views []view
 		var plain []string
 		for _, s := range inputs {
 			if s >= len(n.Input) || n.Input[s] == "" {
@@ -87,8 +88,10 @@ func (an *analyzer) elementwise(n *onnxpb.NodeProto, i int, inputs, outs []int) 
 			if d[ax] == 1 {
 				continue
 			}
-			if name, _ := an.constOf(t); name != "" {
+			if an.weight(t) != nil {
 				consts = append(consts, [2]int{s, ax})
+			} else if si, cax, ok := an.slicedConst(t, ax); ok {
+				views = append(views, view{t, ax, si, cax})
 			} else {
 				plain = append(plain, t)
 			}
@@ -103,6 +106,10 @@ func (an *analyzer) elementwise(n *onnxpb.NodeProto, i int, inputs, outs []int) 
 		for _, c := range consts {
 			an.param(i, c[0], c[1], l, roleAffine)
 		}
+		for _, v := range views {
+			an.param(v.node, 0, v.constAxis, l, roleAffine)
+			an.setLayout(v.tensor, v.axis, l)
+		}
 		for _, t := range plain {
 			an.block(l, fmt.Sprintf("combined by %s (node %s) with %q, which carries no prunable units", n.GetOpType(), an.cur, t))
 		}
@@ -112,6 +119,32 @@ func (an *analyzer) elementwise(n *onnxpb.NodeProto, i int, inputs, outs []int) 
 			}
 		}
 	}
+}
+
+// view is an operand that is a Slice of a constant along other axes than
+// the one that meets the units: a learned position table cut to the
+// run-time sequence length (pos[:t]).
+type view struct {
+	tensor          string
+	axis            int // of tensor
+	node, constAxis int // the Slice node, and the constant's axis
+}
+
+// slicedConst reports whether t is the output of a Slice of a constant
+// that keeps axis ax whole, and returns the Slice node and the constant's
+// axis: slicing the constant along that axis is then the same as slicing
+// t.
+func (an *analyzer) slicedConst(t string, ax int) (int, int, bool) {
+	p := an.ix.ProducerNode(t)
+	if p == nil || p.GetOpType() != "Slice" || (p.GetDomain() != "" && p.GetDomain() != "ai.onnx") || len(an.ix.Consumers[t]) != 1 {
+		return 0, 0, false
+	}
+	_, c := an.constOf(p.Input[0])
+	d, ok := an.dims(t)
+	if c == nil || !ok || len(c.GetDims()) != len(d) || an.opset < 10 || !an.fullSlice(p, ax, len(d)) || c.GetDims()[ax] != d[ax] {
+		return 0, 0, false
+	}
+	return an.ix.Producer[t], ax, true
 }
 
 // mapAxes moves the units of in to out with an axis map; axes the map drops

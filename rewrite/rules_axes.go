@@ -132,6 +132,15 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 				an.blockInputs(n, fmt.Sprintf("Concat node %s: shape unknown", an.cur))
 				return
 			}
+			if d[axis] < 0 {
+				// A part of run-time length (a Slice with computed bounds, as
+				// torch exports chunk): where the units sit is unknown.
+				for _, in2 := range n.Input {
+					an.block(an.lay[in2][axis], fmt.Sprintf("Concat node %s joins %q, whose length along the unit axis is known only at run time", an.cur, in))
+				}
+				out = nil
+				break
+			}
 			if l := an.lay[in][axis]; l != nil {
 				out = append(out, l...)
 				continue
@@ -147,7 +156,9 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 			}
 			out = append(out, fixed...)
 		}
-		an.setLayout(n.Output[0], axis, out)
+		if out != nil {
+			an.setLayout(n.Output[0], axis, out)
+		}
 	}
 	// Other axes couple like an elementwise op.
 	for k := 0; k < r; k++ {
@@ -164,7 +175,16 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 			continue
 		}
 		if len(have) != len(n.Input) {
-			an.block(have[0], fmt.Sprintf("Concat node %s joins tensors with and without units on axis %d", an.cur, k))
+			// A KV cache: past keys (a graph input) joined with the new ones.
+			cached := true
+			for _, in := range n.Input {
+				if an.lay[in][k] == nil {
+					cached = cached && an.cacheInput(in, k, have[0])
+				}
+			}
+			if !cached {
+				an.block(have[0], fmt.Sprintf("Concat node %s joins tensors with and without units on axis %d", an.cur, k))
+			}
 		}
 		for _, h := range have[1:] {
 			an.unify(have[0], h, "Concat operands")

@@ -18,12 +18,11 @@ func init() {
 func ruleGemm(an *analyzer, n *onnxpb.NodeProto, i int) {
 	transA := onnxio.AttrInt(n, "transA", 0) == 1
 	transB := onnxio.AttrInt(n, "transB", 0) == 1
-	bname, bt := an.constOf(n.Input[1])
+	bt := an.weight(n.Input[1])
 	if bt == nil || len(bt.GetDims()) != 2 {
 		an.blockInputs(n, fmt.Sprintf("Gemm node %s has no constant 2-D weight", an.cur))
 		return
 	}
-	_ = bname
 	kAxisB, nAxisB := 0, 1
 	if transB {
 		kAxisB, nAxisB = 1, 0
@@ -43,7 +42,7 @@ func ruleGemm(an *analyzer, n *onnxpb.NodeProto, i int) {
 	out := an.fresh(width, "neurons")
 	an.param(i, 1, nAxisB, out, roleIn)
 	if len(n.Input) > 2 && n.Input[2] != "" {
-		if _, ct := an.constOf(n.Input[2]); ct != nil {
+		if ct := an.weight(n.Input[2]); ct != nil {
 			d := ct.GetDims()
 			if len(d) >= 1 && d[len(d)-1] == int64(width) && width > 1 {
 				an.param(i, 2, len(d)-1, out, roleAffine)
@@ -63,8 +62,7 @@ func ruleMatMul(an *analyzer, n *onnxpb.NodeProto, i int) {
 		an.blockInputs(n, fmt.Sprintf("MatMul node %s has operands of unknown shape", an.cur))
 		return
 	}
-	_, bt := an.constOf(b)
-	_, at := an.constOf(a)
+	bt, at := an.weight(b), an.weight(a)
 	if at != nil && bt == nil {
 		an.blockInputs(n, fmt.Sprintf("MatMul node %s multiplies a constant by a computed tensor", an.cur))
 		return
@@ -142,7 +140,7 @@ func ruleMatMul(an *analyzer, n *onnxpb.NodeProto, i int) {
 func ruleConv(an *analyzer, n *onnxpb.NodeProto, i int) {
 	x := n.Input[0]
 	dx, okx := an.dims(x)
-	_, wt := an.constOf(n.Input[1])
+	wt := an.weight(n.Input[1])
 	if wt == nil || !okx || len(dx) < 3 {
 		an.blockInputs(n, fmt.Sprintf("Conv node %s has no constant weight or an input of unknown shape", an.cur))
 		return
@@ -201,7 +199,7 @@ func ruleConv(an *analyzer, n *onnxpb.NodeProto, i int) {
 func ruleConvTranspose(an *analyzer, n *onnxpb.NodeProto, i int) {
 	x := n.Input[0]
 	dx, okx := an.dims(x)
-	_, wt := an.constOf(n.Input[1])
+	wt := an.weight(n.Input[1])
 	group := int(onnxio.AttrInt(n, "group", 1))
 	if wt == nil || !okx || len(dx) < 3 || (group != 1 && !(int64(group) == dx[1] && wt.GetDims()[0] == dx[1])) {
 		an.blockInputs(n, fmt.Sprintf("ConvTranspose node %s: only plain and depthwise forms are pruned", an.cur))

@@ -44,7 +44,7 @@ func ruleLayerNorm(an *analyzer, n *onnxpb.NodeProto, i int) {
 	x := n.Input[0]
 	r := an.rank(x)
 	if r < 0 {
-		an.blockInputs(n, fmt.Sprintf("LayerNormalization node %s: input shape unknown", an.cur))
+		an.blockInputs(n, fmt.Sprintf("%s node %s: input shape unknown", n.GetOpType(), an.cur))
 		return
 	}
 	axis := int(onnxio.AttrInt(n, "axis", -1))
@@ -56,7 +56,7 @@ func ruleLayerNorm(an *analyzer, n *onnxpb.NodeProto, i int) {
 		case ax < axis:
 			an.setLayout(n.Output[0], ax, l)
 		case ax == r-1 && axis == r-1 && !an.opts.NoNormThrough:
-			an.warn(l, fmt.Sprintf("LayerNormalization node %s normalises over the pruned axis: its statistics change", an.cur))
+			an.warn(l, fmt.Sprintf("%s node %s normalises over the pruned axis: its statistics change", n.GetOpType(), an.cur))
 			an.setLayout(n.Output[0], ax, l)
 			for k := 1; k < len(n.Input) && k < 3; k++ {
 				if n.Input[k] != "" {
@@ -66,11 +66,14 @@ func ruleLayerNorm(an *analyzer, n *onnxpb.NodeProto, i int) {
 				}
 			}
 		default:
-			an.block(l, fmt.Sprintf("LayerNormalization node %s normalises over the unit axis together with others", an.cur))
+			an.block(l, fmt.Sprintf("%s node %s normalises over the unit axis together with others", n.GetOpType(), an.cur))
 		}
 	}
 	for k := 1; k < len(n.Output); k++ {
-		an.mapAxes(x, n.Output[k], func(ax int) (int, bool) { return ax, ax < axis }, fmt.Sprintf("statistics output of LayerNormalization node %s", an.cur))
+		if !an.used(n.Output[k]) {
+			continue // statistics nobody reads
+		}
+		an.mapAxes(x, n.Output[k], func(ax int) (int, bool) { return ax, ax < axis }, fmt.Sprintf("statistics output of %s node %s", n.GetOpType(), an.cur))
 	}
 }
 

@@ -181,7 +181,7 @@ func (an *analyzer) fixShape(n *onnxpb.NodeProto, i, slot int, out, in string, a
 		case known && e.value == 1 && n.GetOpType() == "Expand":
 		case known && e.value == 0 && !allowZero && n.GetOpType() == "Reshape":
 			if il := an.lay[in][ax]; il != nil {
-				an.checks = append(an.checks, layoutCheck{il, l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis with other units", an.cur, ax)})
+				an.checks = append(an.checks, layoutCheck{il, l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis with other units", an.cur, ax), nil})
 			} else {
 				an.block(l, fmt.Sprintf("Reshape node %s copies axis %d from an input axis without units", an.cur, ax))
 			}
@@ -189,7 +189,14 @@ func (an *analyzer) fixShape(n *onnxpb.NodeProto, i, slot int, out, in string, a
 			an.fixes = append(an.fixes, shapeFix{node: i, axis: ax, lay: l, elems: elems})
 		case e.kind == elemShape:
 			if sl := an.lay[e.tensor][e.axis]; sl != nil {
-				an.checks = append(an.checks, layoutCheck{sl, l, fmt.Sprintf("%s node %s takes the size of axis %d from %q, which has other units", n.GetOpType(), an.cur, ax, e.tensor)})
+				var fix *sizeFix
+				if e.hasWhole && n.GetOpType() == "Reshape" {
+					fix = &sizeFix{node: e.whole[0], slot: e.whole[1], lay: l, other: sl}
+				}
+				an.checks = append(an.checks, layoutCheck{sl, l, fmt.Sprintf("%s node %s takes the size of axis %d from %q, which has other units", n.GetOpType(), an.cur, ax, e.tensor), fix})
+			} else if e.hasWhole && n.GetOpType() == "Reshape" {
+				// A size that never changes, where the units will: frozen.
+				an.sizeFixes = append(an.sizeFixes, sizeFix{node: e.whole[0], slot: e.whole[1], lay: l})
 			} else {
 				an.block(l, fmt.Sprintf("%s node %s takes the size of a unit axis from %q, which has no units", n.GetOpType(), an.cur, e.tensor))
 			}
@@ -313,7 +320,17 @@ func (an *analyzer) reshapeAxes(x string, din []int64, out string, dout []int64,
 			an.setLayout(out, nonOneOut[0], nl)
 		case len(nonOneIn) == 1 && len(nonOneOut) > 1:
 			o := nonOneOut[0]
-			nl, err := an.sp.split(l, int(dout[o]), "heads", an.cur)
+			if t := an.shuffleAfter(out, nonOneOut); t != "" {
+				an.block(l, fmt.Sprintf("channel shuffle (Reshape node %s, Transpose node %s) interleaves the units of the concatenated parts; onnx-cria does not prune through it", an.cur, t))
+				continue
+			}
+			rep := 1
+			if len(nonOneOut) >= 3 && (dout[o] == 2 || dout[o] == 3) {
+				// [3, heads, head size] (or [2, ...] for k and v): a packed
+				// projection; its heads are on the second axis.
+				rep, o = int(dout[o]), nonOneOut[1]
+			}
+			nl, err := an.sp.splitRep(l, rep, int(dout[o]), "heads", an.cur)
 			if err != nil {
 				an.block(l, reason+": "+err.Error())
 				continue
@@ -346,6 +363,26 @@ func ruleTile(an *analyzer, n *onnxpb.NodeProto, i int) {
 	an.mapAxes(x, n.Output[0], func(ax int) (int, bool) {
 		return ax, ok && ax < len(reps) && reps[ax] == 1
 	}, fmt.Sprintf("Tile node %s repeats the unit axis", an.cur))
+}
+
+// shuffleAfter returns the label of the Transpose that swaps the first two
+// of the axes a unit axis was split into (a channel shuffle: ShuffleNet's
+// Reshape [N, g, C/g, H, W], Transpose, Reshape back), or "".
+func (an *analyzer) shuffleAfter(out string, split []int) string {
+	if len(split) < 2 {
+		return ""
+	}
+	cons := an.ix.Consumers[out]
+	if len(cons) != 1 {
+		return ""
+	}
+	t := an.ix.Node(cons[0])
+	perm := onnxio.AttrInts(t, "perm")
+	a, b := split[0], split[1]
+	if t.GetOpType() != "Transpose" || len(perm) <= b || perm[a] != int64(b) || perm[b] != int64(a) {
+		return ""
+	}
+	return onnxio.NodeLabel(t, cons[0])
 }
 
 // nonOne returns the axes whose size in d is not 1.

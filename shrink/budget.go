@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
@@ -74,7 +75,7 @@ func (b *budget) cost(r *run, w widths) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ratio, err := r.latencyRatio(m)
+	ratio, err := r.latencyRatio(m, p)
 	if err != nil {
 		return 0, err
 	}
@@ -87,17 +88,27 @@ func (b *budget) reduction(c float64) float64 { return 1 - c/b.base }
 
 // latencyRatio is m's median ORT latency at the latency batch over the
 // input's, the two timed in turns on calibration rows.
-func (r *run) latencyRatio(m *onnxio.Model) (float64, error) {
+func (r *run) latencyRatio(m *onnxio.Model, p rewrite.Plan) (float64, error) {
 	defer r.stage("latency", time.Now())
-	lat, err := MeasureLatencies([]*onnxio.Model{r.in, m}, r.calib, []int{r.cfg.LatencyBatch}, r.cfg.LatencyBudget, r.cfg.Runtime)
+	data := r.calib
+	if r.cfg.PruneCache {
+		keep, err := r.orig.IOKeep(p)
+		if err != nil {
+			return 0, err
+		}
+		if data, err = adapt(r.calib, keep); err != nil {
+			return 0, err
+		}
+	}
+	lat, err := measureLatencies([]*onnxio.Model{r.in, m}, []*dataset.Set{r.calib, data}, []int{r.cfg.LatencyBatch}, r.cfg.LatencyBudget, 0, r.cfg.Runtime)
 	if err != nil {
 		return 0, err
 	}
 	if len(lat[0]) == 0 {
 		return 0, fmt.Errorf("the model takes a fixed batch; time it at that batch (latency batch %d)", r.cfg.LatencyBatch)
 	}
-	p, _ := m.ParamCount()
-	r.rep.Timings = append(r.rep.Timings, Timing{Params: p, InputMS: lat[0][0].Median, CandidateMS: lat[1][0].Median})
+	params, _ := m.ParamCount()
+	r.rep.Timings = append(r.rep.Timings, Timing{Params: params, InputMS: lat[0][0].Median, CandidateMS: lat[1][0].Median})
 	return lat[1][0].Median / lat[0][0].Median, nil
 }
 

@@ -153,6 +153,38 @@ func TestMeasureLatency(t *testing.T) {
 	}
 }
 
+// A latency measurement bounded in wall time times batch 1, then halves a
+// batch whose estimated runs (from batch 1's) would not fit the limit, and
+// records the batch it timed; without a limit it times what it was asked.
+func TestMeasureLatenciesWithin(t *testing.T) {
+	m, data := loadMLP(t)
+	models := []*onnxio.Model{m, m}
+	lat, err := MeasureLatenciesWithin(models, data, []int{1, 4096}, 10*time.Millisecond, 30*time.Millisecond, ort.Config{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lat {
+		if l[0].Batch != 1 || l[0].Runs < 1 {
+			t.Fatalf("batch 1 first: %+v", l)
+		}
+		// One turn of two models at batch 4096 is far beyond 30 ms at
+		// batch 1's speed per row: the batch was halved, or skipped.
+		if len(l) == 2 && (l[1].Batch >= 4096 || l[1].Batch <= 1 || 4096%l[1].Batch != 0 || l[1].Runs < 1) {
+			t.Errorf("second measurement %+v", l[1])
+		}
+		if len(l) != len(lat[0]) || len(l) > 2 {
+			t.Errorf("latencies %+v", lat)
+		}
+	}
+	full, err := MeasureLatenciesWithin(models[:1], data, []int{1, 256}, time.Millisecond, 0, ort.Config{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full[0]) != 2 || full[0][1].Batch != 256 {
+		t.Errorf("without a limit: %+v", full[0])
+	}
+}
+
 // The output criteria on the MLP: wanda and flap agree with their formulas
 // computed from a plain ORT run and the outgoing weights; obs's leave-one-
 // out variance is the residual variance of regressing a unit on the others.

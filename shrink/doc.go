@@ -8,9 +8,10 @@
 //
 // A target is a reduction 1 - after/before of what Config.Kind counts:
 // parameters (TargetParams, the default; every element of a floating-point
-// initializer or Constant tensor, as onnxio.Model.ParamCount counts them),
-// FLOPs (TargetFLOPs; two per multiply-add of Conv, ConvTranspose, Gemm and
-// MatMul for one sample, as onnxio.FLOPs counts them), or ONNX Runtime
+// initializer or Constant tensor, and every weight of a quantized one, as
+// onnxio.Model.ParamCount counts them), FLOPs (TargetFLOPs; two per
+// multiply-add of Conv, ConvTranspose, Gemm, MatMul and MatMulNBits for one
+// sample, as onnxio.FLOPs counts them), or ONNX Runtime
 // latency at Config.LatencyBatch (TargetLatency), measured on this machine
 // against the input, the two timed in turns so that a change of load slows
 // both alike; every timing is recorded in the report.
@@ -27,8 +28,9 @@
 // over groups), so that cheap-to-keep units survive.
 //
 // The widths the model is written with are the natural widths (what the
-// loop removed) snapped to each group's block: Conv channel counts to ONNX
-// Runtime's kernel block with the automatic rounding, every group to RoundTo
+// loop removed) snapped to each group's block: Conv channel counts (every
+// group whose units are a Conv's channels somewhere, rewrite.Group.Conv) to
+// ONNX Runtime's kernel block with the automatic rounding, every group to RoundTo
 // when that is above 1. Snapping takes the nearest multiple at or above the
 // floor (a tie keeps more units), so the block constrains the written widths
 // instead of forcing a whole block off every group each round. The budget is

@@ -2,6 +2,7 @@ package shrink
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -19,9 +20,10 @@ type Latency struct {
 }
 
 // MeasureLatency runs m on batches of real rows (cycled when data has
-// fewer) after two warm-up runs, repeating for about budget or at least
-// five times, and returns the median per batch size. A model with a fixed
-// batch is timed at that batch only.
+// fewer) after up to two warm-up runs, repeating for about budget or at
+// least five times (fewer for a model whose single run is longer than the
+// budget, but always once), and returns the median per batch size. A model
+// with a fixed batch is timed at that batch only.
 func MeasureLatency(m *onnxio.Model, data *dataset.Set, batches []int, budget time.Duration, cfg ort.Config) ([]Latency, error) {
 	out, err := MeasureLatencies([]*onnxio.Model{m}, data, batches, budget, cfg)
 	if err != nil {
@@ -34,12 +36,27 @@ func MeasureLatency(m *onnxio.Model, data *dataset.Set, batches []int, budget ti
 // turns run by run, so that a machine whose load changes during the
 // measurement slows every model alike and their ratios stay meaningful.
 func MeasureLatencies(models []*onnxio.Model, data *dataset.Set, batches []int, budget time.Duration, cfg ort.Config) ([][]Latency, error) {
-	type timed struct {
-		s  *ort.Session
-		b  *dataset.Bound
-		in []ort.Tensor
-		t  []float64
+	return MeasureLatenciesWithin(models, data, batches, budget, 0, cfg)
+}
+
+// MeasureLatenciesWithin is MeasureLatencies bounded by limit (0: no
+// bound) for the whole measurement: before each batch size it estimates,
+// from the batches timed so far, what a warm-up and one timed run of every
+// model would take, and when that would pass the limit it halves the batch
+// until it fits (never below the largest batch already timed, which it
+// then skips). A big model is so timed at batch 1 and the largest batch
+// the limit allows; each Latency records the batch it was timed at.
+func MeasureLatenciesWithin(models []*onnxio.Model, data *dataset.Set, batches []int, budget, limit time.Duration, cfg ort.Config) ([][]Latency, error) {
+	datas := make([]*dataset.Set, len(models))
+	for k := range datas {
+		datas[k] = data
 	}
+	return measureLatencies(models, datas, batches, budget, limit, cfg)
+}
+
+// measureLatencies is MeasureLatenciesWithin with each model's own data
+// (models whose KV cache inputs differ).
+func measureLatencies(models []*onnxio.Model, datas []*dataset.Set, batches []int, budget, limit time.Duration, cfg ort.Config) ([][]Latency, error) {
 	ts := make([]*timed, len(models))
 	for k, m := range models {
 		s, err := ort.NewSessionForModel(m, nil, cfg)
@@ -47,45 +64,91 @@ func MeasureLatencies(models []*onnxio.Model, data *dataset.Set, batches []int, 
 			return nil, err
 		}
 		defer s.Destroy()
-		b, err := s.Bind(data, "")
+		b, err := s.Bind(datas[k], "")
 		if err != nil {
 			return nil, err
 		}
 		ts[k] = &timed{s: s, b: b}
 	}
+	start := time.Now()
 	out := make([][]Latency, len(models))
+	perRow, done := 0.0, 0 // seconds per row and run of all models, largest batch timed
 	for _, size := range batches {
 		if fb := ts[0].b.FixedBatch; fb > 0 && size != fb {
 			continue
 		}
-		for _, x := range ts {
-			var err error
-			if x.in, err = rows(x.b, size); err != nil {
-				return nil, err
+		if limit > 0 && perRow > 0 {
+			left := (limit - time.Since(start)).Seconds()
+			for size > done && 2*perRow*float64(size) > left {
+				size /= 2
 			}
-			x.t = x.t[:0]
-			for k := 0; k < 2; k++ {
-				if _, err := x.s.Run(x.in...); err != nil {
-					return nil, fmt.Errorf("latency at batch %d: %w", size, err)
-				}
+			if size <= done {
+				continue
 			}
 		}
-		start := time.Now()
-		for n := 0; n < 5 || (time.Since(start) < budget && n < 200); n++ {
-			for _, x := range ts {
-				t0 := time.Now()
-				if _, err := x.s.Run(x.in...); err != nil {
-					return nil, fmt.Errorf("latency at batch %d: %w", size, err)
-				}
-				x.t = append(x.t, float64(time.Since(t0).Microseconds())/1000)
-			}
+		if err := timeBatch(ts, size, budget); err != nil {
+			return nil, err
 		}
+		run := 0.0
 		for k, x := range ts {
 			med := median(x.t)
 			out[k] = append(out[k], Latency{Batch: size, Median: med, Runs: len(x.t), Samples: float64(size) / med * 1000})
+			run += med / 1000
 		}
+		perRow, done = math.Max(perRow, run/float64(size)), size
 	}
 	return out, nil
+}
+
+// timed is one model's session, its bound data, and its timings (ms) at
+// the current batch.
+type timed struct {
+	s  *ort.Session
+	b  *dataset.Bound
+	in []ort.Tensor
+	t  []float64
+}
+
+// timeBatch warms up and times every model at one batch size, in turns:
+// two warm-up runs (one when a run takes more than a quarter of budget),
+// then timed runs for about budget, at least five (at least one when five
+// turns would take more than twice the budget).
+func timeBatch(ts []*timed, size int, budget time.Duration) error {
+	var warm time.Duration // one turn of every model
+	for _, x := range ts {
+		var err error
+		if x.in, err = rows(x.b, size); err != nil {
+			return err
+		}
+		x.t = x.t[:0]
+		t0 := time.Now()
+		if _, err := x.s.Run(x.in...); err != nil {
+			return fmt.Errorf("latency at batch %d: %w", size, err)
+		}
+		warm += time.Since(t0)
+	}
+	if warm < budget/4 {
+		for _, x := range ts {
+			if _, err := x.s.Run(x.in...); err != nil {
+				return fmt.Errorf("latency at batch %d: %w", size, err)
+			}
+		}
+	}
+	least := 5
+	if warm > 0 {
+		least = max(1, min(5, int(2*budget/warm)))
+	}
+	start := time.Now()
+	for n := 0; n < least || (time.Since(start) < budget && n < 200); n++ {
+		for _, x := range ts {
+			t0 := time.Now()
+			if _, err := x.s.Run(x.in...); err != nil {
+				return fmt.Errorf("latency at batch %d: %w", size, err)
+			}
+			x.t = append(x.t, float64(time.Since(t0).Microseconds())/1000)
+		}
+	}
+	return nil
 }
 
 // rows is a batch of size rows of b, cycling through its rows.

@@ -40,7 +40,10 @@ type Report struct {
 	LatencyAfter  []Latency        `json:"latency_after,omitempty"`
 	// Timings are the measurements a latency target made: the input's and
 	// a candidate's median latency, timed in turns.
-	Timings  []Timing           `json:"latency_timings,omitempty"`
+	Timings []Timing `json:"latency_timings,omitempty"`
+	// CacheIO lists the graph inputs and outputs (KV caches) whose shapes
+	// the pruning changed, with Config.PruneCache: "name: before -> after".
+	CacheIO  []string           `json:"cache_io,omitempty"`
 	Stages   map[string]float64 `json:"seconds_per_stage"`
 	Seconds  float64            `json:"seconds"` // wall time of the whole run
 	Warnings []string           `json:"warnings,omitempty"`
@@ -75,11 +78,13 @@ type Options struct {
 	RoundCh   int      `json:"round_channels,omitempty"`
 	Exclude   []string `json:"exclude,omitempty"`
 	AllGroups bool     `json:"all_groups"`
-	Samples   int      `json:"samples"`
-	Seed      int64    `json:"seed"`
-	Batch     int      `json:"batch"`
-	Threads   int      `json:"threads"`
-	Provider  string   `json:"provider"`
+	// PruneCache: heads carried by KV cache inputs and outputs may go.
+	PruneCache bool   `json:"prune_cache_heads,omitempty"`
+	Samples    int    `json:"samples"`
+	Seed       int64  `json:"seed"`
+	Batch      int    `json:"batch"`
+	Threads    int    `json:"threads"`
+	Provider   string `json:"provider"`
 	// LatencyBatch is the batch a latency target was timed at.
 	LatencyBatch int `json:"latency_batch,omitempty"`
 }
@@ -111,6 +116,7 @@ type GroupSummary struct {
 	WidthBefore   int    `json:"width_before"`
 	WidthAfter    int    `json:"width_after"`
 	ParamsPerUnit int64  `json:"params_per_unit"`
+	ConvChannels  bool   `json:"conv_channels,omitempty"`
 	Pruned        bool   `json:"pruned"`
 	// Reason says why a group was not pruned (one of the Not* constants),
 	// Why in words (for blocked groups, what blocks them).
@@ -148,7 +154,7 @@ func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 		Stages: map[string]float64{},
 		Options: Options{
 			Criterion: c.Criterion.Name(), PerRound: c.PerRound, MinWidth: c.MinWidth, MinFrac: c.MinFrac,
-			Ranking: c.Ranking, RoundTo: c.RoundTo, RoundCh: c.RoundChannels, Exclude: c.Exclude, AllGroups: c.AllGroups,
+			Ranking: c.Ranking, RoundTo: c.RoundTo, RoundCh: c.RoundChannels, Exclude: c.Exclude, AllGroups: c.AllGroups, PruneCache: c.PruneCache,
 			Samples: c.Samples, Seed: c.Seed, Batch: c.Batch, Threads: c.Runtime.Threads, Provider: c.Runtime.Provider,
 		},
 		TargetKind: c.Kind,
@@ -170,7 +176,7 @@ func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 	r.OpsWithout = a.Skipped
 	for _, g := range a.Groups {
-		s := GroupSummary{Name: g.Name, Kind: g.Kind, WidthBefore: g.Width, WidthAfter: g.Width, ParamsPerUnit: g.ParamsPerUnit, Warnings: g.Warnings}
+		s := GroupSummary{Name: g.Name, Kind: g.Kind, WidthBefore: g.Width, WidthAfter: g.Width, ParamsPerUnit: g.ParamsPerUnit, ConvChannels: g.Conv, Warnings: g.Warnings}
 		switch {
 		case !g.Prunable():
 			s.Reason, s.Why = NotBlocked, strings.Join(g.Blocked, "; ")

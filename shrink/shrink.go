@@ -35,17 +35,27 @@ type Config struct {
 	RoundChannels int
 	Exclude       []string // glob patterns of group names left alone
 	AllGroups     bool     // also prune groups without a nonlinearity to observe (not with spectral)
-	Samples       int      // calibration samples M, fixed across rounds (1024)
-	Seed          int64
-	Batch         int // rows per ORT run (64)
-	Runtime       ort.Config
-	Eval          *dataset.Set // if set, the metric before, after pruning and after recovery
-	EvalTask      string
-	Latency       bool // measure ORT latency at batch 1 and 64 before and after
+	// PruneCache lets heads and KV groups that a KV cache carries through
+	// graph inputs and outputs be pruned (rewrite.Options.PruneCache): the
+	// written model's cache inputs and outputs lose them, and the report
+	// says so (Report.CacheIO). Data for those inputs is sliced to match.
+	PruneCache bool
+	Samples    int // calibration samples M, fixed across rounds (1024)
+	Seed       int64
+	Batch      int // rows per ORT run (64)
+	Runtime    ort.Config
+	Eval       *dataset.Set // if set, the metric before, after pruning and after recovery
+	EvalTask   string
+	Latency    bool // measure ORT latency at batch 1 and 64 before and after
 	// LatencyBatch is the batch a latency target is timed at (64), and
 	// LatencyBudget about how long each timing runs (1 s).
 	LatencyBatch  int
 	LatencyBudget time.Duration
+	// LatencyLimit bounds the report's latency measurement (Latency) in
+	// wall time, 15 s: a model too slow to time at batch 64 within it is
+	// timed at the largest smaller batch that fits (see
+	// MeasureLatenciesWithin).
+	LatencyLimit time.Duration
 	// Recover, if set, runs after the last round (least-squares refit
 	// and/or fine-tuning); its time and results are part of the report.
 	Recover *recover.Options
@@ -55,6 +65,9 @@ type Config struct {
 
 	buffers capture.Buffers // the last round's capture memory, reused
 }
+
+// analysis is the rewriter's options for the settings.
+func (c *Config) analysis() rewrite.Options { return rewrite.Options{PruneCache: c.PruneCache} }
 
 // minCalibRows is the fewest calibration rows a data-driven criterion
 // accepts: below it, k-nearest-neighbour graphs over the units' signals
@@ -94,6 +107,9 @@ func (c *Config) defaults() error {
 	}
 	if c.LatencyBudget <= 0 {
 		c.LatencyBudget = time.Second
+	}
+	if c.LatencyLimit <= 0 {
+		c.LatencyLimit = 15 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
@@ -141,6 +157,7 @@ type UnreachableError struct {
 	Nothing         bool               // no eligible group at all
 	Blocking        []rewrite.OpReport // ops without a rule that carried units
 	Excluded        int                // prunable groups left out by the settings
+	AtMinimum       int                // prunable groups already at their minimum width
 	Upfront         bool               // known before any capture
 }
 
@@ -174,6 +191,9 @@ type run struct {
 	byName map[string]*unitState
 	budget *budget
 	plan   rewrite.Plan // of the current model, in the input's units
+	// calibCur and evalCur feed the current model: calib and the eval set,
+	// with KV cache inputs sliced as the model's (PruneCache).
+	calibCur, evalCur *dataset.Set
 }
 
 // Run shrinks m and returns the smaller model and the report. m is not
@@ -202,7 +222,7 @@ func start(m *onnxio.Model, calib *dataset.Set, cfg Config) (*run, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}}
+	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}, evalCur: cfg.Eval}
 	r.rep = newReport(m, calib, &r.cfg)
 	if err := r.subset(calib); err != nil {
 		return nil, err
@@ -256,7 +276,7 @@ func (r *run) subset(calib *dataset.Set) error {
 			return fmt.Errorf("%s: all %d calibration rows are the same input; scores need varied real inputs", calib.Path, bound.N)
 		}
 	}
-	r.calib = calib
+	r.calib, r.calibCur = calib, calib
 	r.rep.Samples = n
 	return nil
 }
@@ -273,12 +293,12 @@ func varies(b *dataset.Bound) bool {
 
 func (r *run) stage(name string, t0 time.Time) { r.rep.Stages[name] += time.Since(t0).Seconds() }
 
-func (r *run) evaluate(m *onnxio.Model, label string) (*evaluate.Result, error) {
-	if r.cfg.Eval == nil {
+func (r *run) evaluate(m *onnxio.Model, data *dataset.Set, label string) (*evaluate.Result, error) {
+	if data == nil {
 		return nil, nil
 	}
 	defer r.stage("eval", time.Now())
-	res, err := evaluate.Run(m, r.cfg.Eval, evaluate.Options{Task: r.cfg.EvalTask, Batch: r.cfg.Batch, Runtime: r.cfg.Runtime, Progress: r.cfg.progress("eval " + label)})
+	res, err := evaluate.Run(m, data, evaluate.Options{Task: r.cfg.EvalTask, Batch: r.cfg.Batch, Runtime: r.cfg.Runtime, Progress: r.cfg.progress("eval " + label)})
 	if err != nil {
 		return nil, fmt.Errorf("evaluating the %s model: %w", label, err)
 	}
@@ -289,7 +309,7 @@ func (r *run) evalInput() (err error) {
 	if r.cfg.Eval != nil {
 		r.cfg.Log("evaluating the input model")
 	}
-	r.rep.EvalBefore, err = r.evaluate(r.in, "input")
+	r.rep.EvalBefore, err = r.evaluate(r.in, r.cfg.Eval, "input")
 	return err
 }
 
@@ -297,7 +317,7 @@ func (r *run) evalPruned() (err error) {
 	if r.cfg.Eval != nil {
 		r.cfg.Log("evaluating the pruned model")
 	}
-	r.rep.EvalPruned, err = r.evaluate(r.cur, "pruned")
+	r.rep.EvalPruned, err = r.evaluate(r.cur, r.evalCur, "pruned")
 	r.rep.EvalAfter = r.rep.EvalPruned
 	return err
 }
@@ -307,7 +327,7 @@ func (r *run) evalPruned() (err error) {
 func (r *run) prune() error {
 	t0 := time.Now()
 	var err error
-	if r.orig, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+	if r.orig, err = rewrite.Analyze(r.cur, r.cfg.analysis()); err != nil {
 		return err
 	}
 	r.stage("analyze", t0)
@@ -329,6 +349,9 @@ func (r *run) prune() error {
 		}
 	}
 	r.rep.finishGroups(r.units, r.plan)
+	if r.cfg.PruneCache {
+		r.noteCache()
+	}
 	return r.landed()
 }
 
@@ -340,7 +363,7 @@ func (r *run) landed() error {
 		return err
 	}
 	r.rep.Landed = r.budget.reduction(c)
-	a, err := rewrite.Analyze(r.cur, rewrite.Options{})
+	a, err := rewrite.Analyze(r.cur, r.cfg.analysis())
 	if err != nil {
 		return err
 	}
@@ -360,7 +383,7 @@ func (r *run) widths() widths {
 // initUnits records every group of the input and whether it may lose units.
 func (r *run) initUnits() {
 	for _, g := range r.orig.Groups {
-		s := &unitState{name: g.Name, width: g.Width, kind: g.Kind, block: r.cfg.roundFor(g.Kind),
+		s := &unitState{name: g.Name, width: g.Width, kind: g.Kind, block: r.cfg.roundFor(g),
 			minW: r.cfg.minWidth(g.Kind, g.Width), eligible: r.cfg.eligible(g), rest: seq(g.Width)}
 		s.eligible = s.eligible && s.floor() < s.width
 		r.units = append(r.units, s)
@@ -379,7 +402,11 @@ func (r *run) reachable() error {
 	if !any {
 		e := &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Nothing: true, Blocking: r.orig.Skipped, Upfront: true}
 		for _, g := range r.orig.Groups {
-			if g.Prunable() {
+			switch {
+			case !g.Prunable():
+			case r.cfg.eligible(g):
+				e.AtMinimum++
+			default:
 				e.Excluded++
 			}
 		}
@@ -403,7 +430,7 @@ func (r *run) round(round int) (bool, error) {
 	a := r.orig
 	if round > 1 {
 		var err error
-		if a, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+		if a, err = rewrite.Analyze(r.cur, r.cfg.analysis()); err != nil {
 			return false, err
 		}
 	}
@@ -460,6 +487,9 @@ func (r *run) round(round int) (bool, error) {
 	r.stage("apply", t0)
 	r.record(round, params, states, scored, next, plan)
 	r.cur, r.plan = next, plan
+	if err := r.cacheData(plan); err != nil {
+		return false, err
+	}
 	return written != nil, nil
 }
 
@@ -550,6 +580,12 @@ func (r *run) recover() error {
 	if o.LSQ && r.calib == nil {
 		return errors.New("least-squares recovery needs calibration data")
 	}
+	if len(r.rep.CacheIO) > 0 {
+		// The refit runs the input and the pruned model on the same rows,
+		// which their different cache inputs do not allow.
+		r.rep.Warnings = append(r.rep.Warnings, "recovery skipped: it does not yet run a model whose KV cache inputs were pruned")
+		return nil
+	}
 	opts := *o
 	opts.Runtime = r.cfg.Runtime
 	opts.LSQOpts.Samples, opts.LSQOpts.Seed = r.cfg.Samples, r.cfg.Seed
@@ -578,10 +614,13 @@ func (r *run) latency() error {
 		return nil
 	}
 	defer r.stage("latency", time.Now())
-	r.cfg.Log("measuring ORT latency at batch 1 and 64")
-	lat, err := MeasureLatencies([]*onnxio.Model{r.in, r.cur}, r.calib, []int{1, 64}, 2*time.Second, r.cfg.Runtime)
+	r.cfg.Log("measuring ORT latency at batch 1 and 64 (at most %s)", r.cfg.LatencyLimit)
+	lat, err := measureLatencies([]*onnxio.Model{r.in, r.cur}, []*dataset.Set{r.calib, r.calibCur}, []int{1, 64}, 2*time.Second, r.cfg.LatencyLimit, r.cfg.Runtime)
 	if err != nil {
 		return err
+	}
+	if n := len(lat[0]); n > 0 && lat[0][n-1].Batch < 64 && lat[0][n-1].Batch > 1 {
+		r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("ORT latency timed at batch %d instead of 64: one run of both models at batch 64 would not fit the %s latency limit", lat[0][n-1].Batch, r.cfg.LatencyLimit))
 	}
 	r.rep.LatencyBefore, r.rep.LatencyAfter = lat[0], lat[1]
 	for k := range r.rep.LatencyAfter {
@@ -613,6 +652,11 @@ func (c *Config) progress(label string) func(done, total int) {
 // minWidth is the narrowest a group of this kind and original width may get.
 func (c *Config) minWidth(kind string, orig int) int {
 	w := max(c.MinWidth, int(math.Ceil(c.MinFrac*float64(orig))))
+	if kind == "blocks" {
+		// A unit is a whole quantization block of neurons (MatMulNBits):
+		// the minimum width in blocks would keep several blocks' worth.
+		return max(1, int(math.Ceil(c.MinFrac*float64(orig))))
+	}
 	if kind == "heads" || kind == "kv-groups" {
 		// One head left makes its axes look like broadcasts to the next
 		// analysis; keep two.
@@ -621,9 +665,11 @@ func (c *Config) minWidth(kind string, orig int) int {
 	return w
 }
 
-// roundFor is the step of a group of this kind's widths.
-func (c *Config) roundFor(kind string) int {
-	if c.RoundChannels > 1 && kind == "channels" {
+// roundFor is the step of a group's widths: RoundChannels for Conv
+// channels (also when Linear layers read them, as ConvNeXt's residual
+// stream), RoundTo otherwise.
+func (c *Config) roundFor(g *rewrite.Group) int {
+	if c.RoundChannels > 1 && g.Conv {
 		return c.RoundChannels
 	}
 	return c.RoundTo
@@ -647,7 +693,7 @@ func (c *Config) excluded(name string) bool {
 }
 
 func seq(n int) []int {
-	out := make([]int, n)
+	out := make([]int, max(n, 0))
 	for k := range out {
 		out[k] = k
 	}
@@ -658,11 +704,11 @@ func seq(n int) []int {
 // the criterion needs them.
 func (r *run) score(a *rewrite.Analysis, groups []*rewrite.Group, round int) (map[string]*Scored, error) {
 	cfg := &r.cfg
-	in := &Round{Analysis: a, Groups: groups, Calib: r.calib, Index: round, Seed: cfg.Seed, Batch: cfg.Batch,
+	in := &Round{Analysis: a, Groups: groups, Calib: r.calibCur, Index: round, Seed: cfg.Seed, Batch: cfg.Batch,
 		Runtime: cfg.Runtime, Progress: cfg.progress(fmt.Sprintf("round %d scores", round))}
 	if cfg.Criterion.NeedsStates() {
 		t0 := time.Now()
-		res, err := captureStates(r.cur, groups, r.calib, cfg, round)
+		res, err := captureStates(r.cur, groups, r.calibCur, cfg, round)
 		if err != nil {
 			return nil, err
 		}
@@ -716,7 +762,7 @@ func Score(m *onnxio.Model, calib *dataset.Set, cfg Config) (*rewrite.Analysis, 
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := rewrite.Analyze(r.cur, rewrite.Options{})
+	a, err := rewrite.Analyze(r.cur, r.cfg.analysis())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -743,8 +789,12 @@ func captureStates(m *onnxio.Model, groups []*rewrite.Group, calib *dataset.Set,
 	var points []capture.Point
 	for _, g := range groups {
 		o := g.Observe
+		var proj *capture.Projection
+		if p := o.PreProject; p != nil {
+			proj = &capture.Projection{Weight: p.Weight, Bias: p.Bias, Lo: p.Lo, Hi: p.Hi}
+		}
 		points = append(points,
-			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
+			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS, Project: proj},
 			capture.Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
 	}
 	return capture.Run(m, points, calib, capture.Options{Batch: cfg.Batch, Runtime: cfg.Runtime, Buffers: &cfg.buffers,

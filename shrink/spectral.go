@@ -2,6 +2,7 @@ package shrink
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/spectral"
@@ -46,13 +47,30 @@ func (c *Spectral) group(in Input) (*Scored, error) {
 		r.Scores[p] = 0
 		dead++
 	}
-	return &Scored{Scores: r.Scores, Detail: map[string]any{
+	d := map[string]any{
 		"eigenvalues": r.Eigenvalues,
 		"graph_x":     r.GraphX,
 		"graph_y":     r.GraphY,
 		"solver":      r.Solver,
 		"dead_units":  dead,
-	}}, nil
+	}
+	if r.Clustered {
+		// A cluster of equal eigenvalues can hold hundreds (dead or constant
+		// units): the report lists the first S and describes the cluster.
+		ev, keep := r.Eigenvalues, max(o.S, 1)
+		last := ev[len(ev)-1]
+		size := 0
+		for _, v := range ev {
+			if math.Abs(v-last) <= 1e-6*math.Max(math.Abs(v), math.Abs(last))+1e-12 {
+				size++
+			}
+		}
+		if len(ev) > keep {
+			d["eigenvalues"] = ev[:keep]
+		}
+		d["cluster"] = map[string]any{"value": last, "pairs": size, "cut": r.ClusterCut}
+	}
+	return &Scored{Scores: r.Scores, Detail: d}, nil
 }
 
 // constantColumns lists the columns of a that hold one value in every row.

@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
@@ -79,4 +80,35 @@ func TestSparseMatchesDenseOnRealActivations(t *testing.T) {
 		t.Fatal("no group checked")
 	}
 	t.Logf("%d groups agree", checked)
+}
+
+// A cluster of hundreds of equal eigenvalues (dead or constant units) is
+// kept whole for the scores, but the report lists only the first S
+// eigenvalues and describes the cluster.
+func TestClusterReportIsBounded(t *testing.T) {
+	const side = 20
+	n := side * side
+	z, a := make([]float32, 2*n), make([]float32, 2*n)
+	for j := 0; j < n; j++ {
+		// A grid of neurons; the layer moves one of them (see spectral's
+		// TestLargeClusterIsSolvedOnce).
+		z[j], z[n+j] = float32(j%side)+0.1*float32(j%7)/7, float32(j/side)+0.1*float32(j%5)/5
+	}
+	copy(a, z)
+	a[210] += 0.45
+	a[n+210] += 0.45
+	o := DefaultSpectralOptions()
+	o.K = 4
+	c := NewSpectral(o)
+	sc, err := c.group(Input{Group: &rewrite.Group{Name: "grid"}, Z: capture.NewMatrix(2, n, z), A: capture.NewMatrix(2, n, a)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, ok := sc.Detail["cluster"].(map[string]any)
+	if !ok {
+		t.Fatalf("no cluster reported: %v", sc.Detail["eigenvalues"])
+	}
+	if ev := sc.Detail["eigenvalues"].([]float64); len(ev) != o.S || cl["pairs"].(int) < 100 {
+		t.Errorf("eigenvalues %v, cluster %v", ev, cl)
+	}
 }

@@ -75,3 +75,44 @@ func TestRepeatedEigenvaluesGiveSolverIndependentScores(t *testing.T) {
 		t.Fatal("the construction gave no cluster at any cut; the test proves nothing")
 	}
 }
+
+// Dead or constant units make clusters of hundreds of equal eigenvalues:
+// here the construction above at 400 neurons, almost every eigenvalue 1.
+// Score solves such a cluster with one dense decomposition after the
+// sparse solve (it used to widen the dense solve step by step, a full
+// O(n^3) decomposition each time: eight of them here), and the result
+// agrees with the dense oracle.
+func TestLargeClusterIsSolvedOnce(t *testing.T) {
+	r := newRand(11, 12)
+	const side = 20
+	n := side * side
+	z := mat.NewDense(2, n, nil)
+	for j := 0; j < n; j++ {
+		z.Set(0, j, float64(j%side)+0.2*r.Float64())
+		z.Set(1, j, float64(j/side)+0.2*r.Float64())
+	}
+	a := mat.DenseCopyOf(z)
+	a.Set(0, 210, a.At(0, 210)+0.45)
+	a.Set(1, 210, a.At(1, 210)+0.45)
+	auto, dense := DefaultOptions(), DefaultOptions()
+	auto.K, dense.K = 4, 4
+	dense.Solver = Dense
+	ra, err := Score(z, a, auto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := Score(z, a, dense)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ra.Clustered || ra.ClusterCut || len(ra.Eigenvalues) < 100 {
+		t.Fatalf("want a large cluster kept whole: clustered %v cut %v, %d pairs", ra.Clustered, ra.ClusterCut, len(ra.Eigenvalues))
+	}
+	if ra.Solves != 2 || rd.Solves != 2 {
+		t.Errorf("eigensolves: auto %d, dense %d; want the first solve and one for the cluster", ra.Solves, rd.Solves)
+	}
+	if d := maxAbsDiff(ra.Scores, rd.Scores); d > 1e-6 {
+		t.Errorf("scores differ from the dense oracle by %g", d)
+	}
+	t.Logf("%d pairs kept (zeta %.4g ... %.4g), solver %s", len(ra.Eigenvalues), ra.Eigenvalues[0], ra.Eigenvalues[len(ra.Eigenvalues)-1], ra.Solver)
+}

@@ -102,8 +102,11 @@
 //     a Euclidean-orthonormal basis inside it, which makes the scores
 //     basis-independent (they depend on the cluster's projector only). Up
 //     to n = 1024 the cluster is solved densely, since single-vector Lanczos
-//     cannot resolve multiplicities; above, the sparse solver extends s up to
-//     max(4S, 16) and sets Result.ClusterCut if the cluster is larger still.
+//     cannot resolve multiplicities, in one decomposition that gives every
+//     pair (dead or constant units make clusters of hundreds: widening a
+//     dense solve step by step repeated its O(n^3) cost); above, the sparse
+//     solver extends s up to max(4S, 16) and sets Result.ClusterCut if the
+//     cluster is larger still. Result.Solves counts the solves.
 //     Small layers hit this: the trained depthwise CNN's 16-channel stem has
 //     zeta = 1.24 followed by eleven eigenvalues equal to 1.
 //

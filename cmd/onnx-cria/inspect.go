@@ -62,6 +62,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 		"Describe a model: IR and opset versions, producer, inputs and outputs with shapes,\nan op histogram, the parameter count, validation, and with --groups every prunable\ngroup (unit kind, width, parameters per unit, observation tensors) and everything\nleft unpruned with the reason.", stderr)
 	groups := fs.Bool("groups", false, "analyse the prunable unit groups")
 	asJSON := fs.Bool("json", false, "print JSON instead of text")
+	cache := fs.Bool("prune-cache-heads", false, "with --groups: the groups as shrink --prune-cache-heads sees them (heads that a KV cache carries through the inputs and outputs are prunable)")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -78,7 +79,7 @@ func runInspect(args []string, stdout, stderr io.Writer) error {
 			m = m.Clone()
 			onnxio.DetachInputInitializers(m)
 		}
-		a, err := rewrite.Analyze(m, rewrite.Options{})
+		a, err := rewrite.Analyze(m, rewrite.Options{PruneCache: *cache})
 		if err != nil {
 			return err
 		}
@@ -220,13 +221,22 @@ func printInspect(w io.Writer, info *inspectJSON) {
 	if info.Groups == nil {
 		return
 	}
-	n := 0
+	n, blind := 0, 0
 	for _, g := range info.Groups {
-		if g.Prunable {
+		switch {
+		case g.Prunable && g.Pre != "":
 			n++
+		case g.Prunable:
+			blind++
 		}
 	}
-	fmt.Fprintf(w, "\ngroups: %d, %d prunable\n", len(info.Groups), n)
+	// Groups without a nonlinearity are prunable only by criteria that
+	// need no hidden states (and --all-groups), not by the default one.
+	fmt.Fprintf(w, "\ngroups: %d, %d prunable", len(info.Groups), n)
+	if blind > 0 {
+		fmt.Fprintf(w, " (and %d more without a nonlinearity to observe, which only --all-groups with a criterion that needs no hidden states prunes)", blind)
+	}
+	fmt.Fprintln(w)
 	for _, note := range info.Notes {
 		fmt.Fprintf(w, "  note: %s\n", note)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 )
 
 // version is set by the build (-ldflags "-X main.version=...").
@@ -62,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			err := c.run(args[1:], stdout, stderr)
+			err := runCommand(c, args[1:], stdout, stderr)
 			switch {
 			case err == nil:
 				return 0
@@ -81,6 +82,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "onnx-cria: unknown command %q\n", args[0])
 	printUsage(stderr)
 	return 2
+}
+
+// traceEnv names the environment variable that adds the stack of an
+// internal error to its message.
+const traceEnv = "ONNX_CRIA_TRACE"
+
+// internalError is a panic below the command line, turned into an error:
+// no model should make onnx-cria panic, so it is a bug to report.
+type internalError struct {
+	value any
+	stack []byte
+}
+
+func (e *internalError) Error() string {
+	msg := fmt.Sprintf("internal error (a bug in onnx-cria; please report it with the command line and, if you can, the model): %v", e.value)
+	if os.Getenv(traceEnv) != "" {
+		return msg + "\n" + string(e.stack)
+	}
+	return msg + fmt.Sprintf(" (set %s=1 for the stack)", traceEnv)
+}
+
+// runCommand runs c, turning a panic of the command's own goroutine into
+// an internalError (exit status 1, like any failed work).
+func runCommand(c command, args []string, stdout, stderr io.Writer) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &internalError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return c.run(args, stdout, stderr)
 }
 
 func printUsage(w io.Writer) {

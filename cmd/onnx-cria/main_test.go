@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -241,5 +242,42 @@ func TestEvalAndInspect(t *testing.T) {
 	code, stdout, _ = cli("inspect", "--groups", lmModel)
 	if code != 0 || !strings.Contains(stdout, "kv-groups") || !strings.Contains(stdout, "validation: ok") {
 		t.Errorf("inspect --groups:\n%s", stdout)
+	}
+}
+
+// TestInternalError: a panic below the command line exits 1 with an
+// "internal error" message and the stack only when ONNX_CRIA_TRACE is set.
+func TestInternalError(t *testing.T) {
+	saved := commands
+	defer func() { commands = saved }()
+	commands = append(commands[:len(commands):len(commands)], command{name: "boom", run: func([]string, io.Writer, io.Writer) error {
+		var s []int
+		_ = s[len(saved)] // an index out of range, as a bug would make
+		return nil
+	}})
+	t.Setenv(traceEnv, "")
+	code, _, stderr := cli("boom")
+	if code != 1 || !strings.Contains(stderr, "onnx-cria boom: internal error") || !strings.Contains(stderr, "please report") ||
+		!strings.Contains(stderr, "index out of range") || strings.Contains(stderr, "goroutine") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	t.Setenv(traceEnv, "1")
+	code, _, stderr = cli("boom")
+	if code != 1 || !strings.Contains(stderr, "goroutine") || !strings.Contains(stderr, "TestInternalError") {
+		t.Errorf("with %s=1: exit %d, stderr %q", traceEnv, code, stderr)
+	}
+}
+
+// inspect's group header counts as prunable only the groups the default
+// criterion can prune; groups without a nonlinearity to observe (the
+// depthwise CNN's residual channels) are counted apart.
+func TestInspectGroupHeader(t *testing.T) {
+	code, stdout, _ := cli("inspect", "--groups", "../../testdata/models/dwcnn/model.onnx")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	blind := strings.Count(stdout, "prunable; no nonlinearity to observe")
+	if blind == 0 || !strings.Contains(stdout, fmt.Sprintf("prunable (and %d more without a nonlinearity to observe", blind)) {
+		t.Errorf("header does not count the %d groups without a nonlinearity apart:\n%s", blind, stdout)
 	}
 }

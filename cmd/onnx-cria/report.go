@@ -29,7 +29,7 @@ func writeReport(w io.Writer, r *shrink.Report) {
 	fmt.Fprintf(w, "criterion %s, ranking %s, %d calibration samples (seed %d)\n",
 		r.Options.Criterion, r.Options.Ranking, r.Samples, r.Options.Seed)
 	switch {
-	case r.Options.RoundCh > 1 && hasKind(r, "channels"):
+	case r.Options.RoundCh > 1 && hasConvChannels(r):
 		fmt.Fprintf(w, "Conv channels removed in steps of %d (ONNX Runtime's kernel block on this CPU; --round-to 1 for single units)\n", r.Options.RoundCh)
 	case r.Options.RoundTo > 1:
 		fmt.Fprintf(w, "widths in multiples of %d (--round-to)\n", r.Options.RoundTo)
@@ -56,6 +56,12 @@ func writeReport(w io.Writer, r *shrink.Report) {
 	}
 	writeRounds(w, r)
 	writeGroups(w, r)
+	if len(r.CacheIO) > 0 {
+		fmt.Fprintf(w, "\nKV cache inputs and outputs changed (--prune-cache-heads): feed the written model a cache without the pruned heads\n")
+		for _, c := range r.CacheIO {
+			fmt.Fprintf(w, "  %s\n", c)
+		}
+	}
 	for _, wm := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wm)
 	}
@@ -144,9 +150,9 @@ func targetText(r *shrink.Report) string {
 	return fmt.Sprintf(" (target %v)", r.Target)
 }
 
-func hasKind(r *shrink.Report, kind string) bool {
+func hasConvChannels(r *shrink.Report) bool {
 	for _, g := range r.Groups {
-		if g.Kind == kind {
+		if g.ConvChannels {
 			return true
 		}
 	}

@@ -33,6 +33,7 @@ type groupScoresJSON struct {
 	Post        string    `json:"post_activation,omitempty"`
 	Scores      []float64 `json:"scores"`
 	Eigenvalues []float64 `json:"eigenvalues,omitempty"`
+	Cluster     any       `json:"eigenvalue_cluster,omitempty"`
 	GraphX      any       `json:"graph_x,omitempty"`
 	GraphY      any       `json:"graph_y,omitempty"`
 	Solver      any       `json:"solver,omitempty"`
@@ -146,7 +147,7 @@ The text summary goes to stdout; --report writes every score as JSON or CSV.`, s
 			if ev, ok := d["eigenvalues"].([]float64); ok {
 				j.Eigenvalues = ev
 			}
-			j.GraphX, j.GraphY, j.Solver = d["graph_x"], d["graph_y"], d["solver"]
+			j.GraphX, j.GraphY, j.Solver, j.Cluster = d["graph_x"], d["graph_y"], d["solver"], d["cluster"]
 		}
 		res.Groups = append(res.Groups, j)
 	}
@@ -168,6 +169,9 @@ The text summary goes to stdout; --report writes every score as JSON or CSV.`, s
 		extra := ""
 		if len(g.Eigenvalues) > 0 {
 			extra = fmt.Sprintf("zeta %s  X %s  Y %s", floats(g.Eigenvalues), graphText(g.GraphX), graphText(g.GraphY))
+			if c, ok := g.Cluster.(map[string]any); ok {
+				extra += fmt.Sprintf("  cluster of %v equal to %.4g", c["pairs"], c["value"])
+			}
 		}
 		fmt.Fprintf(stdout, "%-34s %-10s %6d  %8.4f %8.4f %8.4f   %s\n", g.Name, g.Kind, g.Width, lo, med, hi, extra)
 	}

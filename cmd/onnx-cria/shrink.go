@@ -41,6 +41,7 @@ type shrinkFlags struct {
 	seed                           *int64
 	exclude                        multiFlag
 	allGroups, randomCalib, noLat  *bool
+	pruneCache                     *bool
 	rec                            *recoverFlags
 	evalPath, task                 *string
 	report, external               *string
@@ -62,6 +63,7 @@ func addShrinkFlags(fs *flagSet) *shrinkFlags {
 	f.roundTo = fs.String("round-to", "auto", "keep widths multiples of N; auto: Conv channel counts in multiples of ONNX Runtime's blocked-kernel width on this CPU (16 with AVX-512, 8 with AVX2), so that a pruned CNN runs faster rather than slower; 1 for the exact per-unit budget of docs/METHOD.md")
 	fs.Var(&f.exclude, "exclude", "leave groups whose name matches this glob pattern alone (repeatable)")
 	f.allGroups = fs.Bool("all-groups", false, "also prune groups without a nonlinearity (not with spectral or activation)")
+	f.pruneCache = fs.Bool("prune-cache-heads", false, "also prune attention heads and KV groups that a KV cache carries through the model's inputs and outputs (past and present keys and values): the written model then takes and returns a smaller cache, and the report lists the changed inputs and outputs")
 	f.samples = fs.Int("samples", 1024, 1, "calibration samples M, a seeded subset, fixed across rounds")
 	f.seed = fs.Int64("seed", 0, "seed for sampling, random scores and solver start vectors")
 	f.randomCalib = fs.Bool("random-calib", false, "calibrate on random inputs (not recommended; the report warns)")
@@ -198,7 +200,7 @@ func (f *shrinkFlags) config(m *onnxio.Model, crit shrink.Criterion, round round
 	cfg := &shrinkConfig{calib: calib, Config: shrink.Config{
 		Target: *f.target, Criterion: crit, PerRound: *f.perRound, MinWidth: *f.minWidth, MinFrac: *f.minFrac,
 		Ranking: *f.ranking, RoundTo: round.all, RoundChannels: round.channels, Exclude: f.exclude, AllGroups: *f.allGroups,
-		Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Eval: evalSet, EvalTask: *f.task,
+		PruneCache: *f.pruneCache, Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Eval: evalSet, EvalTask: *f.task,
 		Latency: !*f.noLat, Log: u.logFunc(), Progress: u.progressFunc(),
 	}}
 	if cfg.Recover, err = f.rec.options(m, calib, u); err != nil {
@@ -250,6 +252,9 @@ func shrinkError(err error, in string) error {
 		fmt.Fprintf(&b, "%s: nothing is prunable", in)
 		if ue.Excluded > 0 {
 			fmt.Fprintf(&b, "; %d prunable groups were left out by --exclude or have no nonlinearity to observe (--all-groups with a criterion that needs no hidden states)", ue.Excluded)
+		}
+		if ue.AtMinimum > 0 {
+			fmt.Fprintf(&b, "; %d prunable groups are already at their minimum width (--min-width, --min-width-frac)", ue.AtMinimum)
 		}
 		if len(ue.Blocking) > 0 {
 			var ops []string

@@ -27,7 +27,7 @@ func TestLoadManifest(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(man), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := Load(dir, false)
+	ms, err := Load(dir, Small)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +35,11 @@ func TestLoadManifest(t *testing.T) {
 		ms[0].Items[0] != 1 || ms[0].Inputs[0].Shape[1] != "sequence" || ms[0].Outputs[0].Shape[2] != float64(512) {
 		t.Errorf("Load: %+v", ms)
 	}
-	if _, err := Load(dir, true); err == nil {
+	if _, err := Load(dir, Bench); err == nil {
 		t.Error("Load(bench) without manifest-bench.json: no error")
 	}
 	os.WriteFile(filepath.Join(dir, "manifest.json"), []byte("{"), 0o644)
-	if _, err := Load(dir, false); err == nil || !strings.Contains(err.Error(), "manifest.json") {
+	if _, err := Load(dir, Small); err == nil || !strings.Contains(err.Error(), "manifest.json") {
 		t.Errorf("a corrupt manifest: %v, want an error naming the file", err)
 	}
 }

@@ -38,7 +38,8 @@ type fconst struct {
 func New(opset int64) *Graph { return &Graph{opset: opset} }
 
 // In declares a float graph input with values from gen (uniform in [-1, 1]
-// when gen is nil).
+// when gen is nil). A negative dim is a dynamic axis (for models that
+// bind data with many rows; Draw does not support it).
 func (g *Graph) In(name string, gen func(*rand.Rand, int) []float64, dims ...int64) string {
 	if gen == nil {
 		gen = Uniform(-1, 1)
@@ -81,6 +82,10 @@ func (g *Graph) Model(t testing.TB, dt onnxio.DataType) *onnxio.Model {
 	for _, in := range g.inputs {
 		var shape []onnxio.Dim
 		for _, d := range in.dims {
+			if d < 0 { // a dynamic (batch) axis
+				shape = append(shape, onnxio.Dim{Param: "N"})
+				continue
+			}
 			shape = append(shape, onnxio.Dim{Value: d, Known: true})
 		}
 		gp.Input = append(gp.Input, onnxio.NewValueInfo(in.name, dt, shape))

@@ -45,6 +45,9 @@ func (c Class) String() string {
 	return strings.Join(parts, "|")
 }
 
+// MS is ONNX Runtime's contrib operator domain.
+const MS = "com.microsoft"
+
 // Facts is the class of every op that the consumers handle by class
 // alone. The versions are those at which ONNX introduced each op.
 var Facts = NewTable[Class](nil)
@@ -60,6 +63,12 @@ func init() {
 	Facts.Add("", 18, act, "Mish")
 	Facts.Add("", 20, act, "Gelu")
 	Facts.Add("", 1, Broadcast|Activation, "PRelu") // the slope broadcasts to the input
+	// ONNX Runtime's fused activations (com.microsoft, version 1). BiasGelu
+	// and FastGelu add a bias over the last axis first (FastGelu's is
+	// optional). BiasAdd is left out: ONNX Runtime 1.30 has no CPU kernel
+	// for it, so no rule for it could be checked.
+	Facts.Add(MS, 1, act, "Gelu", "QuickGelu")
+	Facts.Add(MS, 1, Broadcast|Activation, "BiasGelu", "FastGelu")
 
 	Facts.Add("", 1, Unary, "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Identity", "Cast", "Dropout")
 	Facts.Add("", 7, Unary, "Sin", "Cos")

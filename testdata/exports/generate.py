@@ -2,12 +2,14 @@
 
 Usage (from the repository root):
 
-    OMP_NUM_THREADS=1 /usr/bin/python3 testdata/exports/generate.py [--dir DIR] [--only A,B] [--bench] [--list]
+    OMP_NUM_THREADS=1 /usr/bin/python3 testdata/exports/generate.py [--dir DIR] [--only A,B] [--set bench|torchvision] [--list]
 
 Needs Debian's python3-torch, python3-torchvision, python3-onnx and numpy.
 Writes DIR/NAME/{model.onnx, calib.npz, meta.json} for every model below and
-DIR/manifest.json (the small set) or DIR/manifest-bench.json (--bench: the
-benchmark-only models). DIR defaults to $ONNX_CRIA_EXPORTS, else
+DIR/manifest.json (the small set), DIR/manifest-bench.json (--set bench, or
+--bench: vit_b_16 and mobilenet_v3_small at 224) or
+DIR/manifest-torchvision.json (--set torchvision: torchvision structures at
+96x96 for the latency benchmark). DIR defaults to $ONNX_CRIA_EXPORTS, else
 ~/.cache/onnx-cria/exports. Entries whose meta.json stamp matches the
 generator sources and library versions are kept, so a second run does
 nothing; a changed generator rebuilds them. Nothing here is committed.
@@ -30,13 +32,17 @@ import cache  # noqa: E402
 SOURCES = ["generate.py", "torch_models.py", "onnx_graphs.py", "cache.py"]
 
 
-def torch_entry(name, builder, opset, exercises, items, bench=False):
+def torch_entry(name, builder, opset, exercises, items, set_=""):
     return {"name": name, "kind": "torch", "build": builder, "opset": opset,
-            "exercises": exercises, "issue18": items, "bench": bench}
+            "exercises": exercises, "issue18": items, "set": set_}
 
 
 def onnx_entry(name, builder, exercises, items):
-    return {"name": name, "kind": "onnx", "build": builder, "exercises": exercises, "issue18": items, "bench": False}
+    return {"name": name, "kind": "onnx", "build": builder, "exercises": exercises, "issue18": items, "set": ""}
+
+
+# The latency benchmark's torchvision structures (issue 18 item 12).
+TORCHVISION = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "googlenet", "convnext_tiny", "regnet_y_400mf"]
 
 
 def entries():
@@ -91,10 +97,14 @@ def entries():
                           "MLP of com.microsoft MatMulNBits (4 bits, block 32 along K), with and without zero points", [6]))
     out.append(torch_entry("vit_b_16_opset17", lambda o, r: tm.torchvision_model("vit_b_16", o, r), 17,
                            "torchvision vit_b_16 at 224x224 (197 tokens x 768, 86M parameters): the issue-18 item-4 benchmark",
-                           [4], bench=True))
+                           [4], set_="bench"))
     out.append(torch_entry("mobilenet_v3_small_full_opset17", lambda o, r: tm.torchvision_model("mobilenet_v3_small_full", o, r), 17,
                            "torchvision mobilenet_v3_small at full width, 1000 classes, 224x224: the issue-18 item-10 benchmark "
-                           "(ties in the score stage)", [10], bench=True))
+                           "(ties in the score stage)", [10], set_="bench"))
+    for name in TORCHVISION:
+        out.append(torch_entry("tv_%s_96" % name, lambda o, r, name=name: tm.torchvision_at(name, 96, r), 17,
+                               "torchvision %s with random weights, 1000 classes, 3x96x96: the issue-18 item-12 latency benchmark" % name,
+                               [12], set_="torchvision"))
     return out
 
 
@@ -134,10 +144,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", default=cache.default_dir(), help="cache directory (default $%s or %s)" % (cache.ENV_DIR, cache.default_dir()))
     ap.add_argument("--only", default="", help="comma-separated names")
-    ap.add_argument("--bench", action="store_true", help="the benchmark-only models (vit_b_16 at 224) instead of the small set")
+    ap.add_argument("--bench", action="store_true", help="the same as --set bench")
+    ap.add_argument("--set", default="", choices=["", "bench", "torchvision"],
+                    help="bench: vit_b_16 and mobilenet_v3_small at 224; torchvision: the latency benchmark's structures at 96 (default: the small set)")
     ap.add_argument("--list", action="store_true", help="list the models and exit")
     args = ap.parse_args()
-    all_entries = [e for e in entries() if e["bench"] == args.bench]
+    set_ = "bench" if args.bench else args.set
+    all_entries = [e for e in entries() if e["set"] == set_]
     if args.list:
         for e in all_entries:
             print("%-28s %s" % (e["name"], e["exercises"]))
@@ -167,7 +180,7 @@ def main():
                 print("built %-28s %8.1f KiB  %5.1f s" % (e["name"], meta["bytes"] / 1024, meta["gen_seconds"]), flush=True)
             manifest.append({k: meta[k] for k in ("name", "exercises", "issue18_items", "opsets", "inputs", "outputs", "float_params", "bytes")})
         if not only:
-            cache.write_manifest(root, "manifest-bench.json" if args.bench else "manifest.json", {"stamp": st, "models": manifest})
+            cache.write_manifest(root, "manifest-%s.json" % set_ if set_ else "manifest.json", {"stamp": st, "models": manifest})
         print("%s: %d models, %d built in %.1f s" % (root, len(manifest), built, time.time() - t0))
 
 

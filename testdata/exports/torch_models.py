@@ -243,6 +243,19 @@ def torchvision_model(kind, opset, rng):
     return image_model(model, rng, size)
 
 
+def torchvision_at(name, size, rng):
+    """A torchvision classifier (1000 classes) with random weights, at
+    size x size: the structures of the latency benchmark."""
+    import torchvision
+    torch.manual_seed(6)
+    kw = {"weights": None}
+    if name == "googlenet":
+        kw.update(aux_logits=False, init_weights=True)
+    model = getattr(torchvision.models, name)(**kw)
+    randomize_batchnorm(model, 6)
+    return image_model(model, rng, size)
+
+
 # --- (g) Llama-style decoder, optionally with a KV cache --------------------------
 
 
