@@ -29,6 +29,7 @@ func Markdown(st *Study) string {
 	b.WriteString("\n")
 	b.WriteString("## Summaries\n\n")
 	summary(&b, st)
+	perFixture(&b, st)
 	statSummary(&b, st)
 	removalSummary(&b, st)
 	loopPivot(&b, st)
@@ -283,6 +284,31 @@ func removalSummary(b *strings.Builder, st *Study) {
 		fmt.Fprintf(b, "| %s |", s)
 		for _, sd := range sds {
 			fmt.Fprintf(b, " %.1f · %d/%d |", sd.rank[s], sd.wins[s], sd.groups)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+}
+
+// perFixture is the single-unit agreement of the main scores, fixture by
+// fixture: the mean over its groups of Spearman with the loss increase.
+func perFixture(b *strings.Builder, st *Study) {
+	b.WriteString("### Per fixture: mean Spearman with the loss increase of removing one unit\n\n| score |")
+	for _, f := range st.Fixtures {
+		fmt.Fprintf(b, " %s (%d groups) |", f.Name, len(f.Groups))
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(st.Fixtures)) + "\n")
+	for _, s := range predictors {
+		if s == "linfrac" {
+			continue
+		}
+		fmt.Fprintf(b, "| %s |", s)
+		for _, f := range st.Fixtures {
+			var r []float64
+			for _, g := range f.Groups {
+				r = append(r, spearman(pick(g.Scores[s], g.Single), lossOf(g.Single)))
+			}
+			fmt.Fprintf(b, " %s |", fmtR(meanOK(r)))
 		}
 		b.WriteString("\n")
 	}
