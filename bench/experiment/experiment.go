@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/finetune"
@@ -118,7 +119,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	res := &Results{Config: cfg, Machine: machine()}
 	rt := runtime.Config{Threads: cfg.Threads}
 	for _, name := range cfg.Fixtures {
-		f, err := loadFixture(cfg.Root, name)
+		f, err := fixture.Load(cfg.Root, name)
 		if err != nil {
 			fmt.Fprintf(log, "skipping fixture %s: %v\n", name, err)
 			continue
@@ -183,7 +184,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	return res, nil
 }
 
-func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname string, seed int64, cfg Config, rt runtime.Config, latency bool) Record {
+func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture.Fixture, target float64, cname string, seed int64, cfg Config, rt runtime.Config, latency bool) Record {
 	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery}
 	crit, err := shrink.NewCriterion(cname)
 	if err != nil {
@@ -221,7 +222,7 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64,
 // recoverModel applies the experiment's recovery budget and returns the
 // metric after it: none, or the least-squares refit of every narrowed layer
 // on the calibration set (label-free, the same for every criterion).
-func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture, rt runtime.Config, rep *shrink.Report) (float64, error) {
+func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture.Fixture, rt runtime.Config, rep *shrink.Report) (float64, error) {
 	switch cfg.Recovery {
 	case "none", "":
 		r, err := evaluate.Run(small, ev, evaluate.Options{Task: f.Task, Runtime: rt})

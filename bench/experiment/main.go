@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -141,45 +140,6 @@ func split(s string) []string {
 		}
 	}
 	return out
-}
-
-// fixture is a model with its data, from testdata/models/NAME/meta.json.
-type fixture struct {
-	Name  string
-	Model string
-	Calib string
-	Eval  string
-	Task  string
-}
-
-func loadFixture(root, name string) (*fixture, error) {
-	dir := filepath.Join(root, "testdata", "models", name)
-	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
-	if err != nil {
-		return nil, err
-	}
-	var meta struct {
-		Task  string `json:"task"`
-		Calib string `json:"calib"`
-		Eval  string `json:"eval"`
-	}
-	if err := json.Unmarshal(b, &meta); err != nil {
-		return nil, fmt.Errorf("%s/meta.json: %v", dir, err)
-	}
-	model := filepath.Join(dir, "model.onnx")
-	if _, err := os.Stat(model); err != nil {
-		// A fixture exported twice (opset 14 and 17) is run at its newest.
-		matches, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
-		if len(matches) == 0 {
-			return nil, fmt.Errorf("%s: no model", dir)
-		}
-		model = matches[len(matches)-1]
-	}
-	task := "classification"
-	if meta.Task == "lm" {
-		task = "lm"
-	}
-	return &fixture{Name: name, Model: model, Calib: filepath.Join(dir, meta.Calib), Eval: filepath.Join(dir, meta.Eval), Task: task}, nil
 }
 
 func loadModel(p string) (*onnxio.Model, error) { return onnxio.Load(p) }

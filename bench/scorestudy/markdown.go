@@ -432,18 +432,13 @@ func rankOf(vals map[string]float64, cols []string) map[string]float64 {
 	return out
 }
 
-func lossOf(d []Damage) []float64 {
-	out := make([]float64, len(d))
-	for k, x := range d {
-		out[k] = x.DLoss
-	}
-	return out
-}
+func lossOf(d []Damage) []float64 { return fieldOf(d, func(x Damage) float64 { return x.DLoss }) }
+func klOf(d []Damage) []float64   { return fieldOf(d, func(x Damage) float64 { return x.KL }) }
 
-func klOf(d []Damage) []float64 {
+func fieldOf(d []Damage, f func(Damage) float64) []float64 {
 	out := make([]float64, len(d))
 	for k, x := range d {
-		out[k] = x.KL
+		out[k] = f(x)
 	}
 	return out
 }
