@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
@@ -40,15 +39,11 @@ func (p proto) Score(in shrink.Input) (*shrink.Scored, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, n := in.A.Dims()
-	act := make([]float64, n)
-	for u := 0; u < n; u++ {
-		for s := 0; s < rows; s++ {
-			act[u] += math.Abs(in.A.At(s, u))
-		}
-		act[u] /= float64(rows)
+	act, err := shrink.Activation{}.Score(in)
+	if err != nil {
+		return nil, err
 	}
-	out := map[string][]float64{"spectral": r.Scores, "activation": act}
+	out := map[string][]float64{"spectral": r.Scores, "activation": act.Scores}
 	if err := derivedScores(out, in.Analysis.Model, in.Group, in.Z, in.A, in.Seed, p.name); err != nil {
 		return nil, fmt.Errorf("group %s: %w", in.Group.Name, err)
 	}
