@@ -5,10 +5,9 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
 )
 
 // BenchmarkCapture compares, per fixture, a plain ORT pass over the whole
@@ -46,18 +45,18 @@ func BenchmarkCapture(b *testing.B) {
 		name := filepath.Base(filepath.Dir(p)) + "/" + filepath.Base(p)
 		// Both sides include making their session: capture builds its own
 		// instrumented copy each time it runs.
-		plain := func(b *testing.B, cfg runtime.Config) {
+		plain := func(b *testing.B, cfg ort.Config) {
 			for i := 0; i < b.N; i++ {
-				s, err := runtime.NewSessionForModel(m, nil, cfg)
+				s, err := ort.NewSessionForModel(m, nil, cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
-				bound, err := evaluate.Bind(s, data, "")
+				bound, err := s.Bind(data, "")
 				if err != nil {
 					b.Fatal(err)
 				}
 				for batch := range bound.Batches(64) {
-					in, _ := evaluate.Feed(bound, batch)
+					in, _ := ort.Feed(bound, batch)
 					if _, err := s.Run(in...); err != nil {
 						b.Fatal(err)
 					}
@@ -65,10 +64,10 @@ func BenchmarkCapture(b *testing.B) {
 				s.Destroy()
 			}
 		}
-		b.Run("plain/"+name, func(b *testing.B) { plain(b, runtime.Config{}) })
+		b.Run("plain/"+name, func(b *testing.B) { plain(b, ort.Config{}) })
 		// Plain with capture's session setting (no memory pattern), which
 		// also speeds up a pass of a few dozen batches.
-		b.Run("plain-short/"+name, func(b *testing.B) { plain(b, runtime.Config{ShortLived: true}) })
+		b.Run("plain-short/"+name, func(b *testing.B) { plain(b, ort.Config{ShortLived: true}) })
 		b.Run("capture/"+name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				if _, err := Run(m, pts, data, Options{}); err != nil {

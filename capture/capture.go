@@ -7,10 +7,9 @@ import (
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -26,7 +25,7 @@ type Point struct {
 type Options struct {
 	Batch     int    // rows per ORT run; default 64
 	TokenMask string // dataset array that marks real tokens; default "attention_mask"
-	Runtime   runtime.Config
+	Runtime   ort.Config
 	Progress  func(done, total int)
 	Buffers   *Buffers // memory to reuse for the result; nil allocates
 }
@@ -82,24 +81,26 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	if a := data.Get(opts.TokenMask); a != nil && a.Rank() == 2 {
 		mask = a
 	}
-	c, plans, useMask, err := instrument(m, points, mask)
+	c, plans, useMask, err := instrument(m, points, data, mask)
 	if err != nil {
 		return nil, err
 	}
 	rc := opts.Runtime
-	rc.ShortLived = true
-	s, err := runtime.NewSessionForModel(c, nil, rc) // its outputs: each plan's, once
+	// Many short runs in a row: threads that spin between them only take
+	// CPU from the other (a refit, a second process) on small machines.
+	rc.ShortLived, rc.NoSpin = true, true
+	s, err := ort.NewSessionForModel(c, nil, rc) // its outputs: each plan's, once
 	if err != nil {
 		return nil, err
 	}
 	defer s.Destroy()
-	var inputs []runtime.Info
+	var inputs []ort.Info
 	for _, in := range s.Inputs() {
 		if in.Name != maskInput {
 			inputs = append(inputs, in)
 		}
 	}
-	specs, err := runtime.SpecsOf(inputs)
+	specs, err := ort.SpecsOf(inputs)
 	if err != nil {
 		return nil, err
 	}
@@ -149,10 +150,10 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			scratch[j] = make([]float32, opts.Batch*length[j])
 		}
 	}
-	bufs := make([]runtime.Tensor, len(outs))
+	bufs := make([]ort.Tensor, len(outs))
 	start := time.Now()
 	for batch := range b.Batches(opts.Batch) {
-		in, err := evaluate.Feed(b, batch)
+		in, err := ort.Feed(b, batch)
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +162,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			for k := range mv {
 				mv[k] = float32(maskVals[batch.Start*tokLen+k])
 			}
-			in = append(in, runtime.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(tokLen)}, Data: mv})
+			in = append(in, ort.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(tokLen)}, Data: mv})
 		}
 		for j := range outs {
 			data := scratch[j]
@@ -169,7 +170,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 				data = res.Data[k].data[batch.Start*plans[k].n:]
 			}
 			sh := append([]int64{int64(batch.Len())}, shape[j][1:]...)
-			bufs[j] = runtime.Tensor{DType: onnxio.Float, Shape: sh, Data: data[:batch.Len()*length[j]]}
+			bufs[j] = ort.Tensor{DType: onnxio.Float, Shape: sh, Data: data[:batch.Len()*length[j]]}
 		}
 		if err := s.RunInto(bufs, in...); err != nil {
 			return nil, fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
@@ -188,194 +189,262 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	return res, nil
 }
 
+// instrumenter builds the copy of a model that capture runs: the model's
+// nodes plus, for each point, the nodes that reduce it to one value per
+// sample and unit, declared as the copy's only outputs.
+type instrumenter struct {
+	m     *onnxio.Model
+	g     *onnxpb.GraphProto // the copy's graph
+	sh    *onnxio.Shapes
+	ix    *onnxio.Index
+	opset int64
+	mask  *dataset.Array
+	// Reductions go right after the node that makes the tensor they read,
+	// so that ONNX Runtime runs them early and can reuse the tensor's
+	// memory; appended at the end they would keep every observed tensor
+	// alive through the whole run. front runs before every node.
+	front    []*onnxpb.NodeProto
+	after    map[int][]*onnxpb.NodeProto
+	producer map[string]int
+	inputs   map[string]bool
+	maskName string // the mask as float [N, T], once made
+	useMask  bool   // the mask is an input the copy adds
+	tokLen   int64  // the mask's token count, -1 without one
+}
+
 // instrument returns a copy of m with the reduction nodes and outputs.
-func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.Model, []plan, bool, error) {
+// Shapes come from m with its inputs' dynamic axes (all but the samples)
+// set to the sizes of data's arrays, so that a dynamic sequence axis has
+// the calibration data's length.
+func instrument(m *onnxio.Model, points []Point, data *dataset.Set, mask *dataset.Array) (*onnxio.Model, []plan, bool, error) {
 	c := m.Derive()
-	g := c.Graph()
-	sh := onnxio.InferShapes(m, true)
-	opset := m.Opset("")
-	if opset < 11 {
-		return nil, nil, false, fmt.Errorf("capture needs opset 11 or later, the model imports %d", opset)
+	in := &instrumenter{m: m, g: c.Graph(), sh: onnxio.InferShapes(withDataShapes(m, data), true), ix: onnxio.NewIndex(m.Graph()),
+		opset: m.Opset(""), mask: mask, after: map[int][]*onnxpb.NodeProto{}, producer: map[string]int{}, inputs: map[string]bool{}, tokLen: -1}
+	for _, v := range in.g.GetInput() {
+		in.inputs[v.GetName()] = true
 	}
-	inputs := map[string]bool{}
-	for _, v := range g.GetInput() {
-		inputs[v.GetName()] = true
-	}
-	// The mask as float [N, T], from the model's own input or an added one.
-	maskName := ""
-	useMask := false
-	tokLen := int64(-1)
 	if mask != nil {
-		tokLen = int64(mask.Shape[1])
+		in.tokLen = int64(mask.Shape[1])
 	}
-	// Reductions go right after the node that makes the tensor they read, so
-	// that ONNX Runtime runs them early and can reuse the tensor's memory;
-	// appended at the end they would keep every observed tensor alive
-	// through the whole run.
-	var front []*onnxpb.NodeProto
-	after := map[int][]*onnxpb.NodeProto{}
-	ix := onnxio.NewIndex(m.Graph())
-	producer := map[string]int{}
-	for i, n := range g.GetNode() {
+	for i, n := range in.g.GetNode() {
 		for _, o := range n.GetOutput() {
-			producer[o] = i
+			in.producer[o] = i
 		}
-	}
-	ensureMask := func() string {
-		if maskName != "" {
-			return maskName
-		}
-		if inputs[mask.Name] {
-			maskName = "onnx_cria_capture_mask_f"
-			front = append(front, node("Cast", []string{mask.Name}, maskName, intAttr("to", int64(onnxio.Float))))
-		} else {
-			maskName = maskInput
-			useMask = true
-			g.Input = append(g.Input, onnxio.NewValueInfo(maskInput, onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: tokLen, Known: true}}))
-		}
-		return maskName
 	}
 	plans := make([]plan, len(points))
 	for k, p := range points {
-		if p.Axis <= 0 {
-			return nil, nil, false, fmt.Errorf("point %q: unit axis %d (axis 0 holds the samples)", p.Tensor, p.Axis)
+		var err error
+		if plans[k], err = in.point(k, p); err != nil {
+			return nil, nil, false, err
 		}
-		dims, ok := sh.Shape(p.Tensor)
-		if !ok {
-			return nil, nil, false, fmt.Errorf("tensor %q: shape unknown, cannot capture it", p.Tensor)
+	}
+	in.assemble(plans)
+	return c, plans, in.useMask, nil
+}
+
+// withDataShapes is a view of m whose graph inputs have data's sizes on
+// their dynamic axes other than the first.
+func withDataShapes(m *onnxio.Model, data *dataset.Set) *onnxio.Model {
+	if data == nil {
+		return m
+	}
+	v := m.Derive()
+	g := v.Graph()
+	for k, in := range g.GetInput() {
+		a := data.Get(in.GetName())
+		dt, shape, ok := onnxio.TensorType(in)
+		if a == nil || !ok || len(shape) != a.Rank() {
+			continue
 		}
-		if p.Axis >= len(dims) || dims[p.Axis] <= 0 {
-			return nil, nil, false, fmt.Errorf("tensor %q has shape %v: no static unit axis %d", p.Tensor, dims, p.Axis)
+		fixed := append([]onnxio.Dim(nil), shape...)
+		changed := false
+		for ax := 1; ax < len(fixed); ax++ {
+			if !fixed[ax].Known {
+				fixed[ax] = onnxio.Dim{Value: int64(a.Shape[ax]), Known: true}
+				changed = true
+			}
 		}
-		if dt := sh.DTypes[p.Tensor]; dt != onnxio.Float {
-			return nil, nil, false, fmt.Errorf("tensor %q is %s; capture reads float32 activations", p.Tensor, dt)
+		if changed {
+			g.Input[k] = onnxio.NewValueInfo(in.GetName(), dt, fixed)
 		}
-		r, bl := max(p.R, 1), max(p.B, 1)
-		if dims[p.Axis]%int64(r*bl) != 0 {
-			return nil, nil, false, fmt.Errorf("tensor %q: axis %d has %d positions, not a multiple of %d x %d", p.Tensor, p.Axis, dims[p.Axis], r, bl)
-		}
-		pl := plan{output: fmt.Sprintf("onnx_cria_capture_%d", k), length: int(dims[p.Axis]), n: int(dims[p.Axis]) / (r * bl), plainSize: 1}
-		pre := fmt.Sprintf("onnx_cria_capture_%d_", k)
-		cur := p.Tensor
-		at, ok := producer[p.Tensor]
-		if !ok {
+	}
+	return v
+}
+
+// ensureMask makes the float [N, T] mask available to the reductions, from
+// the model's own input or an added one.
+func (in *instrumenter) ensureMask() string {
+	if in.maskName != "" {
+		return in.maskName
+	}
+	if in.inputs[in.mask.Name] {
+		in.maskName = "onnx_cria_capture_mask_f"
+		in.front = append(in.front, node("Cast", []string{in.mask.Name}, in.maskName, intAttr("to", int64(onnxio.Float))))
+	} else {
+		in.maskName = maskInput
+		in.useMask = true
+		in.g.Input = append(in.g.Input, onnxio.NewValueInfo(maskInput, onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: in.tokLen, Known: true}}))
+	}
+	return in.maskName
+}
+
+// point plans the reduction of point k and emits its nodes.
+func (in *instrumenter) point(k int, p Point) (plan, error) {
+	if p.Axis <= 0 {
+		return plan{}, fmt.Errorf("point %q: unit axis %d (axis 0 holds the samples)", p.Tensor, p.Axis)
+	}
+	dims, ok := in.sh.Shape(p.Tensor)
+	if !ok {
+		return plan{}, fmt.Errorf("tensor %q: shape unknown, cannot capture it", p.Tensor)
+	}
+	if p.Axis >= len(dims) || dims[p.Axis] <= 0 {
+		return plan{}, fmt.Errorf("tensor %q has shape %v: no static unit axis %d", p.Tensor, dims, p.Axis)
+	}
+	if dt := in.sh.DTypes[p.Tensor]; dt != onnxio.Float {
+		return plan{}, fmt.Errorf("tensor %q is %s; capture reads float32 activations", p.Tensor, dt)
+	}
+	r, bl := max(p.R, 1), max(p.B, 1)
+	if dims[p.Axis]%int64(r*bl) != 0 {
+		return plan{}, fmt.Errorf("tensor %q: axis %d has %d positions, not a multiple of %d x %d", p.Tensor, p.Axis, dims[p.Axis], r, bl)
+	}
+	pl := plan{output: fmt.Sprintf("onnx_cria_capture_%d", k), length: int(dims[p.Axis]), n: int(dims[p.Axis]) / (r * bl), plainSize: 1}
+	pre := fmt.Sprintf("onnx_cria_capture_%d_", k)
+	at, ok := in.producer[p.Tensor]
+	if !ok {
+		at = -1
+	}
+	switch {
+	case spatialChannels(dims, p, in.mask != nil && hasLen(dims, in.tokLen, p.Axis)):
+		return in.spatialPoint(p, pl, dims, pre, at)
+	case len(dims) == 3 && p.Axis == 2 && !p.RMS && dims[1] > 0:
+		return in.tokenPoint(pl, dims, pre, p.Tensor, at), nil
+	}
+	return in.reducePoint(p, pl, dims, pre, at)
+}
+
+// spatialPoint averages a feature map's channels. GlobalAveragePool works
+// on ONNX Runtime's blocked (NCHWc) layout directly, where a ReduceSum
+// would first need the map reordered back to NCHW.
+func (in *instrumenter) spatialPoint(p Point, pl plan, dims []int64, pre string, at int) (plan, error) {
+	if onnxio.NumElements(dims[2:]) == 1 {
+		// Already one value per channel (a squeeze-excite branch): the
+		// tensor itself.
+		pl.output = p.Tensor
+	} else if chain := linearChain(in.ix, p.Tensor, len(dims)); chain != nil {
+		if i, ok := in.producer[chain[0].GetInput()[0]]; ok {
+			at = i
+		} else {
 			at = -1
 		}
-		emit := func(ns ...*onnxpb.NodeProto) { after[at] = append(after[at], ns...) }
-		if spatialChannels(dims, p, mask != nil && hasLen(dims, tokLen, p.Axis)) {
-			// Feature maps: GlobalAveragePool works on ONNX Runtime's blocked
-			// (NCHWc) layout directly, where a ReduceSum would first need the
-			// map reordered back to NCHW.
-			if onnxio.NumElements(dims[2:]) == 1 {
-				// Already one value per channel (a squeeze-excite branch):
-				// the tensor itself.
-				pl.output = cur
-			} else if chain := linearChain(ix, p.Tensor, len(dims)); chain != nil {
-				if i, ok := producer[chain[0].GetInput()[0]]; ok {
-					at = i
-				} else {
-					at = -1
-				}
-				ns, err := replay(m, ix, chain, pre, pl.output, g)
-				if err != nil {
-					return nil, nil, false, fmt.Errorf("tensor %q: %w", p.Tensor, err)
-				}
-				emit(ns...)
-			} else {
-				emit(spatialMean(cur, pl.output))
-			}
-			// [N, C, 1, 1] as it is: a Flatten would be one more node per
-			// point and batch, and the blocked layout makes ORT reorder
-			// the pooled map before any NCHW consumer anyway.
-			pl.dims = append([]int64{-1}, dims[1:]...)
-			for ax := 2; ax < len(dims); ax++ {
-				pl.dims[ax] = 1
-			}
-			plans[k] = pl // a mean already: plainSize stays 1
-			continue
+		ns, err := replay(in.m, in.ix, chain, pre, pl.output, in.g)
+		if err != nil {
+			return plan{}, fmt.Errorf("tensor %q: %w", p.Tensor, err)
 		}
-		if len(dims) == 3 && p.Axis == 2 && !p.RMS && dims[1] > 0 {
-			// Token states [N, T, D]: one batched product with the mask
-			// row (or a row of ones) sums over the real tokens; ONNX
-			// Runtime's GEMM does this far faster than a masked ReduceSum.
-			w := ""
-			if mask != nil && dims[1] == tokLen {
-				w = pre + "w"
-				front = append(front, unsqueeze(opset, ensureMask(), w, []int64{1}, g)...)
-				pl.tokenAxes = 1
-			} else {
-				w = pre + "ones"
-				ones := make([]float64, dims[1])
-				for i := range ones {
-					ones[i] = 1
-				}
-				raw, _ := onnxio.EncodeFloat64s(onnxio.Float, ones)
-				t, _ := onnxio.NewTensor(w, onnxio.Float, []int64{1, 1, dims[1]}, raw)
-				g.Initializer = append(g.Initializer, t)
-				pl.plainSize = dims[1]
-			}
-			emit(node("MatMul", []string{w, cur}, pl.output))
-			pl.dims = []int64{-1, 1, dims[2]}
-			plans[k] = pl
-			continue
-		}
-		var axes []int64
-		for ax := 1; ax < len(dims); ax++ {
-			if ax == p.Axis {
-				continue
-			}
-			axes = append(axes, int64(ax))
-			if mask != nil && dims[ax] == tokLen {
-				// Broadcast the [N, T] mask onto this axis.
-				var un []int64
-				for a2 := 1; a2 < len(dims); a2++ {
-					if a2 != ax {
-						un = append(un, int64(a2))
-					}
-				}
-				mname := fmt.Sprintf("%smask%d", pre, ax)
-				mul := fmt.Sprintf("%sm%d", pre, ax)
-				if ax != len(dims)-1 || len(un) > 0 {
-					front = append(front, unsqueeze(opset, ensureMask(), mname, un, g)...)
-				} else {
-					mname = ensureMask()
-				}
-				emit(node("Mul", []string{cur, mname}, mul))
-				cur = mul
-				pl.tokenAxes++
-				continue
-			}
-			if dims[ax] < 0 {
-				return nil, nil, false, fmt.Errorf("tensor %q: axis %d has no static size; cannot tell a token axis from another", p.Tensor, ax)
-			}
-			pl.plainSize *= dims[ax]
-		}
-		if len(axes) == 0 && p.RMS {
-			emit(node("Mul", []string{cur, cur}, pl.output))
-		} else if len(axes) == 0 {
-			// Already [N, n]: ask for the tensor itself. An Identity node
-			// would copy it on every run for nothing.
-			pl.output = cur
-		} else {
-			// For RMS, ReduceSumSquare squares on the fly; the mask, applied
-			// before, is 0 or 1, so masking commutes with squaring.
-			op := "ReduceSum"
-			if p.RMS {
-				op = "ReduceSumSquare"
-			}
-			emit(reduceOp(op, opset, cur, pl.output, axes, g)...)
-		}
-		plans[k] = pl
+		in.after[at] = append(in.after[at], ns...)
+	} else {
+		in.after[at] = append(in.after[at], spatialMean(p.Tensor, pl.output))
 	}
-	nodes := append(front, after[-1]...)
+	// [N, C, 1, 1] as it is: a Flatten would be one more node per point and
+	// batch, and the blocked layout makes ORT reorder the pooled map before
+	// any NCHW consumer anyway.
+	pl.dims = append([]int64{-1}, dims[1:]...)
+	for ax := 2; ax < len(dims); ax++ {
+		pl.dims[ax] = 1
+	}
+	return pl, nil // a mean already: plainSize stays 1
+}
+
+// tokenPoint sums token states [N, T, D] over the real tokens with one
+// batched product by the mask row (or a row of ones): ONNX Runtime's GEMM
+// does this far faster than a masked ReduceSum.
+func (in *instrumenter) tokenPoint(pl plan, dims []int64, pre, tensor string, at int) plan {
+	w := ""
+	if in.mask != nil && dims[1] == in.tokLen {
+		w = pre + "w"
+		in.front = append(in.front, unsqueeze(in.opset, in.ensureMask(), w, []int64{1}, in.g)...)
+		pl.tokenAxes = 1
+	} else {
+		w = pre + "ones"
+		ones := make([]float64, dims[1])
+		for i := range ones {
+			ones[i] = 1
+		}
+		raw, _ := onnxio.EncodeFloat64s(onnxio.Float, ones)
+		t, _ := onnxio.NewTensor(w, onnxio.Float, []int64{1, 1, dims[1]}, raw)
+		in.g.Initializer = append(in.g.Initializer, t)
+		pl.plainSize = dims[1]
+	}
+	in.after[at] = append(in.after[at], node("MatMul", []string{w, tensor}, pl.output))
+	pl.dims = []int64{-1, 1, dims[2]}
+	return pl
+}
+
+// reducePoint sums (for RMS, sums the squares of) every axis but the
+// samples and the units, weighting token axes by the mask.
+func (in *instrumenter) reducePoint(p Point, pl plan, dims []int64, pre string, at int) (plan, error) {
+	emit := func(ns ...*onnxpb.NodeProto) { in.after[at] = append(in.after[at], ns...) }
+	cur := p.Tensor
+	var axes []int64
+	for ax := 1; ax < len(dims); ax++ {
+		if ax == p.Axis {
+			continue
+		}
+		axes = append(axes, int64(ax))
+		if in.mask != nil && dims[ax] == in.tokLen {
+			// Broadcast the [N, T] mask onto this axis.
+			var un []int64
+			for a2 := 1; a2 < len(dims); a2++ {
+				if a2 != ax {
+					un = append(un, int64(a2))
+				}
+			}
+			mname := fmt.Sprintf("%smask%d", pre, ax)
+			mul := fmt.Sprintf("%sm%d", pre, ax)
+			if ax != len(dims)-1 || len(un) > 0 {
+				in.front = append(in.front, unsqueeze(in.opset, in.ensureMask(), mname, un, in.g)...)
+			} else {
+				mname = in.ensureMask()
+			}
+			emit(node("Mul", []string{cur, mname}, mul))
+			cur = mul
+			pl.tokenAxes++
+			continue
+		}
+		if dims[ax] < 0 {
+			return plan{}, fmt.Errorf("tensor %q: axis %d has no size that the model or the calibration data's shapes fix, so its positions cannot be counted", p.Tensor, ax)
+		}
+		pl.plainSize *= dims[ax]
+	}
+	switch {
+	case len(axes) == 0 && p.RMS:
+		emit(node("Mul", []string{cur, cur}, pl.output))
+	case len(axes) == 0:
+		// Already [N, n]: ask for the tensor itself. An Identity node would
+		// copy it on every run for nothing.
+		pl.output = cur
+	default:
+		// For RMS, ReduceSumSquare squares on the fly; the mask, applied
+		// before, is 0 or 1, so masking commutes with squaring.
+		op := "ReduceSum"
+		if p.RMS {
+			op = "ReduceSumSquare"
+		}
+		emit(reduceOp(op, in.opset, cur, pl.output, axes, in.g)...)
+	}
+	return pl, nil
+}
+
+// assemble orders the nodes and declares the plans' outputs as the copy's
+// only outputs, so the session returns them without editing the graph
+// again; nodes that only fed the model's own outputs (a classifier head,
+// say) are left out, since ONNX Runtime would still run them.
+func (in *instrumenter) assemble(plans []plan) {
+	g := in.g
+	nodes := append(in.front, in.after[-1]...)
 	for i, n := range g.GetNode() {
 		nodes = append(nodes, n)
-		nodes = append(nodes, after[i]...)
+		nodes = append(nodes, in.after[i]...)
 	}
-	// The copy's outputs are the reduced tensors alone, so the session
-	// returns them without editing the graph again; nodes that only fed
-	// the model's own outputs (a classifier head, say) are left out, since
-	// ONNX Runtime would still run them.
 	g.Output = nil
 	for _, p := range plans {
 		if !slices.ContainsFunc(g.Output, func(v *onnxpb.ValueInfoProto) bool { return v.GetName() == p.output }) {
@@ -387,7 +456,6 @@ func instrument(m *onnxio.Model, points []Point, mask *dataset.Array) (*onnxio.M
 		}
 	}
 	g.Node = live(nodes, g.GetOutput())
-	return c, plans, useMask, nil
 }
 
 // live returns the nodes that outputs depend on, in their order.
@@ -654,7 +722,7 @@ func reduceOp(op string, opset int64, in, out string, axes []int64, g *onnxpb.Gr
 }
 
 // finish turns the [b, length] sums of one batch into unit means.
-func finish(dst *Matrix, p Point, pl plan, t runtime.Tensor, first int, mask []float64, tokLen int) error {
+func finish(dst *Matrix, p Point, pl plan, t ort.Tensor, first int, mask []float64, tokLen int) error {
 	x, ok := t.Data.([]float32)
 	if !ok || len(t.Shape) < 2 || onnxio.NumElements(t.Shape[1:]) != int64(pl.length) {
 		return fmt.Errorf("capture of %q: unexpected reduced output %s %v", p.Tensor, t.DType, t.Shape)

@@ -14,12 +14,13 @@ import (
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestMain(m *testing.M) {
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		fmt.Fprintf(os.Stderr, "capture tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
 		os.Exit(1)
 	}
@@ -81,10 +82,17 @@ func tokenData(t *testing.T, n, tl, d int, seed uint64) (*dataset.Set, []float32
 // square), computed here straight from the inputs.
 func TestMaskedTokenMean(t *testing.T) {
 	const n, tl, d = 37, 6, 5
-	m := tokenModel(t, tl, d)
 	data, x, mask := tokenData(t, n, tl, d, 3)
+	static := tokenModel(t, tl, d)
+	// The same model with a dynamic sequence axis, as exports with
+	// dynamic_axes have it: the calibration data fixes its length.
+	dynamic := dynamicAxes(static)
 	for _, rms := range []bool{false, true} {
 		for _, tensor := range []string{"z", "h"} {
+			m := static
+			if rms == (tensor == "h") {
+				m = dynamic
+			}
 			res, err := Run(m, []Point{{Tensor: tensor, Axis: 2, RMS: rms}}, data, Options{Batch: 8})
 			if err != nil {
 				t.Fatal(err)
@@ -223,19 +231,9 @@ func TestFixturesAgreeWithFullTensors(t *testing.T) {
 			if data, err = data.Subset(6, 1); err != nil {
 				t.Fatal(err)
 			}
-			a, err := rewrite.Analyze(m, rewrite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pts []Point
-			for _, g := range a.Groups {
-				if o := g.Observe; o != nil {
-					pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
-						Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
-				}
-			}
+			pts := observed(t, m)
 			if len(pts) == 0 {
-				t.Skip("no observed groups")
+				t.Fatal("no observed groups: every fixture has nonlinearities to observe")
 			}
 			res, err := Run(m, pts, data, Options{Batch: 4})
 			if err != nil {
@@ -290,25 +288,25 @@ func calibOf(t *testing.T, meta string) string {
 
 // fullTensors runs the model once over data with the points' tensors as
 // outputs, in Go memory.
-func fullTensors(t *testing.T, m *onnxio.Model, pts []Point, data *dataset.Set) []runtime.Tensor {
+func fullTensors(t *testing.T, m *onnxio.Model, pts []Point, data *dataset.Set) []ort.Tensor {
 	t.Helper()
 	var names []string
 	for _, p := range pts {
 		names = append(names, p.Tensor)
 	}
-	s, err := runtime.NewSessionForModel(m, names, runtime.Config{})
+	s, err := ort.NewSessionForModel(m, names, ort.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Destroy()
-	specs, _ := runtime.SpecsOf(s.Inputs())
+	specs, _ := ort.SpecsOf(s.Inputs())
 	b, err := data.Match(specs, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in []runtime.Tensor
+	var in []ort.Tensor
 	for k, a := range b.Inputs {
-		tt, _ := runtime.FromArray(b.Specs[k].Name, a)
+		tt, _ := ort.FromArray(b.Specs[k].Name, a)
 		in = append(in, tt)
 	}
 	out, err := s.Run(in...)
@@ -319,7 +317,7 @@ func fullTensors(t *testing.T, m *onnxio.Model, pts []Point, data *dataset.Set) 
 }
 
 // checkAgainstFull reduces a full tensor the slow, obvious way.
-func checkAgainstFull(t *testing.T, p Point, full runtime.Tensor, got interface{ At(int, int) float64 }, mask *dataset.Array) {
+func checkAgainstFull(t *testing.T, p Point, full ort.Tensor, got interface{ At(int, int) float64 }, mask *dataset.Array) {
 	t.Helper()
 	x := full.Data.([]float32)
 	shape := full.Shape
@@ -443,7 +441,7 @@ func TestLinearConvMean(t *testing.T) {
 		data := &dataset.Set{Path: "mem", Arrays: []*dataset.Array{xa}}
 		m := convModel(t, c.k, c.pad, c.stride, c.cin, c.cout)
 		pts := []Point{{Tensor: "z", Axis: 1}, {Tensor: "y", Axis: 1}}
-		inst, _, _, err := instrument(m, pts, nil)
+		inst, _, _, err := instrument(m, pts, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -480,7 +478,7 @@ func TestInstrumentKeepsOnlyWhatItNeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := a.Groups[0].Observe
-	c, _, _, err := instrument(m, []Point{{Tensor: o.Post, Axis: o.PostAxis}}, nil)
+	c, _, _, err := instrument(m, []Point{{Tensor: o.Post, Axis: o.PostAxis}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,4 +502,97 @@ func TestInstrumentKeepsOnlyWhatItNeeds(t *testing.T) {
 	if len(m.Graph().GetOutput()) == 0 || m.Graph().GetOutput()[0].GetName() == c.Graph().GetOutput()[0].GetName() {
 		t.Error("instrument changed the model's outputs or kept them")
 	}
+}
+
+// dynamicAxes makes every axis but the last of every graph input and output
+// symbolic (a dynamic batch and sequence, as torch.onnx.export's
+// dynamic_axes writes them) and drops value_info, so that nothing in the
+// model fixes the sequence length.
+func dynamicAxes(m *onnxio.Model) *onnxio.Model {
+	c := m.Clone()
+	g := c.Graph()
+	for _, vs := range [][]*onnxpb.ValueInfoProto{g.Input, g.Output} {
+		for _, v := range vs {
+			s := v.GetType().GetTensorType().GetShape()
+			for ax := 0; s != nil && ax < len(s.Dim)-1; ax++ {
+				if ax < 2 {
+					s.Dim[ax].Value = &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: fmt.Sprintf("d%d", ax)}
+				}
+			}
+		}
+	}
+	g.ValueInfo = nil
+	return c
+}
+
+// A model that imports opset 9 captures exactly what its opset-17 twin
+// does (issue 18, item 2): the reduction ops take their opset's form.
+func TestOldOpsets(t *testing.T) {
+	cases := []struct {
+		name, model, calib string
+		edit               func(*onnxio.Model) *onnxio.Model
+	}{
+		{"opset 9", "mlp", "fmnist_calib.npz", func(m *onnxio.Model) *onnxio.Model {
+			c := m.Clone()
+			for _, o := range c.Proto.OpsetImport {
+				if o.GetDomain() == "" {
+					o.Version = proto.Int64(9)
+				}
+			}
+			return c
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := onnxio.Load(filepath.Join("../testdata/models", tc.model, "model.onnx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := dataset.Load(filepath.Join("../testdata/data", tc.calib))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, err = data.Subset(8, 2); err != nil {
+				t.Fatal(err)
+			}
+			pts := observed(t, m)
+			want, err := Run(m, pts, data, Options{Batch: 4, Runtime: ort.Config{Threads: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Run(tc.edit(m), pts, data, Options{Batch: 4, Runtime: ort.Config{Threads: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := range pts {
+				w, g := want.Data[k], got.Data[k]
+				r, c := w.Dims()
+				for i := 0; i < r; i++ {
+					for j := 0; j < c; j++ {
+						if d := math.Abs(w.At(i, j) - g.At(i, j)); d > 1e-5*(1+math.Abs(w.At(i, j))) {
+							t.Fatalf("%s[%d,%d]: %v, static twin %v", pts[k].Tensor, i, j, g.At(i, j), w.At(i, j))
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// observed is every observation point of m's groups, pre and post, as
+// shrink captures them.
+func observed(t *testing.T, m *onnxio.Model) []Point {
+	t.Helper()
+	a, err := rewrite.Analyze(m, rewrite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pts []Point
+	for _, g := range a.Groups {
+		if o := g.Observe; o != nil {
+			pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
+				Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
+		}
+	}
+	return pts
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/onnx-cria/onnx-cria/internal/half"
 )
 
 // Array is an n-dimensional array in C (row-major) order. Axis 0 is the row
@@ -206,7 +208,7 @@ func (a *Array) AsFloat32() []float32 {
 		convert(out, s)
 	case []uint16:
 		for i, v := range s {
-			out[i] = HalfToFloat32(v)
+			out[i] = half.ToFloat32(v)
 		}
 	case []float32:
 		copy(out, s)
@@ -234,7 +236,7 @@ func (a *Array) AsFloat64() []float64 {
 		convert(out, s)
 	case []uint16:
 		for i, v := range s {
-			out[i] = float64(HalfToFloat32(v))
+			out[i] = float64(half.ToFloat32(v))
 		}
 	case []float32:
 		convert(out, s)
@@ -406,24 +408,36 @@ func Equal(a, b *Array) bool {
 	return false
 }
 
-// HalfToFloat32 converts IEEE 754 half-precision bits to a float32 exactly.
-func HalfToFloat32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // Inf or NaN; keep the payload.
-		return math.Float32frombits(sign | 0xff<<23 | frac<<13)
-	case exp != 0: // normal: rebias 15 -> 127
-		return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
-	case frac == 0:
-		return math.Float32frombits(sign)
+// RowsVary reports whether any row along axis 0 differs from the first.
+// NaN compares unequal to itself, so an array with a NaN varies.
+func (a *Array) RowsVary() bool {
+	switch d := a.data.(type) {
+	case []float32:
+		return rowsVary(d, a.RowSize())
+	case []float64:
+		return rowsVary(d, a.RowSize())
+	case []int64:
+		return rowsVary(d, a.RowSize())
+	case []int32:
+		return rowsVary(d, a.RowSize())
+	case []uint8:
+		return rowsVary(d, a.RowSize())
+	case []uint16:
+		return rowsVary(d, a.RowSize())
+	case []bool:
+		return rowsVary(d, a.RowSize())
 	}
-	// Subnormal half: normalise the fraction.
-	e := uint32(113)
-	for frac&0x400 == 0 {
-		frac <<= 1
-		e--
+	return true
+}
+
+func rowsVary[T comparable](d []T, row int) bool {
+	if row == 0 {
+		return false
 	}
-	return math.Float32frombits(sign | e<<23 | (frac&0x3ff)<<13)
+	for i := row; i+row <= len(d); i += row {
+		if !slices.Equal(d[:row], d[i:i+row]) {
+			return true
+		}
+	}
+	return false
 }

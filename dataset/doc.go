@@ -22,6 +22,15 @@
 // field can make a reader allocate, and array data is allocated as it
 // arrives when the input's size is not known.
 //
+// Files are read only if they are regular files: a named pipe or a device
+// is refused, naming the path, instead of blocking or never ending. An .npz
+// member may decompress to what its .npy header declares and nothing more:
+// its declared size must match the header's shape, and cannot exceed what
+// its compressed bytes can hold (deflate expands at most 1032 times), which
+// is checked before anything is allocated. An array is then allocated once,
+// at its declared size. LoadSubset reads a seeded subset of rows without
+// keeping the others, so its memory follows the subset, not the file.
+//
 // # Data
 //
 // An Array holds its elements in a typed Go slice, in C order, with axis 0

@@ -56,6 +56,21 @@ func FuzzReadNPY(f *testing.F) {
 		if !Equal(a, c) {
 			t.Fatal("write and read back changed the array")
 		}
+		// Reading a subset of rows keeps what reading all and taking them
+		// keeps.
+		if a.Rank() == 0 {
+			return
+		}
+		rows := must(SubsetIndices(a.Len(), 3, 1))
+		want := must(a.Take(rows))
+		pick := (&pickRows{n: 3, seed: 1}).named("")
+		got, err := readNPY(bytes.NewReader(data), readOpts{hint: int64(len(data)), pick: pick})
+		if err != nil {
+			t.Fatalf("reading rows %v: %v", rows, err)
+		}
+		if !Equal(got, want) {
+			t.Fatal("reading a subset of rows differs from taking them")
+		}
 	})
 }
 
@@ -71,15 +86,32 @@ func FuzzReadNPZ(f *testing.F) {
 	f.Add([]byte("PK\x05\x06" + string(make([]byte, 18))))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ReadNPZ(bytes.NewReader(data), int64(len(data)))
+		sub, perr := readNPZ(bytes.NewReader(data), int64(len(data)), &pickRows{n: 3, seed: 1})
 		if err != nil {
 			if s != nil {
 				t.Fatal("set returned with an error")
+			}
+			if perr == nil {
+				t.Fatalf("reading all failed (%v), reading a subset did not", err)
 			}
 			return
 		}
 		for _, a := range s.Arrays {
 			if d, n := dataInfo(a.Data()); d != a.DType || n != a.Size() {
 				t.Fatalf("%v holds %d %v elements", a, n, d)
+			}
+		}
+		// LoadSubset's reader agrees with reading everything and Subset.
+		want, serr := s.Subset(3, 1)
+		if (serr == nil) != (perr == nil) {
+			t.Fatalf("Subset: %v; reading a subset: %v", serr, perr)
+		}
+		if serr != nil {
+			return
+		}
+		for i := range want.Arrays {
+			if !Equal(sub.Arrays[i], want.Arrays[i]) {
+				t.Fatalf("array %q: reading a subset differs from Subset", want.Arrays[i].Name)
 			}
 		}
 	})

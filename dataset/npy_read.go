@@ -2,14 +2,18 @@ package dataset
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/onnx-cria/onnx-cria/internal/inputfile"
 )
 
 // npyMagic starts every .npy file; the version bytes follow it.
@@ -28,26 +32,27 @@ func ReadNPY(r io.Reader) (*Array, error) {
 	if l, ok := r.(interface{ Len() int }); ok {
 		hint = int64(l.Len()) // bytes.Reader, strings.Reader, bytes.Buffer
 	}
-	return readNPY(r, hint)
+	return readNPY(r, readOpts{hint: hint})
 }
 
 // LoadNPY reads the .npy file at path. The array is named after the file,
-// without its directory and ".npy" extension.
+// without its directory and ".npy" extension. Only regular files are read.
 func LoadNPY(path string) (*Array, error) {
-	f, err := os.Open(path)
+	f, size, err := inputfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	hint := int64(-1)
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-		hint = st.Size()
-	}
-	a, err := readNPY(bufio.NewReaderSize(f, 1<<16), hint)
+	return loadNPY(f, size, path, nil)
+}
+
+func loadNPY(f io.Reader, size int64, path string, pick *pickRows) (*Array, error) {
+	name := strings.TrimSuffix(filepath.Base(path), ".npy")
+	a, err := readNPY(bufio.NewReaderSize(f, 1<<16), readOpts{hint: size, pick: pick.named(name)})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	a.Name = strings.TrimSuffix(filepath.Base(path), ".npy")
+	a.Name = name
 	return a, nil
 }
 
@@ -60,9 +65,24 @@ type header struct {
 	size    int // header bytes including magic, version and length
 }
 
-// readNPY reads an array; hint is the number of bytes left in r, or -1 when
-// unknown. A known size lets truncation show before any large allocation.
-func readNPY(r io.Reader, hint int64) (*Array, error) {
+// readOpts say what a reader knows about its input and which rows it wants.
+type readOpts struct {
+	// hint is the number of bytes left in r, or -1 when unknown. A known
+	// size lets truncation show before any large allocation, and the data
+	// is then allocated at once (callers bound a hint that may lie, such as
+	// a zip member's declared size, by what the input can hold).
+	hint int64
+	// whole says that hint counts exactly this array's bytes (an .npz
+	// member), so that bytes left after the data are an error found before
+	// any data is read.
+	whole bool
+	// pick, if set, chooses the rows to keep once the row count is known;
+	// the others are read past without being kept.
+	pick func(rows int) ([]int, error)
+}
+
+// readNPY reads an array.
+func readNPY(r io.Reader, o readOpts) (*Array, error) {
 	h, err := readHeader(r)
 	if err != nil {
 		return nil, err
@@ -76,8 +96,16 @@ func readNPY(r io.Reader, hint int64) (*Array, error) {
 		return nil, fmt.Errorf("%w: shape %v is too large", ErrHeader, h.shape)
 	}
 	want := int64(n) * int64(size)
+	hint := o.hint
 	if hint >= 0 && hint-int64(h.size) < want {
 		return nil, truncData(h, want, max(hint-int64(h.size), 0))
+	}
+	if o.whole && hint-int64(h.size) > want {
+		return nil, fmt.Errorf("%w: %d bytes follow the header, but shape %v of %v needs %d: the member holds more than its array",
+			ErrHeader, hint-int64(h.size), h.shape, h.dtype, want)
+	}
+	if o.pick != nil && !h.fortran {
+		return readRows(r, h, o.pick)
 	}
 	data, got, err := readData(r, h.dtype, h.order, n, hint >= 0)
 	if err != nil {
@@ -89,7 +117,78 @@ func readNPY(r io.Reader, hint int64) (*Array, error) {
 	if h.fortran && len(h.shape) > 1 {
 		data = toCOrder(data, h.shape)
 	}
-	return &Array{DType: h.dtype, Shape: h.shape, data: data}, nil
+	a := &Array{DType: h.dtype, Shape: h.shape, data: data}
+	if o.pick != nil { // Fortran order: rows are not contiguous
+		if len(h.shape) == 0 {
+			return nil, errScalarRows
+		}
+		rows, err := o.pick(h.shape[0])
+		if err != nil {
+			return nil, err
+		}
+		return a.Take(rows)
+	}
+	return a, nil
+}
+
+var errScalarRows = errors.New("the array is 0-d (a scalar) and has no rows")
+
+// readRows reads a C-order array's data keeping only the given rows
+// (ascending, distinct), and reads past the others.
+func readRows(r io.Reader, h *header, pick func(int) ([]int, error)) (*Array, error) {
+	if len(h.shape) == 0 {
+		return nil, errScalarRows
+	}
+	rows, err := pick(h.shape[0])
+	if err != nil {
+		return nil, err
+	}
+	rowElems := 1
+	for _, d := range h.shape[1:] {
+		rowElems *= d // numElements has bounded the product
+	}
+	rowBytes := int64(rowElems) * int64(h.dtype.ItemSize())
+	want := int64(h.shape[0]) * rowBytes
+	buf := make([]byte, int64(len(rows))*rowBytes)
+	var pos, got int64 // rows and bytes consumed
+	skip := func(to int64) error {
+		k, err := io.CopyN(io.Discard, r, (to-pos)*rowBytes)
+		got += k
+		pos = to
+		return err
+	}
+	for i, row := range rows {
+		if row < int(pos) {
+			return nil, fmt.Errorf("dataset: rows to keep must ascend (row %d after %d)", row, pos-1)
+		}
+		if err := skip(int64(row)); err != nil {
+			return nil, readErr(err, h, want, got)
+		}
+		k, err := io.ReadFull(r, buf[int64(i)*rowBytes:int64(i+1)*rowBytes])
+		got += int64(k)
+		pos++
+		if err != nil {
+			return nil, readErr(err, h, want, got)
+		}
+	}
+	if err := skip(int64(h.shape[0])); err != nil {
+		return nil, readErr(err, h, want, got)
+	}
+	data, _, err := readData(bytes.NewReader(buf), h.dtype, h.order, len(rows)*rowElems, true)
+	if err != nil {
+		return nil, err
+	}
+	shape := slices.Clone(h.shape)
+	shape[0] = len(rows)
+	return &Array{DType: h.dtype, Shape: shape, data: data}, nil
+}
+
+// readErr turns running out of input into a truncation error.
+func readErr(err error, h *header, want, got int64) error {
+	if isEOF(err) {
+		return truncData(h, want, got)
+	}
+	return err
 }
 
 // isEOF tells running out of input (truncation) from a failing reader.
@@ -427,19 +526,16 @@ func readData(r io.Reader, d DType, order binary.ByteOrder, n int, exact bool) (
 	return nil, 0, fmt.Errorf("%w dtype %v", ErrUnsupported, d)
 }
 
-const (
-	chunkBytes    = 1 << 16
-	preallocBytes = 1 << 28
-)
+const chunkBytes = 1 << 16
 
 // readElems reads n elements of size bytes in chunks; big-endian chunks are
 // byte-swapped first so that dec only ever decodes little-endian bytes.
 func readElems[T any](r io.Reader, n, size int, exact bool, order binary.ByteOrder, dec func([]T, []byte)) (any, int64, error) {
-	// A zip member's declared size can lie too, so even an "exact" read
-	// allocates at most preallocBytes before data arrives.
+	// With the size known the slice is allocated once: growing it as data
+	// arrives held several copies at a time (a 627 MB array took 2.2 GB).
 	capacity := min(n, chunkBytes)
 	if exact {
-		capacity = min(n, preallocBytes/size)
+		capacity = n
 	}
 	out := make([]T, 0, capacity)
 	buf := make([]byte, min(n*size, chunkBytes/size*size))

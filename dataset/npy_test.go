@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/onnx-cria/onnx-cria/internal/half"
 )
 
 var testShapes = [][]int{{}, {0}, {0, 3}, {1}, {5}, {2, 3}, {2, 3, 4}, {3, 1, 2, 2}}
@@ -141,8 +143,8 @@ func TestFloat16Values(t *testing.T) {
 		t.Errorf("element 7: got %v, want NaN", got[7])
 	}
 	for h, w := range map[uint16]float32{0x8000: float32(math.Copysign(0, -1)), 0x0200: float32(math.Ldexp(1, -15)), 0x03ff: float32(math.Ldexp(1023, -24)), 0xfc00: float32(math.Inf(-1)), 0x3555: 0.33325195} {
-		if g := HalfToFloat32(h); g != w || math.Signbit(float64(g)) != math.Signbit(float64(w)) {
-			t.Errorf("HalfToFloat32(%#04x) = %v, want %v", h, g, w)
+		if g := half.ToFloat32(h); g != w || math.Signbit(float64(g)) != math.Signbit(float64(w)) {
+			t.Errorf("half.ToFloat32(%#04x) = %v, want %v", h, g, w)
 		}
 	}
 }

@@ -6,26 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/onnx-cria/onnx-cria/internal/inputfile"
 )
 
 // LoadNPZ reads every array of the .npz archive at path, stored
 // (np.savez) or deflate-compressed (np.savez_compressed). A member "x.npy"
 // becomes the array "x"; arrays keep the archive's order. Members whose name
 // does not end in ".npy" are not arrays and are skipped, as are directories.
+// Only regular files are read.
 func LoadNPZ(path string) (*Set, error) {
-	f, err := os.Open(path)
+	f, size, err := inputfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	s, err := ReadNPZ(f, st.Size())
+	return loadNPZ(f, size, path, nil)
+}
+
+func loadNPZ(r io.ReaderAt, size int64, path string, pick *pickRows) (*Set, error) {
+	s, err := readNPZ(r, size, pick)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -35,7 +37,17 @@ func LoadNPZ(path string) (*Set, error) {
 
 // ReadNPZ reads the arrays of an .npz archive of the given size from r.
 // The returned Set has an empty Path.
+//
+// What a member may decompress to is bounded before it is read: its
+// declared size must be what its .npy header needs, and no more than its
+// compressed size allows (deflate expands at most 1032 times), so a small
+// archive cannot make the reader allocate or inflate more than its arrays
+// hold.
 func ReadNPZ(r io.ReaderAt, size int64) (*Set, error) {
+	return readNPZ(r, size, nil)
+}
+
+func readNPZ(r io.ReaderAt, size int64, pick *pickRows) (*Set, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		if errors.Is(err, zip.ErrFormat) {
@@ -54,17 +66,33 @@ func ReadNPZ(r io.ReaderAt, size int64) (*Set, error) {
 			return nil, fmt.Errorf("member %q: %w: the archive holds two arrays named %q", zf.Name, ErrHeader, name)
 		}
 		seen[name] = true
-		a, err := readMember(zf)
+		a, err := readMember(zf, size, pick.named(name))
 		if err != nil {
 			return nil, fmt.Errorf("member %q: %w", zf.Name, err)
 		}
 		a.Name = name
 		s.Arrays = append(s.Arrays, a)
 	}
+	if pick != nil && len(s.Arrays) == 0 {
+		return nil, errNoArrays
+	}
 	return s, nil
 }
 
-func readMember(zf *zip.File) (*Array, error) {
+// maxDeflateRatio is the most deflate can expand: a 258-byte match in as
+// little as two bits.
+const maxDeflateRatio = 1032
+
+func readMember(zf *zip.File, archive int64, pick func(int) ([]int, error)) (*Array, error) {
+	c, u := zf.CompressedSize64, zf.UncompressedSize64
+	switch {
+	case c > uint64(archive):
+		return nil, fmt.Errorf("%w: member declares %d compressed bytes in an archive of %d", zip.ErrFormat, c, archive)
+	case zf.Method == zip.Store && u != c:
+		return nil, fmt.Errorf("%w: stored member declares %d bytes but holds %d", zip.ErrFormat, u, c)
+	case zf.Method == zip.Deflate && u/maxDeflateRatio > c:
+		return nil, fmt.Errorf("%w: member declares %d bytes uncompressed from %d compressed, more than deflate can expand", zip.ErrFormat, u, c)
+	}
 	rc, err := zf.Open()
 	if err != nil {
 		if errors.Is(err, zip.ErrAlgorithm) {
@@ -73,11 +101,12 @@ func readMember(zf *zip.File) (*Array, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	a, err := readNPY(bufio.NewReaderSize(rc, 1<<16), int64(min(zf.UncompressedSize64, 1<<62)))
+	a, err := readNPY(bufio.NewReaderSize(rc, 1<<16), readOpts{hint: int64(min(u, 1<<62)), whole: true, pick: pick})
 	if err != nil {
 		return nil, err
 	}
-	// Reading to the end makes archive/zip verify the member's CRC-32.
+	// Reading to the end makes archive/zip verify the member's CRC-32; the
+	// declared size has been checked to end with the array.
 	if _, err := io.Copy(io.Discard, rc); err != nil {
 		return nil, err
 	}
@@ -145,24 +174,74 @@ func writeNPZ(w io.Writer, method uint16, arrays []*Array) error {
 
 // Load reads path as an .npz archive or a single .npy file, by its first
 // bytes rather than its extension. An .npy file gives a Set of one array
-// named after the file.
+// named after the file. Only regular files are read: a named pipe or a
+// device is an error naming the path.
 func Load(path string) (*Set, error) {
-	f, err := os.Open(path)
+	return load(path, nil)
+}
+
+// LoadSubset returns what Load(path) followed by Subset(n, seed) returns,
+// the same rows in the same order, without holding the rows it leaves out:
+// they are read past, not kept, so memory follows n rather than the file.
+func LoadSubset(path string, n int, seed int64) (*Set, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("%s: subset of %d rows", path, n)
+	}
+	return load(path, &pickRows{n: n, seed: seed})
+}
+
+func load(path string, pick *pickRows) (*Set, error) {
+	f, size, err := inputfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	var magic [6]byte
 	n, _ := io.ReadFull(f, magic[:])
-	f.Close()
 	switch {
 	case n >= 4 && string(magic[:2]) == "PK":
-		return LoadNPZ(path)
+		return loadNPZ(f, size, path, pick)
 	case n == 6 && string(magic[:]) == npyMagic:
-		a, err := LoadNPY(path)
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		a, err := loadNPY(f, size, path, pick)
 		if err != nil {
 			return nil, err
 		}
 		return &Set{Path: path, Arrays: []*Array{a}}, nil
 	}
 	return nil, fmt.Errorf("%s: %w nor an .npz archive (starts with %q)", path, ErrNotNPY, magic[:n])
+}
+
+var errNoArrays = errors.New("holds no arrays")
+
+// pickRows chooses the rows a subset keeps once the first array's row
+// count is known, as Set.Subset does, and holds every later array to that
+// count.
+type pickRows struct {
+	n     int
+	seed  int64
+	first string // first array's name; "" until it is read
+	total int
+	rows  []int
+}
+
+// named returns the chooser for the array name; nil for a nil p (no subset).
+func (p *pickRows) named(name string) func(int) ([]int, error) {
+	if p == nil {
+		return nil
+	}
+	return func(total int) ([]int, error) {
+		if p.first == "" {
+			rows, err := SubsetIndices(total, p.n, p.seed)
+			if err != nil {
+				return nil, err
+			}
+			p.first, p.total, p.rows = name, total, rows
+		} else if total != p.total {
+			return nil, fmt.Errorf("array %q has %d rows (leading dimension), array %q has %d", name, total, p.first, p.total)
+		}
+		return p.rows, nil
+	}
 }

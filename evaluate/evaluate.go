@@ -12,7 +12,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // Task names what is measured.
@@ -27,7 +27,7 @@ type Options struct {
 	Labels  string // labels array name; "" means "labels" if present
 	Output  string // output to score; "" means the first
 	Batch   int    // rows per run; default 64
-	Runtime runtime.Config
+	Runtime ort.Config
 	// Progress, if set, is called after each batch.
 	Progress func(done, total int)
 }
@@ -55,7 +55,7 @@ func (r *Result) String() string {
 
 // Run evaluates m on data.
 func Run(m *onnxio.Model, data *dataset.Set, opts Options) (*Result, error) {
-	s, err := runtime.NewSessionForModel(m, nil, opts.Runtime)
+	s, err := ort.NewSessionForModel(m, nil, opts.Runtime)
 	if err != nil {
 		return nil, err
 	}
@@ -63,34 +63,12 @@ func Run(m *onnxio.Model, data *dataset.Set, opts Options) (*Result, error) {
 	return RunSession(s, data, opts)
 }
 
-// Bind matches data to the session's inputs.
-func Bind(s *runtime.Session, data *dataset.Set, labels string) (*dataset.Bound, error) {
-	specs, err := runtime.SpecsOf(s.Inputs())
-	if err != nil {
-		return nil, err
-	}
-	return data.Match(specs, labels)
-}
-
-// Feed converts a batch to session inputs.
-func Feed(b *dataset.Bound, batch dataset.Batch) ([]runtime.Tensor, error) {
-	in := make([]runtime.Tensor, len(batch.Inputs))
-	for k, a := range batch.Inputs {
-		t, err := runtime.FromArray(b.Specs[k].Name, a)
-		if err != nil {
-			return nil, err
-		}
-		in[k] = t
-	}
-	return in, nil
-}
-
 // RunSession evaluates with an existing session.
-func RunSession(s *runtime.Session, data *dataset.Set, opts Options) (*Result, error) {
+func RunSession(s *ort.Session, data *dataset.Set, opts Options) (*Result, error) {
 	if opts.Batch <= 0 {
 		opts.Batch = 64
 	}
-	b, err := Bind(s, data, opts.Labels)
+	b, err := s.Bind(data, opts.Labels)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +97,7 @@ func RunSession(s *runtime.Session, data *dataset.Set, opts Options) (*Result, e
 	switch task {
 	case Classification:
 		if b.Labels == nil {
-			return nil, fmt.Errorf("%s: no labels array (name it \"labels\" or pass --labels) to measure accuracy", data.Path)
+			return nil, &NoLabelsError{Path: data.Path, Name: labelsName(opts.Labels)}
 		}
 		res.Metric = "accuracy"
 	case LanguageModel:
@@ -138,9 +116,12 @@ func RunSession(s *runtime.Session, data *dataset.Set, opts Options) (*Result, e
 	default:
 		return nil, fmt.Errorf("unknown task %q (want %s or %s)", task, Classification, LanguageModel)
 	}
+	if b.N == 0 {
+		return nil, fmt.Errorf("%s: no rows to evaluate", data.Path)
+	}
 	start := time.Now()
 	for batch := range b.Batches(opts.Batch) {
-		in, err := Feed(b, batch)
+		in, err := ort.Feed(b, batch)
 		if err != nil {
 			return nil, err
 		}
@@ -186,13 +167,16 @@ func RunSession(s *runtime.Session, data *dataset.Set, opts Options) (*Result, e
 	return res, nil
 }
 
-func scoreClasses(res *Result, out runtime.Tensor, logits []float32, batch dataset.Batch) error {
+func scoreClasses(res *Result, out ort.Tensor, logits []float32, batch dataset.Batch) error {
 	n := batch.Len()
 	if len(out.Shape) < 1 || out.Shape[0] != int64(n) || n == 0 {
 		return fmt.Errorf("output %q has shape %v for %d rows", out.Name, out.Shape, n)
 	}
 	c := len(logits) / n
 	for i := 0; i < n; i++ {
+		if l := batch.Labels[i]; l < 0 || l >= int64(c) {
+			return fmt.Errorf("label %d of row %d is outside the model's %d classes (output %q)", l, batch.Start+i, c, out.Name)
+		}
 		row := logits[i*c : (i+1)*c]
 		best := 0
 		for k, v := range row {
@@ -211,7 +195,7 @@ func scoreClasses(res *Result, out runtime.Tensor, logits []float32, batch datas
 	return nil
 }
 
-func scoreTokens(res *Result, out runtime.Tensor, logits []float32, ids, mask *dataset.Array, batch dataset.Batch) error {
+func scoreTokens(res *Result, out ort.Tensor, logits []float32, ids, mask *dataset.Array, batch dataset.Batch) error {
 	if len(out.Shape) != 3 {
 		return fmt.Errorf("output %q has shape %v, a language model gives [N, T, vocab]", out.Name, out.Shape)
 	}
@@ -273,4 +257,18 @@ func maskAt(a *dataset.Array, k int) (bool, error) {
 func isBad(v float32) bool {
 	f := float64(v)
 	return math.IsNaN(f) || math.IsInf(f, 0)
+}
+
+// NoLabelsError: a classifier's data lacks its labels array.
+type NoLabelsError struct{ Path, Name string }
+
+func (e *NoLabelsError) Error() string {
+	return fmt.Sprintf("%s: no %q array to measure accuracy against", e.Path, e.Name)
+}
+
+func labelsName(s string) string {
+	if s == "" {
+		return "labels"
+	}
+	return s
 }

@@ -3,6 +3,8 @@ package finetune
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -55,7 +57,7 @@ type checkpoint struct {
 func (c *checkpoint) save(path string, params, buffers [][]float32, opt Optimizer) error {
 	state, steps := opt.State()
 	c.Meta.OptSteps = steps
-	c.Meta.OptState = sortedKeys(state)
+	c.Meta.OptState = slices.Sorted(maps.Keys(state))
 	c.Meta.RNG = fmt.Sprintf("PCG(seed=%d, epoch=%d): Fisher-Yates order of the epoch's rows, batch %d next", c.Meta.Seed, c.Meta.Pos.Epoch, c.Meta.Pos.Step)
 	js, err := json.Marshal(c.Meta)
 	if err != nil {

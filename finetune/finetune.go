@@ -9,10 +9,12 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/autodiff"
+
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // Config holds every setting of a fine-tuning run.
@@ -27,15 +29,15 @@ type Config struct {
 	ClipNorm    float64 // clip the global gradient norm to this (0: off)
 
 	// Objective is the loss; its zero value chooses one (see Run).
-	Objective   Objective
+	Objective   autodiff.Objective
 	Teacher     *onnxio.Model // the original model, for distillation
 	Temperature float64       // distillation temperature (2)
 	Alpha       float64       // with labels and a teacher: weight of distillation (0.5)
 
 	Params []string // initializers to train; nil: DefaultParams
 	Freeze []string // glob patterns left out of the default set
-	// BatchNorm is BNBatch (the default: batch statistics while training,
-	// running statistics updated, as PyTorch's train mode) or BNFrozen.
+	// BatchNorm is autodiff.BNBatch (the default: batch statistics while training,
+	// running statistics updated, as PyTorch's train mode) or autodiff.BNFrozen.
 	BatchNorm string
 
 	Eval     *dataset.Set // if set, the metric before training and after every epoch
@@ -53,7 +55,7 @@ type Config struct {
 	CheckpointEvery int
 	Resume          bool
 
-	Runtime  runtime.Config
+	Runtime  ort.Config
 	Log      func(format string, args ...any)
 	Progress func(label string, done, total int)
 }
@@ -87,7 +89,7 @@ func (c *Config) defaults() error {
 		c.Alpha = 0.5
 	}
 	if c.BatchNorm == "" {
-		c.BatchNorm = BNBatch
+		c.BatchNorm = autodiff.BNBatch
 	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
@@ -103,8 +105,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("schedule %q: want constant or cosine", c.Schedule)
 	case c.Alpha < 0 || c.Alpha > 1:
 		return fmt.Errorf("alpha %v: want a weight in [0, 1]", c.Alpha)
-	case c.BatchNorm != BNBatch && c.BatchNorm != BNFrozen:
-		return fmt.Errorf("batch norm mode %q: want %s or %s", c.BatchNorm, BNBatch, BNFrozen)
+	case c.BatchNorm != autodiff.BNBatch && c.BatchNorm != autodiff.BNFrozen:
+		return fmt.Errorf("batch norm mode %q: want %s or %s", c.BatchNorm, autodiff.BNBatch, autodiff.BNFrozen)
 	case c.Resume && c.Checkpoint == "":
 		return errors.New("resume needs a checkpoint file")
 	}
@@ -122,100 +124,40 @@ type EpochStat struct {
 
 // Result is what a run did.
 type Result struct {
-	Objective   Objective        `json:"objective"`
-	Optimizer   string           `json:"optimizer"`
-	BatchNorm   string           `json:"batch_norm,omitempty"` // the mode, when the model has BatchNormalization nodes that train
-	LR          float64          `json:"lr"`
-	Batch       int              `json:"batch"`
-	Samples     int              `json:"samples"`
-	Tensors     int              `json:"trained_tensors"`
-	Params      int64            `json:"trained_params"`
-	Steps       int              `json:"steps"` // in all, including those before a resume
-	Epochs      []EpochStat      `json:"epochs"`
-	EvalBefore  *evaluate.Result `json:"eval_before,omitempty"`
-	EvalAfter   *evaluate.Result `json:"eval_after,omitempty"`
-	Resumed     bool             `json:"resumed,omitempty"`
-	Stopped     bool             `json:"stopped_early,omitempty"`
-	Seconds     float64          `json:"seconds"`
-	StepSeconds float64          `json:"seconds_per_step"`
-}
-
-// lmInputs finds a language model's token ids and attention mask: the
-// first output is [N, T, V] and a 2-D integer input other than
-// attention_mask holds the ids.
-func lmInputs(m *onnxio.Model) (ids, mask string) {
-	g := m.Graph()
-	sh := onnxio.InferShapes(m, true)
-	if len(g.GetOutput()) == 0 {
-		return "", ""
-	}
-	if d, ok := sh.Shape(g.GetOutput()[0].GetName()); !ok || len(d) != 3 {
-		return "", ""
-	}
-	inits := map[string]bool{}
-	for _, t := range g.GetInitializer() {
-		inits[t.GetName()] = true
-	}
-	for _, v := range g.GetInput() {
-		dt, shape, ok := onnxio.TensorType(v)
-		if !ok || inits[v.GetName()] || len(shape) != 2 || !dt.IsInt() {
-			continue
-		}
-		if v.GetName() == "attention_mask" {
-			mask = v.GetName()
-		} else if ids == "" {
-			ids = v.GetName()
-		}
-	}
-	return ids, mask
+	Objective   autodiff.Objective `json:"objective"`
+	Optimizer   string             `json:"optimizer"`
+	BatchNorm   string             `json:"batch_norm,omitempty"` // the mode, when the model has BatchNormalization nodes that train
+	LR          float64            `json:"lr"`
+	Batch       int                `json:"batch"`
+	Samples     int                `json:"samples"`
+	Tensors     int                `json:"trained_tensors"`
+	Params      int64              `json:"trained_params"`
+	Steps       int                `json:"steps"` // in all, including those before a resume
+	Epochs      []EpochStat        `json:"epochs"`
+	EvalBefore  *evaluate.Result   `json:"eval_before,omitempty"`
+	EvalAfter   *evaluate.Result   `json:"eval_after,omitempty"`
+	Resumed     bool               `json:"resumed,omitempty"`
+	Stopped     bool               `json:"stopped_early,omitempty"`
+	Seconds     float64            `json:"seconds"`
+	StepSeconds float64            `json:"seconds_per_step"`
 }
 
 // chooseObjective picks the loss when the caller did not: distillation
 // with a teacher, mixed with the hard-label loss (class labels, or next
 // tokens for a language model) when there is one; without a teacher the
 // hard-label loss alone.
-func chooseObjective(m *onnxio.Model, hasLabels bool, c *Config) (Objective, error) {
-	o := Objective{Temperature: c.Temperature}
-	ids, mask := lmInputs(m)
-	hard := 0.0
-	if c.Teacher != nil {
-		o.KD = c.Alpha
-		hard = 1 - c.Alpha
-	} else {
-		hard = 1
-	}
+func chooseObjective(m *onnxio.Model, hasLabels bool, c *Config) (autodiff.Objective, error) {
+	o, err := autodiff.HardObjective(m, hasLabels)
 	switch {
-	case hasLabels:
-		o.CE = hard
-	case ids != "":
-		o.LM, o.IDs, o.Mask = hard, ids, mask
-	case c.Teacher == nil:
-		return o, errors.New("the training data has no \"labels\" array and no teacher was given: pass --teacher ORIGINAL.onnx to distill from the original model, or add integer class labels named \"labels\"")
-	default:
-		o.KD = 1
+	case err != nil && c.Teacher == nil:
+		return o, fmt.Errorf("%w, and no teacher was given to distill from", err)
+	case err != nil:
+		return autodiff.Objective{KD: 1, Temperature: c.Temperature}, nil
+	case c.Teacher != nil:
+		o.CE, o.LM = o.CE*(1-c.Alpha), o.LM*(1-c.Alpha)
+		o.KD, o.Temperature = c.Alpha, c.Temperature
 	}
 	return o, nil
-}
-
-func (o Objective) String() string {
-	s := ""
-	add := func(w float64, name string) {
-		if w == 0 {
-			return
-		}
-		if s != "" {
-			s += " + "
-		}
-		if w != 1 {
-			s += fmt.Sprintf("%g*", w)
-		}
-		s += name
-	}
-	add(o.CE, "cross-entropy")
-	add(o.LM, "next-token cross-entropy")
-	add(o.KD, fmt.Sprintf("KD(T=%g)", o.Temperature))
-	add(o.MSE, "MSE to teacher")
-	return s
 }
 
 // Run fine-tunes m on train and returns the model with the trained weights.
@@ -231,202 +173,279 @@ func Run(m *onnxio.Model, train *dataset.Set, cfg Config) (*onnxio.Model, *Resul
 	if err := cfg.defaults(); err != nil {
 		return nil, nil, err
 	}
-	t0 := time.Now()
-	bound, err := bindData(m, train, &cfg)
+	tr, err := newTrainer(m, train, &cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("training data: %w", err)
+		return nil, nil, err
+	}
+	defer tr.destroy()
+	if err := tr.prepare(); err != nil {
+		return nil, nil, err
+	}
+	for tr.pos.Epoch < cfg.Epochs {
+		stopped, err := tr.epoch()
+		if err != nil {
+			return nil, nil, err
+		}
+		if stopped {
+			return tr.finish(true)
+		}
+	}
+	return tr.finish(false)
+}
+
+// trainer is the state of one Run.
+type trainer struct {
+	m       *onnxio.Model
+	cfg     *Config
+	bound   *dataset.Bound
+	tg      *autodiff.TrainGraph
+	st      *autodiff.Stepper
+	teacher *teacherRun
+	params  [][]float32
+	bufs    []autodiff.Param // running statistics of batch-mode BatchNormalizations
+	buffers [][]float32
+	opt     Optimizer
+	res     *Result
+	ck      *checkpoint
+	pos     position
+	batch   int
+	perEp   int // steps per epoch
+	t0      time.Time
+	// Time spent in steps, and their number, for the mean step time.
+	stepTime time.Duration
+	steps    int
+}
+
+// newTrainer binds the data, chooses the loss and builds the training
+// graph, its session and the teacher's.
+func newTrainer(m *onnxio.Model, train *dataset.Set, cfg *Config) (*trainer, error) {
+	tr := &trainer{m: m, cfg: cfg, t0: time.Now()}
+	var err error
+	if tr.bound, err = autodiff.BindData(m, train, cfg.MaxSamples, cfg.Seed); err != nil {
+		return nil, fmt.Errorf("training data: %w", err)
 	}
 	obj := cfg.Objective
-	if obj == (Objective{}) {
-		if obj, err = chooseObjective(m, bound.Labels != nil, &cfg); err != nil {
-			return nil, nil, err
+	if obj == (autodiff.Objective{}) {
+		if obj, err = chooseObjective(m, tr.bound.Labels != nil, cfg); err != nil {
+			return nil, err
 		}
 	}
-	if obj.CE != 0 && bound.Labels == nil {
-		return nil, nil, fmt.Errorf("%s: the objective needs class labels and the data has no \"labels\" array", train.Path)
+	if obj.CE != 0 && tr.bound.Labels == nil {
+		return nil, fmt.Errorf("%s: the objective needs class labels and the data has no \"labels\" array", train.Path)
 	}
-	if obj.needsTeacher() && cfg.Teacher == nil {
-		return nil, nil, errors.New("the objective distills from a teacher and none was given")
+	if obj.NeedsTeacher() && cfg.Teacher == nil {
+		return nil, errors.New("the objective distills from a teacher and none was given")
 	}
-	tg, err := BuildTraining(m, TrainSpec{Objective: obj, Params: cfg.Params, Freeze: cfg.Freeze, BatchNorm: cfg.BatchNorm})
-	if err != nil {
-		return nil, nil, err
+	if tr.tg, err = autodiff.BuildTraining(m, autodiff.TrainSpec{Objective: obj, Params: cfg.Params, Freeze: cfg.Freeze, BatchNorm: cfg.BatchNorm}); err != nil {
+		return nil, err
 	}
-	st, err := NewStepper(tg, cfg.Runtime)
-	if err != nil {
-		return nil, nil, fmt.Errorf("training graph: %w", err)
+	if tr.st, err = autodiff.NewStepper(tr.tg, cfg.Runtime); err != nil {
+		return nil, fmt.Errorf("training graph: %w", err)
 	}
-	defer st.Destroy()
-	var teacher *teacherRun
-	if obj.needsTeacher() {
-		if teacher, err = newTeacherRun(cfg.Teacher, tg.Output, cfg.Runtime); err != nil {
-			return nil, nil, err
+	if obj.NeedsTeacher() {
+		if tr.teacher, err = newTeacherRun(cfg.Teacher, tr.tg.Output, cfg.Runtime); err != nil {
+			tr.destroy()
+			return nil, err
 		}
-		defer teacher.sess.Destroy()
 	}
-	params, err := ParamValues(m, tg.Params)
-	if err != nil {
-		return nil, nil, err
+	tr.res = &Result{Objective: obj, Optimizer: cfg.Optimizer, LR: cfg.LR, Batch: cfg.Batch, Samples: tr.bound.N, Tensors: len(tr.tg.Params)}
+	return tr, nil
+}
+
+func (tr *trainer) destroy() {
+	tr.st.Destroy()
+	if tr.teacher != nil {
+		tr.teacher.sess.Destroy()
 	}
-	// Running statistics of batch-mode BatchNormalizations.
-	var bufs []Param
+}
+
+// prepare reads the weights, makes the optimizer, sizes the epochs,
+// resumes from the checkpoint or evaluates the starting point.
+func (tr *trainer) prepare() error {
+	cfg, tg, res := tr.cfg, tr.tg, tr.res
+	var err error
+	if tr.params, err = autodiff.ParamValues(tr.m, tg.Params); err != nil {
+		return err
+	}
 	for _, st := range tg.BNStats {
-		bufs = append(bufs, Param{Name: st.Mean, DType: st.DType, Dims: st.Dims}, Param{Name: st.Var, DType: st.DType, Dims: st.Dims})
+		tr.bufs = append(tr.bufs, autodiff.Param{Name: st.Mean, DType: st.DType, Dims: st.Dims}, autodiff.Param{Name: st.Var, DType: st.DType, Dims: st.Dims})
 	}
-	buffers, err := ParamValues(m, bufs)
-	if err != nil {
-		return nil, nil, err
+	if tr.buffers, err = autodiff.ParamValues(tr.m, tr.bufs); err != nil {
+		return err
 	}
-	weights := func() (*onnxio.Model, error) {
-		return WithParams(m, append(append([]Param{}, tg.Params...), bufs...), append(append([][]float32{}, params...), buffers...))
-	}
-	var opt Optimizer
 	if cfg.Optimizer == "sgd" {
-		opt = &SGD{Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay}
+		tr.opt = &SGD{Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay}
 	} else {
-		opt = NewAdam(cfg.WeightDecay)
+		tr.opt = NewAdam(cfg.WeightDecay)
 	}
-	res := &Result{Objective: obj, Optimizer: cfg.Optimizer, LR: cfg.LR, Batch: cfg.Batch, Samples: bound.N, Tensors: len(tg.Params)}
-	if len(tg.BNStats) > 0 || cfg.BatchNorm == BNFrozen && hasOp(m, "BatchNormalization") {
+	if len(tg.BNStats) > 0 || cfg.BatchNorm == autodiff.BNFrozen && hasOp(tr.m, "BatchNormalization") {
 		res.BatchNorm = cfg.BatchNorm
 	}
 	for _, p := range tg.Params {
 		res.Params += onnxio.NumElements(p.Dims)
 	}
-	batch := cfg.Batch
-	if bound.FixedBatch > 0 {
-		batch = bound.FixedBatch
+	tr.batch, tr.perEp = cfg.Batch, (tr.bound.N+cfg.Batch-1)/cfg.Batch
+	if fb := tr.bound.FixedBatch; fb > 0 {
+		tr.batch, tr.perEp = fb, tr.bound.N/fb
 	}
-	perEpoch := (bound.N + batch - 1) / batch
-	if bound.FixedBatch > 0 {
-		perEpoch = bound.N / batch
-	}
-	total := perEpoch * cfg.Epochs
-	fp, err := fingerprint(m)
-	if err != nil {
-		return nil, nil, err
-	}
-	pos := position{}
-	ck := &checkpoint{Meta: ckMeta{
-		Format: ckFormat, Model: fp, Optimizer: cfg.Optimizer, Objective: obj.String(), Batch: batch,
-		Seed: cfg.Seed, Samples: bound.N, BatchNorm: res.BatchNorm,
-	}}
-	for _, p := range tg.Params {
-		ck.Meta.Params = append(ck.Meta.Params, p.Name)
-	}
-	for _, p := range bufs {
-		ck.Meta.Buffers = append(ck.Meta.Buffers, p.Name)
+	if err := tr.newCheckpoint(); err != nil {
+		return err
 	}
 	if cfg.Resume {
-		prev, err := loadCheckpoint(cfg.Checkpoint)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := prev.compatible(&ck.Meta); err != nil {
-			return nil, nil, fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
-		}
-		if err := prev.restore(params, buffers, opt); err != nil {
-			return nil, nil, fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
-		}
-		pos = prev.Meta.Pos
-		res.Epochs = prev.Meta.History
-		res.EvalBefore = prev.Meta.EvalBefore
-		res.Resumed = true
-		cfg.Log("resuming from %s at epoch %d, step %d (%d steps done)", cfg.Checkpoint, pos.Epoch+1, pos.Step, pos.Global)
+		return tr.resume()
 	}
-	evalNow := func(label string) (*evaluate.Result, error) {
-		if cfg.Eval == nil {
-			return nil, nil
-		}
-		cur, err := weights()
-		if err != nil {
-			return nil, err
-		}
-		return evaluate.Run(cur, cfg.Eval, evaluate.Options{Task: cfg.EvalTask, Batch: max(cfg.Batch, 64), Runtime: cfg.Runtime})
+	if res.EvalBefore, err = tr.evaluate(); err != nil {
+		return fmt.Errorf("evaluating the input model: %w", err)
 	}
-	if !cfg.Resume {
-		if res.EvalBefore, err = evalNow("before"); err != nil {
-			return nil, nil, fmt.Errorf("evaluating the input model: %w", err)
-		}
-		if res.EvalBefore != nil {
-			cfg.Log("before fine-tuning: %s", res.EvalBefore)
-		}
+	if res.EvalBefore != nil {
+		cfg.Log("before fine-tuning: %s", res.EvalBefore)
 	}
 	cfg.Log("fine-tuning %d tensors (%d parameters) on %d samples: %s, %s lr %g, batch %d, %d epochs of %d steps",
-		res.Tensors, res.Params, bound.N, obj, cfg.Optimizer, cfg.LR, batch, cfg.Epochs, perEpoch)
-	save := func() error {
-		if cfg.Checkpoint == "" {
-			return nil
-		}
-		ck.Meta.Pos, ck.Meta.History, ck.Meta.EvalBefore = pos, res.Epochs, res.EvalBefore
-		return ck.save(cfg.Checkpoint, params, buffers, opt)
+		res.Tensors, res.Params, tr.bound.N, res.Objective, cfg.Optimizer, cfg.LR, tr.batch, cfg.Epochs, tr.perEp)
+	return nil
+}
+
+// newCheckpoint describes the run for its checkpoints.
+func (tr *trainer) newCheckpoint() error {
+	fp, err := fingerprint(tr.m)
+	if err != nil {
+		return err
 	}
-	var stepTime time.Duration
-	steps := 0
-	for pos.Epoch < cfg.Epochs {
-		e0 := time.Now()
-		perm := epochOrder(bound.N, cfg.Seed, pos.Epoch)
-		label := fmt.Sprintf("epoch %d/%d", pos.Epoch+1, cfg.Epochs)
-		for pos.Step < perEpoch {
-			if cfg.MaxSteps > 0 && pos.Global >= cfg.MaxSteps {
-				res.Stopped = true
-				if err := save(); err != nil {
-					return nil, nil, err
-				}
-				cfg.Log("stopped after %d steps (max steps); checkpoint %s", pos.Global, orNone(cfg.Checkpoint))
-				return finish(weights, res, pos.Global, t0, stepTime, steps, evalNow)
+	cfg := tr.cfg
+	tr.ck = &checkpoint{Meta: ckMeta{
+		Format: ckFormat, Model: fp, Optimizer: cfg.Optimizer, Objective: tr.res.Objective.String(), Batch: tr.batch,
+		Seed: cfg.Seed, Samples: tr.bound.N, BatchNorm: tr.res.BatchNorm,
+	}}
+	for _, p := range tr.tg.Params {
+		tr.ck.Meta.Params = append(tr.ck.Meta.Params, p.Name)
+	}
+	for _, p := range tr.bufs {
+		tr.ck.Meta.Buffers = append(tr.ck.Meta.Buffers, p.Name)
+	}
+	return nil
+}
+
+func (tr *trainer) resume() error {
+	cfg := tr.cfg
+	prev, err := loadCheckpoint(cfg.Checkpoint)
+	if err != nil {
+		return err
+	}
+	if err := prev.compatible(&tr.ck.Meta); err != nil {
+		return fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
+	}
+	if err := prev.restore(tr.params, tr.buffers, tr.opt); err != nil {
+		return fmt.Errorf("cannot resume from %s: %w", cfg.Checkpoint, err)
+	}
+	tr.pos = prev.Meta.Pos
+	tr.res.Epochs, tr.res.EvalBefore, tr.res.Resumed = prev.Meta.History, prev.Meta.EvalBefore, true
+	cfg.Log("resuming from %s at epoch %d, step %d (%d steps done)", cfg.Checkpoint, tr.pos.Epoch+1, tr.pos.Step, tr.pos.Global)
+	return nil
+}
+
+// weights is a copy of the model with the current weights and statistics.
+func (tr *trainer) weights() (*onnxio.Model, error) {
+	return autodiff.WithParams(tr.m, append(append([]autodiff.Param{}, tr.tg.Params...), tr.bufs...), append(append([][]float32{}, tr.params...), tr.buffers...))
+}
+
+func (tr *trainer) evaluate() (*evaluate.Result, error) {
+	if tr.cfg.Eval == nil {
+		return nil, nil
+	}
+	cur, err := tr.weights()
+	if err != nil {
+		return nil, err
+	}
+	return evaluate.Run(cur, tr.cfg.Eval, evaluate.Options{Task: tr.cfg.EvalTask, Batch: max(tr.cfg.Batch, 64), Runtime: tr.cfg.Runtime})
+}
+
+func (tr *trainer) save() error {
+	if tr.cfg.Checkpoint == "" {
+		return nil
+	}
+	tr.ck.Meta.Pos, tr.ck.Meta.History, tr.ck.Meta.EvalBefore = tr.pos, tr.res.Epochs, tr.res.EvalBefore
+	return tr.ck.save(tr.cfg.Checkpoint, tr.params, tr.buffers, tr.opt)
+}
+
+// epoch runs the rest of the current epoch; it reports whether MaxSteps
+// stopped the run.
+func (tr *trainer) epoch() (bool, error) {
+	cfg := tr.cfg
+	e0 := time.Now()
+	perm := epochOrder(tr.bound.N, cfg.Seed, tr.pos.Epoch)
+	label := fmt.Sprintf("epoch %d/%d", tr.pos.Epoch+1, cfg.Epochs)
+	for tr.pos.Step < tr.perEp {
+		if cfg.MaxSteps > 0 && tr.pos.Global >= cfg.MaxSteps {
+			if err := tr.save(); err != nil {
+				return false, err
 			}
-			lo := pos.Step * batch
-			rows := perm[lo:min(lo+batch, bound.N)]
-			b, err := makeBatch(bound, rows)
-			if err != nil {
-				return nil, nil, err
-			}
-			if teacher != nil {
-				if b.Teacher, err = teacher.run(b.Inputs); err != nil {
-					return nil, nil, err
-				}
-			}
-			s0 := time.Now()
-			out, err := st.Run(params, b)
-			if err != nil {
-				return nil, nil, fmt.Errorf("epoch %d, step %d: %w", pos.Epoch+1, pos.Step+1, err)
-			}
-			if cfg.ClipNorm > 0 {
-				clipNorm(out.Grads, cfg.ClipNorm)
-			}
-			opt.Step(params, out.Grads, lrAt(&cfg, pos.Global, total))
-			updateRunning(tg.BNStats, buffers, out.Stats)
-			stepTime += time.Since(s0)
-			steps++
-			pos.LossSum += out.Loss
-			pos.Step++
-			pos.Global++
-			if cfg.Progress != nil {
-				cfg.Progress(label, pos.Step, perEpoch)
-			}
-			if cfg.CheckpointEvery > 0 && pos.Global%cfg.CheckpointEvery == 0 && pos.Step < perEpoch {
-				if err := save(); err != nil {
-					return nil, nil, err
-				}
-			}
+			cfg.Log("stopped after %d steps (max steps); checkpoint %s", tr.pos.Global, orNone(cfg.Checkpoint))
+			return true, nil
 		}
-		es := EpochStat{Epoch: pos.Epoch + 1, Steps: pos.Step, Loss: pos.LossSum / float64(pos.Step), Seconds: time.Since(e0).Seconds()}
-		if es.Eval, err = evalNow(label); err != nil {
-			return nil, nil, err
+		lo := tr.pos.Step * tr.batch
+		if err := tr.step(perm[lo:min(lo+tr.batch, tr.bound.N)]); err != nil {
+			return false, err
 		}
-		res.Epochs = append(res.Epochs, es)
-		if es.Eval != nil {
-			cfg.Log("%s: train loss %.4f, eval %s, %.1fs", label, es.Loss, es.Eval, es.Seconds)
-		} else {
-			cfg.Log("%s: train loss %.4f, %.1fs", label, es.Loss, es.Seconds)
+		if cfg.Progress != nil {
+			cfg.Progress(label, tr.pos.Step, tr.perEp)
 		}
-		pos = position{Epoch: pos.Epoch + 1, Global: pos.Global}
-		if err := save(); err != nil {
-			return nil, nil, err
+		if cfg.CheckpointEvery > 0 && tr.pos.Global%cfg.CheckpointEvery == 0 && tr.pos.Step < tr.perEp {
+			if err := tr.save(); err != nil {
+				return false, err
+			}
 		}
 	}
-	return finish(weights, res, pos.Global, t0, stepTime, steps, nil)
+	es := EpochStat{Epoch: tr.pos.Epoch + 1, Steps: tr.pos.Step, Loss: tr.pos.LossSum / float64(tr.pos.Step), Seconds: time.Since(e0).Seconds()}
+	var err error
+	if es.Eval, err = tr.evaluate(); err != nil {
+		return false, err
+	}
+	tr.res.Epochs = append(tr.res.Epochs, es)
+	if es.Eval != nil {
+		cfg.Log("%s: train loss %.4f, eval %s, %.1fs", label, es.Loss, es.Eval, es.Seconds)
+	} else {
+		cfg.Log("%s: train loss %.4f, %.1fs", label, es.Loss, es.Seconds)
+	}
+	tr.pos = position{Epoch: tr.pos.Epoch + 1, Global: tr.pos.Global}
+	return false, tr.save()
+}
+
+// step trains on one batch of rows and checks that the loss and the
+// weights stay finite.
+func (tr *trainer) step(rows []int) error {
+	cfg := tr.cfg
+	b, err := autodiff.MakeBatch(tr.bound, rows)
+	if err != nil {
+		return err
+	}
+	if tr.teacher != nil {
+		if b.Teacher, err = tr.teacher.run(b.Inputs); err != nil {
+			return err
+		}
+	}
+	s0 := time.Now()
+	out, err := tr.st.Run(tr.params, b)
+	where := fmt.Sprintf("epoch %d, step %d", tr.pos.Epoch+1, tr.pos.Step+1)
+	if errors.Is(err, autodiff.ErrNonFiniteLoss) {
+		return &DivergedError{Where: where, What: "the loss", Value: out.Loss, Checkpoint: cfg.Checkpoint}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if cfg.ClipNorm > 0 {
+		clipNorm(out.Grads, cfg.ClipNorm)
+	}
+	tr.opt.Step(tr.params, out.Grads, lrAt(cfg, tr.pos.Global, tr.perEp*cfg.Epochs))
+	updateRunning(tr.tg.BNStats, tr.buffers, out.Stats)
+	if k, v, bad := firstNonFinite(tr.params); bad {
+		return &DivergedError{Where: where, What: "weight " + tr.tg.Params[k].Name, Value: v, Checkpoint: cfg.Checkpoint}
+	}
+	tr.stepTime += time.Since(s0)
+	tr.steps++
+	tr.pos.LossSum += out.Loss
+	tr.pos.Step++
+	tr.pos.Global++
+	return nil
 }
 
 func orNone(s string) string {
@@ -437,23 +456,25 @@ func orNone(s string) string {
 }
 
 // finish writes the weights into a copy of the model and completes the
-// result.
-func finish(weights func() (*onnxio.Model, error), res *Result, global int, t0 time.Time, stepTime time.Duration, steps int, evalNow func(string) (*evaluate.Result, error)) (*onnxio.Model, *Result, error) {
-	out, err := weights()
+// result; a stopped run is evaluated where it stopped.
+func (tr *trainer) finish(stopped bool) (*onnxio.Model, *Result, error) {
+	res := tr.res
+	res.Stopped = stopped
+	out, err := tr.weights()
 	if err != nil {
 		return nil, nil, err
 	}
-	res.Steps = global
-	if n := len(res.Epochs); n > 0 && res.Epochs[n-1].Eval != nil && !res.Stopped {
+	res.Steps = tr.pos.Global
+	if n := len(res.Epochs); n > 0 && res.Epochs[n-1].Eval != nil && !stopped {
 		res.EvalAfter = res.Epochs[n-1].Eval
-	} else if evalNow != nil {
-		if res.EvalAfter, err = evalNow("after"); err != nil {
+	} else if stopped {
+		if res.EvalAfter, err = tr.evaluate(); err != nil {
 			return nil, nil, err
 		}
 	}
-	res.Seconds = time.Since(t0).Seconds()
-	if steps > 0 {
-		res.StepSeconds = stepTime.Seconds() / float64(steps)
+	res.Seconds = time.Since(tr.t0).Seconds()
+	if tr.steps > 0 {
+		res.StepSeconds = tr.stepTime.Seconds() / float64(tr.steps)
 	}
 	return out, res, nil
 }
@@ -482,86 +503,14 @@ func epochOrder(n int, seed int64, epoch int) []int {
 	return p
 }
 
-// inputSpecs describes m's data inputs for dataset.Set.Match.
-func inputSpecs(m *onnxio.Model) ([]dataset.InputSpec, error) {
-	inits := map[string]bool{}
-	for _, t := range m.Graph().GetInitializer() {
-		inits[t.GetName()] = true
-	}
-	var infos []runtime.Info
-	for _, v := range m.Graph().GetInput() {
-		if inits[v.GetName()] {
-			continue
-		}
-		dt, shape, ok := onnxio.TensorType(v)
-		if !ok {
-			return nil, fmt.Errorf("graph input %q is not a tensor", v.GetName())
-		}
-		info := runtime.Info{Name: v.GetName(), DType: dt}
-		if shape != nil {
-			info.Shape = onnxio.StaticDims(shape)
-		}
-		infos = append(infos, info)
-	}
-	return runtime.SpecsOf(infos)
-}
-
-// bindData matches data to m's inputs and takes the seeded subset of
-// cfg.MaxSamples rows when set.
-func bindData(m *onnxio.Model, data *dataset.Set, cfg *Config) (*dataset.Bound, error) {
-	specs, err := inputSpecs(m)
-	if err != nil {
-		return nil, err
-	}
-	bound, err := data.Match(specs, "")
-	if err != nil {
-		return nil, err
-	}
-	if cfg.MaxSamples > 0 && bound.N > cfg.MaxSamples {
-		if bound, err = bound.Subset(cfg.MaxSamples, cfg.Seed); err != nil {
-			return nil, err
-		}
-	}
-	if bound.N == 0 {
-		return nil, errors.New("no rows")
-	}
-	return bound, nil
-}
-
-// makeBatch copies the given rows of every bound array.
-func makeBatch(b *dataset.Bound, rows []int) (Batch, error) {
-	var out Batch
-	for k, a := range b.Inputs {
-		r, err := a.Take(rows)
-		if err != nil {
-			return out, err
-		}
-		t, err := runtime.FromArray(b.Specs[k].Name, r)
-		if err != nil {
-			return out, err
-		}
-		out.Inputs = append(out.Inputs, t)
-	}
-	if b.Labels != nil {
-		l, err := b.Labels.Take(rows)
-		if err != nil {
-			return out, err
-		}
-		if out.Labels, err = l.AsInt64(); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
-}
-
 // teacherRun computes the teacher's output on training batches.
 type teacherRun struct {
-	sess *runtime.Session
+	sess *ort.Session
 	out  int
 }
 
-func newTeacherRun(t *onnxio.Model, output string, rt runtime.Config) (*teacherRun, error) {
-	s, err := runtime.NewSessionForModel(t, nil, rt)
+func newTeacherRun(t *onnxio.Model, output string, rt ort.Config) (*teacherRun, error) {
+	s, err := ort.NewSessionForModel(t, nil, rt)
 	if err != nil {
 		return nil, fmt.Errorf("teacher: %w", err)
 	}
@@ -574,7 +523,7 @@ func newTeacherRun(t *onnxio.Model, output string, rt runtime.Config) (*teacherR
 	return tr, nil
 }
 
-func (t *teacherRun) run(in []runtime.Tensor) (*runtime.Tensor, error) {
+func (t *teacherRun) run(in []ort.Tensor) (*ort.Tensor, error) {
 	outs, err := t.sess.Run(in...)
 	if err != nil {
 		return nil, fmt.Errorf("teacher: %w", err)
@@ -603,4 +552,33 @@ func hasOp(m *onnxio.Model, op string) bool {
 		}
 	}
 	return false
+}
+
+// DivergedError: training produced a NaN or infinite loss or weight. The
+// run stops before writing anything, so the last checkpoint (if any) is
+// the last good state.
+type DivergedError struct {
+	Where, What string
+	Value       float64
+	Checkpoint  string
+}
+
+func (e *DivergedError) Error() string {
+	s := fmt.Sprintf("training diverged at %s: %s became %v (a learning rate or weight decay too large?)", e.Where, e.What, e.Value)
+	if e.Checkpoint != "" {
+		s += "; the checkpoint " + e.Checkpoint + " keeps the last good state"
+	}
+	return s
+}
+
+// firstNonFinite finds the first tensor holding a NaN or infinity.
+func firstNonFinite(ts [][]float32) (int, float64, bool) {
+	for k, t := range ts {
+		for _, v := range t {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				return k, f, true
+			}
+		}
+	}
+	return 0, 0, false
 }

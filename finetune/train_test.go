@@ -1,43 +1,26 @@
 package finetune
 
 import (
+	"bytes"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/onnx-cria/onnx-cria/autodiff"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 )
-
-// tinyMLP is input [N,8] -> Gemm 16 -> Relu -> Gemm 3, float32, with
-// small random weights.
-func tinyMLP(t testing.TB, seed uint64) *onnxio.Model {
-	t.Helper()
-	r := rand.New(rand.NewPCG(seed, 1))
-	g := newTG(17)
-	w := func(name string, scale float64, dims ...int64) string {
-		v := uniform(-scale, scale)(r, int(onnxio.NumElements(dims)))
-		return g.fconst(name, dims, v...)
-	}
-	h := g.op("Gemm", []string{"input", w("fc1.weight", 0.35, 16, 8), w("fc1.bias", 0.1, 16)}, "h", attrInt("transB", 1))
-	a := g.op("Relu", []string{h}, "a")
-	g.out(g.op("Gemm", []string{a, w("fc2.weight", 0.25, 3, 16), w("fc2.bias", 0.1, 3)}, "logits", attrInt("transB", 1)))
-	m := g.model(t, onnxio.Float)
-	gp := m.Graph()
-	gp.Input = []*onnxpb.ValueInfoProto{onnxio.NewValueInfo("input", onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: 8, Known: true}})}
-	gp.Output[0] = onnxio.NewValueInfo("logits", onnxio.Float, []onnxio.Dim{{Param: "N"}, {Value: 3, Known: true}})
-	return m.Clone()
-}
 
 // blobs is a learnable 3-class problem: labels are the argmax of a fixed
 // random linear map of the input.
 func blobs(t testing.TB, n int, seed uint64) *dataset.Set {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, 2))
-	proj := uniform(-1, 1)(rand.New(rand.NewPCG(99, 99)), 8*3)
+	proj := uniform(rand.New(rand.NewPCG(99, 99)), -1, 1, 8*3)
 	x := make([]float32, n*8)
 	y := make([]int64, n)
 	for i := 0; i < n; i++ {
@@ -171,8 +154,8 @@ func TestFinetuneResume(t *testing.T) {
 					t.Errorf("epoch %d loss %v uninterrupted, %v resumed", k+1, fres.Epochs[k].Loss, rres.Epochs[k].Loss)
 				}
 			}
-			a, _ := ParamValues(full, []Param{{Name: "fc1.weight"}, {Name: "fc2.bias"}})
-			b, _ := ParamValues(resumed, []Param{{Name: "fc1.weight"}, {Name: "fc2.bias"}})
+			a, _ := autodiff.ParamValues(full, []autodiff.Param{{Name: "fc1.weight"}, {Name: "fc2.bias"}})
+			b, _ := autodiff.ParamValues(resumed, []autodiff.Param{{Name: "fc1.weight"}, {Name: "fc2.bias"}})
 			for k := range a {
 				for i := range a[k] {
 					if math.Float32bits(a[k][i]) != math.Float32bits(b[k][i]) {
@@ -187,5 +170,29 @@ func TestFinetuneResume(t *testing.T) {
 				t.Errorf("resuming with another batch size: %v", err)
 			}
 		})
+	}
+}
+
+// A learning rate that makes training blow up stops the run with the step
+// and tensor named, and leaves the last good checkpoint as it was.
+func TestFinetuneDiverges(t *testing.T) {
+	needORT(t)
+	x := blobs(t, 64, 1)
+	ck := filepath.Join(t.TempDir(), "ck.npz")
+	m := tinyMLP(t, 1)
+	if _, _, err := Run(m, x, Config{Runtime: testRT, Batch: 16, Checkpoint: ck, MaxSteps: 2}); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Run(m, x, Config{Runtime: testRT, Batch: 16, Epochs: 3, LR: 1e30, Checkpoint: ck, Resume: true})
+	var de *DivergedError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "step") {
+		t.Fatalf("err %v, want a DivergedError naming the step", err)
+	}
+	if after, _ := os.ReadFile(ck); !bytes.Equal(after, good) {
+		t.Error("the checkpoint was overwritten by a diverged run")
 	}
 }

@@ -6,9 +6,24 @@
 // initializers or Constant nodes) and a validator that reports every problem
 // it finds, naming the node and tensor at fault.
 //
+// InferShapes propagates static shapes, element types and small integer
+// values (shape arithmetic) through a graph. Its rules live in a table of
+// package ops, the op registry it shares with the rewriter and autodiff:
+// an elementwise op is inferred from its class there (the first input's
+// shape, or all inputs broadcast), the other ops by rules of their own in
+// the shapes_*.go file of their family, each resolved at the version the
+// model imports of the op's domain. An op without a rule leaves its
+// outputs unknown.
+//
 // Reading and writing are lossless: Load followed by Save of an unmodified
 // model gives back the same bytes for files written by the reference
 // (C++) protobuf serializer, and fields this schema does not know survive.
+//
+// Files are read only if they are regular files, models up to the 2 GiB
+// protobuf limit, and external data only from the model's directory, also
+// after symbolic links are resolved. Save replaces a model with external
+// data so that the path holds the old pair or the new pair at every moment
+// (see Save for the order of the steps and the rule for data file names).
 //
 // The package knows nothing about ONNX Runtime or pruning.
 package onnxio

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/onnx-cria/onnx-cria/internal/inputfile"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -32,8 +33,13 @@ const maxProtoSize = math.MaxInt32
 
 // Load reads and decodes the ONNX model in path. External data stays on disk
 // and is read when a tensor's values are requested.
+//
+// Only regular files are read (a named pipe or a device is an error, not a
+// wait or an endless read), and a file over the 2 GiB protobuf limit is
+// refused before it is read.
 func Load(path string) (*Model, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadAll(path, maxProtoSize, "model",
+		"the 2 GiB protobuf limit of the ONNX format (models this large keep their weights in external data files)")
 	if err != nil {
 		return nil, err
 	}
@@ -184,157 +190,6 @@ func (m *Model) Encode() ([]byte, error) {
 	return proto.MarshalOptions{}.Marshal(m.Proto)
 }
 
-// SaveOptions control where tensor data goes.
-type SaveOptions struct {
-	// ExternalData, if set, names a file beside the model (a bare file name)
-	// that receives every tensor of at least ExternalThreshold bytes. If it is
-	// empty, data stays inline unless the model would exceed the 2 GiB
-	// protobuf limit; then "<model file name>.data" is used.
-	ExternalData      string
-	ExternalThreshold int64 // default 1024 bytes
-}
-
-// Save writes the model to path atomically: everything goes to temporary
-// files in the same directory, which are renamed into place only once
-// complete, so a failure leaves no half-written output.
-func (m *Model) Save(path string, opts *SaveOptions) error {
-	var o SaveOptions
-	if opts != nil {
-		o = *opts
-	}
-	if o.ExternalThreshold <= 0 {
-		o.ExternalThreshold = 1024
-	}
-	if o.ExternalData == "" && !m.HasExternalData() {
-		if proto.Size(m.Proto) <= maxProtoSize {
-			b, err := proto.MarshalOptions{}.Marshal(m.Proto)
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			return WriteFileAtomic(path, b)
-		}
-	}
-	if o.ExternalData == "" {
-		o.ExternalData = filepath.Base(path) + ".data"
-	}
-	if filepath.Base(o.ExternalData) != o.ExternalData {
-		return fmt.Errorf("%s: external data file %q must be a bare file name", path, o.ExternalData)
-	}
-	if o.ExternalData == filepath.Base(path) {
-		return fmt.Errorf("%s: external data file %q would overwrite the model", path, o.ExternalData)
-	}
-	return m.saveExternal(path, o)
-}
-
-// saveExternal writes large tensors to a data file beside the model. Tensor
-// fields are swapped for external references only while marshalling and are
-// restored before returning, so m is unchanged afterwards.
-func (m *Model) saveExternal(path string, o SaveOptions) error {
-	dir := filepath.Dir(path)
-	dataPath := filepath.Join(dir, o.ExternalData)
-	df, err := os.CreateTemp(dir, "."+o.ExternalData+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(df.Name())
-	defer df.Close()
-
-	type saved struct {
-		t    *onnxpb.TensorProto
-		orig *onnxpb.TensorProto
-	}
-	var swaps []saved
-	defer func() {
-		for _, s := range swaps {
-			proto.Reset(s.t)
-			proto.Merge(s.t, s.orig)
-		}
-	}()
-	var offset int64
-	var werr error
-	seen := map[*onnxpb.TensorProto]bool{}
-	walkTensors(m.Proto, func(t *onnxpb.TensorProto) {
-		// A message built in Go may hold one tensor in two places (both
-		// branches of an If sharing a graph): swap it only once, or the
-		// second visit reads the reference the first one wrote and the
-		// restore leaves that reference in m.
-		if werr != nil || seen[t] {
-			return
-		}
-		seen[t] = true
-		size := int64(DataType(t.GetDataType()).Size())
-		n := NumElements(t.GetDims())
-		ext := t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL
-		if size == 0 || n < 0 || (!ext && n*size < o.ExternalThreshold) {
-			return
-		}
-		raw, err := m.RawData(t)
-		if err != nil {
-			werr = err
-			return
-		}
-		// Page-aligned offsets let readers map the file.
-		if pad := (4096 - offset%4096) % 4096; pad != 0 {
-			if _, err := df.Write(make([]byte, pad)); err != nil {
-				werr = err
-				return
-			}
-			offset += pad
-		}
-		if _, err := df.Write(raw); err != nil {
-			werr = err
-			return
-		}
-		orig := &onnxpb.TensorProto{}
-		proto.Merge(orig, t)
-		swaps = append(swaps, saved{t, orig})
-		t.RawData, t.FloatData, t.Int32Data, t.Int64Data, t.DoubleData, t.Uint64Data = nil, nil, nil, nil, nil, nil
-		t.ExternalData = []*onnxpb.StringStringEntryProto{
-			{Key: ptr("location"), Value: ptr(o.ExternalData)},
-			{Key: ptr("offset"), Value: ptr(strconv.FormatInt(offset, 10))},
-			{Key: ptr("length"), Value: ptr(strconv.FormatInt(int64(len(raw)), 10))},
-		}
-		t.DataLocation = onnxpb.TensorProto_EXTERNAL.Enum()
-		offset += int64(len(raw))
-	})
-	if werr != nil {
-		return fmt.Errorf("%s: %w", path, werr)
-	}
-	if n := proto.Size(m.Proto); n > maxProtoSize {
-		return fmt.Errorf("%s: model is %d bytes even with external data, over the 2 GiB protobuf limit", path, n)
-	}
-	b, err := proto.MarshalOptions{}.Marshal(m.Proto)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	// CreateTemp makes the file private; the data file is as readable as the
-	// model beside it.
-	if err := df.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := df.Sync(); err != nil {
-		return err
-	}
-	if err := df.Close(); err != nil {
-		return err
-	}
-	// Write the model before anything is renamed into place, so that a
-	// failure to write it cannot leave an existing model at path next to a
-	// data file it no longer matches.
-	mtmp, err := writeTemp(path, b)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(mtmp) // a no-op once renamed
-	if err := os.Rename(df.Name(), dataPath); err != nil {
-		return err
-	}
-	if err := os.Rename(mtmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
 // WriteFileAtomic writes b to a temporary file beside path, syncs it and
 // renames it over path.
 func WriteFileAtomic(path string, b []byte) error {
@@ -415,10 +270,30 @@ func (m *Model) externalRef(t *onnxpb.TensorProto) (path string, offset, length 
 		return "", 0, 0, fmt.Errorf("tensor %q: external data without a location", t.GetName())
 	}
 	clean := filepath.Clean(filepath.FromSlash(loc))
-	if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
+	if filepath.IsAbs(clean) || outside(clean) {
 		return "", 0, 0, fmt.Errorf("tensor %q: external data location %q is outside the model's directory", t.GetName(), loc)
 	}
-	return filepath.Join(m.Dir, clean), offset, length, nil
+	path = filepath.Join(m.Dir, clean)
+	// The same rule after symbolic links: a link beside the model must not
+	// lead the reader elsewhere. A file that does not exist is reported by
+	// whoever opens it.
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return path, offset, length, nil
+	}
+	dir, err := filepath.EvalSymlinks(m.Dir)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("tensor %q: external data: %w", t.GetName(), err)
+	}
+	if rel, err := filepath.Rel(dir, target); err != nil || outside(rel) {
+		return "", 0, 0, fmt.Errorf("tensor %q: external data location %q leads through a symbolic link to %s, outside the model's directory %s: copy the file into that directory instead of linking it", t.GetName(), loc, target, dir)
+	}
+	return path, offset, length, nil
+}
+
+// outside reports whether a clean relative path climbs out of its base.
+func outside(rel string) bool {
+	return rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // readExternal reads a tensor's bytes from the file its external_data names.
@@ -427,21 +302,17 @@ func (m *Model) readExternal(t *onnxpb.TensorProto) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, size, err := inputfile.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: external data: %w", t.GetName(), err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	if length < 0 {
-		length = st.Size() - offset
+		length = size - offset
 	}
 	// Compared without adding offset and length, which may overflow.
-	if offset > st.Size() || length < 0 || length > st.Size()-offset {
-		return nil, fmt.Errorf("tensor %q: external data %s holds %d bytes, tensor wants %d at offset %d", t.GetName(), p, st.Size(), length, offset)
+	if offset > size || length < 0 || length > size-offset {
+		return nil, fmt.Errorf("tensor %q: external data %s holds %d bytes, tensor wants %d at offset %d", t.GetName(), p, size, length, offset)
 	}
 	b := make([]byte, length)
 	if _, err := f.ReadAt(b, offset); err != nil && !(err == io.EOF && length == 0) {

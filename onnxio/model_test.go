@@ -32,7 +32,7 @@ func TestRoundTripTestdata(t *testing.T) {
 func TestRoundTripFixtures(t *testing.T) {
 	_, fixtures := testModels(t)
 	if len(fixtures) == 0 {
-		t.Skip("no *.onnx under ../testdata yet: the trained fixtures have not been generated")
+		t.Fatal("no *.onnx under ../testdata: the committed fixtures are missing")
 	}
 	for _, path := range fixtures {
 		t.Run(strings.TrimPrefix(filepath.ToSlash(path), "../testdata/"), func(t *testing.T) {
@@ -902,4 +902,82 @@ func TestDerive(t *testing.T) {
 	if d.Graph().Initializer[1] != m.Graph().Initializer[1] {
 		t.Error("Derive copied a tensor it should share")
 	}
+}
+
+// TestExternalDataSymlinks: the rule that external data stays in the
+// model's directory holds after symbolic links are resolved; links that
+// stay inside it are followed.
+func TestExternalDataSymlinks(t *testing.T) {
+	elsewhere := t.TempDir()
+	secret := filepath.Join(elsewhere, "secret.bin")
+	if err := os.WriteFile(secret, bytes.Repeat([]byte{7, 0, 0, 0}, 4), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := func(t *testing.T, target, name string) {
+		t.Helper()
+		if err := os.Symlink(target, name); err != nil {
+			t.Skip("symlink:", err)
+		}
+	}
+	bad := map[string]func(t *testing.T, dir string) string{
+		"file link": func(t *testing.T, dir string) string {
+			link(t, secret, filepath.Join(dir, "evil.bin"))
+			return "evil.bin"
+		},
+		"relative file link": func(t *testing.T, dir string) string {
+			rel, err := filepath.Rel(dir, secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			link(t, rel, filepath.Join(dir, "evil.bin"))
+			return "evil.bin"
+		},
+		"directory link": func(t *testing.T, dir string) string {
+			link(t, elsewhere, filepath.Join(dir, "sub"))
+			return "sub/secret.bin"
+		},
+	}
+	for name, setup := range bad {
+		t.Run(name, func(t *testing.T) {
+			m, tp := extModel(t)
+			loc := setup(t, m.Dir)
+			tp.ExternalData = []*onnxpb.StringStringEntryProto{{Key: proto.String("location"), Value: proto.String(loc)}, {Key: proto.String("length"), Value: proto.String("8")}}
+			_, err := m.RawData(tp)
+			if err == nil || !strings.Contains(err.Error(), `"w"`) || !strings.Contains(err.Error(), "outside the model's directory") {
+				t.Errorf("RawData: %v; want the tensor named and the link refused", err)
+			}
+			if err := Validate(m); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+				t.Errorf("Validate: %v", err)
+			}
+			if _, err := m.Encode(); err == nil {
+				t.Error("Encode read through the link")
+			}
+		})
+	}
+	t.Run("link inside the directory", func(t *testing.T) {
+		m, tp := extModel(t)
+		if err := os.Mkdir(filepath.Join(m.Dir, "real"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(m.Dir, "data.bin"), filepath.Join(m.Dir, "real", "data.bin")); err != nil {
+			t.Fatal(err)
+		}
+		link(t, filepath.Join("real", "data.bin"), filepath.Join(m.Dir, "data.bin"))
+		tp.ExternalData = []*onnxpb.StringStringEntryProto{{Key: proto.String("location"), Value: proto.String("data.bin")}, {Key: proto.String("length"), Value: proto.String("8")}}
+		if v, err := m.Int64s(tp); err != nil || !equalInts(v, []int64{1, 1}) {
+			t.Errorf("Int64s through a link inside the directory: %v, %v", v, err)
+		}
+		if err := Validate(m); err != nil {
+			t.Errorf("Validate: %v", err)
+		}
+	})
+	t.Run("model directory through a link", func(t *testing.T) {
+		m, tp := extModel(t, "location", "data.bin", "length", "8")
+		alias := filepath.Join(t.TempDir(), "alias")
+		link(t, m.Dir, alias)
+		m.Dir, m.Path = alias, filepath.Join(alias, "m.onnx")
+		if _, err := m.RawData(tp); err != nil {
+			t.Errorf("RawData with the model's directory reached through a link: %v", err)
+		}
+	})
 }

@@ -45,24 +45,29 @@ func TestSaveWriteFailure(t *testing.T) {
 	}
 	oldModel, oldData := readFile(t, model), readFile(t, data)
 
-	other := mustLoad(t, "testdata/ops17.onnx") // its model is larger than the limit
+	// The limit is well above what the test binary itself writes (go test's
+	// log of opened files), and the files below are well above it.
+	const limit = 1 << 20
 	// A data file within the limit (conv2.weight, 864 bytes) and a model
 	// beyond it: the model fails after the data file is complete, which
 	// must then not replace the existing one.
 	bigDoc := m.Clone()
-	doc := string(bytes.Repeat([]byte("x"), 5000))
+	doc := string(bytes.Repeat([]byte("x"), 2*limit))
 	bigDoc.Proto.DocString = &doc
-	withFileSizeLimit(t, 2000, func() {
+	// A data file beyond the limit.
+	bigData := m.Clone()
+	bigData.Graph().Initializer = append(bigData.Graph().Initializer, zeros("unused", limit/2))
+	withFileSizeLimit(t, limit, func() {
 		if err := bigDoc.Save(model, &SaveOptions{ExternalData: "m.data", ExternalThreshold: 800}); err == nil {
 			t.Error("Save of a model past the file size limit succeeded")
 		}
-		if err := m.Save(model, opts); err == nil { // data file > 2000 bytes
+		if err := bigData.Save(model, opts); err == nil {
 			t.Error("Save with external data succeeded past the file size limit")
 		}
-		if err := other.Save(model, nil); err == nil {
+		if err := bigDoc.Save(model, nil); err == nil {
 			t.Error("Save succeeded past the file size limit")
 		}
-		if err := WriteFileAtomic(model, make([]byte, 5000)); err == nil {
+		if err := WriteFileAtomic(model, make([]byte, 2*limit)); err == nil {
 			t.Error("WriteFileAtomic succeeded past the file size limit")
 		}
 	})

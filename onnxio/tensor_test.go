@@ -533,7 +533,7 @@ func (f narrowFormat) table() []float64 {
 	return t
 }
 
-var half = narrowFormat{cache: new([]float64), name: "float16", inf: 0x7c00, value: refHalf, narrow: Float32ToFloat16, dt: Float16}
+var halfFormat = narrowFormat{cache: new([]float64), name: "float16", inf: 0x7c00, value: refHalf, narrow: Float32ToFloat16, dt: Float16}
 
 var bfloat = narrowFormat{cache: new([]float64), name: "bfloat16", inf: 0x7f80, dt: BFloat16,
 	value:  func(p uint16) float64 { return float64(math.Float32frombits(uint32(p) << 16)) },
@@ -624,7 +624,7 @@ func checkNarrowing(t *testing.T, f narrowFormat, stride int) {
 // TestFloat16Narrowing checks rounding to nearest even, overflow to Inf and
 // subnormals against the exact reference, at every float16 value.
 func TestFloat16Narrowing(t *testing.T) {
-	checkNarrowing(t, half, 1)
+	checkNarrowing(t, halfFormat, 1)
 	// Spot checks worked out by hand.
 	for _, c := range []struct {
 		x    float32

@@ -10,7 +10,12 @@ import (
 
 // Validate checks the structural rules every model onnx-cria writes must
 // keep, and reports every violation at once:
-//   - the model declares an IR version and imports the default opset;
+//   - the model declares an IR version from 3 to MaxIRVersion and imports
+//     the default opset, and no operator set newer than MaxOpset knows;
+//   - element types agree where an op needs them equal (Add's two inputs,
+//     Conv's input, weight and bias, ...), an initializer agrees with a graph
+//     input of its name, and graph outputs and value_info declare the types
+//     the graph computes;
 //   - every node input is defined before use (a graph input, an initializer,
 //     an earlier node's output or, in subgraphs, an outer-scope name), so
 //     the nodes are in topological order;
@@ -27,11 +32,15 @@ func Validate(m *Model) error {
 		errs.Add(e)
 	}
 	mp := m.Proto
-	if mp.IrVersion == nil || mp.GetIrVersion() < 3 {
-		add(&Error{Msg: fmt.Sprintf("ir_version %d: onnx-cria needs 3 or later", mp.GetIrVersion())})
+	if mp.IrVersion == nil || mp.GetIrVersion() < 3 || mp.GetIrVersion() > MaxIRVersion {
+		add(&Error{Msg: fmt.Sprintf("ir_version %d: onnx-cria supports 3 to %d (those ONNX Runtime %s loads); re-export the model for a supported version", mp.GetIrVersion(), MaxIRVersion, versionsOf)})
 	}
 	if m.Opset("") == 0 {
 		add(&Error{Msg: "no opset_import for the default ONNX domain"})
+	}
+	checkOpsets(mp.GetOpsetImport(), "", add)
+	for _, f := range mp.GetFunctions() {
+		checkOpsets(f.GetOpsetImport(), fmt.Sprintf("function %q: ", f.GetName()), add)
 	}
 	validateGraph(m, mp.GetGraph(), nil, true, add)
 
@@ -40,6 +49,7 @@ func Validate(m *Model) error {
 		add(e)
 	}
 	checkParams(m, sh, add)
+	checkTypes(m, sh, add)
 	g := mp.GetGraph()
 	for _, v := range g.GetValueInfo() {
 		name := v.GetName()

@@ -221,8 +221,8 @@ type analyzer struct {
 
 func (an *analyzer) node(n *onnxpb.NodeProto, i int) {
 	an.cur = onnxio.NodeLabel(n, i)
-	r := lookupRule(n.GetDomain(), n.GetOpType(), an.opset)
-	if r == nil && an.carriesUnits(n) {
+	r, ok := rules.Lookup(n.GetDomain(), n.GetOpType(), an.Model.Opset(n.GetDomain()))
+	if !ok && an.carriesUnits(n) {
 		key := [2]string{n.GetDomain(), n.GetOpType()}
 		an.skipped[key] = append(an.skipped[key], an.cur)
 		an.blockInputs(n, fmt.Sprintf("op %s has no rule (node %s)", opName(n), an.cur))
@@ -232,8 +232,8 @@ func (an *analyzer) node(n *onnxpb.NodeProto, i int) {
 	for _, t := range onnxio.SubgraphReads(n) {
 		an.blockTensor(t, fmt.Sprintf("read inside a subgraph of %s (node %s)", n.GetOpType(), an.cur))
 	}
-	if r != nil {
-		r.fn(an, n, i)
+	if ok {
+		r(an, n, i)
 	}
 }
 
@@ -396,7 +396,26 @@ func (a *Analysis) finish(an *analyzer) {
 			a.block(c.b, c.reason)
 		}
 	}
-	// Everything a space was told (blocks, warnings) goes to its roots.
+	a.makeGroups(a.resolveRoots())
+	a.groupTensors()
+	a.groupParams()
+	for _, g := range a.rootOf {
+		if len(g.Params) == 0 && len(g.Blocked) == 0 {
+			g.Blocked = append(g.Blocked, "no weights depend on these units")
+		}
+	}
+	a.observe()
+	a.orderGroups()
+	for key, nodes := range an.skipped {
+		a.Skipped = append(a.Skipped, OpReport{Domain: key[0], Op: key[1], Nodes: nodes})
+	}
+	sort.Slice(a.Skipped, func(i, j int) bool { return a.Skipped[i].Op < a.Skipped[j].Op })
+	a.finished = true
+}
+
+// resolveRoots passes everything a space was told (blocks, warnings) to
+// the roots it expands into, and returns the roots.
+func (a *Analysis) resolveRoots() map[int]bool {
 	roots := map[int]bool{}
 	for id := range a.sp.s {
 		e, err := a.sp.expand(Layout{{id, 1, 1}})
@@ -425,6 +444,11 @@ func (a *Analysis) finish(an *analyzer) {
 			}
 		}
 	}
+	return roots
+}
+
+// makeGroups makes a group of every root space.
+func (a *Analysis) makeGroups(roots map[int]bool) {
 	a.rootOf = map[int]*Group{}
 	var ids []int
 	for r := range roots {
@@ -439,7 +463,11 @@ func (a *Analysis) finish(an *analyzer) {
 		}
 		a.rootOf[r] = g
 	}
-	// Tensor axes, with the group's place in each.
+}
+
+// groupTensors lists the tensor axes of every group, with the group's place
+// in each.
+func (a *Analysis) groupTensors() {
 	tnames := make([]string, 0, len(a.lay))
 	for t := range a.lay {
 		tnames = append(tnames, t)
@@ -464,7 +492,11 @@ func (a *Analysis) finish(an *analyzer) {
 			}
 		}
 	}
-	// Parameters.
+}
+
+// groupParams lists the parameters of every group and counts them per
+// unit.
+func (a *Analysis) groupParams() {
 	seen := map[string]bool{}
 	for _, p := range a.params {
 		e, err := a.sp.expand(p.lay)
@@ -501,13 +533,11 @@ func (a *Analysis) finish(an *analyzer) {
 			g.ParamsPerUnit += pu
 		}
 	}
-	for _, g := range a.rootOf {
-		if len(g.Params) == 0 && len(g.Blocked) == 0 {
-			g.Blocked = append(g.Blocked, "no weights depend on these units")
-		}
-	}
-	a.observe()
-	// Order groups by the graph position of their first tensor, for reports.
+}
+
+// orderGroups orders the groups by the graph position of their first
+// tensor, for reports, and names them.
+func (a *Analysis) orderGroups() {
 	first := map[*Group]int{}
 	pos := map[string]int{}
 	for i, n := range a.Model.Graph().GetNode() {
@@ -546,11 +576,6 @@ func (a *Analysis) finish(an *analyzer) {
 		g.Sources = sourcesOf(a, g)
 	}
 	a.Groups = groups
-	for key, nodes := range an.skipped {
-		a.Skipped = append(a.Skipped, OpReport{Domain: key[0], Op: key[1], Nodes: nodes})
-	}
-	sort.Slice(a.Skipped, func(i, j int) bool { return a.Skipped[i].Op < a.Skipped[j].Op })
-	a.finished = true
 }
 
 func sourcesOf(a *Analysis, g *Group) []string {

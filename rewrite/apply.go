@@ -26,7 +26,6 @@ type edits struct {
 // plan validates p and works out the edits.
 func (a *Analysis) plan(p Plan) (*edits, error) {
 	e := &edits{
-		removed: map[int]map[int]bool{},
 		slices:  map[string][]*variant{},
 		inPlace: map[string]bool{},
 		shape:   map[[2]int]map[int]int64{},
@@ -35,6 +34,32 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		splits:  map[int][]int64{},
 		changed: map[string]bool{},
 	}
+	var err error
+	if e.removed, err = a.removedUnits(p); err != nil {
+		return nil, err
+	}
+	if len(e.removed) == 0 {
+		return e, nil
+	}
+	for _, step := range []func(*edits) error{a.planSlices, a.planShapes, a.planConvGroups, a.planSplits} {
+		if err := step(e); err != nil {
+			return nil, err
+		}
+	}
+	for t, axes := range a.lay {
+		for _, l := range axes {
+			if hit, _ := a.touched(e, l); hit {
+				e.changed[t] = true
+			}
+		}
+	}
+	return e, nil
+}
+
+// removedUnits checks the plan against the groups and returns, per root
+// space, the units to remove.
+func (a *Analysis) removedUnits(p Plan) (map[int]map[int]bool, error) {
+	removed := map[int]map[int]bool{}
 	names := make([]string, 0, len(p))
 	for name := range p {
 		names = append(names, name)
@@ -65,26 +90,64 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		if len(rm) >= g.Width {
 			return nil, fmt.Errorf("group %q: removing all %d units", name, g.Width)
 		}
-		e.removed[g.root] = rm
+		removed[g.root] = rm
 	}
-	if len(e.removed) == 0 {
-		return e, nil
+	return removed, nil
+}
+
+// touched reports whether the plan removes units of layout l.
+func (a *Analysis) touched(e *edits, l Layout) (bool, error) {
+	ex, err := a.sp.expand(l)
+	if err != nil {
+		return false, err
 	}
-	touched := func(l Layout) (bool, error) {
-		ex, err := a.sp.expand(l)
-		if err != nil {
-			return false, err
+	for _, s := range ex {
+		if len(e.removed[s.S]) > 0 {
+			return true, nil
 		}
-		for _, s := range ex {
-			if len(e.removed[s.S]) > 0 {
-				return true, nil
+	}
+	return false, nil
+}
+
+// planSlices works out the positions each constant keeps. A constant read
+// in several places (tied weights, constants that an exporter deduplicated)
+// is sliced per use: each distinct slicing is one tensor. The constant
+// itself takes the first slicing when every reader wants a slicing;
+// otherwise it stays as it is for the others.
+func (a *Analysis) planSlices(e *edits) error {
+	perUse, err := a.keptPerUse(e)
+	if err != nil {
+		return err
+	}
+	for name, uses := range perUse {
+		keys := make([][2]int, 0, len(uses))
+		for u := range uses {
+			keys = append(keys, u)
+		}
+		sortUses(keys)
+		var vs []*variant
+	next:
+		for _, u := range keys {
+			for _, v := range vs {
+				if sameSlicing(v.axes, uses[u]) {
+					v.users = append(v.users, u)
+					continue next
+				}
 			}
+			vs = append(vs, &variant{axes: uses[u], users: [][2]int{u}})
 		}
-		return false, nil
+		e.slices[name] = vs
+		e.inPlace[name] = sameUses(a.constUses(name), keys)
 	}
+	return nil
+}
+
+// keptPerUse returns, per constant and (node, slot) use, the positions
+// kept along each sliced axis.
+func (a *Analysis) keptPerUse(e *edits) (map[string]map[[2]int]map[int][]int, error) {
 	perUse := map[string]map[[2]int]map[int][]int{}
 	for _, pu := range a.params {
-		hit, err := touched(pu.lay)
+		hit, err := a.touched(e, pu.lay)
 		if err != nil {
 			return nil, err
 		}
@@ -109,78 +172,75 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		}
 		axes[pu.axis] = keep
 	}
-	// A constant read in several places (tied weights, constants that an
-	// exporter deduplicated) is sliced per use: each distinct slicing is one
-	// tensor. The constant itself takes the first slicing when every reader
-	// wants a slicing; otherwise it stays as it is for the others.
-	for name, uses := range perUse {
-		keys := make([][2]int, 0, len(uses))
-		for u := range uses {
-			keys = append(keys, u)
-		}
-		sort.Slice(keys, func(i, j int) bool {
-			return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
-		})
-		var vs []*variant
-	next:
-		for _, u := range keys {
-			for _, v := range vs {
-				if sameSlicing(v.axes, uses[u]) {
-					v.users = append(v.users, u)
-					continue next
-				}
-			}
-			vs = append(vs, &variant{axes: uses[u], users: [][2]int{u}})
-		}
-		e.slices[name] = vs
-		e.inPlace[name] = sameUses(a.constUses(name), keys)
-	}
+	return perUse, nil
+}
+
+// sortUses orders (node, slot) pairs.
+func sortUses(keys [][2]int) {
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
+	})
+}
+
+// planShapes works out the new values of shape constants that name the
+// size of a unit axis.
+func (a *Analysis) planShapes(e *edits) error {
 	for _, f := range a.fixes {
-		hit, err := touched(f.lay)
+		hit, err := a.touched(e, f.lay)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !hit {
 			continue
 		}
 		n, err := a.sp.newLength(f.lay, e.removed)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		el := f.elems[f.axis]
 		key := [2]int{el.user, el.slot}
 		if el.user < 0 {
-			return nil, fmt.Errorf("shape constant %q has no reader to rewrite", el.tensor)
+			return fmt.Errorf("shape constant %q has no reader to rewrite", el.tensor)
 		}
 		if e.shape[key] == nil {
 			e.shape[key] = map[int]int64{}
 		}
 		if v, ok := e.shape[key][el.index]; ok && v != int64(n) {
-			return nil, fmt.Errorf("shape constant %q element %d would need two values (%d and %d)", el.tensor, el.index, v, n)
+			return fmt.Errorf("shape constant %q element %d would need two values (%d and %d)", el.tensor, el.index, v, n)
 		}
 		e.shape[key][el.index] = int64(n)
 		e.shapeOf[key] = el.tensor
 	}
+	return nil
+}
+
+// planConvGroups works out the new group counts of grouped convolutions.
+func (a *Analysis) planConvGroups(e *edits) error {
 	for _, c := range a.convs {
-		hit, err := touched(c.in)
+		hit, err := a.touched(e, c.in)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !hit {
 			continue
 		}
 		n, err := a.sp.newLength(c.in, e.removed)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		e.groups[c.node] = int64(n / c.wIn)
 	}
+	return nil
+}
+
+// planSplits works out the new sizes of Splits along a unit axis.
+func (a *Analysis) planSplits(e *edits) error {
 	for _, f := range a.splits {
 		hit := false
 		for _, l := range f.parts {
-			h, err := touched(l)
+			h, err := a.touched(e, l)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			hit = hit || h
 		}
@@ -191,20 +251,13 @@ func (a *Analysis) plan(p Plan) (*edits, error) {
 		for k, l := range f.parts {
 			n, err := a.sp.newLength(l, e.removed)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			sizes[k] = int64(n)
 		}
 		e.splits[f.node] = sizes
 	}
-	for t, axes := range a.lay {
-		for _, l := range axes {
-			if hit, _ := touched(l); hit {
-				e.changed[t] = true
-			}
-		}
-	}
-	return e, nil
+	return nil
 }
 
 // variant is one slicing of a constant and the (node, slot) uses that read it.
@@ -327,182 +380,230 @@ func (a *Analysis) Apply(p Plan) (*onnxio.Model, error) {
 	if len(e.removed) == 0 {
 		return out, nil
 	}
+	w := newApplier(a, e, out)
+	for _, step := range []func() error{w.sliceConstants, w.rewriteShapes, w.setGroups, w.rewriteSplits} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	w.dropStaleValueInfo()
+	out.Path, out.Size, out.Hash = "", 0, ""
+	if err := onnxio.Validate(out); err != nil {
+		return nil, fmt.Errorf("the pruned model failed validation (a bug in onnx-cria): %w", err)
+	}
+	return out, nil
+}
+
+// applier writes the edits into out, a copy of the analysed model.
+type applier struct {
+	*Analysis
+	e     *edits
+	out   *onnxio.Model
+	g     *onnxpb.GraphProto
+	cix   *onnxio.Index // of the copy (Analysis.ix indexes the original)
+	taken map[string]bool
+}
+
+func newApplier(a *Analysis, e *edits, out *onnxio.Model) *applier {
 	g := out.Graph()
-	ix := onnxio.NewIndex(g)
-	taken := map[string]bool{}
+	w := &applier{Analysis: a, e: e, out: out, g: g, cix: onnxio.NewIndex(g), taken: map[string]bool{}}
 	for _, t := range g.GetInitializer() {
-		taken[t.GetName()] = true
+		w.taken[t.GetName()] = true
 	}
 	for _, n := range g.GetNode() {
 		for _, o := range n.Output {
-			taken[o] = true
+			w.taken[o] = true
 		}
 	}
-	fresh := func(base string) string {
-		name := base + "_pruned"
-		for k := 2; taken[name]; k++ {
-			name = fmt.Sprintf("%s_pruned%d", base, k)
-		}
-		taken[name] = true
-		return name
+	return w
+}
+
+// fresh returns an unused name for a new initializer derived from base.
+func (w *applier) fresh(base string) string {
+	name := base + "_pruned"
+	for k := 2; w.taken[name]; k++ {
+		name = fmt.Sprintf("%s_pruned%d", base, k)
 	}
-	// Constants: slice in place, or into a private copy for shared ones.
-	names := make([]string, 0, len(e.slices))
-	for name := range e.slices {
+	w.taken[name] = true
+	return name
+}
+
+// sliceConstants slices every planned constant, in place or into private
+// copies for shared ones.
+func (w *applier) sliceConstants() error {
+	names := make([]string, 0, len(w.e.slices))
+	for name := range w.e.slices {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		src := ix.Const(name)
-		if src == nil {
-			return nil, fmt.Errorf("constant %q not found in the copy", name)
-		}
-		orig, err := a.Model.RawData(src)
-		if err != nil {
-			return nil, err
-		}
-		size := onnxio.DataType(src.GetDataType()).Size()
-		type sliced struct {
-			dims []int64
-			raw  []byte
-		}
-		var done []sliced
-		for _, v := range e.slices[name] {
-			raw := orig
-			dims := append([]int64(nil), src.GetDims()...)
-			axes := make([]int, 0, len(v.axes))
-			for ax := range v.axes {
-				axes = append(axes, ax)
-			}
-			sort.Ints(axes)
-			for _, ax := range axes {
-				raw = gatherAxis(raw, dims, size, ax, v.axes[ax])
-				dims[ax] = int64(len(v.axes[ax]))
-			}
-			done = append(done, sliced{dims, raw})
-		}
-		for k, v := range e.slices[name] {
-			if k == 0 && e.inPlace[name] {
-				continue // written last: the copies read the original
-			}
-			nn := fresh(name)
-			t, err := onnxio.NewTensor(nn, onnxio.DataType(src.GetDataType()), done[k].dims, done[k].raw)
-			if err != nil {
-				return nil, err
-			}
-			g.Initializer = append(g.Initializer, t)
-			for _, u := range v.users {
-				g.Node[u[0]].Input[u[1]] = nn
-			}
-		}
-		if e.inPlace[name] {
-			if err := onnxio.SetRawData(src, done[0].dims, done[0].raw); err != nil {
-				return nil, err
-			}
+		if err := w.sliceConstant(name); err != nil {
+			return err
 		}
 	}
-	// Shape constants read by Reshape and Expand (through Concat and the like).
-	keys := make([][2]int, 0, len(e.shape))
-	for k := range e.shape {
+	return nil
+}
+
+func (w *applier) sliceConstant(name string) error {
+	src := w.cix.Const(name)
+	if src == nil {
+		return fmt.Errorf("constant %q not found in the copy", name)
+	}
+	orig, err := w.Model.RawData(src)
+	if err != nil {
+		return err
+	}
+	size := onnxio.DataType(src.GetDataType()).Size()
+	type sliced struct {
+		dims []int64
+		raw  []byte
+	}
+	var done []sliced
+	for _, v := range w.e.slices[name] {
+		raw := orig
+		dims := append([]int64(nil), src.GetDims()...)
+		axes := make([]int, 0, len(v.axes))
+		for ax := range v.axes {
+			axes = append(axes, ax)
+		}
+		sort.Ints(axes)
+		for _, ax := range axes {
+			raw = gatherAxis(raw, dims, size, ax, v.axes[ax])
+			dims[ax] = int64(len(v.axes[ax]))
+		}
+		done = append(done, sliced{dims, raw})
+	}
+	inPlace := w.e.inPlace[name]
+	for k, v := range w.e.slices[name] {
+		if k == 0 && inPlace {
+			continue // written last: the copies read the original
+		}
+		nn := w.fresh(name)
+		t, err := onnxio.NewTensor(nn, onnxio.DataType(src.GetDataType()), done[k].dims, done[k].raw)
+		if err != nil {
+			return err
+		}
+		w.g.Initializer = append(w.g.Initializer, t)
+		for _, u := range v.users {
+			w.g.Node[u[0]].Input[u[1]] = nn
+		}
+	}
+	if inPlace {
+		return onnxio.SetRawData(src, done[0].dims, done[0].raw)
+	}
+	return nil
+}
+
+// rewriteShapes writes the new sizes into the shape constants read by
+// Reshape and Expand (through Concat and the like).
+func (w *applier) rewriteShapes() error {
+	keys := make([][2]int, 0, len(w.e.shape))
+	for k := range w.e.shape {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		return keys[i][0] < keys[j][0] || (keys[i][0] == keys[j][0] && keys[i][1] < keys[j][1])
-	})
+	sortUses(keys)
 	for _, key := range keys {
-		name := e.shapeOf[key]
-		src := ix.Const(name)
+		name := w.e.shapeOf[key]
+		src := w.cix.Const(name)
 		if src == nil {
-			return nil, fmt.Errorf("shape constant %q not found", name)
+			return fmt.Errorf("shape constant %q not found", name)
 		}
-		vals, err := out.Int64s(src)
+		vals, err := w.out.Int64s(src)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for idx, v := range e.shape[key] {
+		for idx, v := range w.e.shape[key] {
 			vals[idx] = v
 		}
 		raw, err := onnxio.EncodeInt64s(onnxio.DataType(src.GetDataType()), vals)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		uses := a.constUses(name)
-		if len(uses) == 1 && uses[0] == key {
+		if uses := w.constUses(name); len(uses) == 1 && uses[0] == key {
 			if err := onnxio.SetRawData(src, src.GetDims(), raw); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
-		nn := fresh(name)
+		nn := w.fresh(name)
 		t, err := onnxio.NewTensor(nn, onnxio.DataType(src.GetDataType()), src.GetDims(), raw)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		g.Initializer = append(g.Initializer, t)
-		g.Node[key[0]].Input[key[1]] = nn
+		w.g.Initializer = append(w.g.Initializer, t)
+		w.g.Node[key[0]].Input[key[1]] = nn
 	}
-	for node, groups := range e.groups {
-		onnxio.SetAttrInt(g.Node[node], "group", groups)
+	return nil
+}
+
+func (w *applier) setGroups() error {
+	for node, groups := range w.e.groups {
+		onnxio.SetAttrInt(w.g.Node[node], "group", groups)
 	}
-	// Split sizes: the attribute before opset 13, the input from then on.
-	splitNodes := make([]int, 0, len(e.splits))
-	for node := range e.splits {
+	return nil
+}
+
+// rewriteSplits writes the new Split sizes: the attribute before opset 13,
+// the input from then on.
+func (w *applier) rewriteSplits() error {
+	splitNodes := make([]int, 0, len(w.e.splits))
+	for node := range w.e.splits {
 		splitNodes = append(splitNodes, node)
 	}
 	sort.Ints(splitNodes)
 	for _, node := range splitNodes {
-		n, sizes := g.Node[node], e.splits[node]
-		if a.Model.Opset("") < 13 {
+		n, sizes := w.g.Node[node], w.e.splits[node]
+		if w.Model.Opset("") < 13 {
 			onnxio.SetAttrInts(n, "split", sizes)
 			continue
 		}
 		raw, err := onnxio.EncodeInt64s(onnxio.Int64, sizes)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(n.Input) > 1 && n.Input[1] != "" {
 			name := n.Input[1]
-			src := ix.Const(name)
+			src := w.cix.Const(name)
 			if src == nil {
-				return nil, fmt.Errorf("split sizes %q of node %s are not a constant", name, n.GetName())
+				return fmt.Errorf("split sizes %q of node %s are not a constant", name, n.GetName())
 			}
-			if uses := a.constUses(name); len(uses) == 1 && uses[0] == [2]int{node, 1} && ix.Init[name] != nil {
+			if uses := w.constUses(name); len(uses) == 1 && uses[0] == [2]int{node, 1} && w.cix.Init[name] != nil {
 				if err := onnxio.SetRawData(src, src.GetDims(), raw); err != nil {
-					return nil, err
+					return err
 				}
 				continue
 			}
 		}
-		nn := fresh(n.Output[0] + "_split")
+		nn := w.fresh(n.Output[0] + "_split")
 		t, err := onnxio.NewTensor(nn, onnxio.Int64, []int64{int64(len(sizes))}, raw)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		g.Initializer = append(g.Initializer, t)
+		w.g.Initializer = append(w.g.Initializer, t)
 		for len(n.Input) < 2 {
 			n.Input = append(n.Input, "")
 		}
 		n.Input[1] = nn
 		removeAttr(n, "num_outputs") // exclusive with explicit sizes
 	}
-	// value_info of every tensor whose shape changed is stale now.
-	for name := range e.slices {
-		if e.inPlace[name] {
-			e.changed[name] = true
+	return nil
+}
+
+// dropStaleValueInfo removes the value_info of every tensor whose shape
+// changed.
+func (w *applier) dropStaleValueInfo() {
+	for name := range w.e.slices {
+		if w.e.inPlace[name] {
+			w.e.changed[name] = true
 		}
 	}
 	var vi []*onnxpb.ValueInfoProto
-	for _, v := range g.GetValueInfo() {
-		if !e.changed[v.GetName()] && !a.identityOfChanged(v.GetName(), e) {
+	for _, v := range w.g.GetValueInfo() {
+		if !w.e.changed[v.GetName()] && !w.identityOfChanged(v.GetName(), w.e) {
 			vi = append(vi, v)
 		}
 	}
-	g.ValueInfo = vi
-	out.Path, out.Size, out.Hash = "", 0, ""
-	if err := onnxio.Validate(out); err != nil {
-		return nil, fmt.Errorf("the pruned model failed validation (a bug in onnx-cria): %w", err)
-	}
-	return out, nil
+	w.g.ValueInfo = vi
 }
 
 func removeAttr(n *onnxpb.NodeProto, name string) {
@@ -550,4 +651,70 @@ func gatherAxis(raw []byte, dims []int64, elem, axis int, keep []int) []byte {
 		}
 	}
 	return out
+}
+
+// FLOPsAfter is onnxio.FLOPs of the model that Apply(p) would write,
+// computed from the analysis: every axis that carries units loses the
+// positions of the removed ones, and sliced constants take their slicing's
+// shape where each node reads them.
+func (a *Analysis) FLOPsAfter(p Plan) (int64, error) {
+	e, err := a.plan(p)
+	if err != nil {
+		return 0, err
+	}
+	sliced := map[[2]int][]int64{} // (node, slot) -> the constant's shape there
+	for name, vs := range e.slices {
+		_, t := a.constOf(name)
+		for _, v := range vs {
+			for _, u := range v.users {
+				sliced[u] = v.dims(t)
+			}
+		}
+	}
+	var ferr error
+	shape := func(t string) []int64 {
+		d, ok := a.dims(t)
+		if !ok {
+			return nil
+		}
+		if len(e.removed) == 0 || len(a.lay[t]) == 0 {
+			return d
+		}
+		d = append([]int64(nil), d...)
+		for ax, l := range a.lay[t] {
+			if ax >= len(d) {
+				continue
+			}
+			gone, err := a.removedPositions(e, l)
+			if err != nil {
+				ferr = err
+			}
+			d[ax] -= int64(gone)
+		}
+		return d
+	}
+	var total int64
+	for i, n := range a.Model.Graph().GetNode() {
+		in := func(k int) []int64 {
+			if d, ok := sliced[[2]int{i, k}]; ok {
+				return d
+			}
+			return shape(n.Input[k])
+		}
+		total += onnxio.NodeFLOPs(n, in, shape(n.Output[0]))
+	}
+	return total, ferr
+}
+
+// removedPositions counts the positions of layout l that the edits remove.
+func (a *Analysis) removedPositions(e *edits, l Layout) (int, error) {
+	ex, err := a.sp.expand(l)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range ex {
+		n += len(e.removed[s.S]) * s.R * s.B
+	}
+	return n, nil
 }

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/onnxio/ops"
 )
 
 // observe chooses, for every group, where capture records its hidden
@@ -19,10 +20,6 @@ import (
 func (a *Analysis) observe() {
 	defer a.observeNorms()
 	g := a.Model.Graph()
-	elementwise := map[string]bool{}
-	for _, op := range elementwiseOps {
-		elementwise[op] = true
-	}
 	// single returns the root, R and B of a single-segment unit axis.
 	single := func(t string, ax int) (int, int, int, bool) {
 		l := a.lay[t][ax]
@@ -38,7 +35,7 @@ func (a *Analysis) observe() {
 	for _, n := range g.GetNode() {
 		op := n.GetOpType()
 		heads := op == "Softmax"
-		if (!activationOps[op] && !heads) || len(n.Input) == 0 || len(n.Output) == 0 {
+		if (a.classOf(n)&ops.Activation == 0 && !heads) || len(n.Input) == 0 || len(n.Output) == 0 {
 			continue
 		}
 		in := n.Input[0]
@@ -59,7 +56,7 @@ func (a *Analysis) observe() {
 					break
 				}
 				out := c.Output[0]
-				if !elementwise[c.GetOpType()] && !(heads && c.GetOpType() == "MatMul") {
+				if !a.classOf(c).Elementwise() && !(heads && c.GetOpType() == "MatMul") {
 					break
 				}
 				next := -1
@@ -198,10 +195,6 @@ func (a *Analysis) isStat(n *onnxpb.NodeProto, ax int) bool {
 
 func (a *Analysis) observeNorms() {
 	g := a.Model.Graph()
-	elementwise := map[string]bool{}
-	for _, op := range elementwiseOps {
-		elementwise[op] = true
-	}
 	rootAxis := func(t string, root int) (int, int, int, bool) {
 		for ax, l := range a.lay[t] {
 			e, err := a.sp.expand(l)
@@ -247,7 +240,7 @@ func (a *Analysis) observeNorms() {
 					if op == "Shape" || (c == i && !normOps[op]) {
 						continue
 					}
-					through := elementwise[op] || normOps[op]
+					through := a.classOf(cn).Elementwise() || normOps[op]
 					if !through {
 						if _, _, _, ok := rootAxis(t, root); ok && t != x && !a.isStat(cn, ax) && c < bestNode {
 							best, bestNode = t, c

@@ -6,21 +6,20 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // These tests run models through the real ONNX Runtime: a rewrite is only
 // right if the numbers say so.
 
 func TestMain(m *testing.M) {
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		fmt.Fprintf(os.Stderr, "rewrite tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
 		os.Exit(1)
 	}
@@ -45,12 +44,12 @@ func fixtures(t *testing.T) []string {
 // inputsFor makes n rows of deterministic inputs: normal floats, token ids
 // within the vocabulary of the embedding they index, attention masks with
 // some padding at the end.
-func inputsFor(t *testing.T, m *onnxio.Model, n int, seed uint64) []runtime.Tensor {
+func inputsFor(t *testing.T, m *onnxio.Model, n int, seed uint64) []ort.Tensor {
 	t.Helper()
 	g := m.Graph()
 	ix := onnxio.NewIndex(g)
 	r := rand.New(rand.NewPCG(seed, 7))
-	var out []runtime.Tensor
+	var out []ort.Tensor
 	for _, v := range g.GetInput() {
 		if ix.Init[v.GetName()] != nil {
 			continue
@@ -76,7 +75,7 @@ func inputsFor(t *testing.T, m *onnxio.Model, n int, seed uint64) []runtime.Tens
 			for k := range x {
 				x[k] = float32(r.NormFloat64())
 			}
-			out = append(out, runtime.Tensor{Name: v.GetName(), DType: dt, Shape: dims, Data: x})
+			out = append(out, ort.Tensor{Name: v.GetName(), DType: dt, Shape: dims, Data: x})
 		case onnxio.Int64:
 			x := make([]int64, size)
 			if strings.Contains(v.GetName(), "mask") {
@@ -99,7 +98,7 @@ func inputsFor(t *testing.T, m *onnxio.Model, n int, seed uint64) []runtime.Tens
 					x[k] = r.Int64N(vocab)
 				}
 			}
-			out = append(out, runtime.Tensor{Name: v.GetName(), DType: dt, Shape: dims, Data: x})
+			out = append(out, ort.Tensor{Name: v.GetName(), DType: dt, Shape: dims, Data: x})
 		default:
 			t.Fatalf("input %q: no test data for %s", v.GetName(), dt)
 		}
@@ -107,13 +106,13 @@ func inputsFor(t *testing.T, m *onnxio.Model, n int, seed uint64) []runtime.Tens
 	return out
 }
 
-func runModel(t *testing.T, m *onnxio.Model, in []runtime.Tensor) []runtime.Tensor {
+func runModel(t *testing.T, m *onnxio.Model, in []ort.Tensor) []ort.Tensor {
 	t.Helper()
 	b, err := m.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := runtime.NewSession(b, nil, runtime.Config{Threads: 1})
+	s, err := ort.NewSession(b, nil, ort.Config{Threads: 1})
 	if err != nil {
 		t.Fatalf("fresh ORT session: %v", err)
 	}
@@ -128,7 +127,7 @@ func runModel(t *testing.T, m *onnxio.Model, in []runtime.Tensor) []runtime.Tens
 // maxDiff compares outputs element by element, relative to the scale of
 // each output (its largest magnitude, at least 1): float32 sums that lose
 // zero terms round differently, by a few ulps of the largest values.
-func maxDiff(t *testing.T, a, b []runtime.Tensor) float64 {
+func maxDiff(t *testing.T, a, b []ort.Tensor) float64 {
 	t.Helper()
 	if len(a) != len(b) {
 		t.Fatalf("%d outputs vs %d", len(a), len(b))
@@ -159,36 +158,9 @@ func maxDiff(t *testing.T, a, b []runtime.Tensor) float64 {
 // the planned units.
 func zeroOutgoing(t *testing.T, a *Analysis, plan Plan) *onnxio.Model {
 	t.Helper()
-	c := a.Model.Clone()
-	ix := onnxio.NewIndex(c.Graph())
-	for name, units := range plan {
-		g := a.Group(name)
-		for _, p := range g.Params {
-			if p.Role != roleOut {
-				continue
-			}
-			_, orig := a.constOf(p.Tensor)
-			tt := ix.Const(p.Tensor)
-			if tt == nil {
-				t.Fatalf("weight %q not found", p.Tensor)
-			}
-			vals, err := c.Float64s(tt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			UnitRuns(orig.GetDims(), p, g.Width, func(u, lo, hi int) {
-				if slices.Contains(units, u) {
-					clear(vals[lo:hi])
-				}
-			})
-			raw, err := onnxio.EncodeFloat64s(onnxio.DataType(tt.GetDataType()), vals)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := onnxio.SetRawData(tt, tt.GetDims(), raw); err != nil {
-				t.Fatal(err)
-			}
-		}
+	c, err := a.ZeroUnits(plan)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return c
 }

@@ -56,135 +56,22 @@ func (an *analyzer) prov(t string, depth int) []elem {
 		}
 		return nil
 	case "Shape":
-		d, ok := an.dims(p.Input[0])
-		if !ok {
-			return nil
-		}
-		start, end := onnxio.AttrInt(p, "start", 0), onnxio.AttrInt(p, "end", int64(len(d)))
-		r := int64(len(d))
-		if start < 0 {
-			start += r
-		}
-		if end < 0 {
-			end += r
-		}
-		start, end = max(0, min(start, r)), max(0, min(end, r))
-		var out []elem
-		for a := start; a < end; a++ {
-			v := d[a]
-			if v < 0 {
-				v = onnxio.Unknown
-			}
-			out = append(out, elem{kind: elemShape, tensor: p.Input[0], axis: int(a), value: v})
-		}
-		return out
+		return an.provShape(p)
 	case "Identity", "Cast", "Unsqueeze", "Squeeze", "Reshape":
 		return an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
 	case "Concat":
-		var out []elem
-		for k, in := range p.Input {
-			e := an.prov(in, depth+1)
-			if e == nil {
-				d, ok := an.dims(in)
-				if !ok || len(d) != 1 || d[0] < 0 {
-					return nil
-				}
-				e = make([]elem, d[0])
-			}
-			out = append(out, an.withUser(e, in, pi, k)...)
-		}
-		return out
+		return an.provConcat(p, pi, depth)
 	case "Gather":
-		src := an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
-		idx, ok := an.shapes.Values[p.Input[1]]
-		if src == nil || !ok || onnxio.AttrInt(p, "axis", 0) != 0 {
-			return nil
-		}
-		var out []elem
-		for _, j := range idx {
-			if j < 0 {
-				j += int64(len(src))
-			}
-			if j < 0 || j >= int64(len(src)) {
-				return nil
-			}
-			out = append(out, src[j])
-		}
-		return out
+		return an.provGather(p, pi, depth)
 	case "Slice":
-		src := an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
-		starts, ok1 := an.shapes.Values[safe(p.Input, 1)]
-		ends, ok2 := an.shapes.Values[safe(p.Input, 2)]
-		if src == nil || !ok1 || !ok2 || len(starts) != 1 {
-			return nil
-		}
-		step := int64(1)
-		if st, ok := an.shapes.Values[safe(p.Input, 4)]; ok && len(st) == 1 {
-			step = st[0]
-		}
-		s, e, step := onnxio.SliceBounds(starts[0], ends[0], step, int64(len(src)))
-		var out []elem
-		for j := s; (step > 0 && j < e) || (step < 0 && j > e); j += step {
-			out = append(out, src[j])
-		}
-		return out
+		return an.provSlice(p, pi, depth)
 	case "Where":
-		// torch.onnx exports expand(...) with Where(shape == -1, 1, shape):
-		// where the condition is known, each element comes from one side.
-		cond, ok := an.shapes.Values[p.Input[0]]
-		if !ok {
-			break
+		if out, ok := an.provWhere(p, pi, depth); ok {
+			return out
 		}
-		x := an.withUser(an.provOrValues(p.Input[1], depth+1), p.Input[1], pi, 1)
-		y := an.withUser(an.provOrValues(p.Input[2], depth+1), p.Input[2], pi, 2)
-		n := max(len(cond), len(x), len(y))
-		at := func(e []elem, k int) (elem, bool) {
-			switch len(e) {
-			case n:
-				return e[k], true
-			case 1:
-				return e[0], true
-			}
-			return elem{}, false
-		}
-		if len(cond) != n && len(cond) != 1 {
-			break
-		}
-		out := make([]elem, n)
-		for k := range out {
-			c := cond[0]
-			if len(cond) == n {
-				c = cond[k]
-			}
-			src := x
-			if c == 0 {
-				src = y
-			}
-			e, ok := at(src, k)
-			switch {
-			case c == onnxio.Unknown:
-				out[k] = elem{kind: elemOther, value: onnxio.Unknown}
-			case !ok:
-				return nil
-			case len(src) == 1 && n > 1 && e.kind == elemConst:
-				// One constant element broadcast to several places cannot
-				// be rewritten for one of them.
-				out[k] = elem{kind: elemOther, value: e.value}
-			default:
-				out[k] = e
-			}
-		}
-		return out
 	}
 	// Computed: the values may be known, but not where they come from.
-	if v, ok := an.shapes.Values[t]; ok {
-		out := make([]elem, len(v))
-		for k := range v {
-			out[k] = elem{kind: elemOther, value: v[k]}
-		}
-		return out
-	}
-	return nil
+	return an.valueElems(t)
 }
 
 // provOrValues is prov, or the known values of t as untraceable elements.
@@ -192,6 +79,11 @@ func (an *analyzer) provOrValues(t string, depth int) []elem {
 	if e := an.prov(t, depth); e != nil {
 		return e
 	}
+	return an.valueElems(t)
+}
+
+// valueElems returns the known values of t as untraceable elements.
+func (an *analyzer) valueElems(t string) []elem {
 	v, ok := an.shapes.Values[t]
 	if !ok {
 		return nil
@@ -201,6 +93,136 @@ func (an *analyzer) provOrValues(t string, depth int) []elem {
 		out[k] = elem{kind: elemOther, value: v[k]}
 	}
 	return out
+}
+
+// provShape: the sizes of the axes a Shape node reads.
+func (an *analyzer) provShape(p *onnxpb.NodeProto) []elem {
+	d, ok := an.dims(p.Input[0])
+	if !ok {
+		return nil
+	}
+	start, end := onnxio.AttrInt(p, "start", 0), onnxio.AttrInt(p, "end", int64(len(d)))
+	r := int64(len(d))
+	if start < 0 {
+		start += r
+	}
+	if end < 0 {
+		end += r
+	}
+	start, end = max(0, min(start, r)), max(0, min(end, r))
+	var out []elem
+	for a := start; a < end; a++ {
+		v := d[a]
+		if v < 0 {
+			v = onnxio.Unknown
+		}
+		out = append(out, elem{kind: elemShape, tensor: p.Input[0], axis: int(a), value: v})
+	}
+	return out
+}
+
+func (an *analyzer) provConcat(p *onnxpb.NodeProto, pi, depth int) []elem {
+	var out []elem
+	for k, in := range p.Input {
+		e := an.prov(in, depth+1)
+		if e == nil {
+			d, ok := an.dims(in)
+			if !ok || len(d) != 1 || d[0] < 0 {
+				return nil
+			}
+			e = make([]elem, d[0])
+		}
+		out = append(out, an.withUser(e, in, pi, k)...)
+	}
+	return out
+}
+
+func (an *analyzer) provGather(p *onnxpb.NodeProto, pi, depth int) []elem {
+	src := an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
+	idx, ok := an.shapes.Values[p.Input[1]]
+	if src == nil || !ok || onnxio.AttrInt(p, "axis", 0) != 0 {
+		return nil
+	}
+	var out []elem
+	for _, j := range idx {
+		if j < 0 {
+			j += int64(len(src))
+		}
+		if j < 0 || j >= int64(len(src)) {
+			return nil
+		}
+		out = append(out, src[j])
+	}
+	return out
+}
+
+func (an *analyzer) provSlice(p *onnxpb.NodeProto, pi, depth int) []elem {
+	src := an.withUser(an.prov(p.Input[0], depth+1), p.Input[0], pi, 0)
+	starts, ok1 := an.shapes.Values[safe(p.Input, 1)]
+	ends, ok2 := an.shapes.Values[safe(p.Input, 2)]
+	if src == nil || !ok1 || !ok2 || len(starts) != 1 {
+		return nil
+	}
+	step := int64(1)
+	if st, ok := an.shapes.Values[safe(p.Input, 4)]; ok && len(st) == 1 {
+		step = st[0]
+	}
+	s, e, step := onnxio.SliceBounds(starts[0], ends[0], step, int64(len(src)))
+	var out []elem
+	for j := s; (step > 0 && j < e) || (step < 0 && j > e); j += step {
+		out = append(out, src[j])
+	}
+	return out
+}
+
+// provWhere: torch.onnx exports expand(...) with Where(shape == -1, 1,
+// shape): where the condition is known, each element comes from one side.
+// It reports false when the condition is not known element by element.
+func (an *analyzer) provWhere(p *onnxpb.NodeProto, pi, depth int) ([]elem, bool) {
+	cond, ok := an.shapes.Values[p.Input[0]]
+	if !ok {
+		return nil, false
+	}
+	x := an.withUser(an.provOrValues(p.Input[1], depth+1), p.Input[1], pi, 1)
+	y := an.withUser(an.provOrValues(p.Input[2], depth+1), p.Input[2], pi, 2)
+	n := max(len(cond), len(x), len(y))
+	at := func(e []elem, k int) (elem, bool) {
+		switch len(e) {
+		case n:
+			return e[k], true
+		case 1:
+			return e[0], true
+		}
+		return elem{}, false
+	}
+	if len(cond) != n && len(cond) != 1 {
+		return nil, false
+	}
+	out := make([]elem, n)
+	for k := range out {
+		c := cond[0]
+		if len(cond) == n {
+			c = cond[k]
+		}
+		src := x
+		if c == 0 {
+			src = y
+		}
+		e, ok := at(src, k)
+		switch {
+		case c == onnxio.Unknown:
+			out[k] = elem{kind: elemOther, value: onnxio.Unknown}
+		case !ok:
+			return nil, true
+		case len(src) == 1 && n > 1 && e.kind == elemConst:
+			// One constant element broadcast to several places cannot
+			// be rewritten for one of them.
+			out[k] = elem{kind: elemOther, value: e.value}
+		default:
+			out[k] = e
+		}
+	}
+	return out, true
 }
 
 func safe(l []string, k int) string {

@@ -8,7 +8,7 @@
 #
 # It installs into
 #   ${ONNX_CRIA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/onnx-cria}/ort/1.30.0/libonnxruntime.so.1
-# where the runtime package looks for it, and prints that path. Running it
+# where the ort package looks for it, and prints that path. Running it
 # again only re-checks the hash of the installed copy.
 set -euo pipefail
 

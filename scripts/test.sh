@@ -16,8 +16,13 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+(cd bench && go vet ./...)
 go test -race -timeout 30m "$@" ./...
+# bench/ is its own module (its plotting dependencies stay out of the
+# library's go.mod); its smoke tests run here too.
+(cd bench && go test -timeout 20m "$@" ./...)
 # The race detector makes the torchvision structure tests (resnet18,
-# mobilenet_v2, generated with Debian's torch when it is installed) take
-# minutes, so they run here without it; they skip when torch is absent.
-go test -count=1 -timeout 20m -run 'TestTorchvision' "$@" ./rewrite
+# mobilenet_v2) and the export zoo matrix (testdata/exports; both generated
+# with Debian's torch when it is installed) take minutes, so they run here
+# without it; they skip when torch is absent.
+go test -count=1 -timeout 20m -run 'TestTorchvision|TestExports' "$@" ./rewrite ./cmd/onnx-cria

@@ -6,8 +6,8 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
 )
 
 // The targets on the 2-core machine: the CNN to 50% with 1024
@@ -35,7 +35,7 @@ func loadBench(b *testing.B, name string) (*onnxio.Model, *dataset.Set) {
 func BenchmarkShrinkCNN50(b *testing.B) {
 	m, calib := loadBench(b, "cnn")
 	for b.Loop() {
-		if _, _, err := Run(m, calib, Config{Target: 0.5, Samples: 1024, RoundChannels: runtime.ConvBlock("cpu")}); err != nil {
+		if _, _, err := Run(m, calib, Config{Target: 0.5, Samples: 1024, RoundChannels: ort.ConvBlock("cpu")}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -48,7 +48,7 @@ func BenchmarkLatency50(b *testing.B) {
 	for _, name := range []string{"mlp", "cnn", "dwcnn"} {
 		b.Run(name, func(b *testing.B) {
 			m, calib := loadBench(b, name)
-			small, rep, err := Run(m, calib, Config{Target: 0.5, RoundChannels: runtime.ConvBlock("cpu")})
+			small, rep, err := Run(m, calib, Config{Target: 0.5, RoundChannels: ort.ConvBlock("cpu")})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -107,11 +107,11 @@ func BenchmarkCNNWidths(b *testing.B) {
 func latencyRatio(b *testing.B, m, small *onnxio.Model, calib *dataset.Set) float64 {
 	var ratio float64
 	for b.Loop() {
-		before, err := MeasureLatency(m, calib, []int{64}, 2*time.Second, runtime.Config{})
+		before, err := MeasureLatency(m, calib, []int{64}, 2*time.Second, ort.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		after, err := MeasureLatency(small, calib, []int{64}, 2*time.Second, runtime.Config{})
+		after, err := MeasureLatency(small, calib, []int{64}, 2*time.Second, ort.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,12 +8,30 @@ import (
 	"sort"
 
 	"github.com/onnx-cria/onnx-cria/capture"
+	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
 
-// Input is what a criterion may look at for one group.
+// Round is what a criterion may look at in one round of the loop: the
+// current model's analysis, the groups to score, their captured states
+// when the criterion needs them, and the calibration data.
+type Round struct {
+	Analysis *rewrite.Analysis
+	Groups   []*rewrite.Group
+	States   map[string][2]*capture.Matrix // per group: Z and A, M x width (nil unless NeedsStates)
+	Calib    *dataset.Set
+	Index    int // 1 for the first round
+	Seed     int64
+	Batch    int // rows per ORT run
+	Runtime  ort.Config
+	Progress func(done, total int) // may be nil
+}
+
+// Input is one group of a round, for criteria that score groups one at a
+// time.
 type Input struct {
 	Group    *rewrite.Group
 	Analysis *rewrite.Analysis
@@ -29,11 +47,30 @@ type Scored struct {
 	Detail map[string]any
 }
 
-// Criterion ranks the units of a group.
+// Criterion ranks the units of every group of a round. Most criteria score
+// each group on its own (see EachGroup); some need one pass over the data
+// for all groups at once (Taylor).
 type Criterion interface {
 	Name() string
 	NeedsStates() bool // whether Z and A must be captured
-	Score(in Input) (*Scored, error)
+	Score(r *Round) (map[string]*Scored, error)
+}
+
+// EachGroup scores r's groups one at a time with f.
+func EachGroup(r *Round, f func(Input) (*Scored, error)) (map[string]*Scored, error) {
+	out := make(map[string]*Scored, len(r.Groups))
+	for _, g := range r.Groups {
+		in := Input{Group: g, Analysis: r.Analysis, Seed: r.Seed, Round: r.Index}
+		if st, ok := r.States[g.Name]; ok {
+			in.Z, in.A = st[0], st[1]
+		}
+		s, err := f(in)
+		if err != nil {
+			return nil, fmt.Errorf("scoring %s: %w", g.Name, err)
+		}
+		out[g.Name] = s
+	}
+	return out, nil
 }
 
 // NewCriterion returns the named criterion with default settings.
@@ -71,7 +108,9 @@ func (c Magnitude) Name() string {
 }
 func (Magnitude) NeedsStates() bool { return false }
 
-func (c Magnitude) Score(in Input) (*Scored, error) {
+func (c Magnitude) Score(r *Round) (map[string]*Scored, error) { return EachGroup(r, c.group) }
+
+func (c Magnitude) group(in Input) (*Scored, error) {
 	g := in.Group
 	scores := make([]float64, g.Width)
 	ws, err := incomingWeights(onnxio.NewIndex(in.Analysis.Model.Graph()), g)
@@ -151,7 +190,9 @@ type Activation struct{}
 func (Activation) Name() string      { return "activation" }
 func (Activation) NeedsStates() bool { return true }
 
-func (Activation) Score(in Input) (*Scored, error) {
+func (c Activation) Score(r *Round) (map[string]*Scored, error) { return EachGroup(r, c.group) }
+
+func (Activation) group(in Input) (*Scored, error) {
 	if in.A == nil {
 		return nil, fmt.Errorf("group %s: no captured states", in.Group.Name)
 	}
@@ -173,7 +214,9 @@ type Random struct{}
 func (Random) Name() string      { return "random" }
 func (Random) NeedsStates() bool { return false }
 
-func (Random) Score(in Input) (*Scored, error) {
+func (c Random) Score(r *Round) (map[string]*Scored, error) { return EachGroup(r, c.group) }
+
+func (Random) group(in Input) (*Scored, error) {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s/%d", in.Group.Name, in.Round)
 	r := rand.New(rand.NewPCG(uint64(in.Seed), h.Sum64()))

@@ -1,19 +1,52 @@
-// Package shrink runs the iterative pruning loop of docs/METHOD.md §5: capture
-// the hidden states of every prunable group, score the units with a
-// criterion, remove the lowest-scored ones within each round's budget,
-// rewrite the model physically, and repeat until the effective parameter
-// reduction 1 - params/params0 reaches the target. The last round removes
-// only what is still needed, so the target is overshot by at most one
-// unit's parameters (or one step of RoundTo units); of the steps that would
-// complete it, it takes the one that overshoots least.
+// Package shrink runs the iterative pruning loop (docs/METHOD.md §5):
+// capture the hidden states of every prunable group, score the units with
+// a criterion, remove the lowest-scored ones within each round's share,
+// rewrite the model physically, and repeat until the target is met; then,
+// when configured, recover (package recover) and measure.
+//
+// # Targets
+//
+// A target is a reduction 1 - after/before of what Config.Kind counts:
+// parameters (TargetParams, the default; every element of a floating-point
+// initializer or Constant tensor, as onnxio.Model.ParamCount counts them),
+// FLOPs (TargetFLOPs; two per multiply-add of Conv, ConvTranspose, Gemm and
+// MatMul for one sample, as onnxio.FLOPs counts them), or ONNX Runtime
+// latency at Config.LatencyBatch (TargetLatency), measured on this machine
+// against the input, the two timed in turns so that a change of load slows
+// both alike; every timing is recorded in the report.
+//
+// # The width planner
+//
+// Every group's units are removed one at a time in the criterion's order,
+// at most PerRound of a group's current width per round and never below
+// its minimum width. Within a round the candidates are ordered by Ranking:
+// per-group (the default) takes the k-th unit of every group before the
+// (k+1)-th, so groups shrink alike; global orders them by score normalised
+// per group; cost by normalised score per unit of the target's cost (a
+// unit's parameters, or the FLOPs it accounts for, relative to the mean
+// over groups), so that cheap-to-keep units survive.
+//
+// The widths the model is written with are the natural widths (what the
+// loop removed) snapped to each group's block: Conv channel counts to ONNX
+// Runtime's kernel block with the automatic rounding, every group to RoundTo
+// when that is above 1. Snapping takes the nearest multiple at or above the
+// floor (a tie keeps more units), so the block constrains the written widths
+// instead of forcing a whole block off every group each round. The budget is
+// counted on the snapped widths, against the input's analysis (no model is
+// written to count parameters or FLOPs), and the last round stops at the
+// shortest prefix of its removals whose snapped widths meet the target; of
+// those widths and the ones one snapping step of a single group below the
+// prefix before it, it keeps what meets the target with the least
+// overshoot: at most one step (a unit, or a block) of one group. With the
+// automatic channel block, when that still overshoots by more than 0.01,
+// one group may end off its block, a unit at a time, to land closer (the
+// report warns). The model is written as the input less the planned units
+// in one edit, so rounds never accumulate edits.
+//
+// # Criteria
 //
 // The criteria share one interface so that comparisons differ only in the
 // criterion: spectral structural importance and the local baselines the
-// paper argues against (docs/METHOD.md §6: magnitude of incoming weights,
-// mean absolute activation, random, first-order Taylor).
-//
-// Parameters are counted as onnxio.Model.ParamCount counts them: every
-// element of a floating-point initializer or Constant tensor. FLOPs count
-// two per multiply-add of Conv, ConvTranspose, Gemm and MatMul for one
-// sample (batch axes of unknown size count as 1).
+// paper argues against (magnitude of incoming weights, mean absolute
+// activation, random, first-order Taylor).
 package shrink

@@ -2,35 +2,56 @@ package shrink
 
 import (
 	"fmt"
-	"io"
-	"sort"
 	"strings"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
 
 // Report is everything a shrink run did and measured.
 type Report struct {
-	Input         ModelStats         `json:"input"`
-	Output        ModelStats         `json:"output"`
-	Calibration   string             `json:"calibration"`
-	CalibSHA256   string             `json:"calibration_sha256"`
-	Samples       int                `json:"samples"`
-	Options       Options            `json:"options"`
-	Target        float64            `json:"target"`
-	Reduction     float64            `json:"effective_reduction"`
-	Rounds        []Round            `json:"rounds"`
-	Groups        []GroupSummary     `json:"groups"`
-	OpsWithout    []rewrite.OpReport `json:"ops_without_rule,omitempty"`
-	EvalBefore    *evaluate.Result   `json:"eval_before,omitempty"`
-	EvalAfter     *evaluate.Result   `json:"eval_after,omitempty"`
-	LatencyBefore []Latency          `json:"latency_before,omitempty"`
-	LatencyAfter  []Latency          `json:"latency_after,omitempty"`
-	Stages        map[string]float64 `json:"seconds_per_stage"`
-	Warnings      []string           `json:"warnings,omitempty"`
+	Input       ModelStats `json:"input"`
+	Output      ModelStats `json:"output"`
+	Calibration string     `json:"calibration"`
+	CalibSHA256 string     `json:"calibration_sha256"`
+	Samples     int        `json:"samples"`
+	Options     Options    `json:"options"`
+	Target      float64    `json:"target"`
+	Reduction   float64    `json:"effective_reduction"`
+	// TargetKind is what the target reduces (params, flops or latency);
+	// Landed is the reduction of that reached (for latency, 1 minus the
+	// measured ratio at the latency batch).
+	TargetKind string             `json:"target_kind"`
+	Landed     float64            `json:"landed"`
+	Rounds     []RoundReport      `json:"rounds"`
+	Groups     []GroupSummary     `json:"groups"`
+	OpsWithout []rewrite.OpReport `json:"ops_without_rule,omitempty"`
+	// EvalBefore is the input's metric, EvalPruned the pruned model's
+	// before recovery, EvalAfter the written model's (after recovery when
+	// there was one).
+	EvalBefore    *evaluate.Result `json:"eval_before,omitempty"`
+	EvalPruned    *evaluate.Result `json:"eval_pruned,omitempty"`
+	EvalAfter     *evaluate.Result `json:"eval_after,omitempty"`
+	Recovery      *recover.Report  `json:"recovery,omitempty"`
+	LatencyBefore []Latency        `json:"latency_before,omitempty"`
+	LatencyAfter  []Latency        `json:"latency_after,omitempty"`
+	// Timings are the measurements a latency target made: the input's and
+	// a candidate's median latency, timed in turns.
+	Timings  []Timing           `json:"latency_timings,omitempty"`
+	Stages   map[string]float64 `json:"seconds_per_stage"`
+	Seconds  float64            `json:"seconds"` // wall time of the whole run
+	Warnings []string           `json:"warnings,omitempty"`
+}
+
+// Timing is one latency measurement of a candidate model against the
+// input, in milliseconds at the latency batch.
+type Timing struct {
+	Params      int64   `json:"params"`
+	InputMS     float64 `json:"input_ms"`
+	CandidateMS float64 `json:"candidate_ms"`
 }
 
 // ModelStats describes one model file.
@@ -59,10 +80,12 @@ type Options struct {
 	Batch     int      `json:"batch"`
 	Threads   int      `json:"threads"`
 	Provider  string   `json:"provider"`
+	// LatencyBatch is the batch a latency target was timed at.
+	LatencyBatch int `json:"latency_batch,omitempty"`
 }
 
-// Round is one pass of the loop.
-type Round struct {
+// RoundReport is one pass of the loop.
+type RoundReport struct {
 	Index        int          `json:"round"`
 	ParamsBefore int64        `json:"params_before"`
 	ParamsAfter  int64        `json:"params_after"`
@@ -83,23 +106,44 @@ type GroupRound struct {
 
 // GroupSummary is a group's fate over the whole run.
 type GroupSummary struct {
-	Name          string   `json:"name"`
-	Kind          string   `json:"kind"`
-	WidthBefore   int      `json:"width_before"`
-	WidthAfter    int      `json:"width_after"`
-	ParamsPerUnit int64    `json:"params_per_unit"`
-	Pruned        bool     `json:"pruned"`
-	Why           string   `json:"not_pruned_because,omitempty"`
-	Warnings      []string `json:"warnings,omitempty"`
-	Kept          []int    `json:"kept,omitempty"`
+	Name          string `json:"name"`
+	Kind          string `json:"kind"`
+	WidthBefore   int    `json:"width_before"`
+	WidthAfter    int    `json:"width_after"`
+	ParamsPerUnit int64  `json:"params_per_unit"`
+	Pruned        bool   `json:"pruned"`
+	// Reason says why a group was not pruned (one of the Not* constants),
+	// Why in words (for blocked groups, what blocks them).
+	Reason   string   `json:"not_pruned,omitempty"`
+	Why      string   `json:"not_pruned_because,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	Kept     []int    `json:"kept,omitempty"`
+	// Removed is the fraction of the units removed; the shares are the
+	// fractions of the model's parameters and FLOPs that the group's
+	// units account for (at first order: units times the cost of one),
+	// in the input and in the output.
+	Removed           float64 `json:"fraction_removed"`
+	ParamsShareBefore float64 `json:"params_share_before,omitempty"`
+	ParamsShareAfter  float64 `json:"params_share_after,omitempty"`
+	FLOPsShareBefore  float64 `json:"flops_share_before,omitempty"`
+	FLOPsShareAfter   float64 `json:"flops_share_after,omitempty"`
 }
+
+// Why a group was not pruned.
+const (
+	NotBlocked     = "blocked"         // the analysis found no safe way to remove its units
+	NotExcluded    = "excluded"        // matched an exclude pattern
+	NotObservable  = "no-nonlinearity" // no pre/post-activation states for a criterion that needs them
+	NotMinWidth    = "min-width"       // at its minimum width
+	NotTargetFirst = "target-reached"  // the target was reached before its turn
+)
 
 type optionsDetail interface{ Options() any }
 
 func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 	p, _ := m.ParamCount()
 	r := &Report{
-		Input:  ModelStats{Path: m.Path, SHA256: m.Hash, Params: p, Bytes: m.Size, FLOPs: FLOPs(m)},
+		Input:  ModelStats{Path: m.Path, SHA256: m.Hash, Params: p, Bytes: m.Size, FLOPs: onnxio.FLOPs(m)},
 		Target: c.Target,
 		Stages: map[string]float64{},
 		Options: Options{
@@ -107,13 +151,17 @@ func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 			Ranking: c.Ranking, RoundTo: c.RoundTo, RoundCh: c.RoundChannels, Exclude: c.Exclude, AllGroups: c.AllGroups,
 			Samples: c.Samples, Seed: c.Seed, Batch: c.Batch, Threads: c.Runtime.Threads, Provider: c.Runtime.Provider,
 		},
+		TargetKind: c.Kind,
+	}
+	if c.Kind == TargetLatency {
+		r.Options.LatencyBatch = c.LatencyBatch
 	}
 	if d, ok := c.Criterion.(optionsDetail); ok {
 		r.Options.Detail = d.Options()
 	}
 	if calib != nil {
 		r.Calibration = calib.Path
-		r.CalibSHA256 = fileHash(calib.Path)
+		r.CalibSHA256, _ = onnxio.HashFile(calib.Path)
 	}
 	return r
 }
@@ -125,11 +173,11 @@ func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 		s := GroupSummary{Name: g.Name, Kind: g.Kind, WidthBefore: g.Width, WidthAfter: g.Width, ParamsPerUnit: g.ParamsPerUnit, Warnings: g.Warnings}
 		switch {
 		case !g.Prunable():
-			s.Why = strings.Join(g.Blocked, "; ")
+			s.Reason, s.Why = NotBlocked, strings.Join(g.Blocked, "; ")
 		case c.excluded(g.Name):
-			s.Why = "excluded by --exclude"
+			s.Reason, s.Why = NotExcluded, "excluded"
 		case g.Observe == nil && !c.AllGroups:
-			s.Why = "no nonlinearity to observe (use --all-groups with a criterion that needs no hidden states)"
+			s.Reason, s.Why = NotObservable, "no nonlinearity to observe"
 		}
 		r.Groups = append(r.Groups, s)
 		if s.Why == "" && len(g.Warnings) > 0 {
@@ -138,18 +186,32 @@ func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 	}
 }
 
-func (r *Report) finishGroups(m *onnxio.Model, orig map[string][]int, origW map[string]int, cfg *Config) {
+func (r *Report) finishGroups(units []*unitState, plan rewrite.Plan) {
+	states := map[string]*unitState{}
+	for _, s := range units {
+		states[s.name] = s
+	}
 	for k := range r.Groups {
 		g := &r.Groups[k]
-		if kept, ok := orig[g.Name]; ok && len(kept) < origW[g.Name] {
-			g.WidthAfter = len(kept)
+		s := states[g.Name]
+		if rm := plan[g.Name]; len(rm) > 0 {
+			g.WidthAfter = g.WidthBefore - len(rm)
 			g.Pruned = true
-			g.Kept = kept
-		} else if g.Why == "" {
-			if len(removalSteps(g.WidthBefore, cfg.minWidth(g.Kind, g.WidthBefore), cfg.PerRound, cfg.roundFor(g.Kind))) > 0 {
-				g.Why = "the target was reached before its turn"
+			gone := map[int]bool{}
+			for _, u := range rm {
+				gone[u] = true
+			}
+			for u := 0; u < g.WidthBefore; u++ {
+				if !gone[u] {
+					g.Kept = append(g.Kept, u)
+				}
+			}
+			g.Removed = float64(len(rm)) / float64(g.WidthBefore)
+		} else if g.Reason == "" {
+			if s != nil && s.eligible {
+				g.Reason, g.Why = NotTargetFirst, "the target was reached before its turn"
 			} else {
-				g.Why = "at its minimum width (see --min-width, --min-width-frac, --round-to)"
+				g.Reason, g.Why = NotMinWidth, "at its minimum width"
 			}
 		}
 	}
@@ -161,85 +223,53 @@ func (r *Report) setOutput(m *onnxio.Model) error {
 		return err
 	}
 	p, _ := m.ParamCount()
-	r.Output = ModelStats{Params: p, Bytes: int64(len(b)), FLOPs: FLOPs(m)}
+	r.Output = ModelStats{Params: p, Bytes: int64(len(b)), FLOPs: onnxio.FLOPs(m)}
 	r.Reduction = 1 - float64(p)/float64(r.Input.Params)
 	return nil
 }
 
-// WriteText prints the report for people.
-func (r *Report) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "shrink %s -> %s\n", r.Input.Path, orDash(r.Output.Path))
-	fmt.Fprintf(w, "criterion %s, target %.3g, ranking %s, %d calibration samples (seed %d)\n",
-		r.Options.Criterion, r.Target, r.Options.Ranking, r.Samples, r.Options.Seed)
-	switch {
-	case r.Options.RoundCh > 1:
-		fmt.Fprintf(w, "Conv channels removed in steps of %d (ONNX Runtime's kernel block on this CPU; --round-to 1 for single units)\n", r.Options.RoundCh)
-	case r.Options.RoundTo > 1:
-		fmt.Fprintf(w, "widths in multiples of %d (--round-to)\n", r.Options.RoundTo)
-	}
-	fmt.Fprintf(w, "\n%-22s %14s %14s %8s\n", "", "before", "after", "ratio")
-	row := func(name string, a, b int64, f func(int64) string) {
-		ratio := 0.0
-		if a > 0 {
-			ratio = float64(b) / float64(a)
+// noteShares records every group's share of the parameters and FLOPs in
+// the input (a) and in the output (b, whose groups keep their names).
+func (r *Report) noteShares(a, b *rewrite.Analysis) {
+	before, after := groupShares(a), groupShares(b)
+	for k := range r.Groups {
+		g := &r.Groups[k]
+		if s, ok := before[g.Name]; ok {
+			g.ParamsShareBefore, g.FLOPsShareBefore = s[0], s[1]
 		}
-		fmt.Fprintf(w, "%-22s %14s %14s %8.3f\n", name, f(a), f(b), ratio)
-	}
-	row("parameters", r.Input.Params, r.Output.Params, commas)
-	row("FLOPs per sample", r.Input.FLOPs, r.Output.FLOPs, commas)
-	row("file bytes", r.Input.Bytes, r.Output.Bytes, commas)
-	fmt.Fprintf(w, "effective reduction    %.4f (target %.4f)\n", r.Reduction, r.Target)
-	if r.EvalBefore != nil && r.EvalAfter != nil {
-		fmt.Fprintf(w, "%-22s %14.4f %14.4f\n", r.EvalBefore.Metric, r.EvalBefore.Value, r.EvalAfter.Value)
-	}
-	for k := range r.LatencyBefore {
-		if k < len(r.LatencyAfter) {
-			b, a := r.LatencyBefore[k], r.LatencyAfter[k]
-			fmt.Fprintf(w, "%-22s %11.3f ms %11.3f ms %8.3f\n", fmt.Sprintf("ORT latency batch %d", b.Batch), b.Median, a.Median, a.Median/b.Median)
+		if s, ok := after[g.Name]; ok {
+			g.ParamsShareAfter, g.FLOPsShareAfter = s[0], s[1]
 		}
 	}
-	fmt.Fprintf(w, "\nrounds: %d\n", len(r.Rounds))
-	for _, rd := range r.Rounds {
-		removed := 0
-		for _, g := range rd.Groups {
-			removed += len(g.Removed)
-		}
-		fmt.Fprintf(w, "  %2d  %s -> %s params  reduction %.4f  %d units removed\n", rd.Index, commas(rd.ParamsBefore), commas(rd.ParamsAfter), rd.Reduction, removed)
-	}
-	fmt.Fprintf(w, "\ngroups:\n  %-34s %-10s %7s %7s  %s\n", "name", "kind", "before", "after", "")
-	for _, g := range r.Groups {
-		note := ""
-		if g.Why != "" {
-			note = "not pruned: " + g.Why
-		}
-		fmt.Fprintf(w, "  %-34s %-10s %7d %7d  %s\n", g.Name, g.Kind, g.WidthBefore, g.WidthAfter, note)
-	}
-	if len(r.OpsWithout) > 0 {
-		fmt.Fprintf(w, "\nops without a pruning rule (units stop there):\n")
-		for _, o := range r.OpsWithout {
-			fmt.Fprintf(w, "  %s at %s\n", o.Op, strings.Join(o.Nodes, ", "))
-		}
-	}
-	for _, wm := range r.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", wm)
-	}
-	var stages []string
-	for k := range r.Stages {
-		stages = append(stages, k)
-	}
-	sort.Strings(stages)
-	var parts []string
-	total := 0.0
-	for _, k := range stages {
-		parts = append(parts, fmt.Sprintf("%s %.2fs", k, r.Stages[k]))
-		total += r.Stages[k]
-	}
-	fmt.Fprintf(w, "\ntime: %.2fs (%s)\n", total, strings.Join(parts, ", "))
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "-"
+// groupShares is each prunable group's share of a model's parameters and
+// FLOPs: its width times what removing one of its units saves.
+func groupShares(a *rewrite.Analysis) map[string][2]float64 {
+	out := map[string][2]float64{}
+	p, _ := a.Model.ParamCount()
+	f := onnxio.FLOPs(a.Model)
+	for _, g := range a.Groups {
+		if !g.Prunable() || p == 0 {
+			continue
+		}
+		s := [2]float64{float64(g.ParamsPerUnit) * float64(g.Width) / float64(p), 0}
+		if f1, err := a.FLOPsAfter(rewrite.Plan{g.Name: {0}}); err == nil && f > 0 {
+			s[1] = float64(f-f1) * float64(g.Width) / float64(f)
+		}
+		out[g.Name] = s
 	}
-	return s
+	return out
+}
+
+// Kept returns the original units that remain of every pruned group, as
+// recover.LSQ wants them.
+func (r *Report) Kept() map[string][]int {
+	kept := map[string][]int{}
+	for _, g := range r.Groups {
+		if g.Pruned {
+			kept[g.Name] = g.Kept
+		}
+	}
+	return kept
 }

@@ -1,13 +1,11 @@
 package shrink
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path"
+	"slices"
 	"sort"
 	"time"
 
@@ -15,13 +13,17 @@ import (
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
 )
 
 // Config holds every setting of a run; the report records all of them.
 type Config struct {
-	Target    float64   // effective parameter reduction to reach, in (0, 1)
+	// Target is the reduction to reach, in (0, 1): 1 - after/before of
+	// what Kind counts (a latency target of ratio 0.6 is Target 0.4).
+	Target    float64
+	Kind      string    // TargetParams (default), TargetFLOPs or TargetLatency
 	Criterion Criterion // default spectral
 	PerRound  float64   // at most this fraction of a group's width per round (0.10)
 	MinWidth  int       // never below max(MinWidth, MinFrac * original width) (4)
@@ -29,23 +31,35 @@ type Config struct {
 	Ranking   string    // "per-group" (default) or "global"
 	RoundTo   int       // widths in multiples of this (1)
 	// RoundChannels, when above 1, overrides RoundTo for Conv channel
-	// groups (see runtime.ConvBlock: --round-to auto).
+	// groups (see ort.ConvBlock).
 	RoundChannels int
 	Exclude       []string // glob patterns of group names left alone
 	AllGroups     bool     // also prune groups without a nonlinearity to observe (not with spectral)
 	Samples       int      // calibration samples M, fixed across rounds (1024)
 	Seed          int64
 	Batch         int // rows per ORT run (64)
-	Runtime       runtime.Config
-	Eval          *dataset.Set // if set, the metric before and after
+	Runtime       ort.Config
+	Eval          *dataset.Set // if set, the metric before, after pruning and after recovery
 	EvalTask      string
 	Latency       bool // measure ORT latency at batch 1 and 64 before and after
+	// LatencyBatch is the batch a latency target is timed at (64), and
+	// LatencyBudget about how long each timing runs (1 s).
+	LatencyBatch  int
+	LatencyBudget time.Duration
+	// Recover, if set, runs after the last round (least-squares refit
+	// and/or fine-tuning); its time and results are part of the report.
+	Recover *recover.Options
 	// Log receives one line per event; Progress tracks long steps.
 	Log      func(format string, args ...any)
 	Progress func(label string, done, total int)
 
 	buffers capture.Buffers // the last round's capture memory, reused
 }
+
+// minCalibRows is the fewest calibration rows a data-driven criterion
+// accepts: below it, k-nearest-neighbour graphs over the units' signals
+// and mean activations are noise.
+const minCalibRows = 16
 
 func (c *Config) defaults() error {
 	if c.Criterion == nil {
@@ -72,250 +86,521 @@ func (c *Config) defaults() error {
 	if c.Batch <= 0 {
 		c.Batch = 64
 	}
+	if c.Kind == "" {
+		c.Kind = TargetParams
+	}
+	if c.LatencyBatch <= 0 {
+		c.LatencyBatch = 64
+	}
+	if c.LatencyBudget <= 0 {
+		c.LatencyBudget = time.Second
+	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}
 	}
 	switch {
 	case !(c.Target > 0 && c.Target < 1):
-		return fmt.Errorf("target %v: want a fraction in (0, 1), e.g. 0.5 for half the parameters", c.Target)
-	case c.PerRound <= 0 || c.PerRound > 1:
-		return fmt.Errorf("per-round fraction %v: want (0, 1]", c.PerRound)
-	case c.MinFrac < 0 || c.MinFrac >= 1:
-		return fmt.Errorf("minimum width fraction %v: want [0, 1)", c.MinFrac)
-	case c.Ranking != "per-group" && c.Ranking != "global":
-		return fmt.Errorf("ranking %q: want per-group or global", c.Ranking)
+		return &SettingError{"target", c.Target, "want a fraction in (0, 1), e.g. 0.5 for half the parameters"}
+	case !(c.PerRound > 0 && c.PerRound <= 1):
+		return &SettingError{"per-round", c.PerRound, "want a fraction in (0, 1]"}
+	case !(c.MinFrac >= 0 && c.MinFrac < 1):
+		return &SettingError{"min-width-frac", c.MinFrac, "want a fraction in [0, 1)"}
+	case c.MinWidth < 1:
+		return &SettingError{"min-width", c.MinWidth, "want at least 1"}
+	case c.Ranking != "per-group" && c.Ranking != "global" && c.Ranking != "cost":
+		return &SettingError{"ranking", c.Ranking, "want per-group, global or cost"}
 	case c.AllGroups && c.Criterion.NeedsStates():
-		return fmt.Errorf("criterion %s needs hidden states, which groups without a nonlinearity do not have: drop --all-groups", c.Criterion.Name())
+		return &SettingError{"all-groups", true, fmt.Sprintf("criterion %s needs hidden states, which groups without a nonlinearity do not have", c.Criterion.Name())}
 	}
 	for _, p := range c.Exclude {
 		if _, err := path.Match(p, ""); err != nil {
-			return fmt.Errorf("exclude pattern %q: %v", p, err)
+			return &SettingError{"exclude", p, err.Error()}
 		}
 	}
 	return nil
 }
 
+// SettingError is a setting out of its range. Setting is the name of the
+// Config field as the command line spells it.
+type SettingError struct {
+	Setting string
+	Value   any
+	Want    string
+}
+
+func (e *SettingError) Error() string {
+	return fmt.Sprintf("%s %v: %s", e.Setting, e.Value, e.Want)
+}
+
+// UnreachableError says why the loop cannot reach the target: nothing in
+// the model is prunable (Blocking lists the ops that stop the units), or
+// every eligible group is at its minimum width at Reached.
+type UnreachableError struct {
+	Kind            string // what the target reduces
+	Target, Reached float64
+	Nothing         bool               // no eligible group at all
+	Blocking        []rewrite.OpReport // ops without a rule that carried units
+	Excluded        int                // prunable groups left out by the settings
+	Upfront         bool               // known before any capture
+}
+
+func (e *UnreachableError) Error() string {
+	if e.Nothing {
+		return "nothing is prunable: no group of units can be removed"
+	}
+	when := "stopped"
+	if e.Upfront {
+		when = "would stop"
+	}
+	what := "an effective reduction"
+	switch e.Kind {
+	case TargetFLOPs:
+		what = "a FLOPs reduction"
+	case TargetLatency:
+		return fmt.Sprintf("cannot reach the latency ratio %v: the loop %s at a measured ratio of %.4f, with every eligible group at its minimum width", 1-e.Target, when, 1-e.Reached)
+	}
+	return fmt.Sprintf("cannot reach the target %v: the loop %s at %s of %.4f, with every eligible group at its minimum width", e.Target, when, what, e.Reached)
+}
+
+// run is the state of one Run.
+type run struct {
+	cfg    Config
+	calib  *dataset.Set
+	rep    *Report
+	in     *onnxio.Model // the model as given
+	cur    *onnxio.Model
+	orig   *rewrite.Analysis // of the input (initializers detached from the inputs)
+	units  []*unitState      // the input's groups, in graph order
+	byName map[string]*unitState
+	budget *budget
+	plan   rewrite.Plan // of the current model, in the input's units
+}
+
 // Run shrinks m and returns the smaller model and the report. m is not
-// modified.
+// modified. With cfg.Recover set, the returned model is the recovered one.
 func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Report, error) {
-	if err := cfg.defaults(); err != nil {
+	r, err := start(m, calib, cfg)
+	if err != nil {
 		return nil, nil, err
 	}
-	rep := newReport(m, calib, &cfg)
-	stage := func(name string, t0 time.Time) { rep.Stages[name] += time.Since(t0).Seconds() }
-	if calib != nil && cfg.Criterion.NeedsStates() {
-		n, err := calib.N()
-		if err != nil {
+	t0 := time.Now()
+	steps := []func() error{r.evalInput, r.prune, r.evalPruned, r.recover, r.latency}
+	for _, step := range steps {
+		if err := step(); err != nil {
 			return nil, nil, err
 		}
-		if n > cfg.Samples {
-			t0 := time.Now()
-			if calib, err = calib.Subset(cfg.Samples, cfg.Seed); err != nil {
-				return nil, nil, err
-			}
-			stage("subset", t0)
-		}
-		rep.Samples, _ = calib.N()
-	} else if cfg.Criterion.NeedsStates() {
-		return nil, nil, fmt.Errorf("criterion %s needs calibration data", cfg.Criterion.Name())
 	}
-	if cfg.Eval != nil {
-		t0 := time.Now()
-		cfg.Log("evaluating the input model")
-		r, err := evaluate.Run(m, cfg.Eval, evaluate.Options{Task: cfg.EvalTask, Batch: cfg.Batch, Runtime: cfg.Runtime, Progress: cfg.progress("eval before")})
-		if err != nil {
-			return nil, nil, fmt.Errorf("evaluating the input model: %w", err)
-		}
-		rep.EvalBefore = r
-		stage("eval", t0)
+	if err := r.rep.setOutput(r.cur); err != nil {
+		return nil, nil, err
 	}
-	p0, _ := m.ParamCount()
-	goal := int64(math.Floor((1 - cfg.Target) * float64(p0)))
-	cur := m
+	r.rep.Seconds = time.Since(t0).Seconds() + r.rep.Stages["subset"]
+	return r.cur, r.rep, nil
+}
+
+// start checks the settings and the data and prepares the run.
+func start(m *onnxio.Model, calib *dataset.Set, cfg Config) (*run, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}}
+	r.rep = newReport(m, calib, &r.cfg)
+	if err := r.subset(calib); err != nil {
+		return nil, err
+	}
+	if p0, _ := m.ParamCount(); p0 == 0 {
+		return nil, errors.New("the model has no floating-point parameters to remove")
+	}
 	if names := onnxio.InputInitializers(m); len(names) > 0 {
 		// Old exporters list every initializer as a graph input too, which
 		// makes the weights overridable and so not constants. Nobody feeds
 		// them; treat them as the weights they are.
-		cur = m.Clone()
-		onnxio.DetachInputInitializers(cur)
-		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d initializers were also listed as graph inputs (an old exporter's habit); the output lists them as initializers only", len(names)))
+		r.cur = m.Clone()
+		onnxio.DetachInputInitializers(r.cur)
+		r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("%d initializers were also listed as graph inputs (an old exporter's habit); the output lists them as initializers only", len(names)))
 	}
-	orig := map[string][]int{} // original index of every current unit
-	origW := map[string]int{}  // original widths
+	return r, nil
+}
+
+// subset takes the seeded subset of cfg.Samples calibration rows, which
+// every stage (capture, gradients, refit, latency) then shares.
+func (r *run) subset(calib *dataset.Set) error {
+	if calib == nil {
+		if r.cfg.Criterion.NeedsStates() {
+			return fmt.Errorf("criterion %s needs calibration data", r.cfg.Criterion.Name())
+		}
+		return nil
+	}
+	specs, err := ort.ModelInputs(r.in)
+	if err != nil {
+		return err
+	}
+	// Data that does not fit the model fails here, before any work.
+	bound, err := calib.Match(specs, "")
+	if err != nil {
+		return err
+	}
+	n := bound.N
+	if n > r.cfg.Samples {
+		t0 := time.Now()
+		if calib, err = calib.Subset(r.cfg.Samples, r.cfg.Seed); err != nil {
+			return err
+		}
+		r.stage("subset", t0)
+		n = r.cfg.Samples
+	}
+	if r.cfg.Criterion.NeedsStates() {
+		if n < minCalibRows {
+			return fmt.Errorf("%s: %d calibration rows; criterion %s needs at least %d (1024 is the default sample)", calib.Path, n, r.cfg.Criterion.Name(), minCalibRows)
+		}
+		if !varies(bound) {
+			return fmt.Errorf("%s: all %d calibration rows are the same input; scores need varied real inputs", calib.Path, bound.N)
+		}
+	}
+	r.calib = calib
+	r.rep.Samples = n
+	return nil
+}
+
+// varies reports whether any input array's rows differ.
+func varies(b *dataset.Bound) bool {
+	for _, a := range b.Inputs {
+		if a.RowsVary() {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *run) stage(name string, t0 time.Time) { r.rep.Stages[name] += time.Since(t0).Seconds() }
+
+func (r *run) evaluate(m *onnxio.Model, label string) (*evaluate.Result, error) {
+	if r.cfg.Eval == nil {
+		return nil, nil
+	}
+	defer r.stage("eval", time.Now())
+	res, err := evaluate.Run(m, r.cfg.Eval, evaluate.Options{Task: r.cfg.EvalTask, Batch: r.cfg.Batch, Runtime: r.cfg.Runtime, Progress: r.cfg.progress("eval " + label)})
+	if err != nil {
+		return nil, fmt.Errorf("evaluating the %s model: %w", label, err)
+	}
+	return res, nil
+}
+
+func (r *run) evalInput() (err error) {
+	if r.cfg.Eval != nil {
+		r.cfg.Log("evaluating the input model")
+	}
+	r.rep.EvalBefore, err = r.evaluate(r.in, "input")
+	return err
+}
+
+func (r *run) evalPruned() (err error) {
+	if r.cfg.Eval != nil {
+		r.cfg.Log("evaluating the pruned model")
+	}
+	r.rep.EvalPruned, err = r.evaluate(r.cur, "pruned")
+	r.rep.EvalAfter = r.rep.EvalPruned
+	return err
+}
+
+// prune analyses the input, checks that the target is reachable, and runs
+// rounds until it is met; r.cur is then the model with the written widths.
+func (r *run) prune() error {
+	t0 := time.Now()
+	var err error
+	if r.orig, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+		return err
+	}
+	r.stage("analyze", t0)
+	r.rep.noteGroups(r.orig, &r.cfg)
+	r.initUnits()
+	if r.budget, err = newBudget(r); err != nil {
+		return err
+	}
+	if err := r.reachable(); err != nil {
+		return err
+	}
 	for round := 1; ; round++ {
-		params, _ := cur.ParamCount()
-		if params <= goal {
+		done, err := r.round(round)
+		if err != nil {
+			return err
+		}
+		if done {
 			break
 		}
-		t0 := time.Now()
-		a, err := rewrite.Analyze(cur, rewrite.Options{})
-		if err != nil {
-			return nil, nil, err
-		}
-		stage("analyze", t0)
-		if round == 1 {
-			rep.noteGroups(a, &cfg)
-		}
-		// Groups that can still lose units this round, and how many.
-		var groups []*rewrite.Group
-		steps := map[string][]int{}
-		for _, g := range a.Groups {
-			if _, ok := origW[g.Name]; !ok {
-				origW[g.Name] = g.Width
-				orig[g.Name] = seq(g.Width)
-			}
-			if !cfg.eligible(g) {
-				continue
-			}
-			minW := cfg.minWidth(g.Kind, origW[g.Name])
-			if st := removalSteps(g.Width, minW, cfg.PerRound, cfg.roundFor(g.Kind)); len(st) > 0 {
-				steps[g.Name] = st
-				groups = append(groups, g)
-			}
-		}
-		if len(groups) == 0 {
-			return nil, nil, fmt.Errorf("cannot reach the target %.3g: stopped at an effective reduction of %.4f because every eligible group is at its minimum width (lower --min-width, or exclude fewer groups)", cfg.Target, 1-float64(params)/float64(p0))
-		}
-		// Candidates: each group's cheapest units, within the round's cap.
-		var items []item
-		scored, err := scoreGroups(cur, a, groups, calib, &cfg, round, stage)
-		if err != nil {
-			return nil, nil, err
-		}
-		for gi, g := range groups {
-			s := scored[g.Name]
-			steps := steps[g.Name]
-			order := ascending(s.Scores)
-			maxScore := 0.0
-			for _, v := range s.Scores {
-				maxScore = math.Max(maxScore, math.Abs(v))
-			}
-			done := 0
-			for k, upto := range steps {
-				chunk := order[done:upto]
-				key := float64(k+1) / float64(len(steps))
-				if cfg.Ranking == "global" {
-					worst := math.Inf(-1)
-					for _, u := range chunk {
-						worst = math.Max(worst, s.Scores[u])
-					}
-					if maxScore > 0 {
-						worst /= maxScore
-					}
-					key = worst
-				}
-				items = append(items, item{g: g, units: chunk, key: key, order: gi, step: k})
-				done = upto
-			}
-		}
-		sort.SliceStable(items, func(i, j int) bool {
-			if items[i].key != items[j].key {
-				return items[i].key < items[j].key
-			}
-			return items[i].order < items[j].order
-		})
-		planOf := func(its []item) rewrite.Plan {
-			p := rewrite.Plan{}
-			for _, it := range its {
-				p[it.g.Name] = append(p[it.g.Name], it.units...)
-			}
-			return p
-		}
-		t0 = time.Now()
-		take := items
-		after, err := a.ParamsAfter(planOf(take))
-		if err != nil {
-			return nil, nil, err
-		}
-		if after <= goal {
-			// The last round: the shortest prefix that reaches the goal.
-			lo, hi := 1, len(items)
-			for lo < hi {
-				mid := (lo + hi) / 2
-				pa, err := a.ParamsAfter(planOf(items[:mid]))
-				if err != nil {
-					return nil, nil, err
-				}
-				if pa <= goal {
-					hi = mid
-				} else {
-					lo = mid + 1
-				}
-			}
-			if take, err = closest(a, items[:lo-1], items[lo-1:], goal, planOf); err != nil {
-				return nil, nil, err
-			}
-		}
-		plan := planOf(take)
-		stage("select", t0)
-		t0 = time.Now()
-		next, err := a.Apply(plan)
-		if err != nil {
-			return nil, nil, fmt.Errorf("round %d: %w", round, err)
-		}
-		stage("apply", t0)
-		pAfter, _ := next.ParamCount()
-		rr := Round{Index: round, ParamsBefore: params, ParamsAfter: pAfter, Reduction: 1 - float64(pAfter)/float64(p0)}
-		for _, g := range groups {
-			rm := plan[g.Name]
-			gr := GroupRound{Name: g.Name, Kind: g.Kind, WidthBefore: g.Width, WidthAfter: g.Width - len(rm)}
-			if s := scored[g.Name]; s != nil {
-				gr.Detail = s.Detail
-			}
-			sorted := append([]int(nil), rm...)
-			sort.Ints(sorted)
-			drop := map[int]bool{}
-			for _, u := range sorted {
-				gr.Removed = append(gr.Removed, orig[g.Name][u])
-				drop[u] = true
-			}
-			var kept []int
-			for u, o := range orig[g.Name] {
-				if !drop[u] {
-					kept = append(kept, o)
-				}
-			}
-			orig[g.Name] = kept
-			rr.Groups = append(rr.Groups, gr)
-		}
-		rep.Rounds = append(rep.Rounds, rr)
-		cfg.Log("round %d: %s -> %s parameters, effective reduction %.4f", round, commas(params), commas(pAfter), rr.Reduction)
-		cur = next
 	}
-	rep.finishGroups(cur, orig, origW, &cfg)
-	if cfg.Eval != nil {
-		t0 := time.Now()
-		cfg.Log("evaluating the shrunk model")
-		r, err := evaluate.Run(cur, cfg.Eval, evaluate.Options{Task: cfg.EvalTask, Batch: cfg.Batch, Runtime: cfg.Runtime, Progress: cfg.progress("eval after")})
-		if err != nil {
-			return nil, nil, fmt.Errorf("evaluating the shrunk model: %w", err)
-		}
-		rep.EvalAfter = r
-		stage("eval", t0)
+	r.rep.finishGroups(r.units, r.plan)
+	return r.landed()
+}
+
+// landed records how close the run came to its target, and the groups'
+// shares of the cost in the input and the output.
+func (r *run) landed() error {
+	c, err := r.budget.cost(r, r.widths())
+	if err != nil {
+		return err
 	}
-	if cfg.Latency && calib != nil {
-		t0 := time.Now()
-		cfg.Log("measuring ORT latency at batch 1 and 64")
+	r.rep.Landed = r.budget.reduction(c)
+	a, err := rewrite.Analyze(r.cur, rewrite.Options{})
+	if err != nil {
+		return err
+	}
+	r.rep.noteShares(r.orig, a)
+	return nil
+}
+
+// widths are the current model's widths.
+func (r *run) widths() widths {
+	w := widths{}
+	for _, s := range r.units {
+		w[s.name] = s.width - len(r.plan[s.name])
+	}
+	return w
+}
+
+// initUnits records every group of the input and whether it may lose units.
+func (r *run) initUnits() {
+	for _, g := range r.orig.Groups {
+		s := &unitState{name: g.Name, width: g.Width, kind: g.Kind, block: r.cfg.roundFor(g.Kind),
+			minW: r.cfg.minWidth(g.Kind, g.Width), eligible: r.cfg.eligible(g), rest: seq(g.Width)}
+		s.eligible = s.eligible && s.floor() < s.width
+		r.units = append(r.units, s)
+		r.byName[g.Name] = s
+	}
+}
+
+// reachable refuses, before any capture, a target that no run could reach:
+// with every eligible group at its narrowest written width the model would
+// still cost more than the goal.
+func (r *run) reachable() error {
+	any := false
+	for _, s := range r.units {
+		any = any || s.eligible
+	}
+	if !any {
+		e := &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Nothing: true, Blocking: r.orig.Skipped, Upfront: true}
+		for _, g := range r.orig.Groups {
+			if g.Prunable() {
+				e.Excluded++
+			}
+		}
+		return e
+	}
+	least, err := r.budget.cost(r, r.floors())
+	if err != nil {
+		return err
+	}
+	if least > r.budget.goal {
+		return &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Reached: r.budget.reduction(least), Upfront: true}
+	}
+	return nil
+}
+
+// round analyses the current model (the input less the units removed so
+// far), scores its eligible groups and removes the lowest-scored units
+// within the round's share; it reports whether the target is met.
+func (r *run) round(round int) (bool, error) {
+	t0 := time.Now()
+	a := r.orig
+	if round > 1 {
 		var err error
-		if rep.LatencyBefore, err = MeasureLatency(m, calib, []int{1, 64}, time.Second, cfg.Runtime); err != nil {
-			return nil, nil, err
+		if a, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
+			return false, err
 		}
-		if rep.LatencyAfter, err = MeasureLatency(cur, calib, []int{1, 64}, time.Second, cfg.Runtime); err != nil {
-			return nil, nil, err
+	}
+	r.stage("analyze", t0)
+	groups, states, err := r.eligible(a)
+	if err != nil {
+		return false, err
+	}
+	if len(groups) == 0 {
+		c, err := r.budget.cost(r, r.snapped(nil))
+		if err != nil {
+			return false, err
 		}
-		stage("latency", t0)
-		for k := range rep.LatencyAfter {
-			b, a := rep.LatencyBefore[k], rep.LatencyAfter[k]
-			if k < len(rep.LatencyBefore) && a.Median > 0.95*b.Median && cfg.RoundTo < 8 && cfg.RoundChannels <= 1 {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("ORT latency at batch %d did not fall (%.3f -> %.3f ms): Conv channel counts that are not multiples of 8 or 16 defeat ONNX Runtime's blocked convolution kernels; try --round-to auto", b.Batch, b.Median, a.Median))
-				break
+		return false, &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Reached: r.budget.reduction(c)}
+	}
+	scored, err := r.score(a, groups, round)
+	if err != nil {
+		return false, err
+	}
+	t0 = time.Now()
+	sorted := r.rank(groups, states, scored)
+	var unitCost map[string]float64
+	if r.cfg.Ranking == "cost" {
+		if unitCost, err = unitCosts(a, groups, r.cfg.Kind); err != nil {
+			return false, err
+		}
+	}
+	items := r.candidates(states, sorted, unitCost)
+	final, err := r.budget.cost(r, r.snapped(naturalAfter(items)))
+	if err != nil {
+		return false, err
+	}
+	var written widths
+	if final <= r.budget.goal {
+		if items, written, err = r.land(items); err != nil {
+			return false, err
+		}
+	}
+	r.stage("select", t0)
+	params, _ := r.cur.ParamCount()
+	for _, it := range items {
+		it.s.order = append(it.s.order, it.unit)
+		it.s.rest = slices.DeleteFunc(it.s.rest, func(u int) bool { return u == it.unit })
+	}
+	t0 = time.Now()
+	plan := r.naturalPlan()
+	if written != nil {
+		plan = r.planFor(written)
+	}
+	next, err := r.orig.Apply(plan)
+	if err != nil {
+		return false, fmt.Errorf("round %d: %w", round, err)
+	}
+	r.stage("apply", t0)
+	r.record(round, params, states, scored, next, plan)
+	r.cur, r.plan = next, plan
+	return written != nil, nil
+}
+
+// eligible lists the groups of a that can still lose units, with their
+// states; a group's current units must be the input's less those removed.
+func (r *run) eligible(a *rewrite.Analysis) ([]*rewrite.Group, []*unitState, error) {
+	var groups []*rewrite.Group
+	var states []*unitState
+	for _, g := range a.Groups {
+		s := r.byName[g.Name]
+		if s == nil || !s.eligible || !g.Prunable() || s.natural() <= s.floor() {
+			continue
+		}
+		if g.Width != s.natural() {
+			return nil, nil, fmt.Errorf("group %s has %d units, %d expected (a bug in onnx-cria)", g.Name, g.Width, s.natural())
+		}
+		groups = append(groups, g)
+		states = append(states, s)
+	}
+	return groups, states, nil
+}
+
+// rank orders each group's remaining units by score, least important
+// first, in the input's indices, and returns the scores in that order.
+func (r *run) rank(groups []*rewrite.Group, states []*unitState, scored map[string]*Scored) map[string][]float64 {
+	out := map[string][]float64{}
+	for k, g := range groups {
+		s := states[k]
+		cur := s.current()
+		sc := scored[g.Name].Scores
+		order := ascending(sc)
+		s.rest = s.rest[:0]
+		vals := make([]float64, len(order))
+		for i, u := range order {
+			s.rest = append(s.rest, cur[u])
+			vals[i] = sc[u]
+		}
+		out[g.Name] = vals
+	}
+	return out
+}
+
+// current lists the input's units that remain, in index order: unit k of
+// the current model is current()[k].
+func (s *unitState) current() []int {
+	gone := map[int]bool{}
+	for _, u := range s.order {
+		gone[u] = true
+	}
+	out := make([]int, 0, s.natural())
+	for u := 0; u < s.width; u++ {
+		if !gone[u] {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// record notes a round in the report: plan is the new model's, r.plan
+// the previous one's.
+func (r *run) record(round int, params int64, states []*unitState, scored map[string]*Scored, next *onnxio.Model, plan rewrite.Plan) {
+	pAfter, _ := next.ParamCount()
+	p0 := r.rep.Input.Params
+	rr := RoundReport{Index: round, ParamsBefore: params, ParamsAfter: pAfter, Reduction: 1 - float64(pAfter)/float64(p0)}
+	for _, s := range states {
+		gr := GroupRound{Name: s.name, Kind: s.kind, WidthBefore: s.width - len(r.plan[s.name]), WidthAfter: s.width - len(plan[s.name])}
+		if sc := scored[s.name]; sc != nil {
+			gr.Detail = sc.Detail
+		}
+		for _, u := range plan[s.name] {
+			if !slices.Contains(r.plan[s.name], u) {
+				gr.Removed = append(gr.Removed, u)
 			}
 		}
+		sort.Ints(gr.Removed)
+		rr.Groups = append(rr.Groups, gr)
 	}
-	if err := rep.setOutput(cur); err != nil {
-		return nil, nil, err
+	r.rep.Rounds = append(r.rep.Rounds, rr)
+	r.cfg.Log("round %d: %s -> %s parameters, effective reduction %.4f", round, commas(params), commas(pAfter), rr.Reduction)
+}
+
+// recover runs the configured recovery on the pruned model.
+func (r *run) recover() error {
+	o := r.cfg.Recover
+	if o == nil || (!o.LSQ && o.Train == nil) {
+		return nil
 	}
-	return cur, rep, nil
+	if o.LSQ && r.calib == nil {
+		return errors.New("least-squares recovery needs calibration data")
+	}
+	opts := *o
+	opts.Runtime = r.cfg.Runtime
+	opts.LSQOpts.Samples, opts.LSQOpts.Seed = r.cfg.Samples, r.cfg.Seed
+	if opts.LSQOpts.Batch == 0 {
+		opts.LSQOpts.Batch = r.cfg.Batch
+	}
+	if opts.Eval == nil {
+		opts.Eval, opts.EvalTask = r.cfg.Eval, r.cfg.EvalTask
+	}
+	t0 := time.Now()
+	out, rep, err := recover.Run(r.in, r.cur, r.rep.Kept(), r.calib, opts)
+	if err != nil {
+		return err
+	}
+	r.stage("recover", t0)
+	r.cur, r.rep.Recovery = out, rep
+	if rep.EvalAfter != nil {
+		r.rep.EvalAfter = rep.EvalAfter
+	}
+	return nil
+}
+
+// latency times ORT on the input and the output at batch 1 and 64.
+func (r *run) latency() error {
+	if !r.cfg.Latency || r.calib == nil {
+		return nil
+	}
+	defer r.stage("latency", time.Now())
+	r.cfg.Log("measuring ORT latency at batch 1 and 64")
+	lat, err := MeasureLatencies([]*onnxio.Model{r.in, r.cur}, r.calib, []int{1, 64}, 2*time.Second, r.cfg.Runtime)
+	if err != nil {
+		return err
+	}
+	r.rep.LatencyBefore, r.rep.LatencyAfter = lat[0], lat[1]
+	for k := range r.rep.LatencyAfter {
+		b, a := r.rep.LatencyBefore[k], r.rep.LatencyAfter[k]
+		if k < len(r.rep.LatencyBefore) && a.Median > 0.95*b.Median && r.cfg.RoundTo < 8 && r.cfg.RoundChannels <= 1 && hasConv(r.in) {
+			r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("ORT latency at batch %d did not fall (%.3f -> %.3f ms): Conv channel counts that are not multiples of 8 or 16 defeat ONNX Runtime's blocked convolution kernels", b.Batch, b.Median, a.Median))
+			break
+		}
+	}
+	return nil
+}
+
+func hasConv(m *onnxio.Model) bool {
+	for _, n := range m.Graph().GetNode() {
+		if n.GetOpType() == "Conv" {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) progress(label string) func(done, total int) {
@@ -323,42 +608,6 @@ func (c *Config) progress(label string) func(done, total int) {
 		return nil
 	}
 	return func(done, total int) { c.Progress(label, done, total) }
-}
-
-// item is one step of one group: units removed together in a round.
-type item struct {
-	g     *rewrite.Group
-	units []int   // current indices, in removal order
-	key   float64 // ordering for a partial last round
-	order int
-	step  int // index among its group's steps
-}
-
-// closest completes a last round: prefix alone stays above the goal, and of
-// the remaining steps that may follow it (a group's steps in their order),
-// it adds the one that reaches the goal with the fewest parameters removed,
-// so that the overshoot is the smallest single step rather than whichever
-// step happened to come next.
-func closest(a *rewrite.Analysis, prefix, rest []item, goal int64, planOf func([]item) rewrite.Plan) ([]item, error) {
-	taken := map[string]int{}
-	for _, it := range prefix {
-		taken[it.g.Name]++
-	}
-	best, bestPA := -1, int64(-1)
-	try := append([]item(nil), prefix...)
-	for j, it := range rest {
-		if it.step != taken[it.g.Name] {
-			continue
-		}
-		pa, err := a.ParamsAfter(planOf(append(try, it)))
-		if err != nil {
-			return nil, err
-		}
-		if pa <= goal && pa > bestPA {
-			best, bestPA = j, pa
-		}
-	}
-	return append(try, rest[best]), nil
 }
 
 // minWidth is the narrowest a group of this kind and original width may get.
@@ -397,37 +646,6 @@ func (c *Config) excluded(name string) bool {
 	return false
 }
 
-// removalSteps lists the cumulative unit counts a group may lose this round,
-// one entry per step: single units, or steps that keep the width a multiple
-// of roundTo. The cap is the per-round fraction of the width (at least one
-// step while the group is above its minimum).
-func removalSteps(width, minW int, perRound float64, roundTo int) []int {
-	limit := width - minW
-	if limit <= 0 {
-		return nil
-	}
-	capN := max(1, int(math.Floor(perRound*float64(width))))
-	capN = min(capN, limit)
-	var steps []int
-	if roundTo <= 1 {
-		for k := 1; k <= capN; k++ {
-			steps = append(steps, k)
-		}
-		return steps
-	}
-	first := width % roundTo
-	if first == 0 {
-		first = roundTo
-	}
-	for r := first; r <= limit; r += roundTo {
-		if r > capN && len(steps) > 0 {
-			break
-		}
-		steps = append(steps, r)
-	}
-	return steps
-}
-
 func seq(n int) []int {
 	out := make([]int, n)
 	for k := range out {
@@ -436,58 +654,48 @@ func seq(n int) []int {
 	return out
 }
 
-// scoreGroups scores every group, capturing hidden states first when the
-// criterion needs them.
-func scoreGroups(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int, stage func(string, time.Time)) (map[string]*Scored, error) {
-	scored := map[string]*Scored{}
-	if len(groups) == 0 {
-		return scored, nil
-	}
-	var states map[string][2]*capture.Matrix
+// score scores every group of a round, capturing hidden states first when
+// the criterion needs them.
+func (r *run) score(a *rewrite.Analysis, groups []*rewrite.Group, round int) (map[string]*Scored, error) {
+	cfg := &r.cfg
+	in := &Round{Analysis: a, Groups: groups, Calib: r.calib, Index: round, Seed: cfg.Seed, Batch: cfg.Batch,
+		Runtime: cfg.Runtime, Progress: cfg.progress(fmt.Sprintf("round %d scores", round))}
 	if cfg.Criterion.NeedsStates() {
 		t0 := time.Now()
-		res, err := captureStates(m, groups, calib, cfg, round)
+		res, err := captureStates(r.cur, groups, r.calib, cfg, round)
 		if err != nil {
 			return nil, err
 		}
 		// Scores keep nothing of the states: the next round may write
 		// into their memory.
 		defer cfg.buffers.Release(res)
-		states = map[string][2]*capture.Matrix{}
+		in.States = map[string][2]*capture.Matrix{}
 		for k, g := range groups {
-			states[g.Name] = [2]*capture.Matrix{res.Data[2*k], res.Data[2*k+1]}
+			in.States[g.Name] = [2]*capture.Matrix{res.Data[2*k], res.Data[2*k+1]}
 		}
-		stage("capture", t0)
+		r.stage("capture", t0)
 	}
-	t0 := time.Now()
-	if rs, ok := cfg.Criterion.(roundScorer); ok {
-		all, err := rs.ScoreRound(a, groups, calib, cfg, round)
-		if err != nil {
-			return nil, fmt.Errorf("round %d: %w", round, err)
+	defer r.stage("score", time.Now())
+	return scoreRound(cfg.Criterion, in)
+}
+
+// scoreRound runs the criterion and checks that it scored every unit.
+func scoreRound(c Criterion, in *Round) (map[string]*Scored, error) {
+	scored, err := c.Score(in)
+	if err != nil {
+		return nil, fmt.Errorf("round %d: %w", in.Index, err)
+	}
+	for _, g := range in.Groups {
+		s := scored[g.Name]
+		if s == nil || len(s.Scores) != g.Width {
+			return nil, fmt.Errorf("criterion %s gave no scores for the %d units of %s", c.Name(), g.Width, g.Name)
 		}
-		for _, g := range groups {
-			if s := all[g.Name]; s == nil || len(s.Scores) != g.Width {
-				return nil, fmt.Errorf("criterion %s gave no scores for the %d units of %s", cfg.Criterion.Name(), g.Width, g.Name)
+		for u, v := range s.Scores {
+			if math.IsNaN(v) {
+				return nil, fmt.Errorf("criterion %s: the score of unit %d of %s is NaN (NaN or infinite activations?)", c.Name(), u, g.Name)
 			}
 		}
-		stage("score", t0)
-		return all, nil
 	}
-	for _, g := range groups {
-		in := Input{Group: g, Analysis: a, Seed: cfg.Seed, Round: round}
-		if st, ok := states[g.Name]; ok {
-			in.Z, in.A = st[0], st[1]
-		}
-		s, err := cfg.Criterion.Score(in)
-		if err != nil {
-			return nil, fmt.Errorf("round %d: scoring %s: %w", round, g.Name, err)
-		}
-		if len(s.Scores) != g.Width {
-			return nil, fmt.Errorf("criterion %s gave %d scores for %d units of %s", cfg.Criterion.Name(), len(s.Scores), g.Width, g.Name)
-		}
-		scored[g.Name] = s
-	}
-	stage("score", t0)
 	return scored, nil
 }
 
@@ -504,34 +712,21 @@ func Score(m *onnxio.Model, calib *dataset.Set, cfg Config) (*rewrite.Analysis, 
 	if cfg.Target == 0 {
 		cfg.Target = 0.5 // unused; keeps defaults() checks simple
 	}
-	if err := cfg.defaults(); err != nil {
+	r, err := start(m, calib, cfg)
+	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.Criterion.NeedsStates() {
-		if calib == nil {
-			return nil, nil, fmt.Errorf("criterion %s needs calibration data", cfg.Criterion.Name())
-		}
-		n, err := calib.N()
-		if err != nil {
-			return nil, nil, err
-		}
-		if n > cfg.Samples {
-			if calib, err = calib.Subset(cfg.Samples, cfg.Seed); err != nil {
-				return nil, nil, err
-			}
-		}
-	}
-	a, err := rewrite.Analyze(m, rewrite.Options{})
+	a, err := rewrite.Analyze(r.cur, rewrite.Options{})
 	if err != nil {
 		return nil, nil, err
 	}
 	var groups []*rewrite.Group
 	for _, g := range a.Groups {
-		if cfg.eligible(g) {
+		if r.cfg.eligible(g) {
 			groups = append(groups, g)
 		}
 	}
-	scored, err := scoreGroups(m, a, groups, calib, &cfg, 1, func(string, time.Time) {})
+	scored, err := r.score(a, groups, 1)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -554,20 +749,6 @@ func captureStates(m *onnxio.Model, groups []*rewrite.Group, calib *dataset.Set,
 	}
 	return capture.Run(m, points, calib, capture.Options{Batch: cfg.Batch, Runtime: cfg.Runtime, Buffers: &cfg.buffers,
 		Progress: cfg.progress(fmt.Sprintf("capture round %d", round))})
-}
-
-// fileHash is the hex SHA-256 of a file, or "" if it cannot be read.
-func fileHash(p string) string {
-	f, err := os.Open(p)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return ""
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func commas(n int64) string {

@@ -24,7 +24,9 @@ func (*Spectral) NeedsStates() bool { return true }
 // Options returns the settings for the report.
 func (c *Spectral) Options() any { return c.opts }
 
-func (c *Spectral) Score(in Input) (*Scored, error) {
+func (c *Spectral) Score(r *Round) (map[string]*Scored, error) { return EachGroup(r, c.group) }
+
+func (c *Spectral) group(in Input) (*Scored, error) {
 	if in.Z == nil || in.A == nil {
 		return nil, fmt.Errorf("group %s: no captured states", in.Group.Name)
 	}

@@ -3,8 +3,7 @@ package shrink
 import (
 	"fmt"
 
-	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/finetune"
+	"github.com/onnx-cria/onnx-cria/autodiff"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
@@ -20,19 +19,8 @@ type Taylor struct{}
 func (Taylor) Name() string      { return "taylor" }
 func (Taylor) NeedsStates() bool { return false }
 
-// Score is only reached when a caller scores groups one by one; the loop
-// scores a whole round at once (ScoreRound).
-func (t Taylor) Score(in Input) (*Scored, error) {
-	return nil, fmt.Errorf("group %s: the taylor criterion scores a whole round at once", in.Group.Name)
-}
-
-// roundScorer is a criterion that scores every group of a round in one
-// pass over the calibration data.
-type roundScorer interface {
-	ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int) (map[string]*Scored, error)
-}
-
-func (Taylor) ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, round int) (map[string]*Scored, error) {
+func (Taylor) Score(r *Round) (map[string]*Scored, error) {
+	a, groups, calib := r.Analysis, r.Groups, r.Calib
 	if calib == nil {
 		return nil, fmt.Errorf("the taylor criterion needs calibration data with labels (or a language model)")
 	}
@@ -66,13 +54,12 @@ func (Taylor) ScoreRound(a *rewrite.Analysis, groups []*rewrite.Group, calib *da
 		sums[g.Name] = make([]float64, g.Width)
 	}
 	batches := 0
-	fcfg := finetune.Config{Batch: cfg.Batch, MaxSamples: cfg.Samples, Seed: cfg.Seed, Runtime: cfg.Runtime}
-	if cfg.Progress != nil {
-		prog := cfg.progress(fmt.Sprintf("round %d gradients", round))
-		fcfg.Progress = func(_ string, done, total int) { prog(done, total) }
+	fcfg := autodiff.GradOptions{Batch: r.Batch, Seed: r.Seed, Runtime: r.Runtime}
+	if r.Progress != nil {
+		fcfg.Progress = func(_ string, done, total int) { r.Progress(done, total) }
 	}
 	step := make(map[string][]float64, len(groups))
-	err := finetune.GradientPass(m, calib, names, fcfg, func(values, grads [][]float32) error {
+	err := autodiff.GradientPass(m, calib, names, fcfg, func(values, grads [][]float32) error {
 		for _, g := range groups {
 			step[g.Name] = make([]float64, g.Width)
 		}

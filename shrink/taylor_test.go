@@ -6,7 +6,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 // Units whose incoming weights and bias are zero compute nothing: the
@@ -47,7 +47,7 @@ func TestTaylorKnownAnswers(t *testing.T) {
 		raw, _ := onnxio.EncodeFloat64s(onnxio.Float, vals)
 		tp.RawData, tp.FloatData = raw, nil
 	}
-	_, scored, err := Score(m, calib, Config{Criterion: Taylor{}, Samples: 256, Runtime: runtime.Config{Threads: 1}})
+	_, scored, err := Score(m, calib, Config{Criterion: Taylor{}, Samples: 256, Runtime: ort.Config{Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestTaylorShrinks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, rep, err := Run(m, calib, Config{Target: 0.2, Criterion: Taylor{}, Samples: 64, Batch: 32, Runtime: runtime.Config{Threads: 1}})
+		_, rep, err := Run(m, calib, Config{Target: 0.2, Criterion: Taylor{}, Samples: 64, Batch: 32, Runtime: ort.Config{Threads: 1}})
 		if err != nil {
 			t.Fatalf("%s: %v", f.model, err)
 		}

@@ -5,7 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -14,10 +14,10 @@ import (
 	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
-	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -49,7 +49,7 @@ type Addition struct {
 // res's, and res keeps its originals and ablations.
 func (res *Results) Merge(later *Results) {
 	key := func(r Record) string {
-		return fmt.Sprintf("%s|%g|%s|%d", r.Fixture, r.Target, r.Criterion, r.Seed)
+		return fmt.Sprintf("%s|%g|%s|%d|%s", r.Fixture, r.Target, r.Criterion, r.Seed, r.rounding())
 	}
 	replaced := map[string]bool{}
 	for _, r := range later.Records {
@@ -94,20 +94,25 @@ type Original struct {
 
 // Record is one shrink run.
 type Record struct {
-	Fixture    string             `json:"fixture"`
-	Target     float64            `json:"target"`
-	Criterion  string             `json:"criterion"`
-	Seed       int64              `json:"seed"`
-	Metric     string             `json:"metric"`
-	Reduction  float64            `json:"effective_reduction"`
-	Params     int64              `json:"params"`
-	FLOPs      int64              `json:"flops"`
-	Bytes      int64              `json:"bytes"`
-	Rounds     int                `json:"rounds"`
-	Pruned     float64            `json:"metric_pruned"`
-	Recovered  float64            `json:"metric_recovered"`
-	Recovery   string             `json:"recovery"`
-	Latency    []shrink.Latency   `json:"latency,omitempty"`
+	Fixture   string           `json:"fixture"`
+	Target    float64          `json:"target"`
+	Criterion string           `json:"criterion"`
+	Seed      int64            `json:"seed"`
+	Metric    string           `json:"metric"`
+	Reduction float64          `json:"effective_reduction"`
+	Params    int64            `json:"params"`
+	FLOPs     int64            `json:"flops"`
+	Bytes     int64            `json:"bytes"`
+	Rounds    int              `json:"rounds"`
+	Pruned    float64          `json:"metric_pruned"`
+	Recovered float64          `json:"metric_recovered"`
+	Recovery  string           `json:"recovery"`
+	Latency   []shrink.Latency `json:"latency,omitempty"`
+	// Rounding is the width rounding: "1" (exact widths; "" in older
+	// records) or "auto" (the command line's default). LatencyRef is the
+	// original's latency timed in turns with this record's model.
+	Rounding   string             `json:"rounding,omitempty"`
+	LatencyRef []shrink.Latency   `json:"latency_original,omitempty"`
 	Stages     map[string]float64 `json:"seconds_per_stage"`
 	Error      string             `json:"error,omitempty"`
 	ShrinkSecs float64            `json:"seconds"`
@@ -116,8 +121,11 @@ type Record struct {
 // Experiment runs every setting of cfg, logging progress to log.
 func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	start := time.Now()
+	if len(cfg.Roundings) == 0 {
+		cfg.Roundings = []string{"1"}
+	}
 	res := &Results{Config: cfg, Machine: machine()}
-	rt := runtime.Config{Threads: cfg.Threads}
+	rt := ort.Config{Threads: cfg.Threads}
 	for _, name := range cfg.Fixtures {
 		f, err := fixture.Load(cfg.Root, name)
 		if err != nil {
@@ -152,7 +160,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 		if rel, err := filepath.Rel(cfg.Root, f.Model); err == nil {
 			model = filepath.ToSlash(rel)
 		}
-		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: shrink.FLOPs(m), Latency: lat})
+		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: onnxio.FLOPs(m), Latency: lat})
 		fmt.Fprintf(log, "%s: %s, %d parameters\n", name, base, p0)
 
 		if g := ablationGroup(m); g != "" && !cfg.NoAblation {
@@ -167,15 +175,17 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 
 		for _, target := range cfg.Targets {
 			for _, cname := range cfg.Criteria {
-				for _, seed := range cfg.Seeds {
-					rec := runOne(m, calib, ev, f, target, cname, seed, cfg, rt, seed == cfg.Seeds[0])
-					res.Records = append(res.Records, rec)
-					if rec.Error != "" {
-						fmt.Fprintf(log, "%s %.2f %s seed %d: %s\n", name, target, cname, seed, rec.Error)
-						continue
+				for _, rounding := range cfg.Roundings {
+					for _, seed := range cfg.Seeds {
+						rec := runOne(m, calib, ev, f, target, cname, rounding, seed, cfg, rt, cfg.LatencyAll || seed == cfg.Seeds[0])
+						res.Records = append(res.Records, rec)
+						if rec.Error != "" {
+							fmt.Fprintf(log, "%s %.2f %s rounding %s seed %d: %s\n", name, target, cname, rounding, seed, rec.Error)
+							continue
+						}
+						fmt.Fprintf(log, "%s %.2f %-10s rounding %-4s seed %d: reduction %.4f, %s %.4f pruned, %.4f recovered (%.1fs)\n",
+							name, target, cname, rounding, seed, rec.Reduction, rec.Metric, rec.Pruned, rec.Recovered, rec.ShrinkSecs)
 					}
-					fmt.Fprintf(log, "%s %.2f %-10s seed %d: reduction %.4f, %s %.4f pruned, %.4f recovered (%.1fs)\n",
-						name, target, cname, seed, rec.Reduction, rec.Metric, rec.Pruned, rec.Recovered, rec.ShrinkSecs)
 				}
 			}
 		}
@@ -184,15 +194,26 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	return res, nil
 }
 
-func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture.Fixture, target float64, cname string, seed int64, cfg Config, rt runtime.Config, latency bool) Record {
-	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery}
+func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture.Fixture, target float64, cname, rounding string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
+	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery, Rounding: rounding}
 	crit, err := shrink.NewCriterion(cname)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
 	}
 	t0 := time.Now()
-	small, rep, err := shrink.Run(m, calib, shrink.Config{Target: target, Criterion: crit, Samples: cfg.Samples, Seed: seed, Runtime: rt})
+	sc := shrink.Config{Target: target, Criterion: crit, Samples: cfg.Samples, Seed: seed, Runtime: rt}
+	switch rounding {
+	case "auto":
+		sc.RoundChannels = ort.ConvBlock(rt.Provider)
+	case "", "1":
+	default:
+		if _, err := fmt.Sscan(rounding, &sc.RoundTo); err != nil {
+			rec.Error = fmt.Sprintf("rounding %q: want auto or a positive integer", rounding)
+			return rec
+		}
+	}
+	small, rep, err := shrink.Run(m, calib, sc)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
@@ -212,17 +233,29 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture.Fixture, target 
 		return rec
 	}
 	if latency {
-		if rec.Latency, err = shrink.MeasureLatency(small, calib, []int{1, 64}, time.Second, rt); err != nil {
+		lat, err := shrink.MeasureLatencies([]*onnxio.Model{m, small}, calib, []int{1, 64}, time.Second, rt)
+		if err != nil {
 			rec.Error = err.Error()
+			return rec
 		}
+		rec.LatencyRef, rec.Latency = lat[0], lat[1]
 	}
 	return rec
+}
+
+// rounding is the record's width rounding, "1" for records from before
+// the field existed.
+func (r Record) rounding() string {
+	if r.Rounding == "" {
+		return "1"
+	}
+	return r.Rounding
 }
 
 // recoverModel applies the experiment's recovery budget and returns the
 // metric after it: none, or the least-squares refit of every narrowed layer
 // on the calibration set (label-free, the same for every criterion).
-func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture.Fixture, rt runtime.Config, rep *shrink.Report) (float64, error) {
+func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture.Fixture, rt ort.Config, rep *shrink.Report) (float64, error) {
 	switch cfg.Recovery {
 	case "none", "":
 		r, err := evaluate.Run(small, ev, evaluate.Options{Task: f.Task, Runtime: rt})
@@ -231,8 +264,8 @@ func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config,
 		}
 		return r.Value, nil
 	case "lsq":
-		_, rr, err := shrink.Recover(orig, small, rep, calib, shrink.Recovery{
-			LSQ: true, LSQOpts: finetune.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
+		_, rr, err := recover.Run(orig, small, rep.Kept(), calib, recover.Options{
+			LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
 		})
 		if err != nil {
 			return 0, err
@@ -258,7 +291,7 @@ func ablationGroup(m *onnxio.Model) string {
 }
 
 func machine() Machine {
-	mc := Machine{Cores: goruntime.NumCPU(), Go: goruntime.Version(), ORT: runtime.Version(), OS: goruntime.GOOS + "/" + goruntime.GOARCH, Date: time.Now().UTC().Format("2006-01-02")}
+	mc := Machine{Cores: runtime.NumCPU(), Go: runtime.Version(), ORT: ort.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Date: time.Now().UTC().Format("2006-01-02")}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(line, "model name") {

@@ -12,14 +12,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func main() {
@@ -35,12 +36,17 @@ type Config struct {
 	Fixtures []string  `json:"fixtures"`
 	Targets  []float64 `json:"targets"`
 	Criteria []string  `json:"criteria"`
-	Seeds    []int64   `json:"seeds"`
-	Samples  int       `json:"samples"`
-	Recovery string    `json:"recovery"`
-	Threads  int       `json:"threads"`
-	Ablation float64   `json:"ablation_fraction"`
-	Trials   int       `json:"ablation_random_trials"`
+	// Roundings are the width roundings each criterion runs with: "1"
+	// (exact widths, the paper's budget) and/or "auto" (the command
+	// line's default). LatencyAll times every run, not only the first seed.
+	Roundings  []string `json:"roundings,omitempty"`
+	LatencyAll bool     `json:"latency_all,omitempty"`
+	Seeds      []int64  `json:"seeds"`
+	Samples    int      `json:"samples"`
+	Recovery   string   `json:"recovery"`
+	Threads    int      `json:"threads"`
+	Ablation   float64  `json:"ablation_fraction"`
+	Trials     int      `json:"ablation_random_trials"`
 	// NoAblation skips the ablation (a run merged into earlier results).
 	NoAblation bool      `json:"-"`
 	Root       string    `json:"-"`
@@ -57,17 +63,29 @@ func run(args []string) error {
 	targets := fs.String("targets", "0.3,0.5,0.7", "effective parameter reductions")
 	criteria := fs.String("criteria", "spectral,magnitude,activation,random,taylor", "criteria (taylor needs labels or a language model)")
 	seeds := fs.Int("seeds", 3, "seeds per setting")
+	roundings := fs.String("roundings", "1", "width roundings: 1 (exact widths) and/or auto (the command line's default)")
+	latencyAll := fs.Bool("latency-all", false, "time every run against the original, not only the first seed's")
 	samples := fs.Int("samples", 1024, "calibration samples M")
 	recovery := fs.String("recovery", "lsq", "recovery after pruning: none or lsq")
 	threads := fs.Int("threads", 0, "ORT intra-op threads (0: ORT's default)")
 	ablation := fs.Float64("ablation", 0.5, "fraction of one group removed in the ablation")
 	trials := fs.Int("trials", 5, "random trials in the ablation")
-	root := fs.String("root", ".", "repository root (where testdata/ is)")
-	out := fs.String("out", "docs", "directory for RESULTS.md, results/results.json and the plots")
+	root := fs.String("root", "", "repository root, where testdata/ is (default: the nearest directory above the working directory that has testdata/models)")
+	out := fs.String("out", "", "directory for RESULTS.md, results/results.json and the plots (default: docs/ under the root)")
 	render := fs.String("render", "", "only redraw RESULTS.md and the plots in --out from this results.json")
 	merge := fs.String("merge", "", "add this run's records to this results.json (for criteria run later); skips the ablation")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *root == "" {
+		r, err := findRoot()
+		if err != nil {
+			return err
+		}
+		*root = r
+	}
+	if *out == "" {
+		*out = filepath.Join(*root, "docs")
 	}
 	if *render != "" {
 		res, err := readResults(*render)
@@ -79,9 +97,9 @@ func run(args []string) error {
 		return Write(res, cfg)
 	}
 	cfg := Config{
-		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples,
+		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples, Roundings: split(*roundings), LatencyAll: *latencyAll,
 		Recovery: *recovery, Threads: *threads, Ablation: *ablation, Trials: *trials,
-		Root: *root, OutDir: *out, Command: "go run ./bench/experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
+		Root: *root, OutDir: *out, Command: "cd bench && go run ./experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
 	}
 	for _, t := range split(*targets) {
 		var v float64
@@ -96,7 +114,7 @@ func run(args []string) error {
 	if cfg.Quick {
 		cfg.Fixtures, cfg.Targets, cfg.Seeds, cfg.Samples, cfg.Trials = []string{"mlp"}, []float64{0.5}, []int64{0}, 128, 2
 	}
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		return err
 	}
 	var earlier *Results
@@ -142,4 +160,21 @@ func split(s string) []string {
 	return out
 }
 
-func loadModel(p string) (*onnxio.Model, error) { return onnxio.Load(p) }
+// findRoot is the nearest directory at or above the working directory
+// that holds testdata/models: the repository root.
+func findRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if st, err := os.Stat(filepath.Join(dir, "testdata", "models")); err == nil && st.IsDir() {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no testdata/models above the working directory: pass --root")
+		}
+		dir = parent
+	}
+}

@@ -5,10 +5,9 @@ import (
 	"math"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
-	"github.com/onnx-cria/onnx-cria/evaluate"
-	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
 )
 
 // evaluator measures a model's loss on the validation rows and its KL
@@ -16,14 +15,14 @@ import (
 type evaluator struct {
 	data     *dataset.Set
 	task     string
-	rt       runtime.Config
+	rt       ort.Config
 	base     [][]float32 // the original's log-probabilities, per batch
 	baseLoss float64
 }
 
 const evalBatch = 64
 
-func newEvaluator(m *onnxio.Model, data *dataset.Set, task string, rt runtime.Config) (*evaluator, error) {
+func newEvaluator(m *onnxio.Model, data *dataset.Set, task string, rt ort.Config) (*evaluator, error) {
 	e := &evaluator{data: data, task: task, rt: rt}
 	loss, _, err := e.run(m, true)
 	if err != nil {
@@ -37,8 +36,8 @@ func (e *evaluator) eval(m *onnxio.Model) (loss, kl float64, err error) { return
 
 // afterLSQ refits pruned (pruned from orig, keeping kept) on calib and
 // returns the loss increase and KL after the refit.
-func (e *evaluator) afterLSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, cfg *Config, rt runtime.Config) (float64, float64, error) {
-	fixed, _, err := finetune.LSQ(orig, pruned, kept, calib, finetune.LSQOptions{Samples: cfg.lsqSamples(calib), Seed: cfg.Seed, Runtime: rt})
+func (e *evaluator) afterLSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, cfg *Config, rt ort.Config) (float64, float64, error) {
+	fixed, _, err := recover.LSQ(orig, pruned, kept, calib, recover.LSQOptions{Samples: cfg.lsqSamples(calib), Seed: cfg.Seed, Runtime: rt})
 	if err != nil {
 		return 0, 0, fmt.Errorf("lsq: %w", err)
 	}
@@ -50,12 +49,12 @@ func (e *evaluator) afterLSQ(orig, pruned *onnxio.Model, kept map[string][]int, 
 // negative log-likelihood) and, unless record is set, the mean KL from the
 // recorded original log-probabilities; with record it records them.
 func (e *evaluator) run(m *onnxio.Model, record bool) (float64, float64, error) {
-	s, err := runtime.NewSessionForModel(m, nil, e.rt)
+	s, err := ort.NewSessionForModel(m, nil, e.rt)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer s.Destroy()
-	b, err := evaluate.Bind(s, e.data, "")
+	b, err := s.Bind(e.data, "")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -78,7 +77,7 @@ func (e *evaluator) run(m *onnxio.Model, record bool) (float64, float64, error) 
 	var count int
 	bi := 0
 	for batch := range b.Batches(evalBatch) {
-		feed, err := evaluate.Feed(b, batch)
+		feed, err := ort.Feed(b, batch)
 		if err != nil {
 			return 0, 0, err
 		}

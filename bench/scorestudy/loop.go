@@ -7,9 +7,9 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
-	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/shrink"
 	"github.com/onnx-cria/onnx-cria/spectral"
 )
@@ -34,16 +34,22 @@ type proto struct{ name string }
 
 func (p proto) Name() string    { return p.name }
 func (proto) NeedsStates() bool { return true }
-func (p proto) Score(in shrink.Input) (*shrink.Scored, error) {
+func (p proto) Score(r *shrink.Round) (map[string]*shrink.Scored, error) {
+	act, err := shrink.Activation{}.Score(r)
+	if err != nil {
+		return nil, err
+	}
+	return shrink.EachGroup(r, func(in shrink.Input) (*shrink.Scored, error) {
+		return p.group(in, act[in.Group.Name].Scores)
+	})
+}
+
+func (p proto) group(in shrink.Input, act []float64) (*shrink.Scored, error) {
 	r, err := spectral.Score(in.Z, in.A, spectral.Options{Seed: uint64(in.Seed)})
 	if err != nil {
 		return nil, err
 	}
-	act, err := shrink.Activation{}.Score(in)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]float64{"spectral": r.Scores, "activation": act.Scores}
+	out := map[string][]float64{"spectral": r.Scores, "activation": act}
 	if err := derivedScores(out, in.Analysis.Model, in.Group, in.Z, in.A, in.Seed, p.name); err != nil {
 		return nil, fmt.Errorf("group %s: %w", in.Group.Name, err)
 	}
@@ -69,7 +75,7 @@ func criterion(name string) (shrink.Criterion, error) {
 // loopRuns shrinks the model to cfg.Loop with every score of cfg.LoopCrit
 // (exact per-unit widths, seed cfg.Seed) and measures the metric on the
 // validation rows before and after the least-squares refit.
-func loopRuns(m *onnxio.Model, calib, valid *dataset.Set, task string, cfg *Config, rt runtime.Config, log io.Writer) ([]LoopResult, error) {
+func loopRuns(m *onnxio.Model, calib, valid *dataset.Set, task string, cfg *Config, rt ort.Config, log io.Writer) ([]LoopResult, error) {
 	opts := evaluate.Options{Task: task, Runtime: rt}
 	if task != "lm" {
 		opts.Task = evaluate.Classification
@@ -99,7 +105,7 @@ func loopRuns(m *onnxio.Model, calib, valid *dataset.Set, task string, cfg *Conf
 			return nil, err
 		}
 		lr.Pruned = r.Value
-		_, rr, err := shrink.Recover(m, small, rep, calib, shrink.Recovery{LSQ: true, LSQOpts: finetune.LSQOptions{Samples: cfg.lsqSamples(calib), Seed: cfg.Seed}, Eval: valid, EvalTask: opts.Task, Runtime: rt})
+		_, rr, err := recover.Run(m, small, rep.Kept(), calib, recover.Options{LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.lsqSamples(calib), Seed: cfg.Seed}, Eval: valid, EvalTask: opts.Task, Runtime: rt})
 		if err != nil {
 			return nil, err
 		}

@@ -29,7 +29,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func main() {
@@ -99,7 +99,7 @@ func run(args []string) error {
 		}
 		cfg.Fractions = append(cfg.Fractions, v)
 	}
-	if err := runtime.Init(runtime.Config{Threads: cfg.Threads}); err != nil {
+	if err := ort.Init(ort.Config{Threads: cfg.Threads}); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {

@@ -10,8 +10,8 @@ import (
 	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
+	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/rewrite"
-	"github.com/onnx-cria/onnx-cria/runtime"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
@@ -94,7 +94,7 @@ func studyFixture(name string, cfg *Config, log io.Writer) (*FixtureResult, erro
 	if err != nil {
 		return nil, err
 	}
-	rt := runtime.Config{Threads: cfg.Threads}
+	rt := ort.Config{Threads: cfg.Threads}
 	ev, err := newEvaluator(m, valid, f.Task, rt)
 	if err != nil {
 		return nil, err
@@ -179,7 +179,7 @@ func splitSet(s *dataset.Set, n int, seed int64) (*dataset.Set, *dataset.Set, er
 }
 
 // allScores computes every score of every group on the scoring rows.
-func allScores(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, rt runtime.Config) (map[string]map[string][]float64, error) {
+func allScores(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, calib *dataset.Set, cfg *Config, rt ort.Config) (map[string]map[string][]float64, error) {
 	out := map[string]map[string][]float64{}
 	if len(groups) == 0 {
 		return out, nil
@@ -221,7 +221,11 @@ type recorder struct {
 func (recorder) Name() string      { return "scorestudy" }
 func (recorder) NeedsStates() bool { return true }
 
-func (r recorder) Score(in shrink.Input) (*shrink.Scored, error) {
+func (r recorder) Score(round *shrink.Round) (map[string]*shrink.Scored, error) {
+	return shrink.EachGroup(round, r.group)
+}
+
+func (r recorder) group(in shrink.Input) (*shrink.Scored, error) {
 	s, ok := r.out[in.Group.Name]
 	if !ok { // not studied (too narrow)
 		return &shrink.Scored{Scores: make([]float64, in.Group.Width)}, nil
@@ -233,7 +237,7 @@ func (r recorder) Score(in shrink.Input) (*shrink.Scored, error) {
 }
 
 // damages measures single-unit, random-set and lowest-fraction removals.
-func damages(gr *GroupResult, m *onnxio.Model, a *rewrite.Analysis, g *rewrite.Group, calib *dataset.Set, ev *evaluator, cfg *Config, rt runtime.Config) error {
+func damages(gr *GroupResult, m *onnxio.Model, a *rewrite.Analysis, g *rewrite.Group, calib *dataset.Set, ev *evaluator, cfg *Config, rt ort.Config) error {
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), hashName(g.Name)))
 	remove := func(units []int) (Damage, *onnxio.Model, error) {
 		units = slices.Clone(units)

@@ -3,105 +3,119 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
+	"github.com/onnx-cria/onnx-cria/autodiff"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/finetune"
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/recover"
 	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
-// trainFlags are the fine-tuning settings shared by finetune and shrink
-// (where they carry the prefix "ft-").
+// trainFlags are the fine-tuning settings shared by finetune and shrink,
+// where they carry the prefix "ft-". The training batch is shrink's
+// --ft-batch; finetune's is its common --batch (the caller sets batch).
 type trainFlags struct {
-	epochs, batch, maxSamples, maxSteps, every *int
-	lr, momentum, wd, clip, temp, alpha        *float64
-	optimizer, schedule, loss, bn              *string
-	freeze                                     *multiFlag
+	epochs, batch, maxSamples, maxSteps *int
+	lr, momentum, wd, clip, temp, alpha *float64
+	optimizer, schedule, loss, bn       *string
+	freeze                              *multiFlag
 }
 
-func addTrainFlags(fs *flag.FlagSet, prefix string) *trainFlags {
+func addTrainFlags(fs *flagSet, prefix string, withBatch bool) *trainFlags {
 	f := &trainFlags{freeze: &multiFlag{}}
-	f.epochs = fs.Int(prefix+"epochs", 1, "passes over the training data")
-	f.lr = fs.Float64(prefix+"lr", 0, "learning rate (default 1e-4 for adam, 1e-3 for sgd: recovery of a trained model)")
-	f.batch = fs.Int(prefix+"batch", 64, "rows per training step")
+	f.epochs = fs.Int(prefix+"epochs", 1, 1, "passes over the training data")
+	f.lr = fs.Float(prefix+"lr", 0, span{0, 10, false, false}, "learning rate (0: 1e-4 for adam, 1e-3 for sgd: recovery of a trained model)")
+	if withBatch {
+		f.batch = fs.Int(prefix+"batch", 64, 1, "rows per training step")
+	}
 	f.optimizer = fs.String(prefix+"optimizer", "adam", "adam (bias-corrected, decoupled weight decay) or sgd (momentum)")
-	f.momentum = fs.Float64(prefix+"momentum", 0.9, "sgd momentum")
-	f.wd = fs.Float64(prefix+"weight-decay", 0, "weight decay (decoupled for adam, L2 for sgd)")
+	f.momentum = fs.Float(prefix+"momentum", 0.9, span{0, 1, false, true}, "sgd momentum")
+	f.wd = fs.Float(prefix+"weight-decay", 0, span{0, 1, false, false}, "weight decay (decoupled for adam, L2 for sgd)")
 	f.schedule = fs.String(prefix+"schedule", "cosine", "learning rate schedule: cosine (to 0 at the end) or constant")
-	f.clip = fs.Float64(prefix+"clip", 0, "clip the global gradient norm to this (0: off)")
-	f.temp = fs.Float64(prefix+"temperature", 2, "distillation temperature")
-	f.alpha = fs.Float64(prefix+"alpha", 0.5, "with labels and a teacher: weight of distillation (the labels get 1-alpha)")
+	f.clip = fs.Float(prefix+"clip", 0, nonNegative, "clip the global gradient norm to this (0: off)")
+	f.temp = fs.Float(prefix+"temperature", 2, span{0, 100, true, false}, "distillation temperature")
+	f.alpha = fs.Float(prefix+"alpha", 0.5, unitInterval, "with labels and a teacher: weight of distillation (the labels get 1-alpha)")
 	f.bn = fs.String(prefix+"bn", "batch", "BatchNormalization while training: batch (batch statistics, running statistics updated, as PyTorch's train mode) or frozen (running statistics fixed)")
 	f.loss = fs.String(prefix+"loss", "auto", "auto, ce (labels), lm (next token), kd (teacher's logits) or mse (teacher's outputs)")
-	f.maxSamples = fs.Int(prefix+"max-samples", 0, "train on a seeded subset of this many rows (0: all)")
-	f.maxSteps = fs.Int(prefix+"max-steps", 0, "stop after this many steps in total, writing the checkpoint (0: no limit)")
-	f.every = fs.Int(prefix+"checkpoint-every", 0, "also write the checkpoint every N steps")
+	f.maxSamples = fs.Int(prefix+"max-samples", 0, 0, "train on a seeded subset of this many rows (0: all)")
+	f.maxSteps = fs.Int(prefix+"max-steps", 0, 0, "stop after this many steps in total (0: no limit)")
 	fs.Var(f.freeze, prefix+"freeze", "leave initializers matching this glob pattern untrained (repeatable)")
 	return f
 }
 
 // config turns the flags into a finetune.Config; m is the student.
-func (f *trainFlags) config(m *onnxio.Model) (finetune.Config, error) {
+func (f *trainFlags) config(m *onnxio.Model, prefix string) (finetune.Config, error) {
 	c := finetune.Config{
 		Epochs: *f.epochs, LR: *f.lr, Batch: *f.batch, Optimizer: *f.optimizer, Momentum: *f.momentum,
 		WeightDecay: *f.wd, Schedule: *f.schedule, ClipNorm: *f.clip, Temperature: *f.temp, Alpha: *f.alpha,
-		MaxSamples: *f.maxSamples, MaxSteps: *f.maxSteps, CheckpointEvery: *f.every, Freeze: *f.freeze,
-		BatchNorm: *f.bn,
+		MaxSamples: *f.maxSamples, MaxSteps: *f.maxSteps, Freeze: *f.freeze, BatchNorm: *f.bn,
 	}
 	switch {
-	case c.Epochs < 1:
-		return c, usagef("--epochs %d: want at least 1", c.Epochs)
 	case c.Optimizer != "adam" && c.Optimizer != "sgd":
-		return c, usagef("--optimizer %q: want adam or sgd", c.Optimizer)
+		return c, usagef("--%soptimizer %q: want adam or sgd", prefix, c.Optimizer)
 	case c.Schedule != "constant" && c.Schedule != "cosine":
-		return c, usagef("--schedule %q: want constant or cosine", c.Schedule)
-	case c.BatchNorm != finetune.BNBatch && c.BatchNorm != finetune.BNFrozen:
-		return c, usagef("--bn %q: want batch or frozen", c.BatchNorm)
-	case c.Alpha < 0 || c.Alpha > 1:
-		return c, usagef("--alpha %v: want a weight between 0 and 1", c.Alpha)
+		return c, usagef("--%sschedule %q: want constant or cosine", prefix, c.Schedule)
+	case c.BatchNorm != autodiff.BNBatch && c.BatchNorm != autodiff.BNFrozen:
+		return c, usagef("--%sbn %q: want batch or frozen", prefix, c.BatchNorm)
 	}
-	temp := *f.temp
 	switch *f.loss {
 	case "auto":
 	case "ce":
-		c.Objective = finetune.Objective{CE: 1}
+		c.Objective = autodiff.Objective{CE: 1}
 	case "kd":
-		c.Objective = finetune.Objective{KD: 1, Temperature: temp}
+		c.Objective = autodiff.Objective{KD: 1, Temperature: c.Temperature}
 	case "mse":
-		c.Objective = finetune.Objective{MSE: 1}
+		c.Objective = autodiff.Objective{MSE: 1}
 	case "lm":
-		ids, mask := lmInputNames(m)
+		ids, mask := autodiff.LMInputs(m)
 		if ids == "" {
-			return c, errors.New("--loss lm: the model has no 2-D integer token id input")
+			return c, fmt.Errorf("--%sloss lm: %s has no 2-D integer token id input", prefix, m.Name())
 		}
-		c.Objective = finetune.Objective{LM: 1, IDs: ids, Mask: mask}
+		c.Objective = autodiff.Objective{LM: 1, IDs: ids, Mask: mask}
 	default:
-		return c, usagef("--loss %q: want auto, ce, lm, kd or mse", *f.loss)
+		return c, usagef("--%sloss %q: want auto, ce, lm, kd or mse", prefix, *f.loss)
 	}
 	return c, nil
 }
 
-// lmInputNames finds a language model's token id and attention mask inputs.
-func lmInputNames(m *onnxio.Model) (ids, mask string) {
-	for _, v := range m.Graph().GetInput() {
-		dt, shape, ok := onnxio.TensorType(v)
-		if !ok || len(shape) != 2 || !dt.IsInt() {
-			continue
-		}
-		if v.GetName() == "attention_mask" {
-			mask = v.GetName()
-		} else if ids == "" {
-			ids = v.GetName()
-		}
-	}
-	return ids, mask
+// finetuneFlags are the finetune command's settings.
+type finetuneFlags struct {
+	*common
+	data, teacher, ckpt, calib, shrinkReport, eval, task, external *string
+	seed                                                           *int64
+	every, samples                                                 *int
+	resume                                                         *bool
+	tf                                                             *trainFlags
+	lsq                                                            *lsqFlags
+}
+
+func addFinetuneFlags(fs *flagSet) *finetuneFlags {
+	f := &finetuneFlags{}
+	fs.section("Training")
+	f.data = fs.String("data", "", "training data (.npz with arrays named after the model inputs, and \"labels\")")
+	f.teacher = fs.String("teacher", "", "the original model: distill from its outputs (and the lsq refit's targets)")
+	f.seed = fs.Int64("seed", 0, "seed for shuffling and subsets")
+	f.tf = addTrainFlags(fs, "", false)
+	fs.section("Checkpoints")
+	f.ckpt = fs.String("checkpoint", "", "write weights, optimizer state and position here after every epoch (atomically)")
+	f.every = fs.Int("checkpoint-every", 0, 0, "also write the checkpoint every N steps")
+	f.resume = fs.Bool("resume", false, "continue from --checkpoint")
+	f.lsq = addLSQFlags(fs, "auto")
+	f.calib = fs.String("calib", "", "calibration data for the lsq refit")
+	f.shrinkReport = fs.String("shrink-report", "", "shrink's JSON report, for the lsq refit (which units were kept)")
+	f.samples = fs.Int("samples", 1024, 1, "calibration samples for the lsq refit")
+	fs.section("Evaluation and output")
+	f.eval = fs.String("eval", "", "evaluation data: the metric before training and after every epoch")
+	f.task = fs.String("task", "", "classification or lm (default: classification when the data has labels)")
+	f.external = fs.String("external-data", "", "write the tensors of OUT to this data file beside it")
+	f.common = addCommon(fs)
+	f.tf.batch = f.batch
+	return f
 }
 
 func runFinetune(args []string, stdout, stderr io.Writer) error {
@@ -111,151 +125,169 @@ ONNX graph (forward pass, loss, backward pass) built from IN and run by ONNX
 Runtime; the optimizer runs in Go. The loss is cross-entropy on the "labels"
 array, next-token cross-entropy for a language model, or with --teacher the
 original model's outputs (distillation, mixed with the labels when there are
-any). Progress per epoch goes to stderr, the summary to stdout.
+any). Progress goes to stderr, the summary to stdout.
 
-With --recover lsq, the layers pruning narrowed are refit by least squares to
-the original model's outputs on --calib (needs --teacher ORIGINAL.onnx and
---shrink-report, shrink's JSON report); with --data as well, fine-tuning follows.`, stderr)
-	rt := rtFlags(fs)
-	dataPath := fs.String("data", "", "training data (.npz with arrays named after the model inputs, and \"labels\")")
-	teacherPath := fs.String("teacher", "", "the original model: distill from its outputs")
-	evalPath := fs.String("eval", "", "evaluation data: the metric before training and after every epoch")
-	evalTask := fs.String("eval-task", "", "classification or lm (default: classification when labels exist)")
-	seed := fs.Int64("seed", 0, "seed for shuffling and subsets")
-	ckpt := fs.String("checkpoint", "", "write weights, optimizer state and position here after every epoch (atomically)")
-	resume := fs.Bool("resume", false, "continue from --checkpoint")
-	recov := fs.String("recover", "", "lsq: least-squares refit of the pruned layers before (or instead of) training")
-	calibPath := fs.String("calib", "", "calibration data for --recover lsq")
-	reportPath := fs.String("shrink-report", "", "shrink's JSON report, for --recover lsq (which units were kept)")
-	samples := fs.Int("samples", 1024, "calibration samples for --recover lsq")
-	ridge := fs.Float64("ridge", 1e-3, "--recover lsq: ridge penalty relative to the mean squared input feature")
-	external := fs.String("external-data", "", "write tensors of OUT to this data file beside it")
-	quiet := fs.Bool("quiet", false, "no progress on stderr")
-	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout")
-	tf := addTrainFlags(fs, "")
+With --recover lsq (the default when --teacher, --calib and --shrink-report are
+all given), the layers pruning narrowed are first refit by least squares to the
+teacher's outputs on --calib; --data is then optional.`, stderr)
+	f := addFinetuneFlags(fs)
 	pos, err := parse(fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
-	in, out := pos[0], pos[1]
-	if err := sameFile(in, out); err != nil {
-		return err
-	}
-	if *recov != "" && *recov != "lsq" && *recov != "none" {
-		return usagef("--recover %q: want lsq or none", *recov)
-	}
-	lsq := *recov == "lsq"
-	if *dataPath == "" && !lsq {
-		return usagef("no training data: pass --data TRAIN.npz (arrays named after the model inputs, plus \"labels\" or --teacher ORIGINAL.onnx), or --recover lsq")
-	}
-	if lsq && (*teacherPath == "" || *calibPath == "" || *reportPath == "") {
-		return usagef("--recover lsq needs --teacher ORIGINAL.onnx, --calib DATA.npz and --shrink-report REPORT.json")
-	}
-	if *resume && *ckpt == "" {
-		return usagef("--resume needs --checkpoint FILE")
-	}
-	m, err := onnxio.Load(in)
+	j, err := f.load(pos[0], pos[1])
 	if err != nil {
 		return err
 	}
-	cfg, err := tf.config(m)
+	u := newUI(stderr, *f.quiet)
+	defer u.end()
+	summary, cur, err := f.run(j, u)
 	if err != nil {
 		return err
 	}
-	var teacher *onnxio.Model
-	if *teacherPath != "" {
-		if teacher, err = onnxio.Load(*teacherPath); err != nil {
-			return err
-		}
-	}
-	load := func(p string) (*dataset.Set, error) {
-		if p == "" {
-			return nil, nil
-		}
-		return dataset.Load(p)
-	}
-	train, err := load(*dataPath)
-	if err != nil {
+	so := &onnxio.SaveOptions{ExternalData: *f.external, Keep: j.files.keep()}
+	if err := cur.Save(pos[1], so); err != nil {
 		return err
 	}
-	evalSet, err := load(*evalPath)
-	if err != nil {
-		return err
-	}
-	calib, err := load(*calibPath)
-	if err != nil {
-		return err
-	}
-	if err := startRuntime(rt); err != nil {
-		return err
-	}
-	bar := newProgress(stderr, "")
-	logf := func(format string, args ...any) {}
-	var progress func(string, int, int)
-	if !*quiet {
-		logf = func(format string, args ...any) {
-			bar.done()
-			fmt.Fprintf(stderr, format+"\n", args...)
-		}
-		progress = func(label string, done, total int) {
-			bar.setLabel(label)
-			bar.update(done, total)
-			if done >= total {
-				bar.done()
-			}
-		}
-	}
-	summary := &finetuneSummary{Input: in, Output: out}
-	cur := m
-	if lsq {
-		kept, err := readKept(*reportPath)
-		if err != nil {
-			return err
-		}
-		o := finetune.LSQOptions{Ridge: *ridge, Samples: *samples, Seed: *seed, Runtime: *rt, Log: logf}
-		if cur, summary.LSQ, err = finetune.LSQ(teacher, cur, kept, calib, o); err != nil {
-			return err
-		}
-		if evalSet != nil {
-			if summary.EvalLSQ, err = evaluate.Run(cur, evalSet, evaluate.Options{Task: *evalTask, Runtime: *rt}); err != nil {
-				return err
-			}
-			logf("after least squares: %s", summary.EvalLSQ)
-		}
-	}
-	if train != nil {
-		cfg.Teacher, cfg.Eval, cfg.EvalTask, cfg.Seed = teacher, evalSet, *evalTask, *seed
-		cfg.Checkpoint, cfg.Resume, cfg.Runtime = *ckpt, *resume, *rt
-		cfg.Log, cfg.Progress = logf, progress
-		if cur, summary.Finetune, err = finetune.Run(cur, train, cfg); err != nil {
-			bar.done()
-			return err
-		}
-		bar.done()
-	}
-	var so *onnxio.SaveOptions
-	if *external != "" {
-		so = &onnxio.SaveOptions{ExternalData: *external}
-	}
-	if err := cur.Save(out, so); err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(summary)
+	if *f.json {
+		return writeJSON(stdout, summary)
 	}
 	summary.write(stdout)
 	return nil
 }
 
+// finetuneJob is what a finetune run reads.
+type finetuneJob struct {
+	in, out            string
+	m, teacher         *onnxio.Model
+	train, eval, calib *dataset.Set
+	cfg                finetune.Config
+	lsq                bool
+	files              runFiles
+}
+
+// load checks the settings and the files, then reads the models and data.
+func (f *finetuneFlags) load(in, out string) (*finetuneJob, error) {
+	j := &finetuneJob{in: in, out: out}
+	if err := checkDataName(*f.external); err != nil {
+		return nil, err
+	}
+	if err := f.lsq.check(); err != nil {
+		return nil, err
+	}
+	j.lsq = *f.lsq.method == "lsq" || (*f.lsq.method == "auto" && *f.teacher != "" && *f.calib != "" && *f.shrinkReport != "")
+	switch {
+	case *f.data == "" && !j.lsq:
+		return nil, usagef("no training data: pass --data TRAIN.npz (arrays named after the model inputs, plus \"labels\" or --teacher ORIGINAL.onnx), or --recover lsq")
+	case j.lsq && (*f.teacher == "" || *f.calib == "" || *f.shrinkReport == ""):
+		return nil, usagef("--recover lsq needs --teacher ORIGINAL.onnx, --calib DATA.npz and --shrink-report REPORT.json")
+	case *f.resume && *f.ckpt == "":
+		return nil, usagef("--resume needs --checkpoint FILE")
+	}
+	var err error
+	if j.m, err = onnxio.Load(in); err != nil {
+		return nil, err
+	}
+	if j.cfg, err = f.tf.config(j.m, ""); err != nil {
+		return nil, err
+	}
+	if *f.teacher != "" {
+		if j.teacher, err = onnxio.Load(*f.teacher); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.checkFiles(j); err != nil {
+		return nil, err
+	}
+	if j.train, err = loadData(*f.data); err != nil {
+		return nil, err
+	}
+	if j.eval, err = loadData(*f.eval); err != nil {
+		return nil, err
+	}
+	if j.calib, err = loadData(*f.calib); err != nil {
+		return nil, err
+	}
+	return j, f.start()
+}
+
+// checkFiles refuses outputs that would overwrite what the run reads.
+func (f *finetuneFlags) checkFiles(j *finetuneJob) error {
+	files := &j.files
+	if err := files.readModel("input model", j.m); err != nil {
+		return err
+	}
+	if j.teacher != nil {
+		if err := files.readModel("teacher", j.teacher); err != nil {
+			return err
+		}
+	}
+	files.read("training data", *f.data)
+	files.read("evaluation data", *f.eval)
+	files.read("calibration data", *f.calib)
+	files.read("shrink report", *f.shrinkReport)
+	files.writeModel("output", j.out, *f.external, j.m)
+	// A checkpoint being resumed is read and then rewritten: it is an
+	// output that must not be any other file of the run.
+	files.write("checkpoint", *f.ckpt)
+	return files.check()
+}
+
+// run refits and/or trains, and returns the summary and the result.
+func (f *finetuneFlags) run(j *finetuneJob, u *ui) (*finetuneSummary, *onnxio.Model, error) {
+	summary := &finetuneSummary{Input: j.in, Output: j.out}
+	cur := j.m
+	if j.lsq {
+		kept, err := readKept(*f.shrinkReport)
+		if err != nil {
+			return nil, nil, err
+		}
+		o := recover.LSQOptions{Ridge: *f.lsq.ridge, Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Log: u.logFunc(), Progress: u.progressFunc()}
+		if cur, summary.LSQ, err = recover.LSQ(j.teacher, cur, kept, j.calib, o); err != nil {
+			return nil, nil, err
+		}
+		if j.eval != nil {
+			if summary.EvalLSQ, err = evaluate.Run(cur, j.eval, evaluate.Options{Task: *f.task, Batch: *f.batch, Runtime: f.rt}); err != nil {
+				return nil, nil, err
+			}
+			u.logf("after least squares: %s", summary.EvalLSQ)
+		}
+	}
+	if j.train != nil {
+		cfg := j.cfg
+		cfg.Teacher, cfg.Eval, cfg.EvalTask, cfg.Seed = j.teacher, j.eval, *f.task, *f.seed
+		cfg.Checkpoint, cfg.CheckpointEvery, cfg.Resume, cfg.Runtime = *f.ckpt, *f.every, *f.resume, f.rt
+		cfg.Log, cfg.Progress = u.logFunc(), u.progressFunc()
+		var err error
+		if cur, summary.Finetune, err = finetune.Run(cur, j.train, cfg); err != nil {
+			return nil, nil, finetuneError(err)
+		}
+	}
+	return summary, cur, nil
+}
+
+// finetuneError phrases the library's errors in terms of the flags.
+func finetuneError(err error) error {
+	if errors.Is(err, autodiff.ErrNoLabels) {
+		return fmt.Errorf("%w: pass --teacher ORIGINAL.onnx to distill from the original model, or add integer class labels named \"labels\"", err)
+	}
+	return err
+}
+
+func loadData(p string) (*dataset.Set, error) {
+	if p == "" {
+		return nil, nil
+	}
+	return dataset.Load(p)
+}
+
 // finetuneSummary is the finetune command's result.
 type finetuneSummary struct {
-	Input    string              `json:"input"`
-	Output   string              `json:"output"`
-	LSQ      []finetune.LayerFit `json:"lsq_layers,omitempty"`
-	EvalLSQ  *evaluate.Result    `json:"eval_after_lsq,omitempty"`
-	Finetune *finetune.Result    `json:"finetune,omitempty"`
+	Input    string             `json:"input"`
+	Output   string             `json:"output"`
+	LSQ      []recover.LayerFit `json:"lsq_layers,omitempty"`
+	EvalLSQ  *evaluate.Result   `json:"eval_after_lsq,omitempty"`
+	Finetune *finetune.Result   `json:"finetune,omitempty"`
 }
 
 func (s *finetuneSummary) write(w io.Writer) {
@@ -267,66 +299,6 @@ func (s *finetuneSummary) write(w io.Writer) {
 	if r := s.Finetune; r != nil {
 		writeFinetune(w, r)
 	}
-}
-
-func writeLSQ(w io.Writer, fits []finetune.LayerFit) {
-	if len(fits) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "least-squares refit (relative error of each layer's output on the calibration set):\n")
-	for _, f := range fits {
-		if f.Note != "" {
-			fmt.Fprintf(w, "  %-36s %-6s skipped: %s\n", f.Node, f.Op, f.Note)
-			continue
-		}
-		state := "refit"
-		if !f.Applied {
-			state = "kept the old weights"
-		}
-		fmt.Fprintf(w, "  %-36s %-6s %5d in %5d out %7d rows  %.4f -> %.4f  %s\n", f.Node, f.Op, f.Inputs, f.Outputs, f.Rows, f.Before, f.After, state)
-	}
-}
-
-func writeFinetune(w io.Writer, r *finetune.Result) {
-	bn := ""
-	if r.BatchNorm != "" {
-		bn = ", batch norm " + r.BatchNorm
-	}
-	fmt.Fprintf(w, "objective: %s; %s lr %g, batch %d%s, %d samples, %d tensors (%s parameters) trained\n",
-		r.Objective, r.Optimizer, r.LR, r.Batch, bn, r.Samples, r.Tensors, commasInt(r.Params))
-	if r.EvalBefore != nil {
-		fmt.Fprintf(w, "  before          %s\n", r.EvalBefore)
-	}
-	for _, e := range r.Epochs {
-		line := fmt.Sprintf("  epoch %-3d       train loss %.4f, %d steps, %.1fs", e.Epoch, e.Loss, e.Steps, e.Seconds)
-		if e.Eval != nil {
-			line += ", eval " + e.Eval.String()
-		}
-		fmt.Fprintln(w, line)
-	}
-	if r.Stopped && r.EvalAfter != nil {
-		fmt.Fprintf(w, "  after           %s\n", r.EvalAfter)
-	}
-	note := ""
-	if r.Resumed {
-		note += " (resumed)"
-	}
-	if r.Stopped {
-		note += " (stopped at --max-steps)"
-	}
-	fmt.Fprintf(w, "  %d steps, %.2f ms per step, %.1fs in all%s\n", r.Steps, 1000*r.StepSeconds, r.Seconds, note)
-}
-
-func commasInt(n int64) string {
-	s := fmt.Sprint(n)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }
 
 // readKept reads the kept units of every pruned group from shrink's JSON
@@ -346,81 +318,66 @@ func readKept(path string) (map[string][]int, error) {
 	return rep.Kept(), nil
 }
 
-// recoverFlags are shrink's recovery flags.
+// lsqFlags are the refit flags of shrink and finetune.
+type lsqFlags struct {
+	method *string
+	ridge  *float64
+}
+
+func addLSQFlags(fs *flagSet, def string) *lsqFlags {
+	fs.section("Recovery")
+	return &lsqFlags{
+		method: fs.String("recover", def, "lsq: least-squares refit of the narrowed layers on the calibration set; none; auto: lsq when the data it needs is there"),
+		ridge:  fs.Float("ridge", 1e-3, span{0, 1e6, true, false}, "lsq: ridge penalty relative to the mean squared input feature"),
+	}
+}
+
+func (f *lsqFlags) check() error {
+	switch *f.method {
+	case "auto", "lsq", "none":
+		return nil
+	}
+	return usagef("--recover %q: want auto, lsq or none", *f.method)
+}
+
+// recoverFlags are shrink's recovery flags: the refit, then optional
+// fine-tuning with the ft- flags.
 type recoverFlags struct {
-	method  *string
+	*lsqFlags
 	train   *string
 	distill *bool
-	ridge   *float64
 	tf      *trainFlags
 }
 
-func addRecoverFlags(fs *flag.FlagSet) *recoverFlags {
-	return &recoverFlags{
-		method:  fs.String("recover", "lsq", "recovery after the last round: lsq (least-squares refit of the narrowed layers on the calibration set) or none"),
-		train:   fs.String("finetune", "", "fine-tune on this training data after the last round, after the lsq refit (see the ft- flags)"),
-		distill: fs.Bool("distill", false, "fine-tune against the original model as teacher (automatic when the training data has no labels)"),
-		ridge:   fs.Float64("ridge", 1e-3, "lsq: ridge penalty relative to the mean squared input feature"),
-		tf:      addTrainFlags(fs, "ft-"),
-	}
+func addRecoverFlags(fs *flagSet) *recoverFlags {
+	f := &recoverFlags{lsqFlags: addLSQFlags(fs, "auto")}
+	fs.section("Fine-tuning after pruning")
+	f.train = fs.String("finetune", "", "fine-tune on this training data after the refit (see the ft- flags)")
+	f.distill = fs.Bool("ft-distill", false, "fine-tune against the input model as teacher (automatic when the training data has no labels)")
+	f.tf = addTrainFlags(fs, "ft-", true)
+	return f
 }
 
-// apply runs the recovery on shrink's result and prints nothing; the
-// caller reports it. It returns small unchanged when there is nothing to do.
-func (f *recoverFlags) apply(orig, small *onnxio.Model, rep *shrink.Report, calib *dataset.Set, cfg *shrink.Config, evalSet *dataset.Set, evalTask string, rt *runtime.Config, stderr io.Writer, quiet bool) (*onnxio.Model, *shrink.RecoveryReport, error) {
-	method := *f.method
-	if method != "lsq" && method != "none" {
-		return nil, nil, usagef("--recover %q: want lsq or none", method)
+// options turns the flags into shrink's recovery settings; nil when there
+// is nothing to do.
+func (f *recoverFlags) options(m *onnxio.Model, calib *dataset.Set, u *ui) (*recover.Options, error) {
+	o := &recover.Options{LSQ: *f.method == "lsq" || (*f.method == "auto" && calib != nil), Distill: *f.distill}
+	if *f.method == "lsq" && calib == nil {
+		return nil, usagef("--recover lsq needs calibration data (--calib)")
 	}
-	r := shrink.Recovery{LSQ: method == "lsq", Distill: *f.distill, Eval: evalSet, EvalTask: evalTask, Runtime: *rt}
-	if r.LSQ && calib == nil {
-		r.LSQ = false // magnitude or random criteria without data: nothing to refit on
-		if !quiet {
-			fmt.Fprintln(stderr, "no calibration data: skipping the least-squares recovery")
-		}
-	}
-	r.LSQOpts = finetune.LSQOptions{Ridge: *f.ridge, Samples: cfg.Samples, Seed: cfg.Seed, Batch: cfg.Batch}
-	if !quiet {
-		r.LSQOpts.Log = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	}
+	o.LSQOpts = recover.LSQOptions{Ridge: *f.ridge, Log: u.logFunc(), Progress: u.progressFunc()}
 	if *f.train != "" {
 		var err error
-		if r.Train, err = dataset.Load(*f.train); err != nil {
-			return nil, nil, err
+		if o.Train, err = dataset.Load(*f.train); err != nil {
+			return nil, err
 		}
-		if r.Finetune, err = f.tf.config(small); err != nil {
-			return nil, nil, err
+		if o.Finetune, err = f.tf.config(m, "ft-"); err != nil {
+			return nil, err
 		}
-		r.Finetune.Seed, r.Finetune.Eval, r.Finetune.EvalTask = cfg.Seed, evalSet, evalTask
-		if !quiet {
-			bar := newProgress(stderr, "")
-			r.Finetune.Log = func(format string, args ...any) { bar.done(); fmt.Fprintf(stderr, format+"\n", args...) }
-			r.Finetune.Progress = func(label string, done, total int) {
-				bar.setLabel(label)
-				bar.update(done, total)
-				if done >= total {
-					bar.done()
-				}
-			}
-		}
+		o.Finetune.Log, o.Finetune.Progress = u.logFunc(), u.progressFunc()
 	}
-	if !r.LSQ && r.Train == nil {
-		return small, nil, nil
+	if !o.LSQ && o.Train == nil {
+		return nil, nil
 	}
-	return shrink.Recover(orig, small, rep, calib, r)
-}
-
-// writeRecovery prints what the recovery did.
-func writeRecovery(w io.Writer, rr *shrink.RecoveryReport) {
-	if rr == nil {
-		return
-	}
-	fmt.Fprintf(w, "\nrecovery: %s\n", strings.Join(rr.Methods, ", then "))
-	writeLSQ(w, rr.LSQ)
-	if rr.Finetune != nil {
-		writeFinetune(w, rr.Finetune)
-	}
-	if rr.EvalAfter != nil {
-		fmt.Fprintf(w, "after recovery: %s\n", rr.EvalAfter)
-	}
+	return o, nil
 }

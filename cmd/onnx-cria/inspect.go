@@ -208,7 +208,9 @@ func printInspect(w io.Writer, info *inspectJSON) {
 	}
 	fmt.Fprintf(w, "nodes:      %d: %s\n", total, strings.Join(parts, ", "))
 	if info.Valid {
-		fmt.Fprintf(w, "validation: ok\n")
+		// Say what was checked: a model can pass and still hold an op
+		// that ONNX Runtime has no kernel for, which only a load finds.
+		fmt.Fprintf(w, "validation: ok (format versions, graph structure, shapes, element types; not every op's kernel in ONNX Runtime)\n")
 	} else {
 		fmt.Fprintf(w, "validation: %d problem(s)\n", len(info.Problems))
 		for _, p := range info.Problems {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // version is set by the build (-ldflags "-X main.version=...").
@@ -92,20 +91,9 @@ func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "\nRun 'onnx-cria <command> --help' for a command's flags.\n")
 }
 
-// newFlags makes a flag set whose usage text names the command.
-func newFlags(name, synopsis, about string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: onnx-cria %s %s\n\n%s\n\nFlags:\n", name, synopsis, strings.TrimSpace(about))
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
 // parse parses flags that may come before, between or after positional
 // arguments, and checks the number of positionals.
-func parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error) {
+func parse(fs *flagSet, args []string, minPos, maxPos int) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -137,9 +125,3 @@ func parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error
 	}
 	return pos, nil
 }
-
-// multiFlag collects a repeatable string flag.
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

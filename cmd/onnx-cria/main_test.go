@@ -10,11 +10,11 @@ import (
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
-	"github.com/onnx-cria/onnx-cria/runtime"
+	"github.com/onnx-cria/onnx-cria/ort"
 )
 
 func TestMain(m *testing.M) {
-	if err := runtime.Init(runtime.Config{}); err != nil {
+	if err := ort.Init(ort.Config{}); err != nil {
 		fmt.Fprintf(os.Stderr, "CLI tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
 		os.Exit(1)
 	}
@@ -107,7 +107,7 @@ func TestShrinkSafety(t *testing.T) {
 	}
 	link := filepath.Join(dir, "link.onnx")
 	os.Symlink(in, link)
-	if code, _, errOut := cli("shrink", in, link, "--target", "0.3", "--calib", lmCalib); code != 1 || !strings.Contains(errOut, "same file") {
+	if code, _, errOut := cli("shrink", in, link, "--target", "0.3", "--calib", lmCalib); code != 1 || !strings.Contains(errOut, "symbolic link") {
 		t.Errorf("out links to in: exit %d %q", code, errOut)
 	}
 	if code, _, errOut := cli("shrink", in, filepath.Join(dir, "o.onnx"), "--target", "0.3"); code != 1 || !strings.Contains(errOut, "np.savez_compressed") {
@@ -180,7 +180,8 @@ func TestShrinkEndToEnd(t *testing.T) {
 }
 
 // By default Conv channel counts stay multiples of ORT's blocked-kernel
-// width on this CPU, and the report records it.
+// width on this CPU (all but at most one group, which may end off the block
+// to land the target, with a warning), and the report records it.
 func TestShrinkRoundsConvChannels(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "cnn.onnx")
 	code, stdout, errOut := cli("shrink", "../../testdata/models/cnn/model.onnx", out, "--target", "0.4",
@@ -199,25 +200,29 @@ func TestShrinkRoundsConvChannels(t *testing.T) {
 			After  int    `json:"width_after"`
 			Pruned bool   `json:"pruned"`
 		} `json:"groups"`
+		Warnings []string `json:"warnings"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatal(err)
 	}
-	block := runtime.ConvBlock("cpu")
+	block := ort.ConvBlock("cpu")
 	if r.Options.RoundTo != 1 || (block > 1 && r.Options.Channels != block) {
 		t.Errorf("options %+v, want round_to 1 and round_channels %d", r.Options, block)
 	}
-	pruned := 0
+	pruned, off := 0, 0
 	for _, g := range r.Groups {
 		if g.Pruned && g.Kind == "channels" {
 			pruned++
 			if g.After%block != 0 {
-				t.Errorf("group %s: width %d, not a multiple of %d", g.Name, g.After, block)
+				off++
+				if !strings.Contains(strings.Join(r.Warnings, "\n"), g.Name) {
+					t.Errorf("group %s: width %d, not a multiple of %d, and no warning says so", g.Name, g.After, block)
+				}
 			}
 		}
 	}
-	if pruned == 0 {
-		t.Error("no channel group pruned")
+	if pruned == 0 || off > 1 {
+		t.Errorf("%d channel groups pruned, %d off the block", pruned, off)
 	}
 }
 

@@ -3,14 +3,14 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/shrink"
 	"github.com/onnx-cria/onnx-cria/spectral"
@@ -44,18 +44,21 @@ type critFlags struct {
 	k, s *int
 }
 
-func addCritFlags(fs *flag.FlagSet) critFlags {
+func addCritFlags(fs *flagSet) critFlags {
 	return critFlags{
 		name: fs.String("criterion", "spectral", "unit score: spectral, magnitude, magnitude-l1, activation, random or taylor (gradients; needs labels or a language model)"),
-		k:    fs.Int("k", spectral.DefaultK, "spectral: neighbours in the kNN graphs"),
-		s:    fs.Int("s", 2, "spectral: number of generalized eigenpairs"),
+		k:    fs.Int("k", spectral.DefaultK, 1, "spectral: neighbours in the kNN graphs (capped at a group's width - 1)"),
+		s:    fs.Int("s", 2, 1, "spectral: number of generalized eigenpairs (at most 64)"),
 	}
 }
 
 func (c critFlags) criterion() (shrink.Criterion, error) {
 	crit, err := shrink.NewCriterion(*c.name)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, usagef("--criterion: %v", err)
+	}
+	if *c.s > 64 {
+		return nil, usagef("--s %d: want at most 64 eigenpairs (2 is the default; more than 16 rarely changes the ranking)", *c.s)
 	}
 	if _, ok := crit.(*shrink.Spectral); ok {
 		o := shrink.DefaultSpectralOptions()
@@ -67,18 +70,18 @@ func (c critFlags) criterion() (shrink.Criterion, error) {
 
 func runScore(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("score", "MODEL --calib DATA.npz [flags]",
-		"Score every unit of the model's prunable groups on the calibration data: per group\nthe score of each unit (higher: more important), and for spectral the top\ngeneralized eigenvalues and the graph statistics (k used, edges, connectivity).\nThe text summary goes to stdout; --out writes every score as JSON or CSV.", stderr)
-	rt := rtFlags(fs)
+		`Score every unit of the model's prunable groups on the calibration data: per group
+the score of each unit (higher: more important), and for spectral the top
+generalized eigenvalues and the graph statistics (k used, edges, connectivity).
+The text summary goes to stdout; --report writes every score as JSON or CSV.`, stderr)
 	calibPath := fs.String("calib", "", "calibration data (.npz)")
 	cf := addCritFlags(fs)
 	var groups multiFlag
 	fs.Var(&groups, "group", "only groups whose name matches this glob (repeatable)")
-	samples := fs.Int("samples", 1024, "calibration samples M (seeded subset)")
+	samples := fs.Int("samples", 1024, 1, "calibration samples M (seeded subset)")
 	seed := fs.Int64("seed", 0, "seed")
-	batch := fs.Int("batch", 64, "rows per ORT run")
-	out := fs.String("out", "", "write all scores to this .json or .csv file")
-	asJSON := fs.Bool("json", false, "print JSON on stdout")
-	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	out := fs.String("report", "", "write all scores to this .json or .csv file")
+	c := addCommon(fs)
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
@@ -87,30 +90,38 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if ext := strings.ToLower(filepath.Ext(*out)); *out != "" && ext != ".json" && ext != ".csv" {
+		return usagef("--report %s: want a .json or .csv file", *out)
+	}
 	m, err := onnxio.Load(pos[0])
 	if err != nil {
 		return err
 	}
-	var calib *dataset.Set
-	if *calibPath != "" {
-		if calib, err = dataset.Load(*calibPath); err != nil {
-			return err
-		}
-	} else if crit.NeedsStates() {
-		return fmt.Errorf("%s", noCalibHelp)
-	}
-	if err := startRuntime(rt); err != nil {
+	var files runFiles
+	if err := files.readModel("model", m); err != nil {
 		return err
 	}
-	cfg := shrink.Config{Criterion: crit, Samples: *samples, Seed: *seed, Batch: *batch, Runtime: *rt}
-	bar := newProgress(stderr, "")
-	if !*quiet {
-		cfg.Progress = func(label string, done, total int) { bar.setLabel(label); bar.update(done, total) }
+	files.read("calibration data", *calibPath)
+	files.write("scores file", *out)
+	if err := files.check(); err != nil {
+		return err
 	}
-	_, scored, err := shrink.Score(m, calib, cfg)
-	bar.done()
+	calib, err := loadData(*calibPath)
 	if err != nil {
 		return err
+	}
+	if calib == nil && crit.NeedsStates() {
+		return errors.New(noCalibHelp)
+	}
+	if err := c.start(); err != nil {
+		return err
+	}
+	u := newUI(stderr, *c.quiet)
+	cfg := shrink.Config{Criterion: crit, Samples: *samples, Seed: *seed, Batch: *c.batch, Runtime: c.rt, Progress: u.progressFunc()}
+	_, scored, err := shrink.Score(m, calib, cfg)
+	u.end()
+	if err != nil {
+		return shrinkError(err, pos[0])
 	}
 	res := scoreJSON{Model: pos[0], Criterion: crit.Name(), Seed: *seed}
 	if calib != nil {
@@ -120,8 +131,10 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	if d, ok := crit.(interface{ Options() any }); ok {
 		res.Options = d.Options()
 	}
+	var names []string
 	for _, gs := range scored {
 		g := gs.Group
+		names = append(names, g.Name)
 		if len(groups) > 0 && !matchAny(groups, g.Name) {
 			continue
 		}
@@ -137,15 +150,16 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 		}
 		res.Groups = append(res.Groups, j)
 	}
+	if len(groups) > 0 && len(res.Groups) == 0 {
+		return fmt.Errorf("no scored group matches --group %s; the groups are: %s", strings.Join(groups, ", "), strings.Join(names, ", "))
+	}
 	if *out != "" {
 		if err := writeScores(*out, &res); err != nil {
 			return err
 		}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+	if *c.json {
+		return writeJSON(stdout, res)
 	}
 	fmt.Fprintf(stdout, "%s: criterion %s, %d samples, seed %d\n", res.Model, res.Criterion, res.Samples, res.Seed)
 	fmt.Fprintf(stdout, "%-34s %-10s %6s  %-28s %s\n", "group", "kind", "width", "scores min/median/max", "eigenvalues / graphs")
@@ -174,7 +188,7 @@ func summary(v []float64) (lo, med, hi float64) {
 		return
 	}
 	s := append([]float64(nil), v...)
-	sortFloats(s)
+	slices.Sort(s)
 	return s[0], s[len(s)/2], s[len(s)-1]
 }
 
@@ -219,7 +233,7 @@ func writeScores(path string, res *scoreJSON) error {
 			return err
 		}
 	default:
-		return usagef("--out %s: want a .json or .csv file", path)
+		return usagef("--report %s: want a .json or .csv file", path)
 	}
 	return onnxio.WriteFileAtomic(path, []byte(b.String()))
 }

@@ -1,3 +1,0 @@
-package main
-
-// Commands still being built: each reports so plainly instead of pretending.

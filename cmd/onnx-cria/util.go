@@ -1,5 +1,0 @@
-package main
-
-import "sort"
-
-func sortFloats(v []float64) { sort.Float64s(v) }

@@ -1,0 +1,322 @@
+package shrink
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/onnx-cria/onnx-cria/rewrite"
+)
+
+// The width planner. Every group's units are removed one at a time, in the
+// order the criterion ranks them, at most PerRound of a group's width per
+// round; the written widths are then snapped to the group's block (Conv
+// channels to ONNX Runtime's kernel block with --round-to auto), so that
+// alignment constrains the widths the model ends with rather than forcing
+// a whole block off every group each round. The budget is checked on the
+// snapped widths, against the input model's analysis, so the last round
+// stops at the shortest prefix of its removals whose snapped widths meet
+// the target; of the widths one snapping step either side of that point it
+// keeps those that meet the target with the least overshoot. The overshoot
+// is therefore at most one step (one unit, or one block of channels) of
+// one group.
+
+// unitState is one group of the input model as the loop sees it.
+type unitState struct {
+	name     string
+	width    int // original
+	block    int // written widths are multiples of it, or the original
+	minW     int
+	eligible bool
+	order    []int // original units removed, in the order removed
+	// rest lists the other original units, least important first as last
+	// scored (in index order before the first scoring).
+	rest []int
+	kind string
+}
+
+func (s *unitState) natural() int { return s.width - len(s.order) }
+
+// floor is the narrowest width the group may be written with.
+func (s *unitState) floor() int {
+	if !s.eligible {
+		return s.width
+	}
+	if s.block <= 1 {
+		return min(s.minW, s.width)
+	}
+	lo := (s.minW + s.block - 1) / s.block * s.block
+	if lo >= s.width {
+		return s.width
+	}
+	return lo
+}
+
+// snap is the written width for natural width n: the nearest multiple of
+// the block at or above the floor (ties keep more units), or the original
+// width.
+func (s *unitState) snap(n int) int {
+	if n >= s.width {
+		return s.width
+	}
+	if lo := s.floor(); n <= lo {
+		return lo
+	}
+	if s.block <= 1 {
+		return n
+	}
+	down := n / s.block * s.block
+	up := min(down+s.block, s.width)
+	if n-down < up-n {
+		return down
+	}
+	return up
+}
+
+// step is the next allowed width below w, or w at the floor.
+func (s *unitState) step(w int) int {
+	if w <= s.floor() {
+		return w
+	}
+	if s.block <= 1 {
+		return w - 1
+	}
+	return max(s.floor(), (w-1)/s.block*s.block)
+}
+
+// removals lists the original units a written width w removes: the units
+// removed so far, in order, then the least important of the others.
+func (s *unitState) removals(w int) []int {
+	n := s.width - w
+	if n <= 0 {
+		return nil
+	}
+	out := slices.Clone(s.order[:min(n, len(s.order))])
+	if n > len(s.order) {
+		out = append(out, s.rest[:n-len(s.order)]...)
+	}
+	return out
+}
+
+// widths are the written width of every group, by name.
+type widths map[string]int
+
+func (r *run) snapped(natural map[string]int) widths {
+	w := widths{}
+	for _, s := range r.units {
+		n, ok := natural[s.name]
+		if !ok {
+			n = s.natural()
+		}
+		w[s.name] = s.snap(n)
+	}
+	return w
+}
+
+func (r *run) floors() widths {
+	w := widths{}
+	for _, s := range r.units {
+		w[s.name] = s.floor()
+	}
+	return w
+}
+
+// planFor is the plan, in the input's units, that writes widths w.
+func (r *run) planFor(w widths) rewrite.Plan {
+	p := rewrite.Plan{}
+	for _, s := range r.units {
+		if rm := s.removals(w[s.name]); len(rm) > 0 {
+			p[s.name] = rm
+		}
+	}
+	return p
+}
+
+// naturalPlan is the plan of the units removed so far, unsnapped: the model
+// the next round scores.
+func (r *run) naturalPlan() rewrite.Plan {
+	p := rewrite.Plan{}
+	for _, s := range r.units {
+		if len(s.order) > 0 {
+			p[s.name] = slices.Clone(s.order)
+		}
+	}
+	return p
+}
+
+// candidate is one unit a round may remove.
+type candidate struct {
+	s    *unitState
+	unit int     // original index
+	key  float64 // order of removal within the round
+	gi   int
+}
+
+// candidates lists each group's lowest-scored units within its share of
+// the round, in the order a partial round takes them: the k-th unit of
+// every group before the (k+1)-th (per-group ranking, so that groups shrink
+// alike), by normalised score (global), or by normalised score per unit of
+// cost (cost: the group's parameters or FLOPs per unit relative to the
+// mean over groups).
+func (r *run) candidates(states []*unitState, scores map[string][]float64, unitCost map[string]float64) []candidate {
+	var items []candidate
+	meanCost := 0.0
+	for _, c := range unitCost {
+		meanCost += c / float64(len(unitCost))
+	}
+	for gi, s := range states {
+		sc := scores[s.name]
+		capN := max(1, int(math.Floor(r.cfg.PerRound*float64(s.natural()))))
+		capN = min(capN, s.natural()-s.floor())
+		maxScore := 0.0
+		for _, v := range sc {
+			maxScore = math.Max(maxScore, math.Abs(v))
+		}
+		for k := 0; k < capN; k++ {
+			u := s.rest[k]
+			key := float64(k+1) / float64(capN)
+			switch r.cfg.Ranking {
+			case "global", "cost":
+				key = sc[k]
+				if maxScore > 0 {
+					key /= maxScore
+				}
+				if r.cfg.Ranking == "cost" && unitCost[s.name] > 0 && meanCost > 0 {
+					key /= unitCost[s.name] / meanCost
+				}
+			}
+			items = append(items, candidate{s: s, unit: u, key: key, gi: gi})
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		if items[i].key != items[j].key {
+			return items[i].key < items[j].key
+		}
+		return items[i].gi < items[j].gi
+	})
+	return items
+}
+
+// naturalAfter is every group's natural width once items are removed.
+func naturalAfter(items []candidate) map[string]int {
+	n := map[string]int{}
+	for _, it := range items {
+		if _, ok := n[it.s.name]; !ok {
+			n[it.s.name] = it.s.natural()
+		}
+		n[it.s.name]--
+	}
+	return n
+}
+
+// land finds the shortest prefix of a round's items whose snapped widths
+// meet the goal (the whole list does), then of those widths and the ones a
+// single snapping step below the prefix before it gives, keeps what meets
+// the goal with the least overshoot.
+func (r *run) land(items []candidate) ([]candidate, widths, error) {
+	cost := func(p int) (float64, widths, error) {
+		w := r.snapped(naturalAfter(items[:p]))
+		c, err := r.budget.cost(r, w)
+		return c, w, err
+	}
+	lo, hi := 1, len(items)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		c, _, err := cost(mid)
+		if err != nil {
+			return nil, nil, err
+		}
+		if c <= r.budget.goal {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	bestC, best, err := cost(lo)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.budget.kind == TargetLatency {
+		return items[:lo], best, nil // measured: no cheap search around it
+	}
+	_, base, err := cost(lo - 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range r.units {
+		if !s.eligible {
+			continue
+		}
+		try := clone(base)
+		if try[s.name] = s.step(base[s.name]); try[s.name] == base[s.name] {
+			continue
+		}
+		c, err := r.budget.cost(r, try)
+		if err != nil {
+			return nil, nil, err
+		}
+		if c <= r.budget.goal && c > bestC {
+			bestC, best = c, try
+		}
+	}
+	if r.cfg.RoundChannels > 1 && r.budget.reduction(bestC)-r.cfg.Target > landingSlack {
+		// Blocks too coarse to land near the target: one group may end
+		// off its block, a unit at a time, if that lands closer.
+		c, w, err := r.offBlock(base)
+		if err != nil {
+			return nil, nil, err
+		}
+		if w != nil && c > bestC {
+			best = w
+			for name, v := range w {
+				if s := r.byName[name]; v != base[name] && s.block > 1 && v%s.block != 0 {
+					r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("%s: %d units, off the block of %d, to land the target (block-aligned widths would have overshot it to %.4f); its convolutions may run on ONNX Runtime's slower path", name, v, s.block, r.budget.reduction(bestC)))
+				}
+			}
+		}
+	}
+	return items[:lo], best, nil
+}
+
+// landingSlack is how far past the target block-aligned widths may land
+// before one group is allowed off its block to land closer. Only the
+// automatic (CPU-derived) channel block allows it; an explicit --round-to
+// is kept everywhere.
+const landingSlack = 0.01
+
+// offBlock lowers one blocked group of base, a unit at a time below its
+// width there, until the goal is met, and returns the widths that meet it
+// with the least overshoot.
+func (r *run) offBlock(base widths) (float64, widths, error) {
+	bestC := -1.0
+	var best widths
+	for _, s := range r.units {
+		if !s.eligible || s.block <= 1 {
+			continue
+		}
+		for w := base[s.name] - 1; w >= s.minW && w > base[s.name]-s.block; w-- {
+			try := clone(base)
+			try[s.name] = w
+			c, err := r.budget.cost(r, try)
+			if err != nil {
+				return 0, nil, err
+			}
+			if c <= r.budget.goal {
+				if c > bestC {
+					bestC, best = c, try
+				}
+				break
+			}
+		}
+	}
+	return bestC, best, nil
+}
+
+func clone(w widths) widths {
+	out := widths{}
+	for k, v := range w {
+		out[k] = v
+	}
+	return out
+}
