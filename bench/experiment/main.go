@@ -12,7 +12,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/ort"
 )
 
@@ -78,7 +78,7 @@ func run(args []string) error {
 		return err
 	}
 	if *root == "" {
-		r, err := findRoot()
+		r, err := fixture.FindRoot()
 		if err != nil {
 			return err
 		}
@@ -158,23 +158,4 @@ func split(s string) []string {
 		}
 	}
 	return out
-}
-
-// findRoot is the nearest directory at or above the working directory
-// that holds testdata/models: the repository root.
-func findRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if st, err := os.Stat(filepath.Join(dir, "testdata", "models")); err == nil && st.IsDir() {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no testdata/models above the working directory: pass --root")
-		}
-		dir = parent
-	}
 }
