@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
@@ -131,7 +132,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	res := &Results{Config: cfg, Machine: machine()}
 	rt := ort.Config{Threads: cfg.Threads}
 	for _, name := range cfg.Fixtures {
-		f, err := loadFixture(cfg.Root, name)
+		f, err := fixture.Load(cfg.Root, name)
 		if err != nil {
 			fmt.Fprintf(log, "skipping fixture %s: %v\n", name, err)
 			continue
@@ -198,7 +199,7 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	return res, nil
 }
 
-func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname, rounding string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
+func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture.Fixture, target float64, cname, rounding string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
 	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery, Rounding: rounding}
 	crit, err := shrink.NewCriterion(cname)
 	if err != nil {

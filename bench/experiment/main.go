@@ -12,7 +12,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/ort"
 )
 
@@ -78,7 +78,7 @@ func run(args []string) error {
 		return err
 	}
 	if *root == "" {
-		r, err := findRoot()
+		r, err := fixture.FindRoot()
 		if err != nil {
 			return err
 		}
@@ -158,62 +158,4 @@ func split(s string) []string {
 		}
 	}
 	return out
-}
-
-// fixture is a model with its data, from testdata/models/NAME/meta.json.
-type fixture struct {
-	Name  string
-	Model string
-	Calib string
-	Eval  string
-	Task  string
-}
-
-func loadFixture(root, name string) (*fixture, error) {
-	dir := filepath.Join(root, "testdata", "models", name)
-	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
-	if err != nil {
-		return nil, err
-	}
-	var meta struct {
-		Task  string `json:"task"`
-		Calib string `json:"calib"`
-		Eval  string `json:"eval"`
-	}
-	if err := json.Unmarshal(b, &meta); err != nil {
-		return nil, fmt.Errorf("%s/meta.json: %v", dir, err)
-	}
-	model := filepath.Join(dir, "model.onnx")
-	if _, err := os.Stat(model); err != nil {
-		// A fixture exported twice (opset 14 and 17) is run at its newest.
-		matches, _ := filepath.Glob(filepath.Join(dir, "*.onnx"))
-		if len(matches) == 0 {
-			return nil, fmt.Errorf("%s: no model", dir)
-		}
-		model = matches[len(matches)-1]
-	}
-	task := "classification"
-	if meta.Task == "lm" {
-		task = "lm"
-	}
-	return &fixture{Name: name, Model: model, Calib: filepath.Join(dir, meta.Calib), Eval: filepath.Join(dir, meta.Eval), Task: task}, nil
-}
-
-// findRoot is the nearest directory at or above the working directory
-// that holds testdata/models: the repository root.
-func findRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if st, err := os.Stat(filepath.Join(dir, "testdata", "models")); err == nil && st.IsDir() {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no testdata/models above the working directory: pass --root")
-		}
-		dir = parent
-	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
@@ -36,21 +35,19 @@ type proto struct{ name string }
 func (p proto) Name() string    { return p.name }
 func (proto) NeedsStates() bool { return true }
 func (p proto) Score(r *shrink.Round) (map[string]*shrink.Scored, error) {
-	return shrink.EachGroup(r, p.group)
-}
-
-func (p proto) group(in shrink.Input) (*shrink.Scored, error) {
-	r, err := spectral.Score(in.Z, in.A, spectral.Options{Seed: uint64(in.Seed)})
+	act, err := shrink.Activation{}.Score(r)
 	if err != nil {
 		return nil, err
 	}
-	rows, n := in.A.Dims()
-	act := make([]float64, n)
-	for u := 0; u < n; u++ {
-		for s := 0; s < rows; s++ {
-			act[u] += math.Abs(in.A.At(s, u))
-		}
-		act[u] /= float64(rows)
+	return shrink.EachGroup(r, func(in shrink.Input) (*shrink.Scored, error) {
+		return p.group(in, act[in.Group.Name].Scores)
+	})
+}
+
+func (p proto) group(in shrink.Input, act []float64) (*shrink.Scored, error) {
+	r, err := spectral.Score(in.Z, in.A, spectral.Options{Seed: uint64(in.Seed)})
+	if err != nil {
+		return nil, err
 	}
 	out := map[string][]float64{"spectral": r.Scores, "activation": act}
 	if err := derivedScores(out, in.Analysis.Model, in.Group, in.Z, in.A, in.Seed, p.name); err != nil {

@@ -10,8 +10,8 @@
 // least-squares refit. It writes every number as JSON and the tables of
 // docs/RESEARCH.md as Markdown.
 //
-//	go run ./bench/scorestudy --out /tmp/scorestudy            # all fixtures
-//	go run ./bench/scorestudy --fixtures mlp --out /tmp/s-mlp  # one
+//	cd bench && go run ./scorestudy --out /tmp/scorestudy            # all fixtures
+//	cd bench && go run ./scorestudy --fixtures mlp --out /tmp/s-mlp  # one
 //
 // Nothing is chosen on the evaluation sets: each fixture's calibration file
 // is split, by a seeded choice, into a scoring part (--samples rows, what
@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/ort"
 )
 
@@ -73,7 +74,7 @@ func run(args []string) error {
 	loopCrit := fs.String("loop-crit", "spectral,spectral-live,magnitude,activation,random,taylor,flap,spectral*flap,obs,nbr-recon", "scores run in the loop")
 	lsqSamples := fs.Int("lsq-samples", 0, "scoring rows the least-squares refit uses, a seeded subset (0: all; fewer make the LM's refits affordable)")
 	threads := fs.Int("threads", 1, "ORT intra-op threads")
-	root := fs.String("root", ".", "repository root (where testdata/ is)")
+	root := fs.String("root", "", "repository root, where testdata/ is (default: the nearest directory above the working directory that has testdata/models)")
 	out := fs.String("out", "", "directory for study.json and tables.md (required)")
 	render := fs.String("render", "", "only write tables.md to --out from these study.json files (comma-separated; their fixtures are concatenated)")
 	if err := fs.Parse(args); err != nil {
@@ -91,13 +92,20 @@ func run(args []string) error {
 	}
 	cfg := Config{Fixtures: split(*fixtures), Samples: *samples, Seed: *seed, Single: *single, Sets: *sets,
 		SetFrac: *setFrac, MinWidth: *minWidth, LSQSamples: *lsqSamples, Loop: *loop, LoopCrit: split(*loopCrit), Threads: *threads,
-		Command: "go run ./bench/scorestudy " + strings.Join(anonymous(args), " "), Started: time.Now().UTC(), Root: *root, Out: *out}
+		Command: "cd bench && go run ./scorestudy " + strings.Join(anonymous(args), " "), Started: time.Now().UTC(), Root: *root, Out: *out}
 	for _, f := range split(*fracs) {
 		var v float64
 		if _, err := fmt.Sscan(f, &v); err != nil || v <= 0 || v >= 1 {
 			return fmt.Errorf("--fractions: %q is not a fraction in (0, 1)", f)
 		}
 		cfg.Fractions = append(cfg.Fractions, v)
+	}
+	if cfg.Root == "" {
+		r, err := fixture.FindRoot()
+		if err != nil {
+			return err
+		}
+		cfg.Root = r
 	}
 	if err := ort.Init(ort.Config{Threads: cfg.Threads}); err != nil {
 		return err

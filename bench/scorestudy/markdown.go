@@ -29,6 +29,7 @@ func Markdown(st *Study) string {
 	b.WriteString("\n")
 	b.WriteString("## Summaries\n\n")
 	summary(&b, st)
+	perFixture(&b, st)
 	statSummary(&b, st)
 	removalSummary(&b, st)
 	loopPivot(&b, st)
@@ -289,6 +290,31 @@ func removalSummary(b *strings.Builder, st *Study) {
 	b.WriteString("\n")
 }
 
+// perFixture is the single-unit agreement of the main scores, fixture by
+// fixture: the mean over its groups of Spearman with the loss increase.
+func perFixture(b *strings.Builder, st *Study) {
+	b.WriteString("### Per fixture: mean Spearman with the loss increase of removing one unit\n\n| score |")
+	for _, f := range st.Fixtures {
+		fmt.Fprintf(b, " %s (%d groups) |", f.Name, len(f.Groups))
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(st.Fixtures)) + "\n")
+	for _, s := range predictors {
+		if s == "linfrac" {
+			continue
+		}
+		fmt.Fprintf(b, "| %s |", s)
+		for _, f := range st.Fixtures {
+			var r []float64
+			for _, g := range f.Groups {
+				r = append(r, spearman(pick(g.Scores[s], g.Single), lossOf(g.Single)))
+			}
+			fmt.Fprintf(b, " %s |", fmtR(meanOK(r)))
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
+}
+
 // statSummary condenses the per-group correlations of the spectral score
 // with unit statistics: the median over groups and the range.
 func statSummary(b *strings.Builder, st *Study) {
@@ -406,18 +432,13 @@ func rankOf(vals map[string]float64, cols []string) map[string]float64 {
 	return out
 }
 
-func lossOf(d []Damage) []float64 {
-	out := make([]float64, len(d))
-	for k, x := range d {
-		out[k] = x.DLoss
-	}
-	return out
-}
+func lossOf(d []Damage) []float64 { return fieldOf(d, func(x Damage) float64 { return x.DLoss }) }
+func klOf(d []Damage) []float64   { return fieldOf(d, func(x Damage) float64 { return x.KL }) }
 
-func klOf(d []Damage) []float64 {
+func fieldOf(d []Damage, f func(Damage) float64) []float64 {
 	out := make([]float64, len(d))
 	for k, x := range d {
-		out[k] = x.KL
+		out[k] = f(x)
 	}
 	return out
 }

@@ -341,31 +341,39 @@ func neighbourResidual(c *mat.Dense, a *capture.Matrix, outn []float64) ([]float
 // ridgeResidual is ||y - X b||^2 for the ridge solution b (ridge 1e-6 of
 // the mean squared feature).
 func ridgeResidual(x *mat.Dense, y *mat.VecDense) (float64, error) {
+	ch, err := ridgeCholesky(x, 1, 1e-6)
+	if err != nil {
+		return 0, fmt.Errorf("neighbour Gram matrix: %w", err)
+	}
+	var rhs, b, fit mat.VecDense
+	rhs.MulVec(x.T(), y)
+	if err := ch.SolveVecTo(&b, &rhs); err != nil {
+		return 0, err
+	}
+	fit.MulVec(x, &b)
+	fit.SubVec(y, &fit)
+	return mat.Dot(&fit, &fit), nil
+}
+
+// ridgeCholesky factorises scale * X^T X + lambda I, with lambda rel times
+// the mean of that matrix's diagonal.
+func ridgeCholesky(x *mat.Dense, scale, rel float64) (*mat.Cholesky, error) {
 	_, k := x.Dims()
 	var g mat.SymDense
-	g.SymOuterK(1, x.T())
+	g.SymOuterK(scale, x.T())
 	tr := 0.0
 	for i := 0; i < k; i++ {
 		tr += g.At(i, i)
 	}
-	lam := 1e-6*tr/float64(k) + 1e-30
+	lam := rel*tr/float64(k) + 1e-30
 	for i := 0; i < k; i++ {
 		g.SetSym(i, i, g.At(i, i)+lam)
 	}
-	var rhs mat.VecDense
-	rhs.MulVec(x.T(), y)
 	var ch mat.Cholesky
 	if !ch.Factorize(&g) {
-		return 0, fmt.Errorf("neighbour Gram matrix is singular")
+		return nil, fmt.Errorf("singular")
 	}
-	var b mat.VecDense
-	if err := ch.SolveVecTo(&b, &rhs); err != nil {
-		return 0, err
-	}
-	var fit mat.VecDense
-	fit.MulVec(x, &b)
-	fit.SubVec(y, &fit)
-	return mat.Dot(&fit, &fit), nil
+	return &ch, nil
 }
 
 // leaveOneOut returns outn^2 / (Sigma^-1)_pp and 1 / (Sigma^-1)_pp for
@@ -373,19 +381,9 @@ func ridgeResidual(x *mat.Dense, y *mat.VecDense) (float64, error) {
 // diagonal, so that dead units do not make it singular).
 func leaveOneOut(c *mat.Dense, outn []float64) ([]float64, []float64, error) {
 	rows, n := c.Dims()
-	var s mat.SymDense
-	s.SymOuterK(1/float64(rows), c.T())
-	tr := 0.0
-	for i := 0; i < n; i++ {
-		tr += s.At(i, i)
-	}
-	lam := 1e-3*tr/float64(n) + 1e-30
-	for i := 0; i < n; i++ {
-		s.SetSym(i, i, s.At(i, i)+lam)
-	}
-	var ch mat.Cholesky
-	if !ch.Factorize(&s) {
-		return nil, nil, fmt.Errorf("covariance is singular")
+	ch, err := ridgeCholesky(c, 1/float64(rows), 1e-3)
+	if err != nil {
+		return nil, nil, fmt.Errorf("covariance: %w", err)
 	}
 	var inv mat.SymDense
 	if err := ch.InverseTo(&inv); err != nil {

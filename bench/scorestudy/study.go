@@ -1,16 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
-	"github.com/onnx-cria/onnx-cria/capture"
+	"github.com/onnx-cria/onnx-cria/bench/internal/fixture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
@@ -81,7 +78,7 @@ var bottomScores = []string{"spectral", "spectral-live", "magnitude", "activatio
 const randomDraws = 3
 
 func studyFixture(name string, cfg *Config, log io.Writer) (*FixtureResult, error) {
-	f, err := loadFixture(cfg.Root, name)
+	f, err := fixture.Load(cfg.Root, name)
 	if err != nil {
 		return nil, err
 	}
@@ -205,23 +202,38 @@ func allScores(m *onnxio.Model, a *rewrite.Analysis, groups []*rewrite.Group, ca
 			}
 		}
 	}
-	var points []capture.Point
-	for _, g := range groups {
-		o := g.Observe
-		points = append(points,
-			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
-			capture.Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
-	}
-	res, err := capture.Run(m, points, calib, capture.Options{Runtime: rt})
-	if err != nil {
+	// The unit statistics and prototypes need the captured states, which
+	// shrink.Score hands to a criterion: this one computes them there.
+	rec := recorder{out: out, seed: cfg.Seed}
+	if _, _, err := shrink.Score(m, calib, shrink.Config{Criterion: rec, Samples: cfg.Samples, Seed: cfg.Seed, Runtime: rt}); err != nil {
 		return nil, err
 	}
-	for k, g := range groups {
-		if err := derivedScores(out[g.Name], m, g, res.Data[2*k], res.Data[2*k+1], cfg.Seed, ""); err != nil {
-			return nil, fmt.Errorf("%s: %w", g.Name, err)
-		}
-	}
 	return out, nil
+}
+
+// recorder is a criterion that adds derivedScores to the scores of the
+// studied groups (it keeps nothing of the states, which shrink reuses).
+type recorder struct {
+	out  map[string]map[string][]float64
+	seed int64
+}
+
+func (recorder) Name() string      { return "scorestudy" }
+func (recorder) NeedsStates() bool { return true }
+
+func (r recorder) Score(round *shrink.Round) (map[string]*shrink.Scored, error) {
+	return shrink.EachGroup(round, r.group)
+}
+
+func (r recorder) group(in shrink.Input) (*shrink.Scored, error) {
+	s, ok := r.out[in.Group.Name]
+	if !ok { // not studied (too narrow)
+		return &shrink.Scored{Scores: make([]float64, in.Group.Width)}, nil
+	}
+	if err := derivedScores(s, in.Analysis.Model, in.Group, in.Z, in.A, r.seed, ""); err != nil {
+		return nil, fmt.Errorf("%s: %w", in.Group.Name, err)
+	}
+	return &shrink.Scored{Scores: s["spectral"]}, nil
 }
 
 // damages measures single-unit, random-set and lowest-fraction removals.
@@ -336,29 +348,4 @@ func hashName(s string) uint64 {
 		h *= 1099511628211
 	}
 	return h
-}
-
-// fixture is a model with its data, from testdata/models/NAME/meta.json.
-type fixture struct {
-	Model, Calib, Task string
-}
-
-func loadFixture(root, name string) (*fixture, error) {
-	dir := filepath.Join(root, "testdata", "models", name)
-	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
-	if err != nil {
-		return nil, err
-	}
-	var meta struct {
-		Task  string `json:"task"`
-		Calib string `json:"calib"`
-	}
-	if err := json.Unmarshal(b, &meta); err != nil {
-		return nil, fmt.Errorf("%s/meta.json: %v", dir, err)
-	}
-	task := "classification"
-	if meta.Task == "lm" {
-		task = "lm"
-	}
-	return &fixture{Model: filepath.Join(dir, "model.onnx"), Calib: filepath.Join(dir, meta.Calib), Task: task}, nil
 }

@@ -177,6 +177,6 @@ func TestPublishedStudy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if Markdown(st) != string(want) {
-		t.Error("docs/research/tables.md differs from what docs/research/study.json renders to; render them again with go run ./bench/scorestudy --render (see docs/RESEARCH.md)")
+		t.Error("docs/research/tables.md differs from what docs/research/study-*.json render to; render them again with cd bench && go run ./scorestudy --render (see docs/RESEARCH.md)")
 	}
 }
