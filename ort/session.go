@@ -142,9 +142,10 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 	if edited != nil {
 		m, raw = edited, nil
 	}
+	dataDir := ""
 	if raw == nil {
-		if raw, err = m.Encode(); err != nil {
-			return fail("encode", err)
+		if raw, dataDir, err = serialize(m); err != nil {
+			return fail("serialize", err)
 		}
 	}
 
@@ -174,6 +175,16 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 		return fail("session options", err)
 	}
 	defer opts.Destroy()
+	if dataDir != "" {
+		// ORT maps the data files; prepacking would copy every weight
+		// into a packed buffer of its own, doubling the weights in memory
+		// (and keeping the copy in its heap after the session ends).
+		for _, kv := range [][2]string{{configDataDir, dataDir}, {configNoPrepack, "1"}} {
+			if err := opts.AddSessionConfigEntry(kv[0], kv[1]); err != nil {
+				return fail("session options", err)
+			}
+		}
+	}
 	inNames := make([]string, len(s.inputs))
 	for i, in := range s.inputs {
 		inNames[i] = in.Name
@@ -189,6 +200,37 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 	s.sess = sess
 	created = true
 	return s, nil
+}
+
+// configDataDir is the session option that tells ORT where the external
+// data of a model given as bytes lives.
+const configDataDir = "session.model_external_initializers_file_folder_path"
+
+// configNoPrepack turns off ORT's copying of constant weights into
+// kernel-specific layouts when the session is created.
+const configNoPrepack = "session.disable_prepacking"
+
+// serialize encodes m for ORT. Tensors stored in external data files stay
+// there: the bytes hold only their references, and dataDir is the
+// directory ORT resolves them in (m.Dir, made absolute), where ORT maps the
+// files into memory rather than reading them. So a model whose weights
+// exceed the 2 GiB protobuf limit runs, and no copy of its weights passes
+// through Go. dataDir is "" for a model without external data.
+func serialize(m *onnxio.Model) (raw []byte, dataDir string, err error) {
+	if !m.HasExternalData() {
+		raw, err = m.Encode()
+		return raw, "", err
+	}
+	// A missing file or a short one is reported by tensor here rather
+	// than by ORT.
+	if err := m.CheckExternalData(); err != nil {
+		return nil, "", err
+	}
+	if dataDir, err = filepath.Abs(m.Dir); err != nil {
+		return nil, "", err
+	}
+	raw, err = m.EncodeGraph()
+	return raw, dataDir, err
 }
 
 // sessionOptions builds ORT session options; the caller destroys them.

@@ -12,6 +12,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
+	"github.com/onnx-cria/onnx-cria/internal/memstat"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/recover"
@@ -52,6 +53,9 @@ type Config struct {
 	// Log receives one line per event; Progress tracks long steps.
 	Log      func(format string, args ...any)
 	Progress func(label string, done, total int)
+	// TrackMemory records the peak resident memory of every stage in the
+	// report (Linux; see internal/memstat), sampling it in a goroutine.
+	TrackMemory bool
 
 	buffers capture.Buffers // the last round's capture memory, reused
 }
@@ -174,6 +178,7 @@ type run struct {
 	byName map[string]*unitState
 	budget *budget
 	plan   rewrite.Plan // of the current model, in the input's units
+	mem    *memstat.Stages
 }
 
 // Run shrinks m and returns the smaller model and the report. m is not
@@ -182,6 +187,10 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 	r, err := start(m, calib, cfg)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.TrackMemory {
+		r.mem = memstat.NewStages(10 * time.Millisecond)
+		defer r.mem.Stop()
 	}
 	t0 := time.Now()
 	steps := []func() error{r.evalInput, r.prune, r.evalPruned, r.recover, r.latency}
@@ -194,6 +203,11 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		return nil, nil, err
 	}
 	r.rep.Seconds = time.Since(t0).Seconds() + r.rep.Stages["subset"]
+	if r.mem != nil {
+		r.mem.Stop()
+		r.mem.Mark("output")
+		r.rep.PeakRSS, r.rep.PeakRSSMax = r.mem.Peaks, r.mem.Max
+	}
 	return r.cur, r.rep, nil
 }
 
@@ -271,7 +285,10 @@ func varies(b *dataset.Bound) bool {
 	return false
 }
 
-func (r *run) stage(name string, t0 time.Time) { r.rep.Stages[name] += time.Since(t0).Seconds() }
+func (r *run) stage(name string, t0 time.Time) {
+	r.rep.Stages[name] += time.Since(t0).Seconds()
+	r.mem.Mark(name)
+}
 
 func (r *run) evaluate(m *onnxio.Model, label string) (*evaluate.Result, error) {
 	if r.cfg.Eval == nil {
@@ -457,9 +474,15 @@ func (r *run) round(round int) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("round %d: %w", round, err)
 	}
-	r.stage("apply", t0)
 	r.record(round, params, states, scored, next, plan)
 	r.cur, r.plan = next, plan
+	if s := r.cur.Scratch; s != nil {
+		// The previous round's edits on disk are no longer read.
+		if err := s.Prune(r.in, r.cur); err != nil {
+			return false, err
+		}
+	}
+	r.stage("apply", t0)
 	return written != nil, nil
 }
 
@@ -563,6 +586,15 @@ func (r *run) recover() error {
 	out, rep, err := recover.Run(r.in, r.cur, r.rep.Kept(), r.calib, opts)
 	if err != nil {
 		return err
+	}
+	// Refit weights go to the scratch directory, if the model has one.
+	if err := out.Spill(); err != nil {
+		return err
+	}
+	if s := out.Scratch; s != nil {
+		if err := s.Prune(r.in, out); err != nil {
+			return err
+		}
 	}
 	r.stage("recover", t0)
 	r.cur, r.rep.Recovery = out, rep

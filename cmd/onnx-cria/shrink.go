@@ -6,11 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/onnx-cria/onnx-cria/autodiff"
+	"github.com/onnx-cria/onnx-cria/internal/memstat"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
@@ -135,19 +136,34 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 	if err != nil {
 		return err
 	}
-	small, rep, err := shrink.Run(m, cfg.calib, cfg.Config)
+	work, done, err := workingCopy(m, u)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cfg.TrackMemory = true
+	small, rep, err := shrink.Run(work, cfg.calib, cfg.Config)
 	u.end()
 	if err != nil {
 		return shrinkError(err, in)
 	}
 	rep.Warnings = append(warnings, rep.Warnings...)
+	t0, mem := time.Now(), memstat.NewStages(10*time.Millisecond)
 	so := &onnxio.SaveOptions{ExternalData: *f.external, Keep: files.keep()}
-	if err := small.Save(out, so); err != nil {
+	err = small.Save(out, so)
+	mem.Mark("save")
+	mem.Stop()
+	if err != nil {
 		return err
 	}
+	rep.Stages["save"] = time.Since(t0).Seconds()
+	rep.Seconds += rep.Stages["save"]
+	if rep.PeakRSS != nil {
+		rep.PeakRSS["save"], rep.PeakRSSMax = mem.Peaks["save"], max(rep.PeakRSSMax, mem.Max)
+	}
 	rep.Output.Path = out
-	if st, err := os.Stat(out); err == nil {
-		rep.Output.Bytes = st.Size()
+	if n, err := onnxio.FileBytes(out); err == nil {
+		rep.Output.Bytes = n // the model file and its data files, as the input's
 	}
 	rep.Output.SHA256, _ = onnxio.HashFile(out)
 	if *f.report != "" {
@@ -164,6 +180,23 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 	}
 	writeReport(stdout, rep)
 	return nil
+}
+
+// workingCopy is the model shrink works on: for a model with external
+// data, a copy whose large edited tensors go to a scratch directory
+// instead of memory (see onnxio.NewScratch); done removes that directory.
+func workingCopy(m *onnxio.Model, u *ui) (*onnxio.Model, func(), error) {
+	if !m.HasExternalData() {
+		return m, func() {}, nil
+	}
+	work, s, err := onnxio.NewScratch(m, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	if log := u.logFunc(); log != nil {
+		log("edited tensors go to the scratch directory %s (removed at the end)", s.Dir)
+	}
+	return work, func() { s.Close() }, nil
 }
 
 type shrinkConfig struct {
