@@ -50,6 +50,10 @@ type Report struct {
 	// Runtime's allocations and mapped weight files together.
 	PeakRSS    map[string]int64 `json:"peak_rss_bytes_per_stage,omitempty"`
 	PeakRSSMax int64            `json:"peak_rss_bytes,omitempty"`
+	// Agreement compares the written model's next-token distributions
+	// with the input's on the evaluation data (language models), a
+	// measure that needs no trained model.
+	Agreement *evaluate.Agreement `json:"agreement,omitempty"`
 }
 
 // Timing is one latency measurement of a candidate model against the

@@ -193,7 +193,7 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		defer r.mem.Stop()
 	}
 	t0 := time.Now()
-	steps := []func() error{r.evalInput, r.prune, r.evalPruned, r.recover, r.latency}
+	steps := []func() error{r.evalInput, r.prune, r.evalPruned, r.recover, r.agree, r.latency}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, nil, err
@@ -562,6 +562,19 @@ func (r *run) record(round int, params int64, states []*unitState, scored map[st
 	}
 	r.rep.Rounds = append(r.rep.Rounds, rr)
 	r.cfg.Log("round %d: %s -> %s parameters, effective reduction %.4f", round, commas(params), commas(pAfter), rr.Reduction)
+}
+
+// agree compares the result's next-token distributions with the input's
+// on the evaluation data, for language models.
+func (r *run) agree() (err error) {
+	if r.cfg.Eval == nil || r.rep.EvalBefore == nil || r.rep.EvalBefore.Task != evaluate.LanguageModel {
+		return nil
+	}
+	defer r.stage("agreement", time.Now())
+	r.cfg.Log("comparing the output's next-token distributions with the input's")
+	r.rep.Agreement, err = evaluate.Agree(r.in, r.cur, r.cfg.Eval, evaluate.Options{Task: r.cfg.EvalTask, Batch: r.cfg.Batch,
+		Runtime: r.cfg.Runtime, Progress: r.cfg.progress("agreement")})
+	return err
 }
 
 // recover runs the configured recovery on the pruned model.

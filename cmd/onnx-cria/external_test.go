@@ -33,7 +33,7 @@ func TestShrinkExternalData(t *testing.T) {
 	if err := src.Save(in, &onnxio.SaveOptions{ExternalData: "model.onnx.data"}); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--target", "0.3", "--calib", lmCalib, "--samples", "32", "--quiet", "--no-latency", "--threads", "1"}
+	args := []string{"--target", "0.3", "--calib", lmCalib, "--samples", "32", "--eval", lmEval, "--quiet", "--no-latency", "--threads", "1"}
 	ext, inl := filepath.Join(outDir, "ext.onnx"), filepath.Join(outDir, "inline.onnx")
 	rep := filepath.Join(outDir, "ext.json")
 	if code, _, errOut := cli(append([]string{"shrink", in, ext, "--report", rep}, args...)...); code != 0 {
@@ -78,8 +78,13 @@ func TestShrinkExternalData(t *testing.T) {
 		Input, Output struct {
 			Bytes int64 `json:"bytes"`
 		}
-		Peak   int64            `json:"peak_rss_bytes"`
-		Stages map[string]int64 `json:"peak_rss_bytes_per_stage"`
+		Peak      int64            `json:"peak_rss_bytes"`
+		Stages    map[string]int64 `json:"peak_rss_bytes_per_stage"`
+		Agreement struct {
+			Positions int64   `json:"positions"`
+			Top1      float64 `json:"top1_agreement"`
+			KL        float64 `json:"mean_kl_nats"`
+		} `json:"agreement"`
 	}
 	raw, err := os.ReadFile(rep)
 	if err != nil {
@@ -93,6 +98,9 @@ func TestShrinkExternalData(t *testing.T) {
 	}
 	if r.Peak <= 0 || r.Stages["capture"] <= 0 || r.Stages["save"] <= 0 || r.Stages["recover"] <= 0 {
 		t.Errorf("peak memory missing from the report: %d %v", r.Peak, r.Stages)
+	}
+	if a := r.Agreement; a.Positions == 0 || a.Top1 <= 0 || a.Top1 > 1 || a.KL <= 0 {
+		t.Errorf("agreement with the input: %+v", a)
 	}
 	if left, _ := os.ReadDir(tmp); len(left) > 0 {
 		t.Errorf("left in TMPDIR: %v", left)
