@@ -54,6 +54,8 @@ type Report struct {
 	// with the input's on the evaluation data (language models), a
 	// measure that needs no trained model.
 	Agreement *evaluate.Agreement `json:"agreement,omitempty"`
+	// Memory is the estimate of the peak memory made before the run.
+	Memory *MemoryPlan `json:"memory_estimate,omitempty"`
 }
 
 // Timing is one latency measurement of a candidate model against the

@@ -56,6 +56,9 @@ type Config struct {
 	// TrackMemory records the peak resident memory of every stage in the
 	// report (Linux; see internal/memstat), sampling it in a goroutine.
 	TrackMemory bool
+	// MaxMemory, if positive, refuses before any work a run whose
+	// estimated peak memory (see MemoryPlan) exceeds it, in bytes.
+	MaxMemory int64
 
 	buffers capture.Buffers // the last round's capture memory, reused
 }
@@ -193,7 +196,7 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		defer r.mem.Stop()
 	}
 	t0 := time.Now()
-	steps := []func() error{r.evalInput, r.prune, r.evalPruned, r.recover, r.agree, r.latency}
+	steps := []func() error{r.analyze, r.evalInput, r.prune, r.evalPruned, r.recover, r.agree, r.latency}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, nil, err
@@ -319,15 +322,22 @@ func (r *run) evalPruned() (err error) {
 	return err
 }
 
-// prune analyses the input, checks that the target is reachable, and runs
-// rounds until it is met; r.cur is then the model with the written widths.
-func (r *run) prune() error {
+// analyze analyses the input and checks, before any work, that the run's
+// estimated memory fits.
+func (r *run) analyze() error {
 	t0 := time.Now()
 	var err error
 	if r.orig, err = rewrite.Analyze(r.cur, rewrite.Options{}); err != nil {
 		return err
 	}
 	r.stage("analyze", t0)
+	return r.checkMemory(r.orig)
+}
+
+// prune checks that the target is reachable and runs rounds until it is
+// met; r.cur is then the model with the written widths.
+func (r *run) prune() error {
+	var err error
 	r.rep.noteGroups(r.orig, &r.cfg)
 	r.initUnits()
 	if r.budget, err = newBudget(r); err != nil {

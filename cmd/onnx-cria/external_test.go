@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
@@ -195,4 +196,26 @@ func kept(t *testing.T, report string) map[string][]int {
 		out[g.Name] = g.Kept
 	}
 	return out
+}
+
+// --max-memory refuses, before any work, a run whose estimate exceeds it,
+// and says what to change; a malformed size is a usage error.
+func TestShrinkMaxMemory(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.onnx")
+	args := []string{"shrink", lmModel, out, "--target", "0.3", "--calib", lmCalib, "--samples", "32", "--no-latency", "--quiet"}
+	code, _, errOut := cli(append(args, "--max-memory", "64K")...)
+	if code != 1 || !strings.Contains(errOut, "--max-memory") || !strings.Contains(errOut, "weights alone") {
+		t.Errorf("--max-memory 64K: exit %d %q", code, errOut)
+	}
+	code, _, errOut = cli(append(args, "--max-memory", "40M", "--batch", "64")...)
+	if code != 1 || !strings.Contains(errOut, "lower --batch to") {
+		t.Errorf("--max-memory 5M: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := cli(append(args, "--max-memory", "lots")...); code != 2 || !strings.Contains(errOut, "6GiB") {
+		t.Errorf("--max-memory lots: exit %d %q", code, errOut)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Error("a refused run wrote its output")
+	}
 }

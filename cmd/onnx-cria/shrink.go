@@ -45,6 +45,7 @@ type shrinkFlags struct {
 	rec                            *recoverFlags
 	evalPath, task                 *string
 	report, external               *string
+	maxMemory                      sizeValue
 }
 
 func addShrinkFlags(fs *flagSet) *shrinkFlags {
@@ -71,6 +72,7 @@ func addShrinkFlags(fs *flagSet) *shrinkFlags {
 	f.evalPath = fs.String("eval", "", "evaluation data: the metric before, after pruning and after recovery")
 	f.task = fs.String("task", "", "classification or lm (default: classification when the data has labels)")
 	f.noLat = fs.Bool("no-latency", false, "skip measuring ORT latency before and after")
+	fs.Var(&f.maxMemory, "max-memory", "refuse, before any work, a run whose estimated peak memory exceeds this size, e.g. 6G (the report gives the estimate by part; docs/SCALE.md its formula); 0: no limit")
 	f.report = fs.String("report", "", "write the report as JSON to this file")
 	f.external = fs.String("external-data", "", "write the tensors of OUT to this data file beside it")
 	f.common = addCommon(fs)
@@ -141,7 +143,7 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 		return err
 	}
 	defer done()
-	cfg.TrackMemory = true
+	cfg.TrackMemory, cfg.MaxMemory = true, int64(f.maxMemory)
 	small, rep, err := shrink.Run(work, cfg.calib, cfg.Config)
 	u.end()
 	if err != nil {
@@ -273,6 +275,16 @@ func shrinkError(err error, in string) error {
 	}
 	if errors.Is(err, autodiff.ErrNoLabels) {
 		return fmt.Errorf("%w: the taylor criterion needs integer class labels named \"labels\" in --calib (or a language model); another --criterion needs none", err)
+	}
+	var me *shrink.MemoryError
+	if errors.As(err, &me) {
+		if me.FitBatch > 0 {
+			return fmt.Errorf("%w (--max-memory): lower --batch to %d or less, which the estimate fits, or allow more memory", me, me.FitBatch)
+		}
+		if me.Plan.Weights > me.Max {
+			return fmt.Errorf("%w (--max-memory): the model's weights alone take more; this model needs a machine with more memory (docs/SCALE.md)", me)
+		}
+		return fmt.Errorf("%w (--max-memory): no batch size fits; use fewer --samples, --no-latency or --recover none (docs/SCALE.md)", me)
 	}
 	var ue *shrink.UnreachableError
 	if !errors.As(err, &ue) {

@@ -7,6 +7,7 @@ package memstat
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -108,4 +109,17 @@ func (s *Stages) Stop() {
 	}
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
+}
+
+// Text writes a byte count for people: in GiB, MiB, KiB or bytes.
+func Text(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
