@@ -44,7 +44,7 @@ func Agree(ref, m *onnxio.Model, data *dataset.Set, opts Options) (*Agreement, e
 	start := time.Now()
 	res := &Agreement{}
 	var kept [][]float32 // per batch: the reference's log-probabilities at scored positions
-	err := eachBatch(ref, data, opts, 0, func(lp []float32, width int, rows int) (bool, error) {
+	err := eachBatch(ref, data, opts, 0, false, func(lp []float32, width int, rows int) (bool, error) {
 		if int64(len(kept)+1)*int64(len(lp))*4 > maxAgreeBytes && len(kept) > 0 {
 			return false, nil
 		}
@@ -58,7 +58,7 @@ func Agree(ref, m *onnxio.Model, data *dataset.Set, opts Options) (*Agreement, e
 	var agree int64
 	var kl float64
 	k := 0
-	err = eachBatch(m, data, opts, res.Rows, func(lq []float32, width int, rows int) (bool, error) {
+	err = eachBatch(m, data, opts, res.Rows, true, func(lq []float32, width int, rows int) (bool, error) {
 		lp := kept[k]
 		kept[k] = nil
 		k++
@@ -94,8 +94,9 @@ func Agree(ref, m *onnxio.Model, data *dataset.Set, opts Options) (*Agreement, e
 // eachBatch runs m on the rows of data (the first limit rows when limit
 // is positive) and passes use the log-softmax of its first output at the
 // scored positions, width values each, batch by batch, until use returns
-// false or an error.
-func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, use func(lp []float32, width, rows int) (bool, error)) error {
+// false or an error. With reuse, every batch's log-softmax is written into
+// the same memory, which use must not keep.
+func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, reuse bool, use func(lp []float32, width, rows int) (bool, error)) error {
 	s, err := ort.NewSessionForModel(m, nil, opts.Runtime)
 	if err != nil {
 		return err
@@ -111,6 +112,11 @@ func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, use 
 			mask = b.Inputs[k]
 		}
 	}
+	// After the first batch shows the output's shape, ORT writes every
+	// batch into one buffer (single-output models), so that no batch's
+	// logits are left for the collector.
+	var buf, lpBuf []float32
+	var rowShape []int64
 	for batch := range b.Batches(opts.Batch) {
 		if limit > 0 && batch.Start >= limit {
 			break
@@ -119,13 +125,29 @@ func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, use 
 		if err != nil {
 			return err
 		}
-		outs, err := s.Run(in...)
-		if err != nil {
-			return fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
+		var out ort.Tensor
+		if buf == nil {
+			outs, err := s.Run(in...)
+			if err != nil {
+				return fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
+			}
+			out = outs[0]
+			if x, ok := out.Data.([]float32); ok && len(outs) == 1 && len(out.Shape) > 0 && out.Shape[0] == int64(batch.Len()) {
+				buf, rowShape = x, out.Shape[1:]
+			}
+		} else {
+			shape := append([]int64{int64(batch.Len())}, rowShape...)
+			out = ort.Tensor{Name: s.Outputs()[0].Name, DType: onnxio.Float, Shape: shape, Data: buf[:onnxio.NumElements(shape)]}
+			if err := s.RunInto([]ort.Tensor{out}, in...); err != nil {
+				return fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
+			}
 		}
-		lp, width, err := logSoftmax(outs[0], mask, batch.Start)
+		lp, width, err := logSoftmax(out, mask, batch.Start, lpBuf)
 		if err != nil {
 			return err
+		}
+		if reuse {
+			lpBuf = lp
 		}
 		more, err := use(lp, width, batch.Len())
 		if err != nil {
@@ -143,8 +165,9 @@ func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, use 
 
 // logSoftmax is the log-softmax over the last axis of out at the scored
 // positions: every row of [N, C]; of [N, T, V] the positions 0..T-2 whose
-// next token is real (mask, from row first on, marks real tokens).
-func logSoftmax(out ort.Tensor, mask *dataset.Array, first int) ([]float32, int, error) {
+// next token is real (mask, from row first on, marks real tokens). It
+// appends to dst[:0].
+func logSoftmax(out ort.Tensor, mask *dataset.Array, first int, dst []float32) ([]float32, int, error) {
 	x, ok := out.Data.([]float32)
 	if !ok || len(out.Shape) < 2 || len(out.Shape) > 3 {
 		return nil, 0, fmt.Errorf("output %q: %s %v, want float32 [N, C] or [N, T, V]", out.Name, out.DType, out.Shape)
@@ -172,7 +195,10 @@ func logSoftmax(out ort.Tensor, mask *dataset.Array, first int) ([]float32, int,
 			}
 		}
 	}
-	lp := make([]float32, 0, len(starts)*width)
+	lp := dst[:0]
+	if cap(lp) < len(starts)*width {
+		lp = make([]float32, 0, len(starts)*width)
+	}
 	for _, s := range starts {
 		row := x[s : s+width]
 		mx := float64(row[0])

@@ -56,7 +56,7 @@ func TestAgree(t *testing.T) {
 	// The reference's entropy at the same positions, from its logits.
 	var sumH float64
 	var n int64
-	err = eachBatch(m, data, opts, 0, func(lp []float32, width, rows int) (bool, error) {
+	err = eachBatch(m, data, opts, 0, true, func(lp []float32, width, rows int) (bool, error) {
 		for i := 0; i < len(lp); i += width {
 			for _, l := range lp[i : i+width] {
 				sumH -= math.Exp(float64(l)) * float64(l)

@@ -435,7 +435,7 @@ func TestDestroy(t *testing.T) {
 
 func TestBadModelBytes(t *testing.T) {
 	for _, b := range [][]byte{nil, []byte("not a model at all")} {
-		if _, err := NewSession(b, nil, Config{}); err == nil || !strings.Contains(err.Error(), "runtime: new session:") {
+		if _, err := NewSession(b, nil, Config{}); err == nil || !strings.Contains(err.Error(), "ort: new session:") {
 			t.Errorf("NewSession(%q): %v", b, err)
 		}
 	}

@@ -2,6 +2,7 @@ package shrink
 
 import (
 	"fmt"
+	"runtime/debug"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/internal/memstat"
@@ -139,7 +140,15 @@ func (r *run) estimateMemory(a *rewrite.Analysis, batch int) *MemoryPlan {
 func (r *run) checkMemory(a *rewrite.Analysis) error {
 	p := r.estimateMemory(a, r.cfg.Batch)
 	r.rep.Memory = p
-	if r.cfg.MaxMemory <= 0 || p.Total <= r.cfg.MaxMemory {
+	if r.cfg.MaxMemory <= 0 {
+		return nil
+	}
+	if p.Total <= r.cfg.MaxMemory {
+		// ORT's part (mapped weights, its arena, the observed tensors)
+		// is outside Go's heap; the rest of the limit is the heap's.
+		goHeap := max(r.cfg.MaxMemory-(p.Weights+p.Activations+p.Observed), 64<<20)
+		old := debug.SetMemoryLimit(goHeap)
+		r.restoreLimit = func() { debug.SetMemoryLimit(old) }
 		return nil
 	}
 	e := &MemoryError{Plan: p, Max: r.cfg.MaxMemory}

@@ -57,7 +57,11 @@ type Config struct {
 	// report (Linux; see internal/memstat), sampling it in a goroutine.
 	TrackMemory bool
 	// MaxMemory, if positive, refuses before any work a run whose
-	// estimated peak memory (see MemoryPlan) exceeds it, in bytes.
+	// estimated peak memory (see MemoryPlan) exceeds it, in bytes. During
+	// the run it also bounds Go's heap (runtime/debug.SetMemoryLimit) to
+	// what the estimate leaves besides ONNX Runtime's part, so that the
+	// collector returns garbage before the total goes over; the previous
+	// limit is restored at the end.
 	MaxMemory int64
 
 	buffers capture.Buffers // the last round's capture memory, reused
@@ -182,6 +186,8 @@ type run struct {
 	budget *budget
 	plan   rewrite.Plan // of the current model, in the input's units
 	mem    *memstat.Stages
+	// restoreLimit puts back Go's memory limit as it was before the run.
+	restoreLimit func()
 }
 
 // Run shrinks m and returns the smaller model and the report. m is not
@@ -195,6 +201,7 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		r.mem = memstat.NewStages(10 * time.Millisecond)
 		defer r.mem.Stop()
 	}
+	defer r.restoreLimit()
 	t0 := time.Now()
 	steps := []func() error{r.analyze, r.evalInput, r.prune, r.evalPruned, r.recover, r.agree, r.latency}
 	for _, step := range steps {
@@ -219,7 +226,7 @@ func start(m *onnxio.Model, calib *dataset.Set, cfg Config) (*run, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}}
+	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}, restoreLimit: func() {}}
 	r.rep = newReport(m, calib, &r.cfg)
 	if err := r.subset(calib); err != nil {
 		return nil, err

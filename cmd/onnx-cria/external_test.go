@@ -126,7 +126,7 @@ func weights(t *testing.T, m *onnxio.Model) map[string][]byte {
 }
 
 // sameIO checks that b runs in ORT with a's inputs and outputs.
-func sameIO(t *testing.T, a, b *onnxio.Model) {
+func sameIO(t testing.TB, a, b *onnxio.Model) {
 	t.Helper()
 	sa, err := ort.NewSessionForModel(a, nil, ort.Config{Threads: 1})
 	if err != nil {

@@ -311,6 +311,9 @@ func addORT(fs *flagSet, rt *ort.Config) {
 	fs.Var(&threadsValue{&rt.Threads}, "threads", "intra-op threads for ONNX Runtime (0: its default)")
 	rt.Provider = ort.ProviderCPU
 	fs.Var((*stringValue)(&rt.Provider), "provider", "execution provider: cpu or cuda")
+	// The command owns its process: ORT's freed buffers go back to the
+	// system between sessions (see ort.Config).
+	rt.ReleaseMemory = true
 }
 
 // threadsValue refuses thread counts beyond the machine: ORT allocates
