@@ -198,6 +198,8 @@ func TestGradConv(t *testing.T) {
 		{"same_upper", []int64{1, 2, 5, 6}, []int64{2, 2, 3, 3}, []*A{attrString("auto_pad", "SAME_UPPER"), attrInts("strides", []int64{2, 2})}, true, true},
 		{"1d", []int64{2, 3, 10}, []int64{2, 3, 4}, []*A{attrInts("strides", []int64{3})}, true, true},
 		{"1x1", []int64{2, 5, 3, 3}, []int64{4, 5, 1, 1}, nil, true, true},
+		// 25 kernel positions: dW through the Conv form, not patches.
+		{"5x5", []int64{1, 2, 7, 7}, []int64{3, 2, 5, 5}, []*A{attrInts("pads", []int64{2, 2, 2, 2})}, true, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

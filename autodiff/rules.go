@@ -88,10 +88,21 @@ func gradAdd(c *bctx) ([]string, error) {
 }
 
 func gradSub(c *bctx) ([]string, error) {
-	return binary(c, func(dy string) string { return dy }, func(dy string) string { return c.neg(dy) })
+	// The negation goes after the sum over broadcast axes, on the smaller
+	// tensor.
+	res, err := binary(c, func(dy string) string { return dy }, func(dy string) string { return dy })
+	if err == nil && res != nil && res[1] != "" {
+		res[1] = c.neg(res[1])
+	}
+	return res, err
 }
 
 func gradMul(c *bctx) ([]string, error) {
+	if x := c.in(0); x == c.in(1) && c.dy[0] != "" && c.needs(0) {
+		// x*x: both operands get dy*x, summed where x's gradients meet.
+		t := c.mul(c.dy[0], x)
+		return []string{t, t}, nil
+	}
 	return binary(c,
 		func(dy string) string { return c.mul(dy, c.in(1)) },
 		func(dy string) string { return c.mul(dy, c.in(0)) })

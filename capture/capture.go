@@ -86,7 +86,9 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 		return nil, err
 	}
 	rc := opts.Runtime
-	rc.ShortLived = true
+	// Many short runs in a row: threads that spin between them only take
+	// CPU from the other (a refit, a second process) on small machines.
+	rc.ShortLived, rc.NoSpin = true, true
 	s, err := ort.NewSessionForModel(c, nil, rc) // its outputs: each plan's, once
 	if err != nil {
 		return nil, err

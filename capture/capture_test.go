@@ -231,17 +231,7 @@ func TestFixturesAgreeWithFullTensors(t *testing.T) {
 			if data, err = data.Subset(6, 1); err != nil {
 				t.Fatal(err)
 			}
-			a, err := rewrite.Analyze(m, rewrite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pts []Point
-			for _, g := range a.Groups {
-				if o := g.Observe; o != nil {
-					pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
-						Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
-				}
-			}
+			pts := observed(t, m)
 			if len(pts) == 0 {
 				t.Fatal("no observed groups: every fixture has nonlinearities to observe")
 			}
@@ -565,17 +555,7 @@ func TestOldOpsets(t *testing.T) {
 			if data, err = data.Subset(8, 2); err != nil {
 				t.Fatal(err)
 			}
-			a, err := rewrite.Analyze(m, rewrite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pts []Point
-			for _, g := range a.Groups {
-				if o := g.Observe; o != nil {
-					pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
-						Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
-				}
-			}
+			pts := observed(t, m)
 			want, err := Run(m, pts, data, Options{Batch: 4, Runtime: ort.Config{Threads: 1}})
 			if err != nil {
 				t.Fatal(err)
@@ -597,4 +577,22 @@ func TestOldOpsets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// observed is every observation point of m's groups, pre and post, as
+// shrink captures them.
+func observed(t *testing.T, m *onnxio.Model) []Point {
+	t.Helper()
+	a, err := rewrite.Analyze(m, rewrite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pts []Point
+	for _, g := range a.Groups {
+		if o := g.Observe; o != nil {
+			pts = append(pts, Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS},
+				Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
+		}
+	}
+	return pts
 }

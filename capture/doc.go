@@ -1,4 +1,5 @@
-// Package capture records the hidden states of a model on a dataset.
+// Package capture records the hidden states of a model on a dataset (the Z
+// and A of docs/METHOD.md §1).
 //
 // ONNX Runtime returns only a graph's declared outputs, so capture runs an
 // in-memory copy of the model that declares the observed tensors as outputs

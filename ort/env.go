@@ -23,10 +23,13 @@ type Config struct {
 	Provider string
 	// DeviceID is the CUDA device, when Provider is "cuda".
 	DeviceID int
-	// ShortLived skips ORT's memory-pattern planning, for sessions that run
-	// a few dozen batches and are dropped (capture makes one per round):
-	// the pattern costs its second run as much as a whole first run and
-	// only pays off over many runs of one shape.
+	// ShortLived skips ORT's memory-pattern planning and its prepacking of
+	// weights, for sessions that run a few dozen batches and are dropped
+	// (capture makes one per round, the refit one per stage): the pattern
+	// costs its second run as much as a whole first run, and prepacking
+	// copies every weight when the session is made; both only pay off
+	// over many runs. (Sessions of models with external data never
+	// prepack; this makes the in-memory case compute the same way.)
 	ShortLived bool
 	// ReleaseMemory, at the first Init, fixes the C library's threshold
 	// for serving allocations from their own mappings at 128 KiB (glibc's
@@ -35,6 +38,15 @@ type Config struct {
 	// heap. It changes the allocator for the whole process, which suits a
 	// program that makes sessions one after another over a large model.
 	ReleaseMemory bool
+	// NoSpin stops the intra-op threads from spinning while they wait for
+	// work (session.intra_op.allow_spinning=0): for sessions that run
+	// many small steps, where spinning threads take CPU from everything
+	// else on a busy machine.
+	NoSpin bool
+	// Profile, if set, turns on ORT's profiler: when the session is
+	// destroyed ORT writes a JSON trace of every node's run time to a file
+	// whose name starts with this prefix (Chrome trace format).
+	Profile string
 }
 
 // Providers lists the accepted Config.Provider values.

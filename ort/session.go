@@ -249,6 +249,19 @@ func sessionOptions(cfg Config, provider, libPath string) (*ortapi.SessionOption
 			if err := opts.SetMemPattern(false); err != nil {
 				return err
 			}
+			if err := opts.AddSessionConfigEntry(configNoPrepack, "1"); err != nil {
+				return err
+			}
+		}
+		if cfg.NoSpin {
+			if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+				return err
+			}
+		}
+		if cfg.Profile != "" {
+			if err := opts.EnableProfiling(cfg.Profile); err != nil {
+				return fmt.Errorf("profiling to %s: %w", cfg.Profile, err)
+			}
 		}
 		if provider == ProviderCUDA {
 			return appendCUDA(opts, cfg.DeviceID, libPath)

@@ -3,10 +3,10 @@ package recover
 import (
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"slices"
+	"time"
 
+	"github.com/onnx-cria/onnx-cria/autodiff"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
@@ -22,6 +22,9 @@ type LSQOptions struct {
 	// and the bias is not penalised. Default 1e-3.
 	Ridge float64
 	// Samples is the number of calibration rows (a seeded subset; 1024).
+	// One in eight of them (at least one, when there are two or more) is
+	// held out: refits are solved on the others and kept only when they
+	// lower the error on the held-out rows.
 	Samples int
 	// MaxRows bounds the regression rows of a layer (32768): when the
 	// calibration rows times the positions per row (tokens, or output
@@ -32,6 +35,13 @@ type LSQOptions struct {
 	Batch   int // rows per ORT run (64)
 	Runtime ort.Config
 	Log     func(format string, args ...any)
+	// Progress, if set, is called with the layers refit so far out of
+	// all, at the start and after each pass.
+	Progress func(label string, done, total int)
+	// MaxMemory bounds the bytes of the tensors both models keep between
+	// passes for all calibration samples (2 GiB): with more samples than
+	// fit, a seeded subset of them is used, and Log says so.
+	MaxMemory int64
 }
 
 func (o *LSQOptions) defaults() {
@@ -50,11 +60,18 @@ func (o *LSQOptions) defaults() {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	if o.Progress == nil {
+		o.Progress = func(string, int, int) {}
+	}
+	if o.MaxMemory <= 0 {
+		o.MaxMemory = 2 << 30
+	}
 }
 
 // LayerFit reports the refit of one layer. Errors are relative:
-// ||X W + b - Y||^2 / ||Y||^2 over the regression rows, with the layer's
-// weights before and after the refit.
+// ||X W + b - Y||^2 / ||Y||^2, with the layer's weights before and after
+// the refit, over the regression rows the refit was solved on and over
+// rows of held-out calibration samples.
 type LayerFit struct {
 	Node    string  `json:"node"`
 	Op      string  `json:"op"`
@@ -62,11 +79,22 @@ type LayerFit struct {
 	Inputs  int     `json:"inputs"`  // features per output unit (per conv group), bias excluded
 	Outputs int     `json:"outputs"` // output units refit
 	Bias    bool    `json:"bias"`
-	Rows    int     `json:"rows"`
+	Rows    int     `json:"rows"` // regression rows solved on
 	Before  float64 `json:"rel_error_before"`
 	After   float64 `json:"rel_error_after"`
-	Applied bool    `json:"applied"`
-	Note    string  `json:"note,omitempty"`
+	// HeldOutRows are regression rows from the held-out calibration
+	// samples; the refit is applied only if it lowers their error.
+	HeldOutRows   int     `json:"held_out_rows"`
+	HeldOutBefore float64 `json:"held_out_rel_error_before"`
+	HeldOutAfter  float64 `json:"held_out_rel_error_after"`
+	Applied       bool    `json:"applied"`
+	// Flag is "underdetermined" (fewer rows than unknowns per output) or
+	// "ill-conditioned" (the ridge outweighs the data in most input
+	// directions), with Warning saying it in words; "" otherwise.
+	Flag    string  `json:"flag,omitempty"`
+	Warning string  `json:"warning,omitempty"`
+	Seconds float64 `json:"seconds"`        // this layer's share of the refit's time
+	Note    string  `json:"note,omitempty"` // why a layer that changed is not refit
 }
 
 // lsqLayer is a consumer layer to refit.
@@ -80,16 +108,21 @@ type lsqLayer struct {
 	bias   string // bias constant, "" if none
 	// A Conv without bias that feeds a BatchNormalization alone gets its
 	// bias folded into the normalisation's: B += scale/sqrt(var+eps) * b.
-	bnBias   string
-	bnFactor []float64
-	keep     []int // output units of the original layer that remain
-	alpha    float64
-	beta     float64
-	transB   bool
-	groups   int
-	outW     int // output units
-	inW      int // input features per group (without bias)
-	kernels  []int64
+	// bnMean: a Conv without bias that feeds a BatchNormalization alone
+	// gets its fitted bias folded into the normalisation's running mean,
+	// mean -= b: exact at inference, and right in training with batch
+	// statistics too, where a bias before the normalisation cancels (a
+	// fold into the shift would survive training as a spurious offset).
+	bnMean  string
+	keep    []int // output units of the original layer that remain
+	alpha   float64
+	beta    float64
+	transB  bool
+	groups  int
+	outW    int // output units
+	inW     int // input features per group (without bias)
+	kernels []int64
+	index   int // of the node in the pruned model's graph
 }
 
 // LSQ refits the layers whose input width pruning changed: every Gemm,
@@ -100,14 +133,20 @@ type lsqLayer struct {
 // layer, restricted to the output units that remain when the layer's own
 // outputs were pruned as well. kept maps group names of
 // rewrite.Analyze(orig) to the original units that remain (the Kept lists
-// of shrink's report; groups not listed lost nothing). Layers are refit in
-// graph order and each one's inputs are recaptured through the layers
-// already refit; a refit is kept only if it lowers the layer's error. A
-// MatMul whose only consumer adds a constant bias is refit with that bias,
-// and a Conv without a bias that only feeds a BatchNormalization is refit
-// with a bias folded into the normalisation's.
-// Convolutions are refit on im2col patches of subsampled output positions.
-// pruned is not modified.
+// of shrink's report; groups not listed lost nothing). A MatMul whose only
+// consumer adds a constant bias is refit with that bias, and a Conv
+// without a bias that only feeds a BatchNormalization is refit with a bias
+// folded into the normalisation's running mean. Convolutions are refit on im2col
+// patches of subsampled output positions. pruned is not modified.
+//
+// Each layer is fit given the layers refit before it: the pruned model
+// is run in passes, each refitting the layers whose inputs no remaining
+// layer affects (the q, k and v projections of a block together; layers
+// reading the same input the same way share one set of normal
+// equations), and each pass runs only the nodes that the previous ones
+// have not, from the tensors they left; the original model's targets are
+// computed alongside in the same way. Both models are thus run once in
+// all. See the package documentation for what is held in memory.
 func LSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, o LSQOptions) (*onnxio.Model, []LayerFit, error) {
 	o.defaults()
 	if calib == nil {
@@ -121,39 +160,221 @@ func LSQ(orig, pruned *onnxio.Model, kept map[string][]int, calib *dataset.Set, 
 	if len(layers) == 0 {
 		return cur, fits, nil
 	}
-	n, err := calib.N()
+	waves, err := schedule(cur, layers)
 	if err != nil {
 		return nil, nil, err
 	}
-	if n > o.Samples {
-		if calib, err = calib.Subset(o.Samples, o.Seed); err != nil {
+	bound, nFit, err := calibRows(orig, cur, calib, waves, &o)
+	if err != nil {
+		return nil, nil, err
+	}
+	batches, err := makeBatches(bound, 0, nFit, o.Batch)
+	if err != nil {
+		return nil, nil, err
+	}
+	held, err := makeBatches(bound, nFit, bound.N, o.Batch)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &refitter{o: &o, cur: cur, nFit: len(batches), fitRows: nFit, heldOut: bound.N - nFit}
+	if r.p, err = newProducts(o.Runtime); err != nil {
+		return nil, nil, err
+	}
+	defer r.p.destroy()
+	inputs, targets := wants(waves)
+	batches = append(batches, held...)
+	r.cs = newStager(cur, "the pruned model", batches, flat(inputs), o.Runtime)
+	r.os = newStager(orig, "the original model", batches, flat(targets), o.Runtime)
+	o.Progress("least-squares refit", 0, len(layers))
+	var done []LayerFit
+	for _, wave := range waves {
+		start := time.Now()
+		wf, err := r.wave(wave)
+		if err != nil {
 			return nil, nil, err
 		}
-	}
-	var targets []string
-	for _, l := range layers {
-		targets = append(targets, l.target)
-	}
-	os, err := ort.NewSessionForModel(orig, targets, o.Runtime)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer os.Destroy()
-	bound, err := os.Bind(calib, "")
-	if err != nil {
-		return nil, nil, err
-	}
-	base := len(orig.Graph().GetOutput())
-	for li, l := range layers {
-		fit, err := refit(cur, l, li, os, base+li, bound, &o)
-		if err != nil {
-			return nil, nil, fmt.Errorf("least squares for %s (%s): %w", l.label, l.op, err)
+		secs := time.Since(start).Seconds() / float64(len(wave))
+		for i := range wf {
+			wf[i].Seconds = secs
+			logFit(&o, wf[i])
 		}
-		o.Log("lsq %-40s %s %d in x %d out, %d rows: relative error %.4g -> %.4g%s", l.label, l.op, fit.Inputs, fit.Outputs, fit.Rows, fit.Before, fit.After, map[bool]string{true: "", false: " (kept the old weights)"}[fit.Applied])
-		fits = append(fits, fit)
+		done = append(done, wf...)
+		o.Progress("least-squares refit", len(done), len(layers))
 	}
+	order := map[string]int{}
+	for i, l := range layers {
+		order[l.label] = i
+	}
+	slices.SortStableFunc(done, func(a, b LayerFit) int { return order[a.Node] - order[b.Node] })
 	cur.Path, cur.Size, cur.Hash = "", 0, ""
-	return cur, fits, nil
+	return cur, append(fits, done...), nil
+}
+
+// wants lists, per pass, the inputs of its layers (in the pruned model)
+// and their targets (in the original).
+func wants(waves [][]*lsqLayer) (inputs, targets [][]string) {
+	for _, w := range waves {
+		var in, tg []string
+		for _, l := range w {
+			in, tg = append(in, l.input), append(tg, l.target)
+		}
+		inputs, targets = append(inputs, in), append(targets, tg)
+	}
+	return inputs, targets
+}
+
+func flat(lists [][]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// calibRows binds the calibration data, takes the seeded subset of
+// o.Samples rows, fewer if the tensors the two models keep between passes
+// would take more than o.MaxMemory for them, and holds some out (see
+// holdOut).
+func calibRows(orig, cur *onnxio.Model, calib *dataset.Set, waves [][]*lsqLayer, o *LSQOptions) (*dataset.Bound, int, error) {
+	bound, err := autodiff.BindData(orig, calib, o.Samples, o.Seed)
+	if err != nil {
+		return nil, 0, fmt.Errorf("calibration data: %w", err)
+	}
+	inputs, targets := wants(waves)
+	pc, ok1, err := keptBytes(cur, inputs, flat(inputs))
+	if err != nil {
+		return nil, 0, err
+	}
+	po, ok2, err := keptBytes(orig, targets, flat(targets))
+	if err != nil {
+		return nil, 0, err
+	}
+	if per := pc + po; ok1 && ok2 && per > 0 && int64(bound.N)*per > o.MaxMemory {
+		n := max(int(o.MaxMemory/per), 2)
+		o.Log("lsq: %d calibration samples would keep %.1f GiB of tensors between passes (%.1f MiB each); using %d (LSQOptions.MaxMemory %.1f GiB)",
+			bound.N, float64(int64(bound.N)*per)/(1<<30), float64(per)/(1<<20), n, float64(o.MaxMemory)/(1<<30))
+		if bound, err = bound.Subset(n, o.Seed); err != nil {
+			return nil, 0, err
+		}
+	}
+	return holdOut(bound, o.Seed)
+}
+
+func logFit(o *LSQOptions, f LayerFit) {
+	state := ""
+	if !f.Applied {
+		state = " (kept the old weights)"
+	}
+	o.Log("lsq %-40s %s %d in x %d out, %d rows: relative error %.4g -> %.4g, held out (%d rows) %.4g -> %.4g%s, %.1fs",
+		f.Node, f.Op, f.Inputs, f.Outputs, f.Rows, f.Before, f.After, f.HeldOutRows, f.HeldOutBefore, f.HeldOutAfter, state, f.Seconds)
+	if f.Warning != "" {
+		o.Log("lsq %-40s warning: %s", f.Node, f.Warning)
+	}
+}
+
+// holdOut reorders the rows of b so that the held-out ones come last: one
+// in eight, at least one when there are two or more rows (a whole batch
+// for a model with a fixed batch size), chosen by SubsetIndices with a
+// seed derived from seed. It returns the number of rows to fit on.
+func holdOut(b *dataset.Bound, seed int64) (*dataset.Bound, int, error) {
+	h := b.N / 8
+	if h == 0 && b.N >= 2 {
+		h = 1
+	}
+	if fb := b.FixedBatch; fb > 0 {
+		h = h / fb * fb
+		if h == 0 && b.N >= 2*fb {
+			h = fb
+		}
+	}
+	if h == 0 {
+		return b, b.N, nil
+	}
+	heldRows, err := dataset.SubsetIndices(b.N, h, seed^0x5eed)
+	if err != nil {
+		return nil, 0, err
+	}
+	isHeld := map[int]bool{}
+	for _, i := range heldRows {
+		isHeld[i] = true
+	}
+	var order []int
+	for i := 0; i < b.N; i++ {
+		if !isHeld[i] {
+			order = append(order, i)
+		}
+	}
+	order = append(order, heldRows...)
+	out := *b
+	out.Inputs = make([]*dataset.Array, len(b.Inputs))
+	for k, a := range b.Inputs {
+		if out.Inputs[k], err = a.Take(order); err != nil {
+			return nil, 0, err
+		}
+	}
+	out.Labels = nil
+	return &out, b.N - h, nil
+}
+
+// schedule splits the layers into passes: each pass holds the layers
+// whose input no layer of a later pass affects, in graph order.
+func schedule(m *onnxio.Model, layers []*lsqLayer) ([][]*lsqLayer, error) {
+	ix := onnxio.NewIndex(m.Graph())
+	isLayer := map[int]int{}
+	for k, l := range layers {
+		isLayer[l.index] = k
+	}
+	// upstream[k]: the layers whose outputs reach layer k's input.
+	upstream := make([][]int, len(layers))
+	for k, l := range layers {
+		seen := map[int]bool{}
+		stack := []string{l.input}
+		for len(stack) > 0 {
+			t := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			i, ok := ix.Producer[t]
+			if !ok || seen[i] {
+				continue
+			}
+			seen[i] = true
+			if j, ok := isLayer[i]; ok {
+				upstream[k] = append(upstream[k], j)
+			}
+			n := m.Graph().Node[i]
+			stack = append(stack, n.GetInput()...)
+			stack = append(stack, onnxio.SubgraphReads(n)...)
+		}
+	}
+	left := map[int]bool{}
+	for k := range layers {
+		left[k] = true
+	}
+	var waves [][]*lsqLayer
+	for len(left) > 0 {
+		var wave []*lsqLayer
+		var ks []int
+		for k := range layers {
+			if !left[k] {
+				continue
+			}
+			free := true
+			for _, j := range upstream[k] {
+				free = free && !left[j]
+			}
+			if free {
+				wave = append(wave, layers[k])
+				ks = append(ks, k)
+			}
+		}
+		if len(wave) == 0 {
+			return nil, errors.New("the layers to refit depend on each other in a cycle")
+		}
+		for _, k := range ks {
+			delete(left, k)
+		}
+		waves = append(waves, wave)
+	}
+	return waves, nil
 }
 
 // findLayers lists the layers of cur to refit, in graph order, plus notes
@@ -188,7 +409,7 @@ func findLayers(orig, cur *onnxio.Model, kept map[string][]int) ([]*lsqLayer, []
 			continue
 		}
 		wd, owd := w.GetDims(), ow.GetDims()
-		l := &lsqLayer{node: n, label: onnxio.NodeLabel(n, i), op: op, input: n.Input[0], target: n.Output[0], weight: n.Input[1], alpha: 1, beta: 1, groups: 1}
+		l := &lsqLayer{node: n, index: i, label: onnxio.NodeLabel(n, i), op: op, input: n.Input[0], target: n.Output[0], weight: n.Input[1], alpha: 1, beta: 1, groups: 1}
 		var inNow, inBefore, outAxis int64
 		switch op {
 		case "Gemm":
@@ -289,32 +510,18 @@ func (l *lsqLayer) foldIntoBN(m *onnxio.Model, ix *onnxio.Index) error {
 	}
 	bn := m.Graph().Node[cs[0]]
 	if bn.GetOpType() != "BatchNormalization" || len(bn.Input) < 5 || bn.Input[0] != l.node.Output[0] ||
-		onnxio.AttrInt(bn, "training_mode", 0) != 0 || len(ix.Consumers[bn.Input[2]]) != 1 {
+		onnxio.AttrInt(bn, "training_mode", 0) != 0 || len(ix.Consumers[bn.Input[3]]) != 1 {
 		return nil
 	}
-	vals := make([][]float64, 5)
-	for k := 1; k < 5; k++ {
-		t := ix.Const(bn.Input[k])
-		if t == nil || onnxio.NumElements(t.GetDims()) != int64(l.outW) {
-			return nil
-		}
-		v, err := m.Float64s(t)
-		if err != nil {
-			return err
-		}
-		vals[k] = v
+	if t := ix.Const(bn.Input[3]); t == nil || onnxio.NumElements(t.GetDims()) != int64(l.outW) {
+		return nil
 	}
-	eps := float64(onnxio.AttrFloat(bn, "epsilon", 1e-5))
-	l.bnFactor = make([]float64, l.outW)
-	for u := range l.bnFactor {
-		l.bnFactor[u] = vals[1][u] / math.Sqrt(vals[4][u]+eps)
-	}
-	l.bnBias = bn.Input[2]
+	l.bnMean = bn.Input[3]
 	return nil
 }
 
 // hasBias reports whether the refit fits a bias column.
-func (l *lsqLayer) hasBias() bool { return l.bias != "" || l.bnBias != "" }
+func (l *lsqLayer) hasBias() bool { return l.bias != "" || l.bnMean != "" }
 
 // keptOutputs lists the positions along the output axis of an original
 // weight that pruning left, from the groups whose units that axis computes.
@@ -353,270 +560,6 @@ func keptOutputs(an *rewrite.Analysis, weight string, axis, width int, kept map[
 		}
 	}
 	return keep, nil
-}
-
-// normal holds the normal equations of one regression.
-type normal struct {
-	d, n   int // features (with the bias column), outputs
-	g      *mat.SymDense
-	c      *mat.Dense
-	yy     float64
-	rows   int
-	xb, yb []float64 // pending rows
-	nb     int
-}
-
-const blockRows = 256
-
-func newNormal(d, n int) *normal {
-	return &normal{d: d, n: n, g: mat.NewSymDense(d, nil), c: mat.NewDense(d, n, nil),
-		xb: make([]float64, blockRows*d), yb: make([]float64, blockRows*n)}
-}
-
-// row returns buffers for the next row's features and targets.
-func (e *normal) row() (x, y []float64) {
-	if e.nb == blockRows {
-		e.flush()
-	}
-	x = e.xb[e.nb*e.d : (e.nb+1)*e.d]
-	y = e.yb[e.nb*e.n : (e.nb+1)*e.n]
-	e.nb++
-	e.rows++
-	return x, y
-}
-
-func (e *normal) flush() {
-	if e.nb == 0 {
-		return
-	}
-	x := mat.NewDense(e.nb, e.d, e.xb[:e.nb*e.d])
-	y := mat.NewDense(e.nb, e.n, e.yb[:e.nb*e.n])
-	e.g.SymRankK(e.g, 1, x.T())
-	var c mat.Dense
-	c.Mul(x.T(), y)
-	e.c.Add(e.c, &c)
-	for _, v := range e.yb[:e.nb*e.n] {
-		e.yy += v * v
-	}
-	e.nb = 0
-}
-
-// sqErr is ||X W - Y||^2 from the normal equations.
-func (e *normal) sqErr(w *mat.Dense) float64 {
-	var gw mat.Dense
-	gw.Mul(e.g, w)
-	var s float64
-	for i := 0; i < e.d; i++ {
-		for j := 0; j < e.n; j++ {
-			s += w.At(i, j) * (gw.At(i, j) - 2*e.c.At(i, j))
-		}
-	}
-	return s + e.yy
-}
-
-// solve returns the ridge solution; the last feature is the bias when
-// bias is set and is not penalised.
-func (e *normal) solve(ridge float64, bias bool) (*mat.Dense, error) {
-	e.flush()
-	nf := e.d
-	if bias {
-		nf--
-	}
-	var tr float64
-	for i := 0; i < nf; i++ {
-		tr += e.g.At(i, i)
-	}
-	lambda := ridge * tr / float64(max(nf, 1))
-	for try := 0; try < 4; try++ {
-		a := mat.NewSymDense(e.d, nil)
-		a.CopySym(e.g)
-		for i := 0; i < nf; i++ {
-			a.SetSym(i, i, a.At(i, i)+lambda)
-		}
-		var ch mat.Cholesky
-		if ch.Factorize(a) {
-			var w mat.Dense
-			if err := ch.SolveTo(&w, e.c); err == nil {
-				return &w, nil
-			}
-		}
-		lambda = math.Max(lambda*100, 1e-12*(tr+1))
-	}
-	return nil, errors.New("the normal equations are singular")
-}
-
-// refit regresses one layer and writes the new weights into cur.
-func refit(cur *onnxio.Model, l *lsqLayer, li int, orig *ort.Session, ti int, bound *dataset.Bound, o *LSQOptions) (LayerFit, error) {
-	fit := LayerFit{Node: l.label, Op: l.op, Weight: l.weight, Inputs: l.inW, Outputs: l.outW, Bias: l.hasBias()}
-	s, err := ort.NewSessionForModel(cur, []string{l.input}, o.Runtime)
-	if err != nil {
-		return fit, err
-	}
-	defer s.Destroy()
-	xi := len(cur.Graph().GetOutput())
-	d := l.inW // per group for Conv: (C/g) * kernel
-	nb := 0
-	if l.hasBias() {
-		nb = 1
-	}
-	per := l.outW / l.groups
-	eqs := make([]*normal, l.groups)
-	for g := range eqs {
-		eqs[g] = newNormal(d+nb, per)
-	}
-	rng := rand.New(rand.NewPCG(uint64(o.Seed), uint64(li)))
-	q := -1.0
-	for batch := range bound.Batches(o.Batch) {
-		feed, err := ort.Feed(bound, batch)
-		if err != nil {
-			return fit, err
-		}
-		xs, err := s.Run(feed...)
-		if err != nil {
-			return fit, err
-		}
-		ys, err := orig.Run(feed...)
-		if err != nil {
-			return fit, err
-		}
-		x, y := xs[xi], ys[ti]
-		xv, ok1 := x.Data.([]float32)
-		yv, ok2 := y.Data.([]float32)
-		if !ok1 || !ok2 {
-			return fit, fmt.Errorf("least squares needs float32 tensors, got %s and %s", x.DType, y.DType)
-		}
-		switch l.op {
-		case "Gemm", "MatMul":
-			if len(x.Shape) < 1 || x.Shape[len(x.Shape)-1] != int64(d) {
-				return fit, fmt.Errorf("input %q has shape %v, want %d features", l.input, x.Shape, d)
-			}
-			rows := len(xv) / d
-			yw := len(yv) / max(rows, 1)
-			if q < 0 {
-				q = math.Min(1, float64(o.MaxRows)/float64(rows/batch.Len()*bound.N))
-			}
-			for r := 0; r < rows; r++ {
-				if q < 1 && rng.Float64() >= q {
-					continue
-				}
-				fx, fy := eqs[0].row()
-				for k := 0; k < d; k++ {
-					fx[k] = float64(xv[r*d+k])
-				}
-				if nb == 1 {
-					fx[d] = 1
-				}
-				for j, u := range l.keep {
-					fy[j] = float64(yv[r*yw+u])
-				}
-			}
-		case "Conv":
-			if err := convRows(l, x, xv, y, yv, eqs, rng, &q, bound.N, o.MaxRows); err != nil {
-				return fit, err
-			}
-		}
-	}
-	// Current weights in the regression's layout, the refit, and errors.
-	old, err := layerWeights(cur, l)
-	if err != nil {
-		return fit, err
-	}
-	var before, after, yy float64
-	news := make([]*mat.Dense, l.groups)
-	for g, e := range eqs {
-		w, err := e.solve(o.Ridge, nb == 1)
-		if err != nil {
-			return fit, err
-		}
-		news[g] = w
-		fit.Rows = e.rows
-		before += e.sqErr(old[g])
-		after += e.sqErr(w)
-		yy += e.yy
-	}
-	if yy > 0 {
-		fit.Before, fit.After = before/yy, after/yy
-	}
-	if fit.Rows > 0 && after < before {
-		if err := setLayerWeights(cur, l, news); err != nil {
-			return fit, err
-		}
-		fit.Applied = true
-	}
-	return fit, nil
-}
-
-// convRows adds im2col rows of sampled output positions.
-func convRows(l *lsqLayer, x ort.Tensor, xv []float32, y ort.Tensor, yv []float32, eqs []*normal, rng *rand.Rand, q *float64, total, maxRows int) error {
-	xd := append([]int64{}, x.Shape...)
-	yd := append([]int64{}, y.Shape...)
-	kernel := append([]int64{}, l.kernels...)
-	n := l.node
-	if len(xd) == 3 { // 1-D: treat as height 1
-		xd = []int64{xd[0], xd[1], 1, xd[2]}
-		yd = []int64{yd[0], yd[1], 1, yd[2]}
-		kernel = []int64{1, kernel[0]}
-	}
-	if len(xd) != 4 || len(yd) != 4 {
-		return fmt.Errorf("only 1-D and 2-D convolutions are refit (input shape %v)", x.Shape)
-	}
-	geo, err := onnxio.ConvGeometry(n, l.input, x.Shape, l.kernels, true)
-	if err != nil {
-		return err
-	}
-	pb, st, dl := geo.PadsBegin, geo.Strides, geo.Dilations
-	if len(pb) == 1 {
-		pb, st, dl = []int64{0, pb[0]}, []int64{1, st[0]}, []int64{1, dl[0]}
-	}
-	N, C, H, W := int(xd[0]), int(xd[1]), int(xd[2]), int(xd[3])
-	M, OH, OW := int(yd[1]), int(yd[2]), int(yd[3])
-	kh, kw := int(kernel[0]), int(kernel[1])
-	G := l.groups
-	cg := C / G
-	og := l.outW / G
-	if cg*kh*kw != l.inW {
-		return fmt.Errorf("input has %d channels in %d groups, the weight wants %d features per group", C, G, l.inW)
-	}
-	if *q < 0 {
-		*q = math.Min(1, float64(maxRows)/float64(OH*OW*total))
-	}
-	bias := eqs[0].d > l.inW
-	for b := 0; b < N; b++ {
-		for oh := 0; oh < OH; oh++ {
-			for ow := 0; ow < OW; ow++ {
-				if *q < 1 && rng.Float64() >= *q {
-					continue
-				}
-				for g := 0; g < G; g++ {
-					fx, fy := eqs[g].row()
-					k := 0
-					for c := g * cg; c < (g+1)*cg; c++ {
-						base := (b*C + c) * H * W
-						for i := 0; i < kh; i++ {
-							h := oh*int(st[0]) - int(pb[0]) + i*int(dl[0])
-							for j := 0; j < kw; j++ {
-								w := ow*int(st[1]) - int(pb[1]) + j*int(dl[1])
-								if h >= 0 && h < H && w >= 0 && w < W {
-									fx[k] = float64(xv[base+h*W+w])
-								} else {
-									fx[k] = 0
-								}
-								k++
-							}
-						}
-					}
-					if bias {
-						fx[k] = 1
-					}
-					for j := 0; j < og; j++ {
-						u := l.keep[g*og+j]
-						fy[j] = float64(yv[((b*M+u)*OH+oh)*OW+ow])
-					}
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // layerWeights reads the layer's weights as one (features [+ bias]) x
@@ -707,16 +650,16 @@ func setLayerWeights(m *onnxio.Model, l *lsqLayer, ws []*mat.Dense) error {
 	switch {
 	case l.bias != "":
 		return set(ix.Const(l.bias), bv)
-	case l.bnBias != "":
-		bt := ix.Const(l.bnBias)
-		old, err := m.Float64s(bt)
+	case l.bnMean != "":
+		mt := ix.Const(l.bnMean)
+		mean, err := m.Float64s(mt)
 		if err != nil {
 			return err
 		}
-		for u := range old {
-			old[u] += l.bnFactor[u] * bv[u]
+		for u := range mean {
+			mean[u] -= bv[u]
 		}
-		return set(bt, old)
+		return set(mt, mean)
 	}
 	return nil
 }

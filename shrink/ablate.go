@@ -11,7 +11,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
 
-// Ablation is the direct ablation of METHOD.md §7 on one group: the metric
+// Ablation is the direct ablation of docs/METHOD.md §7 on one group: the metric
 // after removing the lowest-scored, the highest-scored and random units,
 // with no recovery.
 type Ablation struct {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 
 	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/dataset"
@@ -88,12 +89,14 @@ func NewCriterion(name string) (Criterion, error) {
 		return Random{}, nil
 	case "taylor":
 		return Taylor{}, nil
+	case "wanda", "flap", "obs", "spectral-flap":
+		return Output{Kind: name}, nil
 	}
-	return nil, fmt.Errorf("unknown criterion %q (known: spectral, magnitude, magnitude-l1, activation, random, taylor)", name)
+	return nil, fmt.Errorf("unknown criterion %q (known: %s)", name, strings.Join(Criteria, ", "))
 }
 
 // Criteria lists the names NewCriterion accepts.
-var Criteria = []string{"spectral", "magnitude", "magnitude-l1", "activation", "random", "taylor"}
+var Criteria = []string{"spectral", "magnitude", "magnitude-l1", "activation", "random", "taylor", "wanda", "flap", "obs", "spectral-flap"}
 
 // Magnitude scores a unit by the L1 or L2 norm of its incoming weights (the
 // rows or filters that compute it; for a gated MLP both projections, for a
@@ -151,9 +154,15 @@ type weightRef struct {
 
 // incomingWeights lists the tensors that compute g's units (Role "in").
 func incomingWeights(ix *onnxio.Index, g *rewrite.Group) ([]weightRef, error) {
+	return weightsOf(ix, g, "in")
+}
+
+// weightsOf lists g's parameters of one role ("in": computing the units,
+// "out": reading them) with their tensors.
+func weightsOf(ix *onnxio.Index, g *rewrite.Group, role string) ([]weightRef, error) {
 	var out []weightRef
 	for _, p := range g.Params {
-		if p.Role != "in" {
+		if p.Role != role {
 			continue
 		}
 		t := ix.Const(p.Tensor)

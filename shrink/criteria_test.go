@@ -2,12 +2,15 @@ package shrink
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
+	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"gonum.org/v1/gonum/mat"
 )
 
 func loadMLP(t *testing.T) (*onnxio.Model, *dataset.Set) {
@@ -37,21 +40,7 @@ func TestActivationScores(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, gs := range scored {
-		post := gs.Group.Observe.Post
-		s, err := ort.NewSessionForModel(m, []string{post}, ort.Config{Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Destroy()
-		in, err := ort.FromArray("input", data.Get("input"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		outs, err := s.Run(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := outs[len(outs)-1].Data.([]float32)
+		a := postStates(t, m, gs.Group.Observe.Post, data)
 		n := gs.Group.Width
 		for u := 0; u < n; u++ {
 			var want float64
@@ -162,4 +151,160 @@ func TestMeasureLatency(t *testing.T) {
 			t.Errorf("batch %d: %+v", l.Batch, l)
 		}
 	}
+}
+
+// The output criteria on the MLP: wanda and flap agree with their formulas
+// computed from a plain ORT run and the outgoing weights; obs's leave-one-
+// out variance is the residual variance of regressing a unit on the others.
+func TestOutputCriteria(t *testing.T) {
+	m, data := loadMLP(t)
+	data, err := data.Subset(256, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"wanda", "flap", "obs", "spectral-flap"} {
+		_, scored, err := Score(m, data, Config{Criterion: Output{Kind: kind}, Samples: 256, Runtime: ort.Config{Threads: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, gs := range scored {
+			sc := gs.Scored.Scores
+			if len(sc) != gs.Group.Width {
+				t.Fatalf("%s %s: %d scores", kind, gs.Group.Name, len(sc))
+			}
+			if kind != "wanda" && kind != "flap" {
+				continue
+			}
+			a := postStates(t, m, gs.Group.Observe.Post, data)
+			outn, err := outgoingNorms(m, gs.Group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := gs.Group.Width
+			for p := 0; p < n; p++ {
+				var s, ss, sa float64
+				for i := 0; i < 256; i++ {
+					v := float64(a[i*n+p])
+					s, ss, sa = s+v, ss+v*v, sa+math.Abs(v)
+				}
+				want := sa / 256 * outn[p]
+				if kind == "flap" {
+					mu := s / 256
+					want = (ss/256 - mu*mu) * outn[p] * outn[p]
+				}
+				if math.Abs(sc[p]-want) > 1e-4*(math.Abs(want)+1e-6) {
+					t.Fatalf("%s %s unit %d: %v, want %v", kind, gs.Group.Name, p, sc[p], want)
+				}
+			}
+		}
+	}
+	// leaveOneOut against an explicit regression on a small matrix.
+	r := rand.New(rand.NewPCG(5, 6))
+	const rows, n = 200, 5
+	x := make([]float32, rows*n)
+	for i := 0; i < rows; i++ {
+		base := r.NormFloat64()
+		for p := 0; p < n; p++ {
+			x[i*n+p] = float32(base*float64(p) + r.NormFloat64())
+		}
+	}
+	am := capture.NewMatrix(rows, n, x)
+	mean := make([]float64, n)
+	for p := 0; p < n; p++ {
+		for i := 0; i < rows; i++ {
+			mean[p] += am.At(i, p) / rows
+		}
+	}
+	loo, err := leaveOneOut(am, mean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := 0; p < n; p++ {
+		others := mat.NewDense(rows, n, nil) // the other columns and a bias
+		y := mat.NewVecDense(rows, nil)
+		for i := 0; i < rows; i++ {
+			k := 0
+			for q := 0; q < n; q++ {
+				if q != p {
+					others.Set(i, k, am.At(i, q))
+					k++
+				}
+			}
+			others.Set(i, n-1, 1)
+			y.SetVec(i, am.At(i, p))
+		}
+		var b, res mat.VecDense
+		if err := b.SolveVec(others, y); err != nil {
+			t.Fatal(err)
+		}
+		res.MulVec(others, &b)
+		res.SubVec(y, &res)
+		want := mat.Dot(&res, &res) / rows
+		if math.Abs(loo[p]-want) > 0.01*want {
+			t.Errorf("unit %d: leave-one-out variance %v, regression residual %v", p, loo[p], want)
+		}
+	}
+}
+
+// postStates runs m with tensor as an extra output on data's inputs.
+func postStates(t *testing.T, m *onnxio.Model, tensor string, data *dataset.Set) []float32 {
+	t.Helper()
+	s, err := ort.NewSessionForModel(m, []string{tensor}, ort.Config{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Destroy()
+	in, err := ort.FromArray("input", data.Get("input"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := s.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return outs[len(outs)-1].Data.([]float32)
+}
+
+// The spectral criterion scores units whose output never varies 0: on the
+// MLP, fc2 has such units on the calibration set.
+func TestSpectralDeadUnitsFirst(t *testing.T) {
+	m, data := loadMLP(t)
+	_, scored, err := Score(m, data, Config{Samples: 512, Runtime: ort.Config{Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, gs := range scored {
+		a := postStates(t, m, gs.Group.Observe.Post, mustSubset(t, data, 512))
+		n := gs.Group.Width
+		dead := 0
+		for p := 0; p < n; p++ {
+			same := true
+			for i := 1; i < 512 && same; i++ {
+				same = a[i*n+p] == a[p]
+			}
+			if same {
+				dead++
+				if gs.Scored.Scores[p] != 0 {
+					t.Errorf("%s: dead unit %d scores %v", gs.Group.Name, p, gs.Scored.Scores[p])
+				}
+			}
+		}
+		if got := gs.Scored.Detail["dead_units"]; got != dead {
+			t.Errorf("%s: report says %v dead units, %d found", gs.Group.Name, got, dead)
+		}
+		total += dead
+	}
+	if total == 0 {
+		t.Error("no dead unit on the MLP's calibration set: the test checks nothing")
+	}
+}
+
+func mustSubset(t *testing.T, d *dataset.Set, n int) *dataset.Set {
+	t.Helper()
+	s, err := d.Subset(n, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

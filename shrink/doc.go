@@ -1,4 +1,4 @@
-// Package shrink runs the iterative pruning loop (docs/METHOD.md, the loop):
+// Package shrink runs the iterative pruning loop (docs/METHOD.md §5):
 // capture the hidden states of every prunable group, score the units with
 // a criterion, remove the lowest-scored ones within each round's share,
 // rewrite the model physically, and repeat until the target is met; then,

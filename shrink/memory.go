@@ -36,8 +36,14 @@ type MemoryPlan struct {
 	// Refit is the least-squares refit's largest set of normal equations:
 	// for the group whose readers need the most, (D+1)^2 x 8 bytes for
 	// X^T X plus (D+1) x outputs x 8 for each reader's X^T Y, with D the
-	// group's width, plus a block of 4096 rows of X in float32.
+	// group's width, plus a block of 4096 rows of X in float32; and the
+	// tensors its staged passes keep for every sample (RefitKept).
 	Refit int64 `json:"refit"`
+	// RefitKept bounds what the refit's stages keep between them: for both
+	// models, samples x the widest cut of the graph (the most bytes of one
+	// row's tensors that are made before some node and read after it),
+	// and at most the refit's own bound (recover.LSQOptions.MaxMemory).
+	RefitKept int64 `json:"refit_kept"`
 	// Agreement is the input's log-probabilities that the comparison on
 	// the evaluation data keeps (at most 512 MiB).
 	Agreement int64 `json:"agreement"`
@@ -123,6 +129,20 @@ func (r *run) estimateMemory(a *rewrite.Analysis, batch int) *MemoryPlan {
 			}
 			p.Refit = max(p.Refit, need)
 		}
+		one, _ := boundShapes(m, r.calib, 1)
+		cut := widestCut(m, func(t string) int64 {
+			d, ok := one.Dims[t]
+			if !ok {
+				return 0
+			}
+			return tensorBytes(d, int32(one.DTypes[t]))
+		})
+		bound := rc.LSQOpts.MaxMemory
+		if bound <= 0 {
+			bound = 2 << 30 // the refit's default
+		}
+		p.RefitKept = min(2*int64(min(rows, max(r.cfg.Samples, 1)))*cut, bound)
+		p.Refit += p.RefitKept
 	}
 	if r.cfg.Eval != nil && len(m.Graph().GetOutput()) > 0 {
 		out := m.Graph().GetOutput()[0].GetName()
@@ -244,4 +264,41 @@ func peakLive(m *onnxio.Model, bytesOf func(string) int64) int64 {
 		}
 	}
 	return peak
+}
+
+// widestCut is the most bytes of tensors that are made by a node (or fed)
+// before some point of the graph order and read after it; graph outputs
+// that no node reads do not count.
+func widestCut(m *onnxio.Model, bytesOf func(string) int64) int64 {
+	g := m.Graph()
+	last := map[string]int{}
+	for i, n := range g.GetNode() {
+		for _, in := range append(n.GetInput(), onnxio.SubgraphReads(n)...) {
+			last[in] = i
+		}
+	}
+	open := map[string]bool{}
+	var cur, widest int64
+	for _, in := range g.GetInput() {
+		if _, read := last[in.GetName()]; read {
+			open[in.GetName()] = true
+			cur += bytesOf(in.GetName())
+		}
+	}
+	for i, n := range g.GetNode() {
+		for _, t := range n.GetInput() {
+			if open[t] && last[t] == i {
+				open[t] = false
+				cur -= bytesOf(t)
+			}
+		}
+		for _, o := range n.GetOutput() {
+			if l, read := last[o]; read && l > i && !open[o] {
+				open[o] = true
+				cur += bytesOf(o)
+			}
+		}
+		widest = max(widest, cur)
+	}
+	return widest
 }

@@ -44,7 +44,7 @@ type Config struct {
 	EvalTask      string
 	Latency       bool // measure ORT latency at batch 1 and 64 before and after
 	// LatencyBatch is the batch a latency target is timed at (64), and
-	// LatencyBudget about how long each timing runs (0.5 s).
+	// LatencyBudget about how long each timing runs (1 s).
 	LatencyBatch  int
 	LatencyBudget time.Duration
 	// Recover, if set, runs after the last round (least-squares refit
@@ -104,7 +104,7 @@ func (c *Config) defaults() error {
 		c.LatencyBatch = 64
 	}
 	if c.LatencyBudget <= 0 {
-		c.LatencyBudget = 500 * time.Millisecond
+		c.LatencyBudget = time.Second
 	}
 	if c.Log == nil {
 		c.Log = func(string, ...any) {}

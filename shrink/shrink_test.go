@@ -312,3 +312,65 @@ func TestTargetKinds(t *testing.T) {
 		t.Errorf("removed fc1/fc2: cost ranking %.3f/%.3f, per-group %.3f/%.3f", c1, c2, p1, p2)
 	}
 }
+
+// With global ranking, a partial round removes the units with the lowest
+// normalised scores among every group's candidates (its lowest-scored tenth):
+// no kept candidate scores below a removed unit, but for the one unit the
+// landing may add to meet the target with less overshoot.
+func TestGlobalRanking(t *testing.T) {
+	m, calib := loadMLP(t)
+	cfg := Config{Target: 0.03, Ranking: "global", Criterion: Magnitude{Norm: 2}, Samples: 64}
+	_, rep, err := Run(m, calib, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("%d rounds, want a single partial one", len(rep.Rounds))
+	}
+	_, scored, err := Score(m, calib, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type unit struct {
+		norm    float64
+		removed bool
+	}
+	var cands []unit
+	for _, gs := range scored {
+		removed := map[int]bool{}
+		for _, gr := range rep.Rounds[0].Groups {
+			if gr.Name == gs.Group.Name {
+				for _, u := range gr.Removed {
+					removed[u] = true
+				}
+			}
+		}
+		sc := gs.Scored.Scores
+		top := 0.0
+		for _, v := range sc {
+			top = math.Max(top, math.Abs(v))
+		}
+		order := ascending(sc)
+		for _, u := range order[:len(sc)/10] {
+			cands = append(cands, unit{sc[u] / top, removed[u]})
+		}
+		if len(removed) == 0 {
+			t.Logf("%s: nothing removed", gs.Group.Name)
+		}
+	}
+	exceptions := 0
+	for _, r := range cands {
+		if !r.removed {
+			continue
+		}
+		for _, k := range cands {
+			if !k.removed && k.norm < r.norm {
+				exceptions++
+				break
+			}
+		}
+	}
+	if exceptions > 1 {
+		t.Errorf("%d removed units score above a kept candidate", exceptions)
+	}
+}

@@ -3,13 +3,14 @@ package shrink
 import (
 	"fmt"
 
+	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/spectral"
 )
 
-// DefaultSpectralOptions are METHOD.md's defaults (k = 10, s = 2, ...).
+// DefaultSpectralOptions are the defaults of docs/METHOD.md §9 (k = 10, s = 2, ...).
 func DefaultSpectralOptions() spectral.Options { return spectral.DefaultOptions() }
 
-// Spectral scores units by spectral structural importance (METHOD.md §2-4):
+// Spectral scores units by spectral structural importance (docs/METHOD.md §2-§4):
 // how much each neuron takes part in the dominant distortion between the
 // kNN graph of its pre-activation signals and that of its post-activation
 // signals.
@@ -36,10 +37,36 @@ func (c *Spectral) group(in Input) (*Scored, error) {
 	if err != nil {
 		return nil, fmt.Errorf("group %s: %w", in.Group.Name, err)
 	}
+	// A unit whose output is the same for every sample passes nothing on
+	// that the next layer's bias could not; its column ties with every
+	// other such unit's in the graphs, which can score it high. It goes
+	// first (docs/METHOD.md §4, dead units).
+	dead := 0
+	for _, p := range constantColumns(in.A) {
+		r.Scores[p] = 0
+		dead++
+	}
 	return &Scored{Scores: r.Scores, Detail: map[string]any{
 		"eigenvalues": r.Eigenvalues,
 		"graph_x":     r.GraphX,
 		"graph_y":     r.GraphY,
 		"solver":      r.Solver,
+		"dead_units":  dead,
 	}}, nil
+}
+
+// constantColumns lists the columns of a that hold one value in every row.
+func constantColumns(a *capture.Matrix) []int {
+	rows, n := a.Dims()
+	var out []int
+	for p := 0; p < n; p++ {
+		v0, same := a.At(0, p), true
+		for i := 1; i < rows && same; i++ {
+			same = a.At(i, p) == v0
+		}
+		if same {
+			out = append(out, p)
+		}
+	}
+	return out
 }

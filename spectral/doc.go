@@ -1,6 +1,6 @@
 // Package spectral scores neurons by spectral structural importance
-// (METHOD.md §2-4 in the project's shared notes). It is pure numerics on
-// matrices and knows nothing about ONNX.
+// (docs/METHOD.md §2-§4; section numbers below refer to that file). It is
+// pure numerics on matrices and knows nothing about ONNX.
 //
 // # The method
 //
@@ -29,14 +29,14 @@
 //   - K = 10, capped at n-1 (§2). Doubling while disconnected, capped at n-1
 //     (§2). GraphStats.K reports the k finally used per graph.
 //   - Weighting = Unweighted (§2). Gaussian uses w = exp(-d^2/sigma^2) (§2);
-//     Sigma = 0 takes the median Euclidean length of the graph's edges (our
-//     choice; §2 names no width), or of its positive lengths if that median
-//     is 0, or unit weights if all lengths are 0. Connectivity counts only
-//     edges whose weight is positive (Gaussian weights can underflow).
+//     Sigma = 0 takes the median Euclidean length of the graph's edges, or
+//     of its positive lengths if that median is 0, or unit weights if all
+//     lengths are 0. Connectivity counts only edges whose weight is
+//     positive (Gaussian weights can underflow).
 //   - S = 2 (§3), capped at n-1.
-//   - Reg = RegRankOne: B = L_Y + (1/n) 1 1^T (§3 allows it or eps*I). The
-//     constant vector then has zeta = 0, every other eigenvector is
-//     orthogonal to 1, and on 1^⊥ B equals L_Y, so the reported pairs are
+//   - Reg = RegRankOne: B = L_Y + (1/n) 1 1^T (§3). The constant vector
+//     then has zeta = 0, every other eigenvector is orthogonal to 1, and on
+//     1^⊥ B equals L_Y, so the reported pairs are
 //     those of (L_X, L_Y) on 1^⊥ and do not depend on the 1/n factor. It
 //     needs a connected G_Y; Score returns an error otherwise (possible
 //     only with Gaussian weights at k = n-1). RegEps uses L_Y + eps I with
@@ -45,14 +45,15 @@
 //   - Solver = Auto: dense for n <= DenseMaxN = 64, sparse above. Measured
 //     on this project's 2-core machine (GELU layers, s = 2): dense 0.3 ms vs
 //     sparse 0.7 ms at n = 32, 1.8 vs 1.5 ms at 64, 7.8 vs 3.1 ms at 150,
-//     151 vs 44 ms at 300; dense is O(n^3) (§3 warns it is too slow past a
-//     few thousand nodes).
+//     151 vs 44 ms at 300; dense is O(n^3), far too slow past a few thousand
+//     nodes.
 //   - Tol = 1e-10: the sparse solver stops when every returned pair has
 //     backward error |L_X u - zeta B u| <= Tol (|L_X| + zeta |B|) |u|
-//     (Gershgorin bounds for the norms); its inner CG solves run to Tol/100. This keeps the sparse path within 1e-9 of the dense
-//     oracle in the tests, well inside the 1e-6 that §3's "must not depend
-//     on the solver" is checked at. MaxIter = 600 Lanczos steps (our choice;
-//     50-80 suffice for s = 2 at n = 11008).
+//     (Gershgorin bounds for the norms); its inner CG solves run to
+//     Tol/100. This keeps the sparse path within 1e-9 of the dense oracle
+//     in the tests, well inside the 1e-6 at which §3 requires the two
+//     solvers to agree. MaxIter = 600 Lanczos steps (our choice; 50-80
+//     suffice for s = 2 at n = 11008).
 //   - Seed = 0 seeds the Lanczos start vector; Threads = 0 means GOMAXPROCS.
 //     Results are bit-identical for the same inputs, options and seed,
 //     whatever Threads is.

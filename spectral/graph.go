@@ -11,7 +11,7 @@ import (
 type Weighting int
 
 const (
-	// Unweighted gives every edge weight 1 (METHOD.md §2 default).
+	// Unweighted gives every edge weight 1 (the default of docs/METHOD.md §2).
 	Unweighted Weighting = iota
 	// Gaussian gives edge (p,q) weight exp(-d^2/sigma^2).
 	Gaussian
@@ -170,7 +170,7 @@ func (g *Graph) Components() int {
 	return c
 }
 
-// KNNGraph builds the METHOD.md §2 graph over the columns of x: exact kNN
+// KNNGraph builds the graph of docs/METHOD.md §2 over the columns of x: exact kNN
 // (k capped at n-1), union, weights; while disconnected, k doubles (capped
 // at n-1). Only opts.K, Weighting, Sigma and Threads are used.
 func KNNGraph(x mat.Matrix, opts Options) (*Graph, GraphStats, error) {

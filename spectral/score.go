@@ -60,7 +60,7 @@ type Result struct {
 }
 
 // Score computes the spectral structural importance of every neuron
-// (METHOD.md §2-4). z and a are M x n: rows are samples, columns neurons;
+// (docs/METHOD.md §2-§4). z and a are M x n: rows are samples, columns neurons;
 // z holds pre-activation and a post-activation states. The inputs are not
 // modified.
 func Score(z, a mat.Matrix, opts Options) (*Result, error) {
@@ -230,7 +230,7 @@ func proportional(gx, gy *Graph) bool {
 	return true
 }
 
-// NeuronScores implements METHOD.md §4: for each edge (p,q) of gx,
+// NeuronScores implements docs/METHOD.md §4: for each edge (p,q) of gx,
 // eta = sum_i vals[i] (u_i(p) - u_i(q))^2 over the columns u_i of vecs;
 // eta /= max eta; the score of p is the mean eta over its edges, divided by
 // the largest score. If every eta (or every score) is 0, all scores are 1:

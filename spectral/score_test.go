@@ -181,9 +181,9 @@ func TestDuplicatedNeuronsScoreLowest(t *testing.T) { testPendant(t, false) }
 // pre-activations (a hub that every neuron lists in G_X) and an outlier in A
 // (nobody lists it in G_Y): zeta_a = 60/11 is zeta_2, above it is the
 // symmetric "pair against the rest" mode, and with the default s = 2 the
-// duplicates score highest. METHOD.md's "duplicates score low" holds when
-// the pair hangs off the graph (TestDuplicatedNeuronsScoreLowest), not in
-// general.
+// duplicates score highest. Duplicates score low when the pair hangs off
+// the graph (TestDuplicatedNeuronsScoreLowest), not in general (docs/METHOD.md
+// §4).
 func TestDuplicatedHubScoresHighest(t *testing.T) {
 	const m, n, h, h2 = 64, 60, 7, 40
 	rng := newRand(10, 10)

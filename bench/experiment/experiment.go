@@ -48,7 +48,7 @@ type Addition struct {
 // res's, and res keeps its originals and ablations.
 func (res *Results) Merge(later *Results) {
 	key := func(r Record) string {
-		return fmt.Sprintf("%s|%g|%s|%d", r.Fixture, r.Target, r.Criterion, r.Seed)
+		return fmt.Sprintf("%s|%g|%s|%d|%s", r.Fixture, r.Target, r.Criterion, r.Seed, r.rounding())
 	}
 	replaced := map[string]bool{}
 	for _, r := range later.Records {
@@ -93,20 +93,30 @@ type Original struct {
 
 // Record is one shrink run.
 type Record struct {
-	Fixture    string             `json:"fixture"`
-	Target     float64            `json:"target"`
-	Criterion  string             `json:"criterion"`
-	Seed       int64              `json:"seed"`
-	Metric     string             `json:"metric"`
-	Reduction  float64            `json:"effective_reduction"`
-	Params     int64              `json:"params"`
-	FLOPs      int64              `json:"flops"`
-	Bytes      int64              `json:"bytes"`
-	Rounds     int                `json:"rounds"`
-	Pruned     float64            `json:"metric_pruned"`
-	Recovered  float64            `json:"metric_recovered"`
-	Recovery   string             `json:"recovery"`
-	Latency    []shrink.Latency   `json:"latency,omitempty"`
+	Fixture   string  `json:"fixture"`
+	Target    float64 `json:"target"`
+	Criterion string  `json:"criterion"`
+	Seed      int64   `json:"seed"`
+	Metric    string  `json:"metric"`
+	Reduction float64 `json:"effective_reduction"`
+	Params    int64   `json:"params"`
+	FLOPs     int64   `json:"flops"`
+	Bytes     int64   `json:"bytes"`
+	Rounds    int     `json:"rounds"`
+	Pruned    float64 `json:"metric_pruned"`
+	Recovered float64 `json:"metric_recovered"`
+	// ValidPruned and ValidRecovered are the metric on the calibration
+	// rows the run did not use: the validation split that chooses
+	// settings (the evaluation set only reports).
+	ValidPruned    float64          `json:"valid_pruned,omitempty"`
+	ValidRecovered float64          `json:"valid_recovered,omitempty"`
+	Recovery       string           `json:"recovery"`
+	Latency        []shrink.Latency `json:"latency,omitempty"`
+	// Rounding is the width rounding: "1" (exact widths; "" in older
+	// records) or "auto" (the command line's default). LatencyRef is the
+	// original's latency timed in turns with this record's model.
+	Rounding   string             `json:"rounding,omitempty"`
+	LatencyRef []shrink.Latency   `json:"latency_original,omitempty"`
 	Stages     map[string]float64 `json:"seconds_per_stage"`
 	Error      string             `json:"error,omitempty"`
 	ShrinkSecs float64            `json:"seconds"`
@@ -115,6 +125,9 @@ type Record struct {
 // Experiment runs every setting of cfg, logging progress to log.
 func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	start := time.Now()
+	if len(cfg.Roundings) == 0 {
+		cfg.Roundings = []string{"1"}
+	}
 	res := &Results{Config: cfg, Machine: machine()}
 	rt := ort.Config{Threads: cfg.Threads}
 	for _, name := range cfg.Fixtures {
@@ -166,15 +179,17 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 
 		for _, target := range cfg.Targets {
 			for _, cname := range cfg.Criteria {
-				for _, seed := range cfg.Seeds {
-					rec := runOne(m, calib, ev, f, target, cname, seed, cfg, rt, seed == cfg.Seeds[0])
-					res.Records = append(res.Records, rec)
-					if rec.Error != "" {
-						fmt.Fprintf(log, "%s %.2f %s seed %d: %s\n", name, target, cname, seed, rec.Error)
-						continue
+				for _, rounding := range cfg.Roundings {
+					for _, seed := range cfg.Seeds {
+						rec := runOne(m, calib, ev, f, target, cname, rounding, seed, cfg, rt, cfg.LatencyAll || seed == cfg.Seeds[0])
+						res.Records = append(res.Records, rec)
+						if rec.Error != "" {
+							fmt.Fprintf(log, "%s %.2f %s rounding %s seed %d: %s\n", name, target, cname, rounding, seed, rec.Error)
+							continue
+						}
+						fmt.Fprintf(log, "%s %.2f %-10s rounding %-4s seed %d: reduction %.4f, %s %.4f pruned, %.4f recovered (%.1fs)\n",
+							name, target, cname, rounding, seed, rec.Reduction, rec.Metric, rec.Pruned, rec.Recovered, rec.ShrinkSecs)
 					}
-					fmt.Fprintf(log, "%s %.2f %-10s seed %d: reduction %.4f, %s %.4f pruned, %.4f recovered (%.1fs)\n",
-						name, target, cname, seed, rec.Reduction, rec.Metric, rec.Pruned, rec.Recovered, rec.ShrinkSecs)
 				}
 			}
 		}
@@ -183,15 +198,26 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 	return res, nil
 }
 
-func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
-	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery}
+func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64, cname, rounding string, seed int64, cfg Config, rt ort.Config, latency bool) Record {
+	rec := Record{Fixture: f.Name, Target: target, Criterion: cname, Seed: seed, Recovery: cfg.Recovery, Rounding: rounding}
 	crit, err := shrink.NewCriterion(cname)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
 	}
 	t0 := time.Now()
-	small, rep, err := shrink.Run(m, calib, shrink.Config{Target: target, Criterion: crit, Samples: cfg.Samples, Seed: seed, Runtime: rt})
+	sc := shrink.Config{Target: target, Criterion: crit, Samples: cfg.Samples, Seed: seed, Runtime: rt}
+	switch rounding {
+	case "auto":
+		sc.RoundChannels = ort.ConvBlock(rt.Provider)
+	case "", "1":
+	default:
+		if _, err := fmt.Sscan(rounding, &sc.RoundTo); err != nil {
+			rec.Error = fmt.Sprintf("rounding %q: want auto or a positive integer", rounding)
+			return rec
+		}
+	}
+	small, rep, err := shrink.Run(m, calib, sc)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
@@ -199,46 +225,107 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture, target float64,
 	rec.ShrinkSecs = time.Since(t0).Seconds()
 	rec.Reduction, rec.Params, rec.FLOPs, rec.Bytes = rep.Reduction, rep.Output.Params, rep.Output.FLOPs, rep.Output.Bytes
 	rec.Rounds, rec.Stages = len(rep.Rounds), rep.Stages
-	evOpts := evaluate.Options{Task: f.Task, Runtime: rt}
-	r, err := evaluate.Run(small, ev, evOpts)
+	valid, err := validation(calib, cfg.Samples, seed)
 	if err != nil {
 		rec.Error = err.Error()
 		return rec
 	}
-	rec.Metric, rec.Pruned, rec.Recovered = r.Metric, r.Value, r.Value
-	if rec.Recovered, err = recoverModel(small, m, calib, ev, cfg, f, rt, rep); err != nil {
+	evOpts := evaluate.Options{Task: f.Task, Runtime: rt}
+	metric := func(mm *onnxio.Model, d *dataset.Set) (*evaluate.Result, error) {
+		if d == nil {
+			return &evaluate.Result{}, nil
+		}
+		return evaluate.Run(mm, d, evOpts)
+	}
+	r, err := metric(small, ev)
+	if err == nil {
+		rec.Metric, rec.Pruned = r.Metric, r.Value
+		r, err = metric(small, valid)
+		rec.ValidPruned = r.Value
+	}
+	if err != nil {
+		rec.Error = err.Error()
+		return rec
+	}
+	fixed, err := recoverModel(small, m, calib, cfg, rt, rep)
+	if err == nil {
+		if r, err = metric(fixed, ev); err == nil {
+			rec.Recovered = r.Value
+			r, err = metric(fixed, valid)
+			rec.ValidRecovered = r.Value
+		}
+	}
+	if err != nil {
 		rec.Error = err.Error()
 		return rec
 	}
 	if latency {
-		if rec.Latency, err = shrink.MeasureLatency(small, calib, []int{1, 64}, time.Second, rt); err != nil {
+		lat, err := shrink.MeasureLatencies([]*onnxio.Model{m, small}, calib, []int{1, 64}, time.Second, rt)
+		if err != nil {
 			rec.Error = err.Error()
+			return rec
 		}
+		rec.LatencyRef, rec.Latency = lat[0], lat[1]
 	}
 	return rec
 }
 
-// recoverModel applies the experiment's recovery budget and returns the
-// metric after it: none, or the least-squares refit of every narrowed layer
-// on the calibration set (label-free, the same for every criterion).
-func recoverModel(small, orig *onnxio.Model, calib, ev *dataset.Set, cfg Config, f *fixture, rt ort.Config, rep *shrink.Report) (float64, error) {
+// rounding is the record's width rounding, "1" for records from before
+// the field existed.
+func (r Record) rounding() string {
+	if r.Rounding == "" {
+		return "1"
+	}
+	return r.Rounding
+}
+
+// recoverModel applies the experiment's recovery budget: none, or the
+// least-squares refit of every narrowed layer on the calibration set
+// (label-free, the same for every criterion).
+func recoverModel(small, orig *onnxio.Model, calib *dataset.Set, cfg Config, rt ort.Config, rep *shrink.Report) (*onnxio.Model, error) {
 	switch cfg.Recovery {
 	case "none", "":
-		r, err := evaluate.Run(small, ev, evaluate.Options{Task: f.Task, Runtime: rt})
-		if err != nil {
-			return 0, err
-		}
-		return r.Value, nil
+		return small, nil
 	case "lsq":
-		_, rr, err := recover.Run(orig, small, rep.Kept(), calib, recover.Options{
-			LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.Samples}, Eval: ev, EvalTask: f.Task, Runtime: rt,
+		fixed, _, err := recover.Run(orig, small, rep.Kept(), calib, recover.Options{
+			LSQ: true, LSQOpts: recover.LSQOptions{Samples: cfg.Samples}, Runtime: rt,
 		})
-		if err != nil {
-			return 0, err
-		}
-		return rr.EvalAfter.Value, nil
+		return fixed, err
 	}
-	return 0, fmt.Errorf("recovery %q is not available (none or lsq)", cfg.Recovery)
+	return nil, fmt.Errorf("recovery %q is not available (none or lsq)", cfg.Recovery)
+}
+
+// validation is the calibration rows a run with this sample count and
+// seed does not use, or nil when it uses them all: shrink and the refit
+// take the seeded subset dataset.SubsetIndices picks.
+func validation(calib *dataset.Set, samples int, seed int64) (*dataset.Set, error) {
+	n, err := calib.N()
+	if err != nil || n <= samples {
+		return nil, err
+	}
+	used, err := dataset.SubsetIndices(n, samples, seed)
+	if err != nil {
+		return nil, err
+	}
+	in := map[int]bool{}
+	for _, u := range used {
+		in[u] = true
+	}
+	var rest []int
+	for i := 0; i < n; i++ {
+		if !in[i] {
+			rest = append(rest, i)
+		}
+	}
+	out := &dataset.Set{Path: calib.Path + " (held out)"}
+	for _, a := range calib.Arrays {
+		t, err := a.Take(rest)
+		if err != nil {
+			return nil, err
+		}
+		out.Arrays = append(out.Arrays, t)
+	}
+	return out, nil
 }
 
 // ablationGroup picks the widest prunable group with observation points.

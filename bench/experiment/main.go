@@ -1,7 +1,7 @@
 // Command experiment reproduces the paper's experiment shape on the fixture
 // zoo: for every fixture, target reduction, criterion and seed it shrinks the
 // model, measures the metric before and after the same recovery budget and
-// the ORT latency, runs the METHOD.md §7 ablation, times every stage, and
+// the ORT latency, runs the ablation of docs/METHOD.md §7, times every stage, and
 // writes the raw records as JSON and docs/RESULTS.md with tables and plots.
 //
 //	go run ./bench/experiment            # the full run (about two hours on 2 cores)
@@ -36,12 +36,17 @@ type Config struct {
 	Fixtures []string  `json:"fixtures"`
 	Targets  []float64 `json:"targets"`
 	Criteria []string  `json:"criteria"`
-	Seeds    []int64   `json:"seeds"`
-	Samples  int       `json:"samples"`
-	Recovery string    `json:"recovery"`
-	Threads  int       `json:"threads"`
-	Ablation float64   `json:"ablation_fraction"`
-	Trials   int       `json:"ablation_random_trials"`
+	// Roundings are the width roundings each criterion runs with: "1"
+	// (exact widths, the paper's budget) and/or "auto" (the command
+	// line's default). LatencyAll times every run, not only the first seed.
+	Roundings  []string `json:"roundings,omitempty"`
+	LatencyAll bool     `json:"latency_all,omitempty"`
+	Seeds      []int64  `json:"seeds"`
+	Samples    int      `json:"samples"`
+	Recovery   string   `json:"recovery"`
+	Threads    int      `json:"threads"`
+	Ablation   float64  `json:"ablation_fraction"`
+	Trials     int      `json:"ablation_random_trials"`
 	// NoAblation skips the ablation (a run merged into earlier results).
 	NoAblation bool      `json:"-"`
 	Root       string    `json:"-"`
@@ -58,6 +63,8 @@ func run(args []string) error {
 	targets := fs.String("targets", "0.3,0.5,0.7", "effective parameter reductions")
 	criteria := fs.String("criteria", "spectral,magnitude,activation,random,taylor", "criteria (taylor needs labels or a language model)")
 	seeds := fs.Int("seeds", 3, "seeds per setting")
+	roundings := fs.String("roundings", "1", "width roundings: 1 (exact widths) and/or auto (the command line's default)")
+	latencyAll := fs.Bool("latency-all", false, "time every run against the original, not only the first seed's")
 	samples := fs.Int("samples", 1024, "calibration samples M")
 	recovery := fs.String("recovery", "lsq", "recovery after pruning: none or lsq")
 	threads := fs.Int("threads", 0, "ORT intra-op threads (0: ORT's default)")
@@ -90,7 +97,7 @@ func run(args []string) error {
 		return Write(res, cfg)
 	}
 	cfg := Config{
-		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples,
+		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples, Roundings: split(*roundings), LatencyAll: *latencyAll,
 		Recovery: *recovery, Threads: *threads, Ablation: *ablation, Trials: *trials,
 		Root: *root, OutDir: *out, Command: "cd bench && go run ./experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
 	}

@@ -55,7 +55,7 @@ type cell struct {
 func cells(res *Results) map[string]*cell {
 	out := map[string]*cell{}
 	for _, r := range res.Records {
-		if r.Error != "" {
+		if r.Error != "" || r.rounding() != "1" {
 			continue
 		}
 		k := fmt.Sprintf("%s|%.2f|%s", r.Fixture, r.Target, r.Criterion)
@@ -99,7 +99,7 @@ func Markdown(res *Results, plots []string) string {
 		fmt.Fprintf(&b, "Added later: criteria %v on %v by `%s` on %s in %.0f minutes; the later run's records replace earlier ones only for the same fixture, target, criterion and seed.\n\n", a.Criteria, a.Fixtures, strings.TrimSpace(a.Command), a.Machine.Date, a.Seconds/60)
 	}
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s, %s, ONNX Runtime %s.\n\n", res.Machine.CPU, res.Machine.Cores, res.Machine.OS, res.Machine.Go, res.Machine.ORT)
-	fmt.Fprintf(&b, "Settings: targets %v (effective parameter reduction), criteria %v, seeds %v, %d calibration samples, recovery `%s`, ORT threads %d (0: ORT default). Pruning follows METHOD.md §5 with its defaults (10%% of a group per round, minimum width max(4, 5%%), per-group ranking, k = 10, s = 2) and exact per-unit widths (`--round-to 1`, not the command line's default `auto`: Conv channel counts off ONNX Runtime's kernel block are why some CNN latencies below exceed 1x).\n\n", c.Targets, c.Criteria, c.Seeds, c.Samples, c.Recovery, c.Threads)
+	fmt.Fprintf(&b, "Settings: targets %v (effective parameter reduction), criteria %v, seeds %v, %d calibration samples, recovery `%s`, ORT threads %d (0: ORT default). Pruning follows docs/METHOD.md §5 with its defaults (10%% of a group per round, minimum width max(4, 5%%), per-group ranking, k = 10, s = 2) and exact per-unit widths (`--round-to 1`, not the command line's default `auto`: Conv channel counts off ONNX Runtime's kernel block are why some CNN latencies below exceed 1x).\n\n", c.Targets, c.Criteria, c.Seeds, c.Samples, c.Recovery, c.Threads)
 	if c.Quick {
 		fmt.Fprintf(&b, "**This is a --quick run**: one fixture, one target, one seed, few samples. It checks that the experiment runs; its numbers are not the study.\n\n")
 	}
@@ -166,8 +166,9 @@ func Markdown(res *Results, plots []string) string {
 		}
 		fmt.Fprintf(&b, "\n")
 	}
+	writeDefaults(&b, res)
 	if len(res.Ablations) > 0 {
-		fmt.Fprintf(&b, "## Ablation (METHOD.md §7)\n\nOne group per fixture, %.0f%% of its units removed, no recovery; spectral scores.\n\n", c.Ablation*100)
+		fmt.Fprintf(&b, "## Ablation (docs/METHOD.md §7)\n\nOne group per fixture, %.0f%% of its units removed, no recovery; spectral scores.\n\n", c.Ablation*100)
 		fmt.Fprintf(&b, "| fixture group | metric | original | lowest-scored removed | highest-scored removed | random removed (%d trials) |\n|---|---|---|---|---|---|\n", c.Trials)
 		for k, a := range res.Ablations {
 			fmt.Fprintf(&b, "| %s `%s` | %s | %.4f | %.4f | %.4f | %.4f ± %.4f |\n", res.Originals[min(k, len(res.Originals)-1)].Fixture, a.Group, a.Original.Metric, a.Original.Value, a.Lowest.Value, a.Highest.Value, a.RandMean, a.RandStd)
@@ -276,4 +277,73 @@ func latencyPlot(res *Results, o Original, cfg Config) (string, error) {
 	p.BackgroundColor = color.White
 	name := filepath.Join(cfg.OutDir, "results", o.Fixture+"_latency.png")
 	return name, p.Save(6*vg.Inch, 4*vg.Inch, name)
+}
+
+// writeDefaults renders the section that compares the command line's
+// default widths (--round-to auto) with exact widths (--round-to 1) for
+// each criterion run both ways: reduction, the metric before and after the
+// refit, and latency relative to the original timed in turns with it.
+func writeDefaults(b *strings.Builder, res *Results) {
+	type key struct {
+		f, c, r string
+		t       string
+	}
+	type agg struct{ red, pruned, rec, l1, l64 []float64 }
+	cs := map[key]*agg{}
+	crits := map[string]bool{}
+	for _, r := range res.Records {
+		if r.Error == "" && r.rounding() == "auto" {
+			crits[r.Criterion] = true
+		}
+	}
+	if len(crits) == 0 {
+		return
+	}
+	for _, r := range res.Records {
+		if r.Error != "" || !crits[r.Criterion] {
+			continue
+		}
+		k := key{r.Fixture, r.Criterion, r.rounding(), fmt.Sprintf("%.0f%%", r.Target*100)}
+		a := cs[k]
+		if a == nil {
+			a = &agg{}
+			cs[k] = a
+		}
+		a.red, a.pruned, a.rec = append(a.red, r.Reduction), append(a.pruned, r.Pruned), append(a.rec, r.Recovered)
+		for i, l := range r.Latency {
+			if i < len(r.LatencyRef) && r.LatencyRef[i].Median > 0 {
+				ratio := l.Median / r.LatencyRef[i].Median
+				switch l.Batch {
+				case 1:
+					a.l1 = append(a.l1, ratio)
+				case 64:
+					a.l64 = append(a.l64, ratio)
+				}
+			}
+		}
+	}
+	fmt.Fprintf(b, "## Default settings\n\nThe command line's default widths (`--round-to auto`: Conv channel counts snapped to ONNX Runtime's kernel block on this CPU) against exact widths (`--round-to 1`), criteria %v, the same seeds and refit; latency is the ratio to the original's, the two timed in turns (mean over seeds).\n\n", keys(crits))
+	fmt.Fprintf(b, "| fixture | criterion | target | widths | reduction | before refit | after refit | latency b1 | latency b64 |\n|---|---|---|---|---|---|---|---|---|\n")
+	mean := func(v []float64) string {
+		if len(v) == 0 {
+			return "-"
+		}
+		m, _ := shrink.MeanStd(v)
+		return fmt.Sprintf("%.2fx", m)
+	}
+	for _, o := range res.Originals {
+		for _, c := range keys(crits) {
+			for _, t := range res.Config.Targets {
+				for _, rd := range []string{"auto", "1"} {
+					a := cs[key{o.Fixture, c, rd, fmt.Sprintf("%.0f%%", t*100)}]
+					if a == nil {
+						continue
+					}
+					m, _ := shrink.MeanStd(a.red)
+					fmt.Fprintf(b, "| %s | %s | %.0f%% | %s | %.4f | %s | %s | %s | %s |\n", o.Fixture, c, t*100, rd, m, pm(a.pruned, 4), pm(a.rec, 4), mean(a.l1), mean(a.l64))
+				}
+			}
+		}
+	}
+	fmt.Fprintf(b, "\n")
 }

@@ -154,13 +154,17 @@ def main():
     for _ in range(args.warmup):
         step()
     times = []
+    cpu0 = time.process_time()
     for _ in range(args.steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    print("%s: batch %d, PyTorch %s, %d thread: %.3f ms per step (median of %d), %.3f ms min"
+    cpu = (time.process_time() - cpu0) / args.steps
+    # CPU time per step (every thread of the process) moves far less than
+    # wall time when other work shares the machine.
+    print("%s: batch %d, PyTorch %s, %d thread: %.3f ms per step (median of %d), %.3f ms min, %.3f ms CPU per step"
           % (args.model, args.batch, torch.__version__, torch.get_num_threads(),
-             1e3 * statistics.median(times), args.steps, 1e3 * min(times)))
+             1e3 * statistics.median(times), args.steps, 1e3 * min(times), 1e3 * cpu))
 
 
 if __name__ == "__main__":

@@ -58,15 +58,14 @@ func TestShrinkExternalData(t *testing.T) {
 	if files, _ := a.ExternalFiles(); !slices.Equal(files, []string{ext + ".data"}) {
 		t.Errorf("the output's data files are %v", files)
 	}
-	// The same units go, and the weights agree to float rounding (the
-	// sessions of a model with external data do not prepack weights, which
-	// changes ORT's summation order, so the refit differs in the last bits).
+	// The same model: capture and refit sessions compute the same way
+	// whether ORT maps the weights or gets them inline.
 	va, vb := weights(t, a), weights(t, b)
 	if len(va) != len(vb) {
 		t.Fatalf("%d initializers out of core, %d in memory", len(va), len(vb))
 	}
 	for name, v := range vb {
-		if d := maxDiff(va[name], v); d > 1e-4 {
+		if d := maxDiff(va[name], v); d != 0 {
 			t.Errorf("initializer %s differs between the two runs by %g", name, d)
 		}
 	}
@@ -208,7 +207,7 @@ func TestShrinkMaxMemory(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "--max-memory") || !strings.Contains(errOut, "weights alone") {
 		t.Errorf("--max-memory 64K: exit %d %q", code, errOut)
 	}
-	code, _, errOut = cli(append(args, "--max-memory", "40M", "--batch", "64")...)
+	code, _, errOut = cli(append(args, "--max-memory", "120M", "--batch", "64")...)
 	if code != 1 || !strings.Contains(errOut, "lower --batch to") {
 		t.Errorf("--max-memory 5M: exit %d %q", code, errOut)
 	}

@@ -242,7 +242,7 @@ func (f *finetuneFlags) run(j *finetuneJob, u *ui) (*finetuneSummary, *onnxio.Mo
 		if err != nil {
 			return nil, nil, err
 		}
-		o := recover.LSQOptions{Ridge: *f.lsq.ridge, Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Log: u.logFunc()}
+		o := recover.LSQOptions{Ridge: *f.lsq.ridge, Samples: *f.samples, Seed: *f.seed, Batch: *f.batch, Runtime: f.rt, Log: u.logFunc(), Progress: u.progressFunc()}
 		if cur, summary.LSQ, err = recover.LSQ(j.teacher, cur, kept, j.calib, o); err != nil {
 			return nil, nil, err
 		}
@@ -365,7 +365,7 @@ func (f *recoverFlags) options(m *onnxio.Model, calib *dataset.Set, u *ui) (*rec
 	if *f.method == "lsq" && calib == nil {
 		return nil, usagef("--recover lsq needs calibration data (--calib)")
 	}
-	o.LSQOpts = recover.LSQOptions{Ridge: *f.ridge, Log: u.logFunc()}
+	o.LSQOpts = recover.LSQOptions{Ridge: *f.ridge, Log: u.logFunc(), Progress: u.progressFunc()}
 	if *f.train != "" {
 		var err error
 		if o.Train, err = dataset.Load(*f.train); err != nil {

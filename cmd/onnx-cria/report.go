@@ -167,7 +167,8 @@ func writeLSQ(w io.Writer, fits []recover.LayerFit) {
 	if len(fits) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "least-squares refit (relative error of each layer's output on the calibration set):\n")
+	fmt.Fprintf(w, "least-squares refit (relative error of each layer's output on the calibration rows it was fit on, and on held-out rows):\n")
+	var warns []string
 	for _, f := range fits {
 		if f.Note != "" && f.Rows == 0 {
 			fmt.Fprintf(w, "  %-36s %-6s skipped: %s\n", f.Node, f.Op, f.Note)
@@ -177,10 +178,20 @@ func writeLSQ(w io.Writer, fits []recover.LayerFit) {
 		if !f.Applied {
 			state = "kept the old weights"
 		}
-		if f.Note != "" {
-			state += " (" + f.Note + ")"
+		if f.Flag != "" {
+			state += " (" + f.Flag + ")"
+			if f.Warning != "" {
+				warns = append(warns, f.Node+": "+f.Warning)
+			}
 		}
-		fmt.Fprintf(w, "  %-36s %-6s %5d in %5d out %7d rows  %.4f -> %.4f  %s\n", f.Node, f.Op, f.Inputs, f.Outputs, f.Rows, f.Before, f.After, state)
+		held := ""
+		if f.HeldOutRows > 0 {
+			held = fmt.Sprintf("held out %.4f -> %.4f", f.HeldOutBefore, f.HeldOutAfter)
+		}
+		fmt.Fprintf(w, "  %-36s %-6s %5d in %5d out %7d rows  %.4f -> %.4f  %-28s %5.2fs  %s\n", f.Node, f.Op, f.Inputs, f.Outputs, f.Rows, f.Before, f.After, held, f.Seconds, state)
+	}
+	for _, m := range warns {
+		fmt.Fprintf(w, "  warning: %s\n", m)
 	}
 }
 

@@ -46,7 +46,7 @@ type critFlags struct {
 
 func addCritFlags(fs *flagSet) critFlags {
 	return critFlags{
-		name: fs.String("criterion", "spectral", "unit score: spectral, magnitude, magnitude-l1, activation, random or taylor (gradients; needs labels or a language model)"),
+		name: fs.String("criterion", "spectral", "unit score: spectral; the local baselines magnitude, magnitude-l1, activation, random, taylor (gradients; needs labels or a language model); or the output-aware wanda, flap, obs, spectral-flap (docs/METHOD.md §6)"),
 		k:    fs.Int("k", spectral.DefaultK, 1, "spectral: neighbours in the kNN graphs (capped at a group's width - 1)"),
 		s:    fs.Int("s", 2, 1, "spectral: number of generalized eigenpairs (at most 64)"),
 	}

@@ -213,12 +213,10 @@ def predict(model, x, batch=500):
 
 # ---------------------------------------------------------------- train + export
 
-def run(name, x_tr, y_tr, x_te, y_te, calib_path, eval_path, evals):
-    cfg = CONFIGS[name]
-    common.seed_everything(SEED)
-    model = cfg["make"]()
-    n_params = common.count_params(model)
-    print("== %s: %d params" % (name, n_params), flush=True)
+def train(model, cfg, x_tr, y_tr, x_te, y_te):
+    """Train model in place with the fixtures' recipe (AdamW, OneCycle, cross-entropy;
+    cfg's epochs, batch, lr and wd; shuffling seeded with SEED) and return the seconds
+    it took. Also used by bench/torchpruning for a model that is not a fixture."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
     steps_per_epoch = (len(x_tr) + cfg["batch"] - 1) // cfg["batch"]
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], epochs=cfg["epochs"],
@@ -241,7 +239,16 @@ def run(name, x_tr, y_tr, x_te, y_te, calib_path, eval_path, evals):
             total += loss.item() * len(idx)
         acc = float((predict(model, x_te).argmax(1) == y_te).mean())
         print("epoch %d loss %.4f test acc %.4f  %.0fs" % (epoch, total / len(xt), acc, time.time() - t0), flush=True)
-    train_seconds = time.time() - t0
+    return time.time() - t0
+
+
+def run(name, x_tr, y_tr, x_te, y_te, calib_path, eval_path, evals):
+    cfg = CONFIGS[name]
+    common.seed_everything(SEED)
+    model = cfg["make"]()
+    n_params = common.count_params(model)
+    print("== %s: %d params" % (name, n_params), flush=True)
+    train_seconds = train(model, cfg, x_tr, y_tr, x_te, y_te)
 
     model.eval()
     full_acc = float((predict(model, x_te).argmax(1) == y_te).mean())

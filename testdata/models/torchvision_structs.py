@@ -1,4 +1,4 @@
-"""Structure-only fixtures: torchvision resnet18 and mobilenet_v2 with random weights.
+"""Structure-only fixtures: torchvision resnet18, mobilenet_v2 (and resnet50) with random weights.
 
 Usage (from the repository root):
 
@@ -8,7 +8,8 @@ Needs Debian's python3-torch, python3-torchvision and python3-onnx. Go tests run
 this script when torch is installed (and skip with a message otherwise); its
 outputs are not committed (resnet18 alone is about 45 MB).
 
-Writes into OUT_DIR, for MODEL in resnet18 and mobilenet_v2 and OPSET in 11 and 17:
+Writes into OUT_DIR, for MODEL in resnet18 and mobilenet_v2 (or --models, which
+also accepts resnet50, for the refit benchmark) and OPSET in 11 and 17:
   MODEL_opsetOPSET.onnx   input "input" float32 [N,3,SIZE,SIZE], output "logits" [N,1000],
                           batch axis dynamic, exported in eval mode (BatchNormalization
                           folded into Conv), weights from a seeded random init
@@ -30,14 +31,17 @@ OPSETS = (11, 17)
 MODELS = {
     "resnet18": lambda: torchvision.models.resnet18(weights=None, num_classes=1000),
     "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(weights=None, num_classes=1000),
+    # Not in the default set (about 100 MB per opset): the refit benchmark's.
+    "resnet50": lambda: torchvision.models.resnet50(weights=None, num_classes=1000),
 }
+DEFAULT = ("resnet18", "mobilenet_v2")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir")
     ap.add_argument("--size", type=int, default=224, help="input height and width (default 224)")
-    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    ap.add_argument("--models", default=",".join(DEFAULT), help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--opsets", default=",".join(map(str, OPSETS)))
     args = ap.parse_args()
 

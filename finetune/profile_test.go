@@ -1,0 +1,127 @@
+package finetune
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/onnx-cria/onnx-cria/autodiff"
+	"github.com/onnx-cria/onnx-cria/ort"
+)
+
+// BenchmarkTrainStepProfile runs the CNN's training step under ORT's
+// profiler and logs, from each node's fastest run (the first run, which
+// includes ORT's warm-up, left out), the time of each op type and of the
+// slowest nodes:
+//
+//	go test ./finetune -run '^$' -bench TrainStepProfile -benchtime 50x -v
+func BenchmarkTrainStepProfile(b *testing.B) {
+	needORT(b)
+	m, data := loadFixture(b, "cnn", "fmnist_calib.npz")
+	tg, err := autodiff.BuildTraining(m, autodiff.TrainSpec{Objective: autodiff.Objective{CE: 1}, BatchNorm: autodiff.BNBatch})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	if d := os.Getenv("KEEP"); d != "" {
+		dir = d
+	}
+	st, err := autodiff.NewStepper(tg, ort.Config{Threads: 1, Profile: filepath.Join(dir, "step")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bound, err := autodiff.BindData(m, data, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows := make([]int, 64)
+	for i := range rows {
+		rows[i] = i
+	}
+	batch, err := autodiff.MakeBatch(bound, rows)
+	if err != nil {
+		b.Fatal(err)
+	}
+	params, err := autodiff.ParamValues(m, tg.Params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.Run(params, batch); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := st.Run(params, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.Destroy()
+	files, _ := filepath.Glob(filepath.Join(dir, "step*.json"))
+	if len(files) != 1 {
+		b.Fatalf("profile files: %v", files)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	var events []struct {
+		Cat  string            `json:"cat"`
+		Name string            `json:"name"`
+		Dur  float64           `json:"dur"` // microseconds
+		Args map[string]any    `json:"args"`
+		_    map[string]string // keeps the decoder lenient
+	}
+	if err := json.Unmarshal(raw, &events); err != nil {
+		b.Fatal(err)
+	}
+	// Each node's fastest run: on a machine shared with other work the
+	// minimum is far steadier than the mean.
+	byNode := map[string]float64{}
+	nodeOp := map[string]string{}
+	runs := 0
+	for _, e := range events {
+		if e.Cat == "Session" && e.Name == "model_run" {
+			runs++
+		}
+		node, ok := strings.CutSuffix(e.Name, "_kernel_time")
+		if e.Cat != "Node" || runs < 1 || !ok {
+			continue
+		}
+		op, _ := e.Args["op_name"].(string)
+		if v, seen := byNode[node]; !seen || e.Dur < v {
+			byNode[node] = e.Dur
+		}
+		nodeOp[node] = op
+	}
+	byOp := map[string]float64{}
+	var total float64
+	for node, v := range byNode {
+		byOp[nodeOp[node]] += v
+		total += v
+	}
+	n := 1.0
+	type kv struct {
+		k string
+		v float64
+	}
+	sorted := func(m map[string]float64) []kv {
+		var out []kv
+		for k, v := range m {
+			out = append(out, kv{k, v})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].v > out[j].v })
+		return out
+	}
+	b.Logf("%d runs profiled, kernels %.2f ms in all (each node's fastest run)", runs-1, total/n/1000)
+	for _, e := range sorted(byOp) {
+		b.Logf("  %-24s %8.3f ms  %5.1f%%", e.k, e.v/n/1000, 100*e.v/total)
+	}
+	for i, e := range sorted(byNode) {
+		if i == 80 {
+			break
+		}
+		b.Logf("  %-60s %-16s %8.3f ms", e.k, nodeOp[e.k], e.v/n/1000)
+	}
+}
