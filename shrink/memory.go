@@ -40,9 +40,10 @@ type MemoryPlan struct {
 	// tensors its staged passes keep for every sample (RefitKept).
 	Refit int64 `json:"refit"`
 	// RefitKept bounds what the refit's stages keep between them: for both
-	// models, samples x the widest cut of the graph (the most bytes of one
-	// row's tensors that are made before some node and read after it),
-	// and at most the refit's own bound (recover.LSQOptions.MaxMemory).
+	// models, samples x the widest cut of the graph just before a layer
+	// that reads pruned units (the bytes of one row's tensors made before
+	// it and read from it on), and at most the refit's own bound
+	// (recover.LSQOptions.MaxMemory).
 	RefitKept int64 `json:"refit_kept"`
 	// Agreement is the input's log-probabilities that the comparison on
 	// the evaluation data keeps (at most 512 MiB).
@@ -129,8 +130,20 @@ func (r *run) estimateMemory(a *rewrite.Analysis, batch int) *MemoryPlan {
 			}
 			p.Refit = max(p.Refit, need)
 		}
+		// The stages end where refit layers (readers of pruned units)
+		// start.
+		at := map[int]bool{}
+		for _, g := range groups {
+			for _, pr := range g.Params {
+				if pr.Role == "out" {
+					for _, i := range ix.Consumers[pr.Tensor] {
+						at[i] = true
+					}
+				}
+			}
+		}
 		one, _ := boundShapes(m, r.calib, 1)
-		cut := widestCut(m, func(t string) int64 {
+		cut := widestCut(m, at, func(t string) int64 {
 			d, ok := one.Dims[t]
 			if !ok {
 				return 0
@@ -266,10 +279,10 @@ func peakLive(m *onnxio.Model, bytesOf func(string) int64) int64 {
 	return peak
 }
 
-// widestCut is the most bytes of tensors that are made by a node (or fed)
-// before some point of the graph order and read after it; graph outputs
-// that no node reads do not count.
-func widestCut(m *onnxio.Model, bytesOf func(string) int64) int64 {
+// widestCut is the most bytes of tensors made before node i (or fed) and
+// read by node i or later, over the nodes i in at: what a run cut into
+// stages just before those nodes keeps between stages.
+func widestCut(m *onnxio.Model, at map[int]bool, bytesOf func(string) int64) int64 {
 	g := m.Graph()
 	last := map[string]int{}
 	for i, n := range g.GetNode() {
@@ -286,6 +299,9 @@ func widestCut(m *onnxio.Model, bytesOf func(string) int64) int64 {
 		}
 	}
 	for i, n := range g.GetNode() {
+		if at[i] {
+			widest = max(widest, cur)
+		}
 		for _, t := range n.GetInput() {
 			if open[t] && last[t] == i {
 				open[t] = false
@@ -298,7 +314,6 @@ func widestCut(m *onnxio.Model, bytesOf func(string) int64) int64 {
 				cur += bytesOf(o)
 			}
 		}
-		widest = max(widest, cur)
 	}
 	return widest
 }

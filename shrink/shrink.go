@@ -609,9 +609,6 @@ func (r *run) recover() error {
 	if opts.LSQOpts.Batch == 0 {
 		opts.LSQOpts.Batch = r.cfg.Batch
 	}
-	if opts.Eval == nil {
-		opts.Eval, opts.EvalTask = r.cfg.Eval, r.cfg.EvalTask
-	}
 	t0 := time.Now()
 	out, rep, err := recover.Run(r.in, r.cur, r.rep.Kept(), r.calib, opts)
 	if err != nil {
@@ -627,6 +624,15 @@ func (r *run) recover() error {
 		}
 	}
 	r.stage("recover", t0)
+	// The recovered model's metric, measured here rather than by recover
+	// (unless the caller gave it evaluation data of its own): with the
+	// run's batch, and after the refit weights left memory.
+	if o.Eval == nil && r.cfg.Eval != nil && len(rep.Methods) > 0 {
+		r.cfg.Log("evaluating the recovered model")
+		if rep.EvalAfter, err = r.evaluate(out, "recovered"); err != nil {
+			return err
+		}
+	}
 	r.cur, r.rep.Recovery = out, rep
 	if rep.EvalAfter != nil {
 		r.rep.EvalAfter = rep.EvalAfter
