@@ -25,5 +25,11 @@
 // data so that the path holds the old pair or the new pair at every moment
 // (see Save for the order of the steps and the rule for data file names).
 //
+// A model with external data is read lazily: Load reads the model file,
+// and a tensor's bytes are read from its data file when they are asked for.
+// NewScratch gives such a model a private directory where edited tensors
+// are written (Offload, Spill) instead of being held in memory, so that
+// tools can edit a multi-GiB model one tensor at a time.
+//
 // The package knows nothing about ONNX Runtime or pruning.
 package onnxio

@@ -26,6 +26,9 @@ type Model struct {
 	Dir   string // directory that external data locations are relative to
 	Size  int64  // size in bytes of the serialized model it was decoded from
 	Hash  string // hex SHA-256 of those bytes
+	// Scratch, if set, is where Offload and Spill put large edited tensors
+	// (see NewScratch); Clone and Derive keep it.
+	Scratch *Scratch
 }
 
 // maxProtoSize is the largest message protobuf implementations accept.
@@ -186,6 +189,16 @@ func (m *Model) Encode() ([]byte, error) {
 	}
 	if n := proto.Size(m.Proto); n > maxProtoSize {
 		return nil, fmt.Errorf("model is %d bytes, over the 2 GiB protobuf limit: save it with external data", n)
+	}
+	return proto.MarshalOptions{}.Marshal(m.Proto)
+}
+
+// EncodeGraph serializes the model as it is: tensors stored in external
+// data files stay there and only their references are written. Such bytes
+// are a model only together with its data files, found relative to m.Dir.
+func (m *Model) EncodeGraph() ([]byte, error) {
+	if n := proto.Size(m.Proto); n > maxProtoSize {
+		return nil, fmt.Errorf("model is %d bytes without its external data, over the 2 GiB protobuf limit: save it with external data", n)
 	}
 	return proto.MarshalOptions{}.Marshal(m.Proto)
 }

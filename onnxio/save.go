@@ -321,15 +321,16 @@ func dataFiles(path string) map[string]bool {
 // reference. It returns the references' location entries, for the caller
 // to fill in, and restore, which puts the tensors back as they were.
 func (m *Model) writeData(df *os.File, threshold int64) (locs []*onnxpb.StringStringEntryProto, restore func(), err error) {
+	// The swapped-out fields are kept by reference, not copied: a model
+	// held in memory is not doubled while it is written.
 	type saved struct {
 		t    *onnxpb.TensorProto
-		orig *onnxpb.TensorProto
+		data tensorData
 	}
 	var swaps []saved
 	restore = func() {
 		for _, s := range swaps {
-			proto.Reset(s.t)
-			proto.Merge(s.t, s.orig)
+			s.data.putBack(s.t)
 		}
 	}
 	var offset int64
@@ -363,12 +364,9 @@ func (m *Model) writeData(df *os.File, threshold int64) (locs []*onnxpb.StringSt
 		if _, err = df.Write(raw); err != nil {
 			return
 		}
-		orig := &onnxpb.TensorProto{}
-		proto.Merge(orig, t)
-		swaps = append(swaps, saved{t, orig})
+		swaps = append(swaps, saved{t, takeData(t)})
 		loc := &onnxpb.StringStringEntryProto{Key: ptr("location")}
 		locs = append(locs, loc)
-		t.RawData, t.FloatData, t.Int32Data, t.Int64Data, t.DoubleData, t.Uint64Data = nil, nil, nil, nil, nil, nil
 		t.ExternalData = []*onnxpb.StringStringEntryProto{
 			loc,
 			{Key: ptr("offset"), Value: ptr(strconv.FormatInt(offset, 10))},

@@ -6,6 +6,7 @@ package ort
 
 /*
 #cgo LDFLAGS: -ldl
+#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +29,13 @@ static const char *cria_version(const cria_api_base *b) {
 
 static int cria_has_api(const cria_api_base *b, uint32_t v) {
 	return b->get_api && b->get_api(v) != NULL;
+}
+
+// cria_mmap_threshold calls the C library's mallopt(M_MMAP_THRESHOLD, n)
+// (-3 in glibc) when there is one; 0 means it is not there or refused.
+static int cria_mmap_threshold(int n) {
+	int (*fn)(int, int) = (int (*)(int, int))dlsym(RTLD_DEFAULT, "mallopt");
+	return fn ? fn(-3, n) : 0;
 }
 */
 import "C"
@@ -87,3 +95,11 @@ func dlProbe(path string, api uint32, ask func(version string) bool) (version st
 	}
 	return version, apiOK, h, nil
 }
+
+// fixMmapThreshold makes the C library serve allocations of n bytes or more
+// with their own memory mappings, which free returns to the system at once.
+// glibc otherwise raises that threshold to the size of the largest block
+// freed (up to 32 MiB) and keeps later blocks below it in its heap, so
+// that the buffers of a finished ORT session stay resident. It reports
+// whether the C library took the setting.
+func fixMmapThreshold(n int) bool { return C.cria_mmap_threshold(C.int(n)) != 0 }

@@ -34,6 +34,15 @@
 // onnxio shape inference or value_info, and creates the session from that
 // copy; the caller's model is never changed.
 //
+// A model whose tensors live in external data files reaches ORT as its
+// graph with the references (never with the weights inline), and ORT is
+// told the model's directory to resolve them in; ORT maps the files into
+// memory. So models over the 2 GiB protobuf limit run, no copy of their
+// weights passes through Go, and the weights count in the resident memory
+// only as mapped file pages. Such sessions do not prepack weights (ORT's
+// packed copies would double them); the data files are checked first, so a
+// missing or short file is reported by tensor.
+//
 // Run validates inputs against the model (names, element types, ranks,
 // fixed dimensions) and reports every mismatch at once before calling ORT.
 // A Session is safe for concurrent Run calls and is released with Destroy.

@@ -23,11 +23,21 @@ type Config struct {
 	Provider string
 	// DeviceID is the CUDA device, when Provider is "cuda".
 	DeviceID int
-	// ShortLived skips ORT's memory-pattern planning, for sessions that run
-	// a few dozen batches and are dropped (capture makes one per round):
-	// the pattern costs its second run as much as a whole first run and
-	// only pays off over many runs of one shape.
+	// ShortLived skips ORT's memory-pattern planning and its prepacking of
+	// weights, for sessions that run a few dozen batches and are dropped
+	// (capture makes one per round, the refit one per stage): the pattern
+	// costs its second run as much as a whole first run, and prepacking
+	// copies every weight when the session is made; both only pay off
+	// over many runs. (Sessions of models with external data never
+	// prepack; this makes the in-memory case compute the same way.)
 	ShortLived bool
+	// ReleaseMemory, at the first Init, fixes the C library's threshold
+	// for serving allocations from their own mappings at 128 KiB (glibc's
+	// mallopt M_MMAP_THRESHOLD), so that the large buffers ORT frees when
+	// a session ends go back to the system instead of staying in the C
+	// heap. It changes the allocator for the whole process, which suits a
+	// program that makes sessions one after another over a large model.
+	ReleaseMemory bool
 	// NoSpin stops the intra-op threads from spinning while they wait for
 	// work (session.intra_op.allow_spinning=0): for sessions that run
 	// many small steps, where spinning threads take CPU from everything
@@ -74,20 +84,20 @@ func initLocked(cfg Config) error {
 			return nil
 		}
 		if _, err := existing(cfg.LibraryPath, "library path"); err != nil {
-			return fmt.Errorf("runtime: %w", err)
+			return fmt.Errorf("ort: %w", err)
 		}
-		return fmt.Errorf("runtime: ONNX Runtime is already loaded from %s in this process; cannot switch to %s", env.path, cfg.LibraryPath)
+		return fmt.Errorf("ort: ONNX Runtime is already loaded from %s in this process; cannot switch to %s", env.path, cfg.LibraryPath)
 	}
 	path, err := FindLibrary(cfg.LibraryPath)
 	if err != nil {
-		return fmt.Errorf("runtime: %w", err)
+		return fmt.Errorf("ort: %w", err)
 	}
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
 	version, h, err := checkLibrary(path)
 	if err != nil {
-		return fmt.Errorf("runtime: %w", err)
+		return fmt.Errorf("ort: %w", err)
 	}
 	// The binding opens the library again; our handle keeps it loaded
 	// in between and is dropped once the binding holds its own.
@@ -102,15 +112,18 @@ func initLocked(cfg Config) error {
 	// variable while creating it, and then never starts the uploader. (cgo
 	// programs' os.Setenv reaches the C environment that ORT reads.)
 	if err := os.Setenv(envNoTelemetry, "1"); err != nil {
-		return fmt.Errorf("runtime: %w", err)
+		return fmt.Errorf("ort: %w", err)
 	}
 	if err := ortapi.InitializeEnvironment(); err != nil {
-		return fmt.Errorf("runtime: initializing ONNX Runtime %s from %s: %w", version, path, err)
+		return fmt.Errorf("ort: initializing ONNX Runtime %s from %s: %w", version, path, err)
 	}
 	// Belt and braces for libraries that ignore the variable.
 	if err := ortapi.DisableTelemetry(); err != nil {
 		ortapi.DestroyEnvironment()
-		return fmt.Errorf("runtime: disabling telemetry in ONNX Runtime %s from %s: %w", version, path, err)
+		return fmt.Errorf("ort: disabling telemetry in ONNX Runtime %s from %s: %w", version, path, err)
+	}
+	if cfg.ReleaseMemory {
+		fixMmapThreshold(128 << 10)
 	}
 	env.path, env.version = path, version
 	return nil
@@ -149,10 +162,10 @@ func Shutdown() error {
 		return nil
 	}
 	if env.sessions > 0 {
-		return fmt.Errorf("runtime: shutdown: %d session(s) not destroyed", env.sessions)
+		return fmt.Errorf("ort: shutdown: %d session(s) not destroyed", env.sessions)
 	}
 	if err := ortapi.DestroyEnvironment(); err != nil {
-		return fmt.Errorf("runtime: shutdown: %w", err)
+		return fmt.Errorf("ort: shutdown: %w", err)
 	}
 	env.path, env.version = "", ""
 	return nil

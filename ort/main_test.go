@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 	// The tests run on the real library, found the normal way. Its absence
 	// is a failure, not a reason to skip.
 	if err := Init(Config{}); err != nil {
-		fmt.Fprintf(os.Stderr, "runtime tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
+		fmt.Fprintf(os.Stderr, "ort tests need ONNX Runtime; run scripts/setup-ort.sh first.\n%v\n", err)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())

@@ -25,7 +25,7 @@ type ortOut struct {
 
 // planOutputs decides how to obtain each requested tensor. ORT returns only
 // declared graph outputs, so a hidden tensor is appended to graph.output of
-// a clone of m; m itself is never changed. float16 and bfloat16 tensors are
+// a copy of m that shares its nodes and tensors; m itself is never changed. float16 and bfloat16 tensors are
 // fetched through a Cast to float32 (exact), because the binding cannot
 // copy 16-bit float outputs. edited is nil when m can be used as it is.
 func planOutputs(m *onnxio.Model, requested []string) (plans []outPlan, outs []ortOut, edited *onnxio.Model, err error) {
@@ -59,7 +59,7 @@ func planOutputs(m *onnxio.Model, requested []string) (plans []outPlan, outs []o
 	}
 	edit := func() *onnxpb.GraphProto {
 		if edited == nil {
-			edited = m.Clone()
+			edited = m.Derive()
 		}
 		return edited.Graph()
 	}

@@ -35,10 +35,10 @@ type Session struct {
 func NewSession(model []byte, outputs []string, cfg Config) (*Session, error) {
 	m, err := onnxio.Decode(model)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: new session: %w", err)
+		return nil, fmt.Errorf("ort: new session: %w", err)
 	}
 	if m.HasExternalData() {
-		return nil, fmt.Errorf("runtime: new session for %s: the model keeps tensors in external data files, which bytes cannot locate; load it with onnxio.Load and use NewSessionForModel", modelLabel(m))
+		return nil, fmt.Errorf("ort: new session for %s: the model keeps tensors in external data files, which bytes cannot locate; load it with onnxio.Load and use NewSessionForModel", modelLabel(m))
 	}
 	if outputs == nil {
 		outputs = graphOutputs(m)
@@ -80,7 +80,7 @@ func modelLabel(m *onnxio.Model) string {
 func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*Session, error) {
 	s := &Session{name: modelLabel(m), byName: map[string]int{}}
 	fail := func(op string, err error) (*Session, error) {
-		return nil, fmt.Errorf("runtime: %s: %s: %w", s.name, op, err)
+		return nil, fmt.Errorf("ort: %s: %s: %w", s.name, op, err)
 	}
 	if m.Graph() == nil {
 		return fail("new session", errors.New("model has no graph"))
@@ -142,9 +142,10 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 	if edited != nil {
 		m, raw = edited, nil
 	}
+	dataDir := ""
 	if raw == nil {
-		if raw, err = m.Encode(); err != nil {
-			return fail("encode", err)
+		if raw, dataDir, err = serialize(m); err != nil {
+			return fail("serialize", err)
 		}
 	}
 
@@ -174,6 +175,16 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 		return fail("session options", err)
 	}
 	defer opts.Destroy()
+	if dataDir != "" {
+		// ORT maps the data files; prepacking would copy every weight
+		// into a packed buffer of its own, doubling the weights in memory
+		// (and keeping the copy in its heap after the session ends).
+		for _, kv := range [][2]string{{configDataDir, dataDir}, {configNoPrepack, "1"}} {
+			if err := opts.AddSessionConfigEntry(kv[0], kv[1]); err != nil {
+				return fail("session options", err)
+			}
+		}
+	}
 	inNames := make([]string, len(s.inputs))
 	for i, in := range s.inputs {
 		inNames[i] = in.Name
@@ -191,6 +202,37 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 	return s, nil
 }
 
+// configDataDir is the session option that tells ORT where the external
+// data of a model given as bytes lives.
+const configDataDir = "session.model_external_initializers_file_folder_path"
+
+// configNoPrepack turns off ORT's copying of constant weights into
+// kernel-specific layouts when the session is created.
+const configNoPrepack = "session.disable_prepacking"
+
+// serialize encodes m for ORT. Tensors stored in external data files stay
+// there: the bytes hold only their references, and dataDir is the
+// directory ORT resolves them in (m.Dir, made absolute), where ORT maps the
+// files into memory rather than reading them. So a model whose weights
+// exceed the 2 GiB protobuf limit runs, and no copy of its weights passes
+// through Go. dataDir is "" for a model without external data.
+func serialize(m *onnxio.Model) (raw []byte, dataDir string, err error) {
+	if !m.HasExternalData() {
+		raw, err = m.Encode()
+		return raw, "", err
+	}
+	// A missing file or a short one is reported by tensor here rather
+	// than by ORT.
+	if err := m.CheckExternalData(); err != nil {
+		return nil, "", err
+	}
+	if dataDir, err = filepath.Abs(m.Dir); err != nil {
+		return nil, "", err
+	}
+	raw, err = m.EncodeGraph()
+	return raw, dataDir, err
+}
+
 // sessionOptions builds ORT session options; the caller destroys them.
 func sessionOptions(cfg Config, provider, libPath string) (*ortapi.SessionOptions, error) {
 	opts, err := ortapi.NewSessionOptions()
@@ -205,6 +247,9 @@ func sessionOptions(cfg Config, provider, libPath string) (*ortapi.SessionOption
 		}
 		if cfg.ShortLived {
 			if err := opts.SetMemPattern(false); err != nil {
+				return err
+			}
+			if err := opts.AddSessionConfigEntry(configNoPrepack, "1"); err != nil {
 				return err
 			}
 		}
@@ -300,7 +345,7 @@ func (s *Session) Destroy() error {
 	env.sessions--
 	env.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("runtime: %s: destroy: %w", s.name, err)
+		return fmt.Errorf("ort: %s: destroy: %w", s.name, err)
 	}
 	return nil
 }
@@ -314,7 +359,7 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.sess == nil {
-		return nil, fmt.Errorf("runtime: %s: run: session already destroyed", s.name)
+		return nil, fmt.Errorf("ort: %s: run: session already destroyed", s.name)
 	}
 	in, err := s.inputValues(inputs)
 	defer func() { destroyAll(in) }()
@@ -326,22 +371,22 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 	for i, o := range s.outs {
 		if o.scalar {
 			if out[i], err = newScalarOutput(o.dtype); err != nil {
-				return nil, fmt.Errorf("runtime: %s: run: output %q: %w", s.name, o.name, err)
+				return nil, fmt.Errorf("ort: %s: run: output %q: %w", s.name, o.name, err)
 			}
 		}
 	}
 	if err := s.sess.Run(in, out); err != nil {
 		if errors.Is(err, ortapi.ZeroShapeLengthError) {
 			// Rank-0 outputs are preallocated only when their rank is known.
-			return nil, fmt.Errorf("runtime: %s: run: an output of unknown rank is a scalar, which needs a declared shape (add value_info with an empty shape): %w", s.name, err)
+			return nil, fmt.Errorf("ort: %s: run: an output of unknown rank is a scalar, which needs a declared shape (add value_info with an empty shape): %w", s.name, err)
 		}
-		return nil, fmt.Errorf("runtime: %s: run: %w", s.name, err)
+		return nil, fmt.Errorf("ort: %s: run: %w", s.name, err)
 	}
 	res := make([]Tensor, len(s.plans))
 	for i, p := range s.plans {
 		data, shape, err := fromValue(out[p.ort])
 		if err != nil {
-			return nil, fmt.Errorf("runtime: %s: run: output %q: %w", s.name, p.info.Name, err)
+			return nil, fmt.Errorf("ort: %s: run: output %q: %w", s.name, p.info.Name, err)
 		}
 		if p.widen {
 			data = narrow(data.([]float32), p.info.DType)
@@ -349,7 +394,7 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 			data = copyData(data)
 		}
 		if got, _, _ := goDType(data); got != p.info.DType && !(got == onnxio.Uint16 && isHalf(p.info.DType)) {
-			return nil, fmt.Errorf("runtime: %s: run: output %q: ORT returned %s, the model declares %s", s.name, p.info.Name, got, p.info.DType)
+			return nil, fmt.Errorf("ort: %s: run: output %q: ORT returned %s, the model declares %s", s.name, p.info.Name, got, p.info.DType)
 		}
 		res[i] = Tensor{Name: p.info.Name, DType: p.info.DType, Shape: shape, Data: data}
 	}
@@ -366,10 +411,10 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.sess == nil {
-		return fmt.Errorf("runtime: %s: run: session already destroyed", s.name)
+		return fmt.Errorf("ort: %s: run: session already destroyed", s.name)
 	}
 	if len(outs) != len(s.plans) {
-		return fmt.Errorf("runtime: %s: run: %d output buffers for %d outputs", s.name, len(outs), len(s.plans))
+		return fmt.Errorf("ort: %s: run: %d output buffers for %d outputs", s.name, len(outs), len(s.plans))
 	}
 	in, err := s.inputValues(inputs)
 	defer func() { destroyAll(in) }()
@@ -382,19 +427,19 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 		t := outs[i]
 		switch {
 		case p.widen || p.shared:
-			return fmt.Errorf("runtime: %s: run: output %q cannot be written in place (%s, or asked for twice)", s.name, p.info.Name, p.info.DType)
+			return fmt.Errorf("ort: %s: run: output %q cannot be written in place (%s, or asked for twice)", s.name, p.info.Name, p.info.DType)
 		case len(t.Shape) == 0:
-			return fmt.Errorf("runtime: %s: run: output %q: a buffer needs its shape", s.name, p.info.Name)
+			return fmt.Errorf("ort: %s: run: output %q: a buffer needs its shape", s.name, p.info.Name)
 		}
 		if err := checkInput(Tensor{Name: p.info.Name, DType: t.DType, Shape: t.Shape, Data: t.Data}, p.info); err != nil {
-			return fmt.Errorf("runtime: %s: run: buffer for output %q: %w", s.name, p.info.Name, err)
+			return fmt.Errorf("ort: %s: run: buffer for output %q: %w", s.name, p.info.Name, err)
 		}
 		if out[p.ort], err = toValue(t, p.info.DType); err != nil {
-			return fmt.Errorf("runtime: %s: run: output %q: %w", s.name, p.info.Name, err)
+			return fmt.Errorf("ort: %s: run: output %q: %w", s.name, p.info.Name, err)
 		}
 	}
 	if err := s.sess.Run(in, out); err != nil {
-		return fmt.Errorf("runtime: %s: run: %w", s.name, err)
+		return fmt.Errorf("ort: %s: run: %w", s.name, err)
 	}
 	return nil
 }
@@ -404,12 +449,12 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 func (s *Session) inputValues(inputs []Tensor) ([]ortapi.Value, error) {
 	ordered, err := s.match(inputs)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: %s: run: %w", s.name, err)
+		return nil, fmt.Errorf("ort: %s: run: %w", s.name, err)
 	}
 	in := make([]ortapi.Value, len(ordered))
 	for i, t := range ordered {
 		if in[i], err = toValue(t, s.inputs[i].DType); err != nil {
-			return in, fmt.Errorf("runtime: %s: run: input %q: %w", s.name, t.Name, err)
+			return in, fmt.Errorf("ort: %s: run: input %q: %w", s.name, t.Name, err)
 		}
 	}
 	return in, nil

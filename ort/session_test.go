@@ -435,7 +435,7 @@ func TestDestroy(t *testing.T) {
 
 func TestBadModelBytes(t *testing.T) {
 	for _, b := range [][]byte{nil, []byte("not a model at all")} {
-		if _, err := NewSession(b, nil, Config{}); err == nil || !strings.Contains(err.Error(), "runtime: new session:") {
+		if _, err := NewSession(b, nil, Config{}); err == nil || !strings.Contains(err.Error(), "ort: new session:") {
 			t.Errorf("NewSession(%q): %v", b, err)
 		}
 	}
@@ -520,4 +520,116 @@ func TestRunInto(t *testing.T) {
 			t.Errorf("got %v, want an error with %q", err, c.want)
 		}
 	}
+}
+
+// A model with external data reaches ORT as its graph and references:
+// the weights stay in their file, which ORT maps, so models over the 2 GiB
+// protobuf limit run and no copy of the weights passes through Go.
+func TestExternalDataStaysOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mlp.onnx")
+	if err := mlpModel().Save(path, &onnxio.SaveOptions{ExternalData: "mlp.data", ExternalThreshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, dataDir, err := serialize(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if abs, _ := filepath.Abs(dir); dataDir != abs {
+		t.Errorf("data directory %q, want %q", dataDir, abs)
+	}
+	w := floatInit("W", []int64{4, 3}, mlpW).RawData
+	if bytes.Contains(raw, w) {
+		t.Error("the serialized model holds the weights inline")
+	}
+	s := mustSession(t)(NewSessionForModel(m, nil, Config{}))
+	out := mustRun(t, s, Tensor{Name: "x", Shape: []int64{3, 4}, Data: mlpX})
+	_, _, y := mlpExpect(mlpX, 3)
+	closeTo(t, "y", out[0].Data.([]float32), y)
+
+	// Data that is not where the references say is reported by tensor
+	// and file before ORT sees it.
+	data := filepath.Join(dir, "mlp.data")
+	full, err := os.ReadFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		setup func() error
+		want  []string
+	}{
+		{"truncated", func() error { return os.WriteFile(data, full[:len(full)-4], 0o644) }, []string{`"b"`, "mlp.data", "holds"}},
+		{"missing", func() error { return os.Remove(data) }, []string{`"W"`, "mlp.data", "no such file"}},
+	} {
+		if err := c.setup(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := NewSessionForModel(m, nil, Config{})
+		for _, w := range c.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s data file: got %v, want an error with %s", c.name, err, w)
+			}
+		}
+	}
+	// Without a directory the references cannot be resolved.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm, err := onnxio.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSessionForModel(dm, nil, Config{}); err == nil || !strings.Contains(err.Error(), "decoded from bytes") {
+		t.Errorf("model from bytes with external data: %v", err)
+	}
+}
+
+// A model with edits spilled to a scratch directory runs with the edits:
+// ORT finds the linked original data and the spill file in one directory.
+func TestScratchModelRuns(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mlp.onnx")
+	if err := mlpModel().Save(path, &onnxio.SaveOptions{ExternalData: "mlp.data", ExternalThreshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnxio.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, scratch, err := onnxio.NewScratch(m, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scratch.Close()
+	scratch.Threshold = 1
+	// Double W; b stays in the original file.
+	edited := work.Clone()
+	w2 := make([]float32, len(mlpW))
+	for i, v := range mlpW {
+		w2[i] = 2 * v
+	}
+	edited.Graph().Initializer[0] = floatInit("W", []int64{4, 3}, w2)
+	if err := edited.Spill(); err != nil {
+		t.Fatal(err)
+	}
+	if edited.Graph().Initializer[0].GetDataLocation() != onnxpb.TensorProto_EXTERNAL {
+		t.Fatal("the edited W was not spilled")
+	}
+	s := mustSession(t)(NewSessionForModel(edited, nil, Config{}))
+	out := mustRun(t, s, Tensor{Name: "x", Shape: []int64{1, 4}, Data: mlpX[:4]})
+	want := make([]float32, 3)
+	for j := range want {
+		v := mlpB[j]
+		for i := 0; i < 4; i++ {
+			v += mlpX[i] * w2[i*3+j]
+		}
+		want[j] = max(v, 0)
+	}
+	closeTo(t, "y of the edited model", out[0].Data.([]float32), want)
 }

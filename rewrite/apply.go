@@ -551,13 +551,22 @@ func (w *applier) sliceConstant(name string) error {
 		if err != nil {
 			return err
 		}
+		// With a scratch directory, each slice goes to disk as it is made
+		// (see onnxio.NewScratch): the edits of a multi-GiB model are
+		// never all in memory at once.
+		if err := w.out.Offload(t); err != nil {
+			return err
+		}
 		w.g.Initializer = append(w.g.Initializer, t)
 		for _, u := range v.users {
 			w.g.Node[u[0]].Input[u[1]] = nn
 		}
 	}
 	if inPlace {
-		return onnxio.SetRawData(src, done[0].dims, done[0].raw)
+		if err := onnxio.SetRawData(src, done[0].dims, done[0].raw); err != nil {
+			return err
+		}
+		return w.out.Offload(src)
 	}
 	return nil
 }

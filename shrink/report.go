@@ -47,6 +47,18 @@ type Report struct {
 	Stages   map[string]float64 `json:"seconds_per_stage"`
 	Seconds  float64            `json:"seconds"` // wall time of the whole run
 	Warnings []string           `json:"warnings,omitempty"`
+
+	// PeakRSS is the process's peak resident memory in each stage (with
+	// Config.TrackMemory), PeakRSSMax over the run: Go's heap, ONNX
+	// Runtime's allocations and mapped weight files together.
+	PeakRSS    map[string]int64 `json:"peak_rss_bytes_per_stage,omitempty"`
+	PeakRSSMax int64            `json:"peak_rss_bytes,omitempty"`
+	// Agreement compares the written model's next-token distributions
+	// with the input's on the evaluation data (language models), a
+	// measure that needs no trained model.
+	Agreement *evaluate.Agreement `json:"agreement,omitempty"`
+	// Memory is the estimate of the peak memory made before the run.
+	Memory *MemoryPlan `json:"memory_estimate,omitempty"`
 }
 
 // Timing is one latency measurement of a candidate model against the
@@ -148,8 +160,12 @@ type optionsDetail interface{ Options() any }
 
 func newReport(m *onnxio.Model, calib *dataset.Set, c *Config) *Report {
 	p, _ := m.ParamCount()
+	size, err := m.DiskBytes() // the model file and its data files
+	if err != nil {
+		size = m.Size
+	}
 	r := &Report{
-		Input:  ModelStats{Path: m.Path, SHA256: m.Hash, Params: p, Bytes: m.Size, FLOPs: onnxio.FLOPs(m)},
+		Input:  ModelStats{Path: m.Path, SHA256: m.Hash, Params: p, Bytes: size, FLOPs: onnxio.FLOPs(m)},
 		Target: c.Target,
 		Stages: map[string]float64{},
 		Options: Options{
@@ -223,13 +239,11 @@ func (r *Report) finishGroups(units []*unitState, plan rewrite.Plan) {
 	}
 }
 
+// setOutput describes the result; its Bytes is the encoded size, which a
+// caller that saves the model replaces by the files' sizes.
 func (r *Report) setOutput(m *onnxio.Model) error {
-	b, err := m.Encode()
-	if err != nil {
-		return err
-	}
 	p, _ := m.ParamCount()
-	r.Output = ModelStats{Params: p, Bytes: int64(len(b)), FLOPs: onnxio.FLOPs(m)}
+	r.Output = ModelStats{Params: p, Bytes: m.EncodedBytes(), FLOPs: onnxio.FLOPs(m)}
 	r.Reduction = 1 - float64(p)/float64(r.Input.Params)
 	return nil
 }

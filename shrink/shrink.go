@@ -12,6 +12,7 @@ import (
 	"github.com/onnx-cria/onnx-cria/capture"
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
+	"github.com/onnx-cria/onnx-cria/internal/memstat"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/recover"
@@ -62,6 +63,16 @@ type Config struct {
 	// Log receives one line per event; Progress tracks long steps.
 	Log      func(format string, args ...any)
 	Progress func(label string, done, total int)
+	// TrackMemory records the peak resident memory of every stage in the
+	// report (Linux; see internal/memstat), sampling it in a goroutine.
+	TrackMemory bool
+	// MaxMemory, if positive, refuses before any work a run whose
+	// estimated peak memory (see MemoryPlan) exceeds it, in bytes. During
+	// the run it also bounds Go's heap (runtime/debug.SetMemoryLimit) to
+	// what the estimate leaves besides ONNX Runtime's part, so that the
+	// collector returns garbage before the total goes over; the previous
+	// limit is restored at the end.
+	MaxMemory int64
 
 	buffers capture.Buffers // the last round's capture memory, reused
 }
@@ -194,6 +205,9 @@ type run struct {
 	// calibCur and evalCur feed the current model: calib and the eval set,
 	// with KV cache inputs sliced as the model's (PruneCache).
 	calibCur, evalCur *dataset.Set
+	mem               *memstat.Stages
+	// restoreLimit puts back Go's memory limit as it was before the run.
+	restoreLimit func()
 }
 
 // Run shrinks m and returns the smaller model and the report. m is not
@@ -203,8 +217,13 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.TrackMemory {
+		r.mem = memstat.NewStages(10 * time.Millisecond)
+		defer r.mem.Stop()
+	}
+	defer r.restoreLimit()
 	t0 := time.Now()
-	steps := []func() error{r.evalInput, r.prune, r.evalPruned, r.recover, r.latency}
+	steps := []func() error{r.analyze, r.evalInput, r.prune, r.evalPruned, r.recover, r.agree, r.latency}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, nil, err
@@ -214,6 +233,11 @@ func Run(m *onnxio.Model, calib *dataset.Set, cfg Config) (*onnxio.Model, *Repor
 		return nil, nil, err
 	}
 	r.rep.Seconds = time.Since(t0).Seconds() + r.rep.Stages["subset"]
+	if r.mem != nil {
+		r.mem.Stop()
+		r.mem.Mark("output")
+		r.rep.PeakRSS, r.rep.PeakRSSMax = r.mem.Peaks, r.mem.Max
+	}
 	return r.cur, r.rep, nil
 }
 
@@ -222,7 +246,7 @@ func start(m *onnxio.Model, calib *dataset.Set, cfg Config) (*run, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}, evalCur: cfg.Eval}
+	r := &run{cfg: cfg, in: m, cur: m, byName: map[string]*unitState{}, evalCur: cfg.Eval, restoreLimit: func() {}}
 	r.rep = newReport(m, calib, &r.cfg)
 	if err := r.subset(calib); err != nil {
 		return nil, err
@@ -291,7 +315,10 @@ func varies(b *dataset.Bound) bool {
 	return false
 }
 
-func (r *run) stage(name string, t0 time.Time) { r.rep.Stages[name] += time.Since(t0).Seconds() }
+func (r *run) stage(name string, t0 time.Time) {
+	r.rep.Stages[name] += time.Since(t0).Seconds()
+	r.mem.Mark(name)
+}
 
 func (r *run) evaluate(m *onnxio.Model, data *dataset.Set, label string) (*evaluate.Result, error) {
 	if data == nil {
@@ -322,15 +349,22 @@ func (r *run) evalPruned() (err error) {
 	return err
 }
 
-// prune analyses the input, checks that the target is reachable, and runs
-// rounds until it is met; r.cur is then the model with the written widths.
-func (r *run) prune() error {
+// analyze analyses the input and checks, before any work, that the run's
+// estimated memory fits.
+func (r *run) analyze() error {
 	t0 := time.Now()
 	var err error
 	if r.orig, err = rewrite.Analyze(r.cur, r.cfg.analysis()); err != nil {
 		return err
 	}
 	r.stage("analyze", t0)
+	return r.checkMemory(r.orig)
+}
+
+// prune checks that the target is reachable and runs rounds until it is
+// met; r.cur is then the model with the written widths.
+func (r *run) prune() error {
+	var err error
 	r.rep.noteGroups(r.orig, &r.cfg)
 	r.initUnits()
 	if r.budget, err = newBudget(r); err != nil {
@@ -484,12 +518,18 @@ func (r *run) round(round int) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("round %d: %w", round, err)
 	}
-	r.stage("apply", t0)
 	r.record(round, params, states, scored, next, plan)
 	r.cur, r.plan = next, plan
 	if err := r.cacheData(plan); err != nil {
 		return false, err
 	}
+	if s := r.cur.Scratch; s != nil {
+		// The previous round's edits on disk are no longer read.
+		if err := s.Prune(r.in, r.cur); err != nil {
+			return false, err
+		}
+	}
+	r.stage("apply", t0)
 	return written != nil, nil
 }
 
@@ -571,6 +611,23 @@ func (r *run) record(round int, params int64, states []*unitState, scored map[st
 	r.cfg.Log("round %d: %s -> %s parameters, effective reduction %.4f", round, commas(params), commas(pAfter), rr.Reduction)
 }
 
+// agree compares the result's next-token distributions with the input's
+// on the evaluation data, for language models.
+func (r *run) agree() (err error) {
+	if r.cfg.Eval == nil || r.rep.EvalBefore == nil || r.rep.EvalBefore.Task != evaluate.LanguageModel {
+		return nil
+	}
+	if len(r.rep.CacheIO) > 0 {
+		// Agree feeds both models the same rows; their cache inputs differ.
+		return nil
+	}
+	defer r.stage("agreement", time.Now())
+	r.cfg.Log("comparing the output's next-token distributions with the input's")
+	r.rep.Agreement, err = evaluate.Agree(r.in, r.cur, r.cfg.Eval, evaluate.Options{Task: r.cfg.EvalTask, Batch: r.cfg.Batch,
+		Runtime: r.cfg.Runtime, Progress: r.cfg.progress("agreement")})
+	return err
+}
+
 // recover runs the configured recovery on the pruned model.
 func (r *run) recover() error {
 	o := r.cfg.Recover
@@ -592,15 +649,30 @@ func (r *run) recover() error {
 	if opts.LSQOpts.Batch == 0 {
 		opts.LSQOpts.Batch = r.cfg.Batch
 	}
-	if opts.Eval == nil {
-		opts.Eval, opts.EvalTask = r.cfg.Eval, r.cfg.EvalTask
-	}
 	t0 := time.Now()
 	out, rep, err := recover.Run(r.in, r.cur, r.rep.Kept(), r.calib, opts)
 	if err != nil {
 		return err
 	}
+	// Refit weights go to the scratch directory, if the model has one.
+	if err := out.Spill(); err != nil {
+		return err
+	}
+	if s := out.Scratch; s != nil {
+		if err := s.Prune(r.in, out); err != nil {
+			return err
+		}
+	}
 	r.stage("recover", t0)
+	// The recovered model's metric, measured here rather than by recover
+	// (unless the caller gave it evaluation data of its own): with the
+	// run's batch, and after the refit weights left memory.
+	if o.Eval == nil && r.cfg.Eval != nil && len(rep.Methods) > 0 {
+		r.cfg.Log("evaluating the recovered model")
+		if rep.EvalAfter, err = r.evaluate(out, r.evalCur, "recovered"); err != nil {
+			return err
+		}
+	}
 	r.cur, r.rep.Recovery = out, rep
 	if rep.EvalAfter != nil {
 		r.rep.EvalAfter = rep.EvalAfter

@@ -184,6 +184,32 @@ func (f *int64Value) Set(s string) error {
 	return nil
 }
 
+// sizeValue is a byte count: a number with an optional unit, K, M, G or T
+// (powers of 1024, with or without "iB" or "B"), e.g. 6G, 6GiB, 6144M.
+type sizeValue int64
+
+func (f *sizeValue) String() string {
+	if *f == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%.4gGiB", float64(*f)/(1<<30))
+}
+
+func (f *sizeValue) Set(s string) error {
+	num := strings.TrimRight(strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I"), " ")
+	mult := 1.0
+	if k := strings.IndexAny(num, "KMGT"); k >= 0 && k == len(num)-1 {
+		mult = map[byte]float64{'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}[num[k]]
+		num = strings.TrimSpace(num[:k])
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || math.IsNaN(v) || v < 0 || v*mult > math.MaxInt64/2 {
+		return errors.New("want a size such as 6G, 6GiB or 6144M")
+	}
+	*f = sizeValue(v * mult)
+	return nil
+}
+
 type stringValue string
 
 func (f *stringValue) String() string     { return string(*f) }
@@ -285,6 +311,9 @@ func addORT(fs *flagSet, rt *ort.Config) {
 	fs.Var(&threadsValue{&rt.Threads}, "threads", "intra-op threads for ONNX Runtime (0: its default)")
 	rt.Provider = ort.ProviderCPU
 	fs.Var((*stringValue)(&rt.Provider), "provider", "execution provider: cpu or cuda")
+	// The command owns its process: ORT's freed buffers go back to the
+	// system between sessions (see ort.Config).
+	rt.ReleaseMemory = true
 }
 
 // threadsValue refuses thread counts beyond the machine: ORT allocates

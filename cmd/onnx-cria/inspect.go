@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/onnx-cria/onnx-cria/internal/memstat"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/rewrite"
@@ -268,17 +269,7 @@ func printInspect(w io.Writer, info *inspectJSON) {
 	}
 }
 
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func humanBytes(n int64) string { return memstat.Text(n) }
 
 func commas(n int64) string {
 	s := fmt.Sprint(n)

@@ -54,6 +54,9 @@ func writeReport(w io.Writer, r *shrink.Report) {
 	if r.EvalBefore != nil {
 		writeMetrics(w, r)
 	}
+	if a := r.Agreement; a != nil {
+		fmt.Fprintf(w, "agreement with the input: %s\n", a)
+	}
 	writeRounds(w, r)
 	writeGroups(w, r)
 	if len(r.CacheIO) > 0 {
@@ -77,6 +80,13 @@ func writeReport(w io.Writer, r *shrink.Report) {
 		parts = append(parts, fmt.Sprintf("%s %.2fs", k, r.Stages[k]))
 	}
 	fmt.Fprintf(w, "\ntime: %.2fs (%s)\n", r.Seconds, strings.Join(parts, ", "))
+	if r.PeakRSSMax > 0 {
+		parts = parts[:0]
+		for _, k := range slices.Sorted(maps.Keys(r.PeakRSS)) {
+			parts = append(parts, fmt.Sprintf("%s %s", k, humanBytes(r.PeakRSS[k])))
+		}
+		fmt.Fprintf(w, "peak resident memory: %s (%s)\n", humanBytes(r.PeakRSSMax), strings.Join(parts, ", "))
+	}
 }
 
 // writeMetrics prints the metric of the input, of the pruned model before

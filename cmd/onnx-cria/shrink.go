@@ -6,11 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/onnx-cria/onnx-cria/autodiff"
+	"github.com/onnx-cria/onnx-cria/internal/memstat"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
@@ -45,6 +46,7 @@ type shrinkFlags struct {
 	rec                            *recoverFlags
 	evalPath, task                 *string
 	report, external               *string
+	maxMemory                      sizeValue
 }
 
 func addShrinkFlags(fs *flagSet) *shrinkFlags {
@@ -72,6 +74,7 @@ func addShrinkFlags(fs *flagSet) *shrinkFlags {
 	f.evalPath = fs.String("eval", "", "evaluation data: the metric before, after pruning and after recovery")
 	f.task = fs.String("task", "", "classification or lm (default: classification when the data has labels)")
 	f.noLat = fs.Bool("no-latency", false, "skip measuring ORT latency before and after")
+	fs.Var(&f.maxMemory, "max-memory", "refuse, before any work, a run whose estimated peak memory exceeds this size, e.g. 6G (the report gives the estimate by part; docs/SCALE.md its formula); 0: no limit")
 	f.report = fs.String("report", "", "write the report as JSON to this file")
 	f.external = fs.String("external-data", "", "write the tensors of OUT to this data file beside it")
 	f.common = addCommon(fs)
@@ -137,19 +140,34 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 	if err != nil {
 		return err
 	}
-	small, rep, err := shrink.Run(m, cfg.calib, cfg.Config)
+	work, done, err := workingCopy(m, u)
+	if err != nil {
+		return err
+	}
+	defer done()
+	cfg.TrackMemory, cfg.MaxMemory = true, int64(f.maxMemory)
+	small, rep, err := shrink.Run(work, cfg.calib, cfg.Config)
 	u.end()
 	if err != nil {
 		return shrinkError(err, in)
 	}
 	rep.Warnings = append(warnings, rep.Warnings...)
+	t0, mem := time.Now(), memstat.NewStages(10*time.Millisecond)
 	so := &onnxio.SaveOptions{ExternalData: *f.external, Keep: files.keep()}
-	if err := small.Save(out, so); err != nil {
+	err = small.Save(out, so)
+	mem.Mark("save")
+	mem.Stop()
+	if err != nil {
 		return err
 	}
+	rep.Stages["save"] = time.Since(t0).Seconds()
+	rep.Seconds += rep.Stages["save"]
+	if rep.PeakRSS != nil {
+		rep.PeakRSS["save"], rep.PeakRSSMax = mem.Peaks["save"], max(rep.PeakRSSMax, mem.Max)
+	}
 	rep.Output.Path = out
-	if st, err := os.Stat(out); err == nil {
-		rep.Output.Bytes = st.Size()
+	if n, err := onnxio.FileBytes(out); err == nil {
+		rep.Output.Bytes = n // the model file and its data files, as the input's
 	}
 	rep.Output.SHA256, _ = onnxio.HashFile(out)
 	if *f.report != "" {
@@ -166,6 +184,23 @@ report, and with --report writes it as JSON. IN is never modified.`, stderr)
 	}
 	writeReport(stdout, rep)
 	return nil
+}
+
+// workingCopy is the model shrink works on: for a model with external
+// data, a copy whose large edited tensors go to a scratch directory
+// instead of memory (see onnxio.NewScratch); done removes that directory.
+func workingCopy(m *onnxio.Model, u *ui) (*onnxio.Model, func(), error) {
+	if !m.HasExternalData() {
+		return m, func() {}, nil
+	}
+	work, s, err := onnxio.NewScratch(m, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	if log := u.logFunc(); log != nil {
+		log("edited tensors go to the scratch directory %s (removed at the end)", s.Dir)
+	}
+	return work, func() { s.Close() }, nil
 }
 
 type shrinkConfig struct {
@@ -242,6 +277,16 @@ func shrinkError(err error, in string) error {
 	}
 	if errors.Is(err, autodiff.ErrNoLabels) {
 		return fmt.Errorf("%w: the taylor criterion needs integer class labels named \"labels\" in --calib (or a language model); another --criterion needs none", err)
+	}
+	var me *shrink.MemoryError
+	if errors.As(err, &me) {
+		if me.FitBatch > 0 {
+			return fmt.Errorf("%w (--max-memory): lower --batch to %d or less, which the estimate fits, or allow more memory", me, me.FitBatch)
+		}
+		if me.Plan.Weights > me.Max {
+			return fmt.Errorf("%w (--max-memory): the model's weights alone take more; this model needs a machine with more memory (docs/SCALE.md)", me)
+		}
+		return fmt.Errorf("%w (--max-memory): no batch size fits; use fewer --samples, --no-latency or --recover none (docs/SCALE.md)", me)
 	}
 	var ue *shrink.UnreachableError
 	if !errors.As(err, &ue) {
