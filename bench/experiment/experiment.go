@@ -241,8 +241,9 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture.Fixture, target 
 	r, err := metric(small, ev)
 	if err == nil {
 		rec.Metric, rec.Pruned = r.Metric, r.Value
-		r, err = metric(small, valid)
-		rec.ValidPruned = r.Value
+		if r, err = metric(small, valid); err == nil {
+			rec.ValidPruned = r.Value
+		}
 	}
 	if err != nil {
 		rec.Error = err.Error()
@@ -252,8 +253,9 @@ func runOne(m *onnxio.Model, calib, ev *dataset.Set, f *fixture.Fixture, target 
 	if err == nil {
 		if r, err = metric(fixed, ev); err == nil {
 			rec.Recovered = r.Value
-			r, err = metric(fixed, valid)
-			rec.ValidRecovered = r.Value
+			if r, err = metric(fixed, valid); err == nil {
+				rec.ValidRecovered = r.Value
+			}
 		}
 	}
 	if err != nil {
