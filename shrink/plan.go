@@ -213,7 +213,9 @@ func naturalAfter(items []candidate) map[string]int {
 // land finds the shortest prefix of a round's items whose snapped widths
 // meet the goal (the whole list does), then of those widths and the ones a
 // single snapping step below the prefix before it gives, keeps what meets
-// the goal with the least overshoot.
+// the goal with the least overshoot. For a latency goal each of those is
+// a timing (one per group): a jump of a whole block in one group moves
+// latency in steps the prefix alone cannot land between.
 func (r *run) land(items []candidate) ([]candidate, widths, error) {
 	cost := func(p int) (float64, widths, error) {
 		w := r.snapped(naturalAfter(items[:p]))
@@ -237,9 +239,6 @@ func (r *run) land(items []candidate) ([]candidate, widths, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if r.budget.kind == TargetLatency {
-		return items[:lo], best, nil // measured: no cheap search around it
-	}
 	_, base, err := cost(lo - 1)
 	if err != nil {
 		return nil, nil, err
@@ -260,7 +259,8 @@ func (r *run) land(items []candidate) ([]candidate, widths, error) {
 			bestC, best = c, try
 		}
 	}
-	if r.cfg.RoundChannels > 1 && r.budget.reduction(bestC)-r.cfg.Target > landingSlack {
+	// Off-block widths run on the slower kernels: never for a latency goal.
+	if r.cfg.RoundChannels > 1 && r.budget.kind != TargetLatency && r.budget.reduction(bestC)-r.cfg.Target > landingSlack {
 		// Blocks too coarse to land near the target: one group may end
 		// off its block, a unit at a time, if that lands closer.
 		c, w, err := r.offBlock(base)
