@@ -121,12 +121,6 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	if err != nil {
 		return nil, err
 	}
-	outIdx := map[string]int{}
-	var outs []string
-	for k, o := range s.Outputs() {
-		outIdx[o.Name] = k
-		outs = append(outs, o.Name)
-	}
 	res := &Result{Points: points, Data: make([]*Matrix, len(points))}
 	for k, p := range plans {
 		// finish writes every value, so recycled memory needs no zeroing.
@@ -138,32 +132,7 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 		maskVals = mask.AsFloat64()
 		tokLen = mask.Shape[1]
 	}
-	// ORT writes each batch's reductions into Go memory we own: an [N, n]
-	// tensor that needs no reduction goes straight into its result rows,
-	// the rest into one scratch buffer per output that every batch reuses.
-	direct := make([]int, len(outs)) // point whose rows receive the output, or -1
-	scratch := make([][]float32, len(outs))
-	length := make([]int, len(outs))
-	shape := make([][]int64, len(outs))
-	for j, name := range outs {
-		direct[j] = -1
-		users := 0
-		for k, p := range plans {
-			if p.output == name {
-				users++
-				length[j] = p.length
-				shape[j] = p.outDims()
-				if p.identity(points[k]) {
-					direct[j] = k
-				}
-			}
-		}
-		if users > 1 || direct[j] < 0 {
-			direct[j] = -1
-			scratch[j] = make([]float32, opts.Batch*length[j])
-		}
-	}
-	bufs := make([]ort.Tensor, len(outs))
+	outs := newOutputs(s.Outputs(), plans, points, opts.Batch)
 	start := time.Now()
 	if opts.Progress != nil {
 		opts.Progress(0, b.N) // the stage starts now, not at its first batch's end
@@ -174,25 +143,14 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 			return nil, err
 		}
 		if useMask {
-			mv := make([]float32, batch.Len()*tokLen)
-			for k := range mv {
-				mv[k] = float32(maskVals[batch.Start*tokLen+k])
-			}
-			in = append(in, ort.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(batch.Len()), int64(tokLen)}, Data: mv})
+			in = append(in, maskTensor(maskVals, tokLen, batch.Range))
 		}
-		for j := range outs {
-			data := scratch[j]
-			if k := direct[j]; k >= 0 {
-				data = res.Data[k].data[batch.Start*plans[k].n:]
-			}
-			sh := append([]int64{int64(batch.Len())}, shape[j][1:]...)
-			bufs[j] = ort.Tensor{DType: onnxio.Float, Shape: sh, Data: data[:batch.Len()*length[j]]}
-		}
+		bufs := outs.tensors(res, plans, batch.Range)
 		if err := s.RunInto(bufs, in...); err != nil {
 			return nil, fmt.Errorf("rows %d-%d: %w", batch.Start, batch.End, err)
 		}
 		for k, p := range plans {
-			if err := finish(res.Data[k], points[k], p, bufs[outIdx[p.output]], batch.Start, maskVals, tokLen); err != nil {
+			if err := finish(res.Data[k], points[k], p, bufs[outs.index[p.output]], batch.Start, maskVals, tokLen); err != nil {
 				return nil, err
 			}
 		}
@@ -203,6 +161,68 @@ func Run(m *onnxio.Model, points []Point, data *dataset.Set, opts Options) (*Res
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// outputs places each batch's outputs: ORT writes the reductions into Go
+// memory we own, an [N, n] tensor that needs no reduction straight into its
+// result rows, the rest into one scratch buffer per output that every batch
+// reuses.
+type outputs struct {
+	index   map[string]int // output name to position
+	direct  []int          // point whose rows receive the output, or -1
+	scratch [][]float32
+	length  []int
+	shape   [][]int64
+	bufs    []ort.Tensor
+}
+
+// newOutputs lays out the session's outputs for batches of up to batch rows.
+func newOutputs(infos []ort.Info, plans []plan, points []Point, batch int) *outputs {
+	n := len(infos)
+	o := &outputs{index: map[string]int{}, direct: make([]int, n), scratch: make([][]float32, n),
+		length: make([]int, n), shape: make([][]int64, n), bufs: make([]ort.Tensor, n)}
+	for j, info := range infos {
+		o.index[info.Name] = j
+		o.direct[j] = -1
+		users := 0
+		for k, p := range plans {
+			if p.output == info.Name {
+				users++
+				o.length[j] = p.length
+				o.shape[j] = p.outDims()
+				if p.identity(points[k]) {
+					o.direct[j] = k
+				}
+			}
+		}
+		if users > 1 || o.direct[j] < 0 {
+			o.direct[j] = -1
+			o.scratch[j] = make([]float32, batch*o.length[j])
+		}
+	}
+	return o
+}
+
+// tensors returns the buffers that ORT fills with the outputs of rows r.
+func (o *outputs) tensors(res *Result, plans []plan, r dataset.Range) []ort.Tensor {
+	for j := range o.bufs {
+		data := o.scratch[j]
+		if k := o.direct[j]; k >= 0 {
+			data = res.Data[k].data[r.Start*plans[k].n:]
+		}
+		sh := append([]int64{int64(r.Len())}, o.shape[j][1:]...)
+		o.bufs[j] = ort.Tensor{DType: onnxio.Float, Shape: sh, Data: data[:r.Len()*o.length[j]]}
+	}
+	return o.bufs
+}
+
+// maskTensor is the token mask of rows r as the float input maskInput.
+func maskTensor(vals []float64, tokLen int, r dataset.Range) ort.Tensor {
+	mv := make([]float32, r.Len()*tokLen)
+	for k := range mv {
+		mv[k] = float32(vals[r.Start*tokLen+k])
+	}
+	return ort.Tensor{Name: maskInput, DType: onnxio.Float, Shape: []int64{int64(r.Len()), int64(tokLen)}, Data: mv}
 }
 
 // instrumenter builds the copy of a model that capture runs: the model's

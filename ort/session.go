@@ -80,7 +80,7 @@ func modelLabel(m *onnxio.Model) string {
 func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*Session, error) {
 	s := &Session{name: modelLabel(m), byName: map[string]int{}}
 	fail := func(op string, err error) (*Session, error) {
-		return nil, fmt.Errorf("ort: %s: %s: %w", s.name, op, err)
+		return nil, s.wrap(op, err)
 	}
 	if m.Graph() == nil {
 		return fail("new session", errors.New("model has no graph"))
@@ -149,17 +149,31 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 		}
 	}
 
+	if err := s.create(raw, dataDir, provider, cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// wrap names the model and the step in an error of newSession's.
+func (s *Session) wrap(op string, err error) error {
+	return fmt.Errorf("ort: %s: %s: %w", s.name, op, err)
+}
+
+// create makes the ORT session from raw, the serialized model (dataDir:
+// where its external data lives, or ""), with s's inputs and outputs.
+func (s *Session) create(raw []byte, dataDir, provider string, cfg Config) error {
 	// Count the session before it exists, so that Shutdown cannot unload
 	// the library while it is being created.
 	env.mu.Lock()
-	err = initLocked(cfg)
+	err := initLocked(cfg)
 	if err == nil {
 		env.sessions++
 	}
 	libPath := env.path
 	env.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	created := false
 	defer func() {
@@ -172,7 +186,7 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 
 	opts, err := sessionOptions(cfg, provider, libPath)
 	if err != nil {
-		return fail("session options", err)
+		return s.wrap("session options", err)
 	}
 	defer opts.Destroy()
 	if dataDir != "" {
@@ -181,7 +195,7 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 		// (and keeping the copy in its heap after the session ends).
 		for _, kv := range [][2]string{{configDataDir, dataDir}, {configNoPrepack, "1"}} {
 			if err := opts.AddSessionConfigEntry(kv[0], kv[1]); err != nil {
-				return fail("session options", err)
+				return s.wrap("session options", err)
 			}
 		}
 	}
@@ -189,17 +203,17 @@ func newSession(m *onnxio.Model, raw []byte, requested []string, cfg Config) (*S
 	for i, in := range s.inputs {
 		inNames[i] = in.Name
 	}
-	outNames := make([]string, len(outs))
-	for i, o := range outs {
+	outNames := make([]string, len(s.outs))
+	for i, o := range s.outs {
 		outNames[i] = o.name
 	}
 	sess, err := ortapi.NewDynamicAdvancedSessionWithONNXData(raw, inNames, outNames, opts)
 	if err != nil {
-		return fail("creating ORT session", err)
+		return s.wrap("creating ORT session", err)
 	}
 	s.sess = sess
 	created = true
-	return s, nil
+	return nil
 }
 
 // configDataDir is the session option that tells ORT where the external

@@ -414,39 +414,9 @@ func findLayers(orig, cur *onnxio.Model, kept map[string][]int) ([]*lsqLayer, []
 		}
 		wd, owd := w.GetDims(), ow.GetDims()
 		l := &lsqLayer{node: n, index: i, label: onnxio.NodeLabel(n, i), op: op, input: n.Input[0], target: n.Output[0], weight: n.Input[1], alpha: 1, beta: 1, groups: 1}
-		var inNow, inBefore, outAxis int64
-		switch op {
-		case "Gemm":
-			if onnxio.AttrInt(n, "transA", 0) != 0 || len(wd) != 2 {
-				continue
-			}
-			l.transB = onnxio.AttrInt(n, "transB", 0) != 0
-			l.alpha = float64(onnxio.AttrFloat(n, "alpha", 1))
-			l.beta = float64(onnxio.AttrFloat(n, "beta", 1))
-			kAx := 0
-			if l.transB {
-				kAx, outAxis = 1, 0
-			} else {
-				outAxis = 1
-			}
-			inNow, inBefore = wd[kAx], owd[kAx]
-			l.inW, l.outW = int(wd[kAx]), int(wd[outAxis])
-		case "MatMul":
-			if len(wd) != 2 {
-				continue
-			}
-			inNow, inBefore, outAxis = wd[0], owd[0], 1
-			l.inW, l.outW = int(wd[0]), int(wd[1])
-		case "Conv":
-			if len(wd) != 4 && len(wd) != 3 {
-				continue
-			}
-			l.groups = int(onnxio.AttrInt(n, "group", 1))
-			inNow = wd[1] * int64(l.groups)
-			inBefore = owd[1] * onnxio.AttrInt(on, "group", 1)
-			outAxis = 0
-			l.kernels = wd[2:]
-			l.inW, l.outW = int(onnxio.NumElements(wd[1:])), int(wd[0])
+		inNow, inBefore, outAxis, ok := l.widths(on, wd, owd)
+		if !ok {
+			continue
 		}
 		if inNow == inBefore {
 			continue // its inputs kept their width
@@ -475,19 +445,7 @@ func findLayers(orig, cur *onnxio.Model, kept map[string][]int) ([]*lsqLayer, []
 			}
 		}
 		if op == "MatMul" {
-			if cs := cix.Consumers[n.Output[0]]; len(cs) == 1 {
-				add := cur.Graph().Node[cs[0]]
-				if add.GetOpType() == "Add" && len(add.Input) == 2 {
-					other := add.Input[1]
-					if other == n.Output[0] {
-						other = add.Input[0]
-					}
-					_, inOrig := oix.Producer[add.Output[0]]
-					if b := cix.Const(other); b != nil && len(b.GetDims()) == 1 && b.GetDims()[0] == int64(l.outW) && len(cix.Consumers[other]) == 1 && inOrig {
-						l.bias, l.target = other, add.Output[0]
-					}
-				}
-			}
+			l.addBias(cur, cix, oix)
 		}
 		// Output units: those of the original layer minus the ones pruned.
 		origOut := int(owd[outAxis])
@@ -503,6 +461,70 @@ func findLayers(orig, cur *onnxio.Model, kept map[string][]int) ([]*lsqLayer, []
 		layers = append(layers, l)
 	}
 	return layers, notes, nil
+}
+
+// widths reads the layer's form from its node and weight dims now (wd) and
+// in the original (owd, node on): it returns the input width now and
+// before, and the weight's output axis; ok is false for a form the refit
+// does not handle.
+func (l *lsqLayer) widths(on *onnxpb.NodeProto, wd, owd []int64) (inNow, inBefore, outAxis int64, ok bool) {
+	n := l.node
+	switch l.op {
+	case "Gemm":
+		if onnxio.AttrInt(n, "transA", 0) != 0 || len(wd) != 2 {
+			return 0, 0, 0, false
+		}
+		l.transB = onnxio.AttrInt(n, "transB", 0) != 0
+		l.alpha = float64(onnxio.AttrFloat(n, "alpha", 1))
+		l.beta = float64(onnxio.AttrFloat(n, "beta", 1))
+		kAx := 0
+		if l.transB {
+			kAx, outAxis = 1, 0
+		} else {
+			outAxis = 1
+		}
+		inNow, inBefore = wd[kAx], owd[kAx]
+		l.inW, l.outW = int(wd[kAx]), int(wd[outAxis])
+	case "MatMul":
+		if len(wd) != 2 {
+			return 0, 0, 0, false
+		}
+		inNow, inBefore, outAxis = wd[0], owd[0], 1
+		l.inW, l.outW = int(wd[0]), int(wd[1])
+	case "Conv":
+		if len(wd) != 4 && len(wd) != 3 {
+			return 0, 0, 0, false
+		}
+		l.groups = int(onnxio.AttrInt(n, "group", 1))
+		inNow = wd[1] * int64(l.groups)
+		inBefore = owd[1] * onnxio.AttrInt(on, "group", 1)
+		outAxis = 0
+		l.kernels = wd[2:]
+		l.inW, l.outW = int(onnxio.NumElements(wd[1:])), int(wd[0])
+	}
+	return inNow, inBefore, outAxis, true
+}
+
+// addBias makes the constant added to a MatMul's only use its bias, when
+// the Add is in the original model too and the constant is the layer's own.
+func (l *lsqLayer) addBias(cur *onnxio.Model, cix, oix *onnxio.Index) {
+	out := l.node.Output[0]
+	cs := cix.Consumers[out]
+	if len(cs) != 1 {
+		return
+	}
+	add := cur.Graph().Node[cs[0]]
+	if add.GetOpType() != "Add" || len(add.Input) != 2 {
+		return
+	}
+	other := add.Input[1]
+	if other == out {
+		other = add.Input[0]
+	}
+	_, inOrig := oix.Producer[add.Output[0]]
+	if b := cix.Const(other); b != nil && len(b.GetDims()) == 1 && b.GetDims()[0] == int64(l.outW) && len(cix.Consumers[other]) == 1 && inOrig {
+		l.bias, l.target = other, add.Output[0]
+	}
 }
 
 // foldIntoBN sets up the bias fold when the Conv's only consumer is a

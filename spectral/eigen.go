@@ -257,144 +257,51 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 	lxOp, lyOp := newSpOp(lx), newSpOp(ly)
 	solver := newPCG(lyOp, c, eps, o.Tol*1e-2)
 	solver.threads = o.Threads
-	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed5eed))
-
-	var V, BV [][]float64 // basis (B-orthonormal) and its B-image
-	hs := maxIter
-	h := make([]float64, hs*hs) // projected L_X, row-major with stride hs
+	l := &lanczos{n: n, hs: maxIter, ly: lyOp, c: c, eps: eps, threads: o.Threads,
+		rng: rand.New(rand.NewPCG(o.Seed, 0x5eed5eed)), h: make([]float64, maxIter*maxIter), coef: make([]float64, maxIter+1)}
 	e := &Eigs{}
 
-	// orth makes w B-orthogonal to V and 1 (classical Gram-Schmidt, twice).
-	// It then sets bw = B w by an explicit product: tracking B w through the
-	// recurrence instead would amplify the CG error at every step.
-	coef := make([]float64, maxIter+1)
-	orth := func(w, bw []float64) {
-		for pass := 0; pass < 2; pass++ {
-			for i := range V {
-				coef[i] = floats.Dot(BV[i], w)
-			}
-			for i := range V {
-				floats.AddScaled(w, -coef[i], V[i])
-			}
-			floats.AddConst(-floats.Sum(w)/float64(n), w)
-		}
-		applyB(lyOp, c, eps, bw, w, o.Threads)
-	}
-	// fresh returns a random B-unit vector B-orthogonal to V and 1.
-	fresh := func() ([]float64, []float64, bool) {
-		for try := 0; try < 5; try++ {
-			w := make([]float64, n)
-			for i := range w {
-				w[i] = rng.NormFloat64()
-			}
-			bw := make([]float64, n)
-			orth(w, bw)
-			beta := math.Sqrt(math.Max(floats.Dot(w, bw), 0))
-			if beta > 1e-8*floats.Norm(w, 2) {
-				floats.Scale(1/beta, w)
-				floats.Scale(1/beta, bw)
-				return w, bw, true
-			}
-		}
-		return nil, nil, false
-	}
-
-	v, bv, ok := fresh()
+	v, bv, ok := l.fresh()
 	if !ok {
 		return nil, errors.New("spectral: could not build a start vector")
 	}
-	V, BV = append(V, v), append(BV, bv)
+	l.V, l.BV = append(l.V, v), append(l.BV, bv)
 	z := make([]float64, n)
 	var lastBeta float64
 	nextCheck := want
 	var ritzVals []float64
 	var ritzVecs *mat.Dense
 	for {
-		j := len(V) - 1
-		lxOp.mulPar(z, V[j], o.Threads)
-		for i := 0; i <= j; i++ {
-			x := floats.Dot(V[i], z)
-			h[i*hs+j], h[j*hs+i] = x, x
-		}
+		j := len(l.V) - 1
+		lxOp.mulPar(z, l.V[j], o.Threads)
+		l.project(j, z)
 		m := j + 1
 		done := m >= maxIter
 		if !done {
-			w := make([]float64, n)
-			it, err := solver.solve(w, z)
+			beta, full, it, err := l.extend(solver, z, m == dim)
 			e.CGIterations += it
 			if err != nil {
 				return nil, err
 			}
-			before := math.Sqrt(math.Max(floats.Dot(w, z), 0))
-			bw := make([]float64, n)
-			orth(w, bw)
-			lastBeta = math.Sqrt(math.Max(floats.Dot(w, bw), 0))
-			if lastBeta <= 1e-10*before || m == dim {
-				// Invariant subspace: the Ritz values are exact there.
-				lastBeta = 0
-				if m == dim {
-					done = true
-				} else if nv, nbv, ok := fresh(); ok {
-					V, BV = append(V, nv), append(BV, nbv)
-				} else {
-					done = true
-				}
-			} else {
-				floats.Scale(1/lastBeta, w)
-				floats.Scale(1/lastBeta, bw)
-				V, BV = append(V, w), append(BV, bw)
-			}
+			lastBeta, done = beta, full
 		}
 		e.Iterations = m
 		if m < nextCheck && !done {
 			continue
 		}
 		nextCheck = m + max(5, m/8)
-		// Rayleigh-Ritz on the first m basis vectors.
-		hm := mat.NewSymDense(m, nil)
-		for a := 0; a < m; a++ {
-			for b := a; b < m; b++ {
-				hm.SetSym(a, b, h[a*hs+b])
-			}
+		vals, y, est, err := l.rayleighRitz(m, min(want, m), s, lastBeta)
+		if err != nil {
+			return nil, err
 		}
-		var es mat.EigenSym
-		if !es.Factorize(hm, true) {
-			return nil, errors.New("spectral: Ritz eigensolver did not converge")
-		}
-		vals := es.Values(nil)
-		var y mat.Dense
-		es.VectorsTo(&y)
-		k := min(want, m)
-		ritzVals = make([]float64, k)
-		est := 0.0
-		for i := 0; i < min(s, k); i++ {
-			theta := vals[m-1-i]
-			ritzVals[i] = theta
-			if theta > 0 {
-				est = math.Max(est, lastBeta*math.Abs(y.At(m-1, m-1-i))/theta)
-			}
-		}
-		if k > s {
-			ritzVals[s] = vals[m-1-s]
-		}
+		ritzVals = vals
 		// est is relative to theta, the test below a backward error: screen
 		// loosely, decide on the true residual.
 		if est > 100*o.Tol && !done {
 			continue
 		}
-		// Candidate: form the Ritz vectors and check true residuals.
-		ritzVecs = mat.NewDense(n, min(s, k), nil)
-		col := make([]float64, n)
-		for i := 0; i < min(s, k); i++ {
-			for t := range col {
-				col[t] = 0
-			}
-			for a := 0; a < m; a++ {
-				floats.AddScaled(col, y.At(a, m-1-i), V[a])
-			}
-			ritzVecs.SetCol(i, col)
-		}
-		res := residual(lxOp, lyOp, c, eps, ritzVals[:min(s, k)], ritzVecs)
+		ritzVecs = l.ritzVectors(y, m, min(s, len(vals)))
+		res := residual(lxOp, lyOp, c, eps, ritzVals[:min(s, len(vals))], ritzVecs)
 		if res <= o.Tol || done {
 			e.Residual = res
 			if res > o.Tol && m < dim {
@@ -413,4 +320,141 @@ func GeneralizedEigsSparse(lx, ly *CSR, opts Options) (*Eigs, error) {
 	normaliseColumns(ritzVecs)
 	e.Vectors = ritzVecs
 	return e, nil
+}
+
+// lanczos is the state of GeneralizedEigsSparse: the B-orthonormal basis V,
+// its B-image BV and the projected matrix V^T L_X V.
+type lanczos struct {
+	n, hs   int
+	ly      *spOp
+	c, eps  float64
+	threads int
+	rng     *rand.Rand
+	V, BV   [][]float64
+	h       []float64 // projected L_X, row-major with stride hs
+	coef    []float64 // scratch for orth
+}
+
+// orth makes w B-orthogonal to V and 1 (classical Gram-Schmidt, twice).
+// It then sets bw = B w by an explicit product: tracking B w through the
+// recurrence instead would amplify the CG error at every step.
+func (l *lanczos) orth(w, bw []float64) {
+	for pass := 0; pass < 2; pass++ {
+		for i := range l.V {
+			l.coef[i] = floats.Dot(l.BV[i], w)
+		}
+		for i := range l.V {
+			floats.AddScaled(w, -l.coef[i], l.V[i])
+		}
+		floats.AddConst(-floats.Sum(w)/float64(l.n), w)
+	}
+	applyB(l.ly, l.c, l.eps, bw, w, l.threads)
+}
+
+// fresh returns a random B-unit vector B-orthogonal to V and 1.
+func (l *lanczos) fresh() ([]float64, []float64, bool) {
+	for try := 0; try < 5; try++ {
+		w := make([]float64, l.n)
+		for i := range w {
+			w[i] = l.rng.NormFloat64()
+		}
+		bw := make([]float64, l.n)
+		l.orth(w, bw)
+		beta := math.Sqrt(math.Max(floats.Dot(w, bw), 0))
+		if beta > 1e-8*floats.Norm(w, 2) {
+			floats.Scale(1/beta, w)
+			floats.Scale(1/beta, bw)
+			return w, bw, true
+		}
+	}
+	return nil, nil, false
+}
+
+// project fills row and column j of the projected matrix from z = L_X V[j].
+func (l *lanczos) project(j int, z []float64) {
+	for i := 0; i <= j; i++ {
+		x := floats.Dot(l.V[i], z)
+		l.h[i*l.hs+j], l.h[j*l.hs+i] = x, x
+	}
+}
+
+// extend appends the next basis vector B^-1 z, B-orthogonalised, and
+// returns its norm beta (0 at an invariant subspace), whether the basis is
+// complete, and the CG iterations used. last says V already spans 1^⊥.
+func (l *lanczos) extend(solver *pcg, z []float64, last bool) (float64, bool, int, error) {
+	w := make([]float64, l.n)
+	it, err := solver.solve(w, z)
+	if err != nil {
+		return 0, false, it, err
+	}
+	before := math.Sqrt(math.Max(floats.Dot(w, z), 0))
+	bw := make([]float64, l.n)
+	l.orth(w, bw)
+	beta := math.Sqrt(math.Max(floats.Dot(w, bw), 0))
+	if beta <= 1e-10*before || last {
+		// Invariant subspace: the Ritz values are exact there.
+		if last {
+			return 0, true, it, nil
+		}
+		nv, nbv, ok := l.fresh()
+		if !ok {
+			return 0, true, it, nil
+		}
+		l.V, l.BV = append(l.V, nv), append(l.BV, nbv)
+		return 0, false, it, nil
+	}
+	floats.Scale(1/beta, w)
+	floats.Scale(1/beta, bw)
+	l.V, l.BV = append(l.V, w), append(l.BV, bw)
+	return beta, false, it, nil
+}
+
+// rayleighRitz solves the projected problem on the first m basis vectors.
+// It returns the k largest Ritz values, the projected eigenvectors
+// (ascending order, as EigenSym gives them) and an estimate of the
+// relative error of the first min(s, k) values from the Lanczos beta.
+func (l *lanczos) rayleighRitz(m, k, s int, beta float64) ([]float64, *mat.Dense, float64, error) {
+	hm := mat.NewSymDense(m, nil)
+	for a := 0; a < m; a++ {
+		for b := a; b < m; b++ {
+			hm.SetSym(a, b, l.h[a*l.hs+b])
+		}
+	}
+	var es mat.EigenSym
+	if !es.Factorize(hm, true) {
+		return nil, nil, 0, errors.New("spectral: Ritz eigensolver did not converge")
+	}
+	vals := es.Values(nil)
+	var y mat.Dense
+	es.VectorsTo(&y)
+	ritz := make([]float64, k)
+	est := 0.0
+	for i := 0; i < min(s, k); i++ {
+		theta := vals[m-1-i]
+		ritz[i] = theta
+		if theta > 0 {
+			est = math.Max(est, beta*math.Abs(y.At(m-1, m-1-i))/theta)
+		}
+	}
+	if k > s {
+		ritz[s] = vals[m-1-s]
+	}
+	return ritz, &y, est, nil
+}
+
+// ritzVectors forms the first cols Ritz vectors V y from the projected
+// eigenvectors of an m-vector basis.
+func (l *lanczos) ritzVectors(y *mat.Dense, m, cols int) *mat.Dense {
+	vecs := mat.NewDense(l.n, cols, nil)
+	col := make([]float64, l.n)
+	for i := 0; i < cols; i++ {
+		for t := range col {
+			col[t] = 0
+		}
+		for a := 0; a < m; a++ {
+			floats.AddScaled(col, y.At(a, m-1-i), l.V[a])
+		}
+		vecs.SetCol(i, col)
+	}
+	return vecs
 }

@@ -112,6 +112,38 @@ func Score(z, a mat.Matrix, opts Options) (*Result, error) {
 	}
 
 	lx, ly := gx.g.Laplacian(), gy.g.Laplacian()
+	e, err := solveEigs(lx, ly, o, res)
+	if err != nil {
+		return nil, err
+	}
+	t3 := time.Now()
+	res.Timings.Eigen = t3.Sub(t2)
+	res.Eigenvalues, res.NextEigenvalue, res.Eigenvectors = e.Values, e.Next, e.Vectors
+	res.Iterations, res.CGIterations, res.Residual = e.Iterations, e.CGIterations, e.Residual
+
+	res.NoDistortion = proportional(gx.g, gy.g)
+	var edges []EdgeScore
+	res.Scores, edges = NeuronScores(gx.g, e.Values, e.Vectors)
+	if res.NoDistortion {
+		for i := range res.Scores {
+			res.Scores[i] = 1
+		}
+		for i := range edges {
+			edges[i].Eta = 1
+		}
+	}
+	if o.EdgeScores {
+		res.Edges = edges
+	}
+	res.Timings.Score = time.Since(t3)
+	return res, nil
+}
+
+// solveEigs solves the pencil with the solver o asks for, widened to the
+// whole cluster when the cut at S falls inside one; it records the solver
+// and the solves in res.
+func solveEigs(lx, ly *CSR, o Options, res *Result) (*Eigs, error) {
+	n := lx.N
 	useDense := o.Solver == Dense || (o.Solver == Auto && n <= o.DenseMaxN)
 	solve := func(o Options) (*Eigs, error) {
 		res.Solves++
@@ -170,27 +202,7 @@ func Score(z, a mat.Matrix, opts Options) (*Result, error) {
 		e.Vectors = mat.DenseCopyOf(e.Vectors.Slice(0, n, 0, keep))
 		orthonormalizeClusters(e.Values, e.Vectors)
 	}
-	t3 := time.Now()
-	res.Timings.Eigen = t3.Sub(t2)
-	res.Eigenvalues, res.NextEigenvalue, res.Eigenvectors = e.Values, e.Next, e.Vectors
-	res.Iterations, res.CGIterations, res.Residual = e.Iterations, e.CGIterations, e.Residual
-
-	res.NoDistortion = proportional(gx.g, gy.g)
-	var edges []EdgeScore
-	res.Scores, edges = NeuronScores(gx.g, e.Values, e.Vectors)
-	if res.NoDistortion {
-		for i := range res.Scores {
-			res.Scores[i] = 1
-		}
-		for i := range edges {
-			edges[i].Eta = 1
-		}
-	}
-	if o.EdgeScores {
-		res.Edges = edges
-	}
-	res.Timings.Score = time.Since(t3)
-	return res, nil
+	return e, nil
 }
 
 type builtGraph struct {
