@@ -28,59 +28,40 @@ func (a *Agreement) String() string {
 	return fmt.Sprintf("top-1 agreement %.4f, mean KL %.4f nats (%d positions of %d rows)", a.Top1, a.MeanKL, a.Positions, a.Rows)
 }
 
-// maxAgreeBytes bounds the reference's log-probabilities that Agree keeps
-// between its two passes: rows beyond it are not compared.
-const maxAgreeBytes = 512 << 20
+// MaxAgreeBytes bounds the reference's log-probabilities that Agree keeps
+// between a chunk's two passes.
+const MaxAgreeBytes = 64 << 20
+
+// chunkBytes is the bound Agree applies; tests lower it.
+var chunkBytes int64 = MaxAgreeBytes
 
 // Agree runs ref and then m on data (one session at a time, so that the
 // two models' weights are never mapped together) and compares their
-// predictions. The reference's log-probabilities are kept between the
-// passes, at most 512 MiB of them: only the first rows that fit are
-// compared, and Rows says how many.
+// predictions. The rows go in chunks whose reference log-probabilities
+// fit MaxAgreeBytes, each chunk a pass of ref and then of m: memory stays
+// bounded whatever the vocabulary and the number of rows, at the cost of
+// opening both sessions once per chunk.
 func Agree(ref, m *onnxio.Model, data *dataset.Set, opts Options) (*Agreement, error) {
 	if opts.Batch <= 0 {
 		opts.Batch = 64
 	}
-	start := time.Now()
-	res := &Agreement{}
-	var kept [][]float32 // per batch: the reference's log-probabilities at scored positions
-	err := eachBatch(ref, data, opts, 0, false, func(lp []float32, width int, rows int) (bool, error) {
-		if int64(len(kept)+1)*int64(len(lp))*4 > maxAgreeBytes && len(kept) > 0 {
-			return false, nil
-		}
-		kept = append(kept, lp)
-		res.Rows += rows
-		return true, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reference: %w", err)
-	}
-	var agree int64
-	var kl float64
-	k := 0
-	err = eachBatch(m, data, opts, res.Rows, true, func(lq []float32, width int, rows int) (bool, error) {
-		lp := kept[k]
-		kept[k] = nil
-		k++
-		if len(lp) != len(lq) {
-			return false, fmt.Errorf("the models' outputs differ in size (%d and %d values)", len(lp), len(lq))
-		}
-		for i := 0; i+width <= len(lp); i += width {
-			p, q := lp[i:i+width], lq[i:i+width]
-			if argmax(p) == argmax(q) {
-				agree++
-			}
-			var d float64
-			for c := range p {
-				d += math.Exp(float64(p[c])) * float64(p[c]-q[c])
-			}
-			kl += d
-			res.Positions++
-		}
-		return true, nil
-	})
+	n, err := data.N()
 	if err != nil {
 		return nil, err
+	}
+	start := time.Now()
+	res := &Agreement{}
+	var agree int64
+	var kl float64
+	for from := 0; from < n; {
+		rows, err := agreeChunk(ref, m, data, opts, from, res, &agree, &kl)
+		if err != nil {
+			return nil, err
+		}
+		if rows == 0 {
+			break
+		}
+		from += rows
 	}
 	if res.Positions == 0 {
 		return nil, fmt.Errorf("%s: no positions to compare", data.Path)
@@ -91,12 +72,60 @@ func Agree(ref, m *onnxio.Model, data *dataset.Set, opts Options) (*Agreement, e
 	return res, nil
 }
 
-// eachBatch runs m on the rows of data (the first limit rows when limit
-// is positive) and passes use the log-softmax of its first output at the
+// agreeChunk compares the models on the rows from from on whose reference
+// log-probabilities fit MaxAgreeBytes (at least one batch), adds to res,
+// agree and kl, and returns how many rows it compared.
+func agreeChunk(ref, m *onnxio.Model, data *dataset.Set, opts Options, from int, res *Agreement, agree *int64, kl *float64) (int, error) {
+	var kept [][]float32 // per batch: the reference's log-probabilities at scored positions
+	var bytes int64
+	rows := 0
+	err := eachBatch(ref, data, opts, from, 0, false, func(lp []float32, width int, r int) (bool, error) {
+		if len(kept) > 0 && bytes+int64(len(lp))*4 > chunkBytes {
+			return false, nil
+		}
+		kept = append(kept, lp)
+		bytes += int64(len(lp)) * 4
+		rows += r
+		return true, nil
+	})
+	if err != nil || rows == 0 {
+		if err != nil {
+			err = fmt.Errorf("reference: %w", err)
+		}
+		return 0, err
+	}
+	k := 0
+	err = eachBatch(m, data, opts, from, from+rows, true, func(lq []float32, width int, _ int) (bool, error) {
+		lp := kept[k]
+		kept[k] = nil
+		k++
+		if len(lp) != len(lq) {
+			return false, fmt.Errorf("the models' outputs differ in size (%d and %d values)", len(lp), len(lq))
+		}
+		for i := 0; i+width <= len(lp); i += width {
+			p, q := lp[i:i+width], lq[i:i+width]
+			if argmax(p) == argmax(q) {
+				*agree++
+			}
+			var d float64
+			for c := range p {
+				d += math.Exp(float64(p[c])) * float64(p[c]-q[c])
+			}
+			*kl += d
+			res.Positions++
+		}
+		return true, nil
+	})
+	res.Rows += rows
+	return rows, err
+}
+
+// eachBatch runs m on the rows of data from row from on (up to row limit
+// when limit is positive; from is a multiple of the batch) and passes use the log-softmax of its first output at the
 // scored positions, width values each, batch by batch, until use returns
 // false or an error. With reuse, every batch's log-softmax is written into
 // the same memory, which use must not keep.
-func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, reuse bool, use func(lp []float32, width, rows int) (bool, error)) error {
+func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, from, limit int, reuse bool, use func(lp []float32, width, rows int) (bool, error)) error {
 	s, err := ort.NewSessionForModel(m, nil, opts.Runtime)
 	if err != nil {
 		return err
@@ -118,6 +147,9 @@ func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, reus
 	var buf, lpBuf []float32
 	var rowShape []int64
 	for batch := range b.Batches(opts.Batch) {
+		if batch.Start < from {
+			continue
+		}
 		if limit > 0 && batch.Start >= limit {
 			break
 		}
@@ -156,7 +188,7 @@ func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, limit int, reus
 		if !more {
 			break
 		}
-		if opts.Progress != nil {
+		if opts.Progress != nil && reuse { // the second pass of a chunk: rows compared
 			opts.Progress(batch.End, b.N)
 		}
 	}

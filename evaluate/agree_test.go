@@ -56,7 +56,7 @@ func TestAgree(t *testing.T) {
 	// The reference's entropy at the same positions, from its logits.
 	var sumH float64
 	var n int64
-	err = eachBatch(m, data, opts, 0, true, func(lp []float32, width, rows int) (bool, error) {
+	err = eachBatch(m, data, opts, 0, 0, true, func(lp []float32, width, rows int) (bool, error) {
 		for i := 0; i < len(lp); i += width {
 			for _, l := range lp[i : i+width] {
 				sumH -= math.Exp(float64(l)) * float64(l)
@@ -72,5 +72,48 @@ func TestAgree(t *testing.T) {
 	want := math.Log(v) - sumH/float64(n)
 	if math.Abs(got.MeanKL-want) > 1e-4*want || got.Top1 >= 1 {
 		t.Errorf("against zero logits: %v, want mean KL %.6f and some disagreement", got, want)
+	}
+}
+
+// Chunked comparison (a chunk of one batch's log-probabilities) gives the
+// same agreement as one pass over every row.
+func TestAgreeChunks(t *testing.T) {
+	m, err := onnxio.Load("../testdata/models/llama/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := dataset.Load("../testdata/data/llama_eval.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := m.Clone()
+	g := small.Graph()
+	w := onnxio.NewIndex(g).Const(g.Node[len(g.Node)-1].Input[1])
+	raw, err := small.RawData(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := append([]byte(nil), raw...)
+	for i := 0; i < len(half)/2; i++ {
+		half[i] = 0 // zero the first half of the logit weights
+	}
+	if err := onnxio.SetRawData(w, w.GetDims(), half); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Batch: 4, Runtime: ort.Config{Threads: 1}}
+	whole, err := Agree(m, small, data, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(b int64) { chunkBytes = b }(chunkBytes)
+	chunkBytes = 1
+	chunked, err := Agree(m, small, data, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := data.N()
+	if whole.Rows != n || chunked.Rows != n || chunked.Positions != whole.Positions || chunked.Top1 != whole.Top1 ||
+		math.Abs(chunked.MeanKL-whole.MeanKL) > 1e-9*whole.MeanKL || whole.MeanKL == 0 {
+		t.Errorf("chunked %v, in one pass %v (%d rows)", chunked, whole, n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/internal/memstat"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/rewrite"
@@ -46,7 +47,7 @@ type MemoryPlan struct {
 	// (recover.LSQOptions.MaxMemory).
 	RefitKept int64 `json:"refit_kept"`
 	// Agreement is the input's log-probabilities that the comparison on
-	// the evaluation data keeps (at most 512 MiB).
+	// the evaluation data keeps (at most evaluate.MaxAgreeBytes).
 	Agreement int64 `json:"agreement"`
 	// Edit is twice the largest weight that pruning edits: it is read
 	// and its slice made while the model is rewritten.
@@ -71,9 +72,6 @@ type MemoryError struct {
 func (e *MemoryError) Error() string {
 	return fmt.Sprintf("the run is estimated to need %s, over the memory limit of %s", e.Plan, memstat.Text(e.Max))
 }
-
-// agreeBytes is evaluate.Agree's bound on what it keeps.
-const agreeBytes = 512 << 20
 
 // estimateMemory estimates the run's peak at the configured batch.
 func (r *run) estimateMemory(a *rewrite.Analysis, batch int) *MemoryPlan {
@@ -161,7 +159,7 @@ func (r *run) estimateMemory(a *rewrite.Analysis, batch int) *MemoryPlan {
 		out := m.Graph().GetOutput()[0].GetName()
 		if n, ok := sh.Dims[out]; ok && len(n) > 0 && n[0] > 0 {
 			evalRows, _ := r.cfg.Eval.N()
-			p.Agreement = min(agreeBytes, bytesOf(out)/n[0]*int64(evalRows))
+			p.Agreement = min(evaluate.MaxAgreeBytes, bytesOf(out)/n[0]*int64(evalRows))
 		}
 	}
 	p.Total = p.Weights + p.Activations + p.Edit + max(p.Observed+p.States, p.Refit, p.Agreement)
