@@ -26,8 +26,7 @@ var spectralFamily = map[string]bool{"spectral": true, "spectral-flap": true}
 var needsLabels = map[string]bool{"taylor": true}
 
 // validCell is the mean validation metric of one (fixture, target,
-// criterion) over seeds, before and after the refit; better reports
-// whether a beats b for the fixture's metric.
+// criterion) over seeds, before and after the refit.
 type validCell struct{ pruned, recovered float64 }
 
 // Choice is the outcome of the rule, for RESULTS.md and the README.
@@ -43,91 +42,126 @@ type Choice struct {
 	Cells       int                // (fixture, target) cells the ranks average
 }
 
-// choose applies the rule to res's rounding-1 records with a validation
-// metric.
-func choose(res *Results) (*Choice, bool) {
-	type key struct {
-		f, c string
-		t    string
+// cellKey names one (fixture, criterion, target) of the validation cells.
+type cellKey struct {
+	f, c string
+	t    string
+}
+
+// validSplit holds the mean validation metrics by cell and which
+// fixtures count lower as better (perplexity).
+type validSplit struct {
+	cell     map[cellKey]validCell
+	lower    map[string]bool
+	fixtures []string
+	targets  []string
+}
+
+func (v *validSplit) better(f string, a, b float64) bool {
+	if v.lower[f] {
+		return a < b
 	}
-	acc := map[key][2][]float64{}
-	lower := map[string]bool{}
+	return a > b
+}
+
+// validCells averages the seeds of res's rounding-1 records that have a
+// validation metric.
+func validCells(res *Results) *validSplit {
+	acc := map[cellKey][2][]float64{}
+	v := &validSplit{cell: map[cellKey]validCell{}, lower: map[string]bool{}}
 	for _, r := range res.Records {
 		if r.Error != "" || r.rounding() != "1" || r.ValidPruned == 0 {
 			continue
 		}
-		k := key{r.Fixture, r.Criterion, fmt.Sprintf("%.2f", r.Target)}
+		k := cellKey{r.Fixture, r.Criterion, fmt.Sprintf("%.2f", r.Target)}
 		a := acc[k]
 		a[0], a[1] = append(a[0], r.ValidPruned), append(a[1], r.ValidRecovered)
 		acc[k] = a
-		lower[r.Fixture] = r.Metric == "perplexity"
+		v.lower[r.Fixture] = r.Metric == "perplexity"
 	}
-	if len(acc) == 0 {
-		return nil, false
-	}
-	cell := map[key]validCell{}
+	targets := map[string]bool{}
 	for k, a := range acc {
 		p, _ := shrink.MeanStd(a[0])
 		q, _ := shrink.MeanStd(a[1])
-		cell[k] = validCell{p, q}
-	}
-	better := func(f string, a, b float64) bool {
-		if lower[f] {
-			return a < b
-		}
-		return a > b
-	}
-	crits := res.Config.Criteria
-	var fixtures []string
-	for _, o := range res.Originals {
-		fixtures = append(fixtures, o.Fixture)
-	}
-	targets := map[string]bool{}
-	for k := range cell {
+		v.cell[k] = validCell{p, q}
 		targets[k.t] = true
 	}
+	for _, o := range res.Originals {
+		v.fixtures = append(v.fixtures, o.Fixture)
+	}
+	v.targets = sortedKeys(targets)
+	return v
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// choose applies the rule to res's rounding-1 records with a validation
+// metric.
+func choose(res *Results) (*Choice, bool) {
+	v := validCells(res)
+	if len(v.cell) == 0 {
+		return nil, false
+	}
+	crits := res.Config.Criteria
 	ch := &Choice{MeanRank: map[string]float64{}, RankBefore: map[string]float64{}}
-	// The variant with the most 50% wins before recovery.
-	for _, v := range crits {
-		if !spectralFamily[v] {
+	for _, c := range crits {
+		if !spectralFamily[c] {
 			continue
 		}
-		wins, n := 0, 0
-		for _, f := range fixtures {
-			vc, ok := cell[key{f, v, "0.50"}]
-			if !ok {
-				continue
-			}
-			n++
-			all := true
-			for _, c := range crits {
-				if spectralFamily[c] {
-					continue
-				}
-				if bc, ok := cell[key{f, c, "0.50"}]; ok && !better(f, vc.pruned, bc.pruned) {
-					all = false
-				}
-			}
-			if all {
-				wins++
-			}
-		}
-		if ch.Variant == "" || wins > ch.Wins {
-			ch.Variant, ch.Wins, ch.Fixtures = v, wins, n
+		if wins, n := v.wins(c, crits); ch.Variant == "" || wins > ch.Wins {
+			ch.Variant, ch.Wins, ch.Fixtures = c, wins, n
 		}
 	}
-	for _, f := range fixtures {
-		for t := range targets {
-			vc, ok1 := cell[key{f, ch.Variant, t}]
-			rc, ok2 := cell[key{f, "random", t}]
-			if ok1 && ok2 && better(f, rc.recovered, vc.recovered) {
+	for _, f := range v.fixtures {
+		for _, t := range v.targets {
+			vc, ok1 := v.cell[cellKey{f, ch.Variant, t}]
+			rc, ok2 := v.cell[cellKey{f, "random", t}]
+			if ok1 && ok2 && v.better(f, rc.recovered, vc.recovered) {
 				ch.LosesRandom = append(ch.LosesRandom, fmt.Sprintf("%s %s%%", f, pct(t)))
 			}
 		}
 	}
-	sort.Strings(ch.LosesRandom)
 	ch.Adopted = ch.Variant != "" && ch.Wins >= 3 && len(ch.LosesRandom) == 0
-	// Mean ranks of the label-free criteria over every cell all of them ran.
+	v.rank(ch, crits)
+	if ch.Adopted {
+		ch.Default = ch.Variant
+	}
+	return ch, true
+}
+
+// wins counts the fixtures where variant beats every baseline before
+// recovery at 50%, of the n fixtures it ran at 50%.
+func (v *validSplit) wins(variant string, crits []string) (wins, n int) {
+	for _, f := range v.fixtures {
+		vc, ok := v.cell[cellKey{f, variant, "0.50"}]
+		if !ok {
+			continue
+		}
+		n++
+		all := true
+		for _, c := range crits {
+			if bc, ok := v.cell[cellKey{f, c, "0.50"}]; ok && !spectralFamily[c] && !v.better(f, vc.pruned, bc.pruned) {
+				all = false
+			}
+		}
+		if all {
+			wins++
+		}
+	}
+	return wins, n
+}
+
+// rank sets ch's mean ranks of the label-free criteria over every cell
+// all of them ran, and the default with the best rank after the refit
+// (the better rank before it breaks ties).
+func (v *validSplit) rank(ch *Choice, crits []string) {
 	var free []string
 	for _, c := range crits {
 		if !needsLabels[c] {
@@ -135,11 +169,11 @@ func choose(res *Results) (*Choice, bool) {
 		}
 	}
 	sums, sumsBefore := map[string]float64{}, map[string]float64{}
-	for _, f := range fixtures {
-		for t := range targets {
+	for _, f := range v.fixtures {
+		for _, t := range v.targets {
 			vals := map[string]validCell{}
 			for _, c := range free {
-				if vc, ok := cell[key{f, c, t}]; ok {
+				if vc, ok := v.cell[cellKey{f, c, t}]; ok {
 					vals[c] = vc
 				}
 			}
@@ -147,36 +181,29 @@ func choose(res *Results) (*Choice, bool) {
 				continue
 			}
 			ch.Cells++
-			rank := func(get func(validCell) float64, into map[string]float64) {
-				for _, c := range free {
-					r := 1.0
-					for _, o := range free {
-						if o != c && better(f, get(vals[o]), get(vals[c])) {
-							r++
-						}
+			for _, c := range free {
+				for _, o := range free {
+					if o != c && v.better(f, vals[o].recovered, vals[c].recovered) {
+						sums[c]++
 					}
-					into[c] += r
+					if o != c && v.better(f, vals[o].pruned, vals[c].pruned) {
+						sumsBefore[c]++
+					}
 				}
 			}
-			rank(func(v validCell) float64 { return v.recovered }, sums)
-			rank(func(v validCell) float64 { return v.pruned }, sumsBefore)
 		}
 	}
 	if ch.Cells == 0 {
-		return ch, true
+		return
 	}
 	best := math.Inf(1)
 	for _, c := range free {
-		ch.MeanRank[c] = sums[c] / float64(ch.Cells)
-		ch.RankBefore[c] = sumsBefore[c] / float64(ch.Cells)
+		ch.MeanRank[c] = 1 + sums[c]/float64(ch.Cells)
+		ch.RankBefore[c] = 1 + sumsBefore[c]/float64(ch.Cells)
 		if m := ch.MeanRank[c]; m < best || (m == best && ch.RankBefore[c] < ch.RankBefore[ch.Default]) {
 			best, ch.Default = m, c
 		}
 	}
-	if ch.Adopted {
-		ch.Default = ch.Variant
-	}
-	return ch, true
 }
 
 func pct(t string) string {

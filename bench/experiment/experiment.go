@@ -31,6 +31,9 @@ type Results struct {
 	Seconds   float64            `json:"seconds"`
 	// Added lists later runs whose records were merged in (--merge).
 	Added []Addition `json:"added,omitempty"`
+	// Finding is the plain-language finding written over the tables
+	// (--finding), Markdown.
+	Finding string `json:"finding,omitempty"`
 }
 
 // Addition is a later run merged into the results: its settings and where

@@ -73,6 +73,7 @@ func run(args []string) error {
 	root := fs.String("root", "", "repository root, where testdata/ is (default: the nearest directory above the working directory that has testdata/models)")
 	out := fs.String("out", "", "directory for RESULTS.md, results/results.json and the plots (default: docs/ under the root)")
 	render := fs.String("render", "", "only redraw RESULTS.md and the plots in --out from this results.json")
+	finding := fs.String("finding", "", "a Markdown file whose text is the finding at the top of RESULTS.md (kept in results.json)")
 	merge := fs.String("merge", "", "add this run's records to this results.json (for criteria run later); skips the ablation")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -94,6 +95,9 @@ func run(args []string) error {
 		}
 		cfg := res.Config
 		cfg.OutDir = *out
+		if err := readFinding(*finding, res); err != nil {
+			return err
+		}
 		return Write(res, cfg)
 	}
 	cfg := Config{
@@ -135,7 +139,23 @@ func run(args []string) error {
 		cfg = res.Config
 		cfg.OutDir = *out
 	}
+	if err := readFinding(*finding, res); err != nil {
+		return err
+	}
 	return Write(res, cfg)
+}
+
+// readFinding puts the text of path, when given, into res.Finding.
+func readFinding(path string, res *Results) error {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	res.Finding = string(b)
+	return nil
 }
 
 func readResults(path string) (*Results, error) {

@@ -88,6 +88,10 @@ func pm(v []float64, digits int) string {
 func Markdown(res *Results, plots []string) string {
 	var b strings.Builder
 	writeIntro(&b, res)
+	if res.Finding != "" {
+		fmt.Fprintf(&b, "## Finding\n\n%s\n\n", strings.TrimSpace(res.Finding))
+	}
+	writeChoice(&b, res)
 	cs := cells(res)
 	for _, o := range res.Originals {
 		writeFixture(&b, res.Config, o, cs, plots)
