@@ -240,24 +240,12 @@ func (a *Analysis) planConvGroups(e *edits) error {
 // planAttrs works out the new values of attributes that count units.
 func (a *Analysis) planAttrs(e *edits) error {
 	for _, f := range a.attrs {
-		hit := false
-		for _, l := range f.lays {
-			h, err := a.touched(e, l)
+		vals, err := a.newLengths(e, f.lays, f.div)
+		if err != nil || vals == nil {
 			if err != nil {
 				return err
 			}
-			hit = hit || h
-		}
-		if !hit {
 			continue
-		}
-		vals := make([]int64, len(f.lays))
-		for k, l := range f.lays {
-			n, err := a.sp.newLength(l, e.removed)
-			if err != nil {
-				return err
-			}
-			vals[k] = int64(n / f.div)
 		}
 		if e.attrs[f.node] == nil {
 			e.attrs[f.node] = map[string][]int64{}
@@ -265,6 +253,31 @@ func (a *Analysis) planAttrs(e *edits) error {
 		e.attrs[f.node][f.attr] = vals
 	}
 	return nil
+}
+
+// newLengths is each layout's length after e's removals divided by div,
+// or nil when e touches none of them.
+func (a *Analysis) newLengths(e *edits, lays []Layout, div int) ([]int64, error) {
+	hit := false
+	for _, l := range lays {
+		h, err := a.touched(e, l)
+		if err != nil {
+			return nil, err
+		}
+		hit = hit || h
+	}
+	if !hit {
+		return nil, nil
+	}
+	vals := make([]int64, len(lays))
+	for k, l := range lays {
+		n, err := a.sp.newLength(l, e.removed)
+		if err != nil {
+			return nil, err
+		}
+		vals[k] = int64(n / div)
+	}
+	return vals, nil
 }
 
 // planFrozen works out the constants that replace run-time sizes read
@@ -299,26 +312,13 @@ func (a *Analysis) planFrozen(e *edits) error {
 // planSplits works out the new sizes of Splits along a unit axis.
 func (a *Analysis) planSplits(e *edits) error {
 	for _, f := range a.splits {
-		hit := false
-		for _, l := range f.parts {
-			h, err := a.touched(e, l)
-			if err != nil {
-				return err
-			}
-			hit = hit || h
+		sizes, err := a.newLengths(e, f.parts, 1)
+		if err != nil {
+			return err
 		}
-		if !hit {
-			continue
+		if sizes != nil {
+			e.splits[f.node] = sizes
 		}
-		sizes := make([]int64, len(f.parts))
-		for k, l := range f.parts {
-			n, err := a.sp.newLength(l, e.removed)
-			if err != nil {
-				return err
-			}
-			sizes[k] = int64(n)
-		}
-		e.splits[f.node] = sizes
 	}
 	return nil
 }
