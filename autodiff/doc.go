@@ -33,8 +33,10 @@
 // use Gemm and MatMul; Conv's input gradient is a ConvTranspose with the
 // same weights and its weight gradient a Conv of the input with the output
 // gradient, batch and channel axes swapped (grouped and depthwise per
-// group); MaxPool routes gradients through its Indices output with
-// ScatterElements; embeddings (Gather) scatter-add with ScatterND, or a
+// group); MaxPool shares each window's gradient among its maxima when the
+// windows tile the input (nearest-neighbour Resizes and an equality mask,
+// without the slow Indices output) and routes it through the Indices
+// output with ScatterElements otherwise; embeddings (Gather) scatter-add with ScatterND, or a
 // one-hot product before opset 16. A model of opset 13 to 15 is raised to 16
 // for those scatters: the ops models use did not change meaning in between.
 // Integer tensors carry no gradient, and ops whose class in ops.Facts is
