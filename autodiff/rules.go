@@ -193,8 +193,8 @@ func variadic(c *bctx, scale float64) ([]string, error) {
 
 func gradRelu(c *bctx) ([]string, error) {
 	return unary(c, func(dy string) string {
-		zero := c.scalar(c.ftype(), 0)
-		return c.where(c.op("Greater", []string{c.in(0), zero}), dy, zero)
+		dt := c.ftype()
+		return c.masked(c.op("Greater", []string{c.in(0), c.scalar(dt, 0)}), dy, dt)
 	})
 }
 
@@ -358,7 +358,7 @@ func gradClip(c *bctx) ([]string, error) {
 		if mask == "" {
 			return dy
 		}
-		return c.where(mask, dy, c.scalar(dt, 0))
+		return c.masked(mask, dy, dt)
 	})
 }
 
