@@ -29,7 +29,11 @@
 // package ops), and emits the op's input gradients from its output
 // gradients in the form the graph's opset defines (axes as attributes or
 // inputs). Broadcasting
-// operands get their gradients summed back to their shapes. Linear layers
+// operands get their gradients summed back to their shapes; the gradient
+// of a mean or a sum stays unexpanded where it meets a tensor of the full
+// shape (a product, a ReLU's mask, the sum of a tensor's gradients), so
+// that broadcasting expands it, and backward nodes nothing reads are
+// pruned. Linear layers
 // use Gemm and MatMul; Conv's input gradient is a ConvTranspose with the
 // same weights and its weight gradient a Conv of the input with the output
 // gradient, batch and channel axes swapped (grouped and depthwise per

@@ -556,6 +556,43 @@ func TestGradReduce(t *testing.T) {
 	}
 }
 
+// The gradients of means and sums reach x*x, a ReLU and the sum of x's
+// gradients unexpanded (broadcasting expands them): the backward graph has
+// no Expand left, and no node whose output nothing reads.
+func TestGradSpread(t *testing.T) {
+	g := testgraph.New(18)
+	x := g.In("x", testgraph.Away(0.1), 3, 4, 5, 2)
+	axes := g.Ints("axes", []int64{3}, 0, 2, 3)
+	mu := g.Op("ReduceMean", []string{x, axes}, "mu")
+	xc := g.Op("Sub", []string{x, mu}, "xc")
+	v := g.Op("ReduceMean", []string{g.Op("Mul", []string{xc, xc}, "sq"), axes}, "v")
+	h := g.Op("Relu", []string{g.Op("Mul", []string{xc, v}, "xv")}, "h")
+	s := g.Op("ReduceSum", []string{h, g.Ints("a2", []int64{2}, 2, 3)}, "s", attrInt("keepdims", 0))
+	g.Out(g.Op("Mul", []string{s, s}, "y"))
+	checkGrad(t, g, "x")
+	vm, err := VJP(g.Model(t, onnxio.Float), []string{"x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, o := range vm.Graph().GetOutput() {
+		used[o.GetName()] = true
+	}
+	for _, n := range vm.Graph().GetNode() {
+		for _, in := range n.GetInput() {
+			used[in] = true
+		}
+	}
+	for _, n := range vm.Graph().GetNode() {
+		if n.GetOpType() == "Expand" {
+			t.Errorf("node %s expands %s", n.GetName(), n.GetInput()[0])
+		}
+		if !used[n.GetOutput()[0]] && strings.HasPrefix(n.GetName(), "grad/") {
+			t.Errorf("nothing reads the output of backward node %s (%s)", n.GetName(), n.GetOpType())
+		}
+	}
+}
+
 func TestGradSoftmax(t *testing.T) {
 	for _, op := range []string{"Softmax", "LogSoftmax"} {
 		for _, opset := range []int64{11, 17} {

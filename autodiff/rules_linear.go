@@ -383,7 +383,7 @@ func (c *bctx) meanBack(dy, x, y string) string {
 	dt := c.ftype()
 	// Scaled before it is expanded: one pass over x's size instead of three.
 	scaled := c.mul(dy, c.div(c.sizeAs(y, dt), c.sizeAs(x, dt)))
-	return c.op("Expand", []string{scaled, c.shape(x)})
+	return c.expandLike(scaled, x)
 }
 
 // maxPoolTiled is MaxPool's gradient without the Indices output, for
