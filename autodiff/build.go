@@ -235,9 +235,10 @@ func (b *builder) neg(x string) string    { return b.op("Neg", []string{x}) }
 func (b *builder) where(c, x, y string) string { return b.op("Where", []string{c, x, y}) }
 
 // masked is g (of element type dt) where the boolean mask holds and 0
-// elsewhere, as a product with the mask cast to dt: ONNX Runtime's Where is about twice as
-// slow as a Cast and a Mul together (a ReLU's gradient on the CNN fixture).
-// Unlike Where it lets NaN and infinities in g through as NaN.
+// elsewhere, as a product with the mask cast to dt: ONNX Runtime's Where
+// is about twice as slow as a Cast and a Mul together (a ReLU's gradient
+// on the CNN fixture). Unlike Where it lets NaN and infinities in g
+// through as NaN.
 func (b *builder) masked(mask, g string, dt onnxio.DataType) string {
 	return b.mul(b.unspread(g), b.cast(mask, dt)) // the mask has g's shape
 }

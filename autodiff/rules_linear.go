@@ -397,8 +397,8 @@ func (c *bctx) meanBack(dy, x, y string) string {
 // nearest-neighbour Resizes, which ORT runs at memory speed.
 func (c *bctx) maxPoolTiled(dy string, kernel []int64, geo *onnxio.Geometry) (string, bool) {
 	dt := c.ftype()
-	// Resize's scales input dates from opset 11; ORT's CPU Resize has no
-	// double kernel.
+	// Resize's scales input dates from opset 11; ORT's CPU provider has no
+	// double kernels for this chain (other float types keep the Indices).
 	if c.opset < 11 || dt != onnxio.Float {
 		return "", false
 	}
