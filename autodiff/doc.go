@@ -28,21 +28,28 @@
 // since-version (the registry shape inference and the rewriter share; see
 // package ops), and emits the op's input gradients from its output
 // gradients in the form the graph's opset defines (axes as attributes or
-// inputs). Broadcasting
-// operands get their gradients summed back to their shapes. Linear layers
-// use Gemm and MatMul; Conv's input gradient is a ConvTranspose with the
-// same weights and its weight gradient a Conv of the input with the output
-// gradient, batch and channel axes swapped (grouped and depthwise per
-// group); MaxPool routes gradients through its Indices output with
-// ScatterElements; embeddings (Gather) scatter-add with ScatterND, or a
-// one-hot product before opset 16. A model of opset 13 to 15 is raised to 16
-// for those scatters: the ops models use did not change meaning in between.
-// Integer tensors carry no gradient, and ops whose class in ops.Facts is
-// NoGradient (shapes, comparisons, indices, piecewise-constant functions)
-// need no rule; a differentiable path through an op without one is an
-// error that names every such op and node. Every rule is checked against central
-// finite differences in the tests, in float64 wherever ORT runs the ops in
-// double precision.
+// inputs). Broadcasting operands get their gradients summed back to their
+// shapes; the gradient of a mean or a sum stays unexpanded where it meets a
+// tensor of the full shape (a product, a ReLU's mask, the sum of a
+// tensor's gradients), so that broadcasting expands it, and backward nodes
+// nothing reads are pruned. Linear layers use Gemm and MatMul; Conv's
+// input gradient is a ConvTranspose with the same weights and its weight
+// gradient a batched MatMul of the input's patches (a Conv with one-hot
+// weights) with the output gradient, or for kernels of more than 9
+// positions a Conv of the input with the output gradient, batch and
+// channel axes swapped (grouped and depthwise per group); MaxPool shares
+// each window's gradient among its maxima when the windows tile the input
+// (nearest-neighbour Resizes and an equality mask, without the slow
+// Indices output) and routes it through the Indices output with
+// ScatterElements otherwise; embeddings (Gather) scatter-add with
+// ScatterND, or a one-hot product before opset 16. A model of opset 13 to
+// 15 is raised to 16 for those scatters: the ops models use did not change
+// meaning in between. Integer tensors carry no gradient, and ops whose
+// class in ops.Facts is NoGradient (shapes, comparisons, indices,
+// piecewise-constant functions) need no rule; a differentiable path
+// through an op without one is an error that names every such op and
+// node. Every rule is checked against central finite differences in the
+// tests, in float64 wherever ORT runs the ops in double precision.
 //
 // Only initializers are trained, never Constant nodes (exporters put
 // buffers such as rotary tables and masks there), and by default only

@@ -142,7 +142,18 @@ func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]st
 		case 1:
 			return cs[0]
 		default:
-			s := b.op("Sum", cs)
+			// Sum broadcasts: spread gradients join unexpanded as long as
+			// one of the terms has t's full shape.
+			terms := make([]string, len(cs))
+			whole := false
+			for k, g := range cs {
+				terms[k] = b.unspread(g)
+				whole = whole || terms[k] == g
+			}
+			if !whole {
+				terms = cs
+			}
+			s := b.op("Sum", terms)
 			contrib[t] = []string{s}
 			return s
 		}
@@ -185,10 +196,13 @@ func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]st
 		return nil, err
 	}
 	out := map[string]string{}
+	var keep []string
 	for _, t := range wrt {
 		if g := total(t); g != "" {
 			out[t] = g
+			keep = append(keep, g)
 		}
 	}
+	b.pruneFrom(nFwd, keep)
 	return out, nil
 }

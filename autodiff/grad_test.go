@@ -246,6 +246,173 @@ func TestGradPool(t *testing.T) {
 	}
 }
 
+// MaxPool in float32, where windows that tile the input take the path
+// without the Indices output and the others the scatter of the indices.
+func TestGradMaxPoolFloat(t *testing.T) {
+	cases := []struct {
+		x       []int64
+		attrs   []*A
+		opset   int64
+		indices bool // the forward node gets an Indices output
+	}{
+		{[]int64{2, 3, 6, 6}, []*A{attrInts("kernel_shape", []int64{2, 2}), attrInts("strides", []int64{2, 2})}, 17, false},
+		{[]int64{2, 3, 6, 6}, []*A{attrInts("kernel_shape", []int64{2, 3}), attrInts("strides", []int64{2, 3}), attrInt("ceil_mode", 1)}, 11, false},
+		{[]int64{2, 2, 9}, []*A{attrInts("kernel_shape", []int64{3}), attrInts("strides", []int64{3})}, 17, false},
+		// The last row and column belong to no window: not a tiling.
+		{[]int64{2, 3, 7, 7}, []*A{attrInts("kernel_shape", []int64{2, 2}), attrInts("strides", []int64{2, 2})}, 17, true},
+		{[]int64{2, 3, 6, 6}, []*A{attrInts("kernel_shape", []int64{2, 2}), attrInts("strides", []int64{2, 2}), attrInts("pads", []int64{1, 1, 1, 1})}, 17, true},
+		{[]int64{2, 2, 7, 7}, []*A{attrInts("kernel_shape", []int64{3, 3}), attrInts("strides", []int64{2, 2})}, 17, true},
+	}
+	for _, tc := range cases {
+		name := fmt.Sprintf("%v/opset%d", tc.x, tc.opset)
+		for _, a := range tc.attrs {
+			name += fmt.Sprintf("/%s%v", a.GetName(), a.Ints)
+		}
+		t.Run(name, func(t *testing.T) {
+			g := testgraph.New(tc.opset)
+			x := g.In("x", testgraph.Distinct, tc.x...)
+			g.Out(g.Op("MaxPool", []string{x}, "y", tc.attrs...))
+			vm, err := VJP(g.Model(t, onnxio.Float), []string{"x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := maxPoolHasIndices(vm); got != tc.indices {
+				t.Fatalf("forward MaxPool has an Indices output: %v, want %v", got, tc.indices)
+			}
+			checkGradIn(t, g, onnxio.Float, "x")
+		})
+	}
+}
+
+func maxPoolHasIndices(m *onnxio.Model) bool {
+	for _, n := range m.Graph().GetNode() {
+		if n.GetOpType() == "MaxPool" && len(n.GetOutput()) > 1 && n.GetOutput()[1] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Tied maxima share their window's gradient equally, so that each
+// window's gradient sums to dY: the values come from a set of three, and
+// windows of all equal values (as after a ReLU) are common.
+func TestGradMaxPoolTies(t *testing.T) {
+	needORT(t)
+	for _, tc := range []struct {
+		x, kernel []int64
+	}{
+		{[]int64{2, 3, 4, 6}, []int64{2, 2}},
+		{[]int64{1, 2, 6, 6}, []int64{3, 3}},
+		{[]int64{2, 2, 8}, []int64{4}},
+	} {
+		t.Run(fmt.Sprintf("%v/%v", tc.x, tc.kernel), func(t *testing.T) {
+			g := testgraph.New(17)
+			levels := func(r *rand.Rand, n int) []float64 {
+				v := make([]float64, n)
+				for i := range v {
+					v[i] = []float64{0, 0, 0.5, 1}[r.IntN(4)]
+				}
+				return v
+			}
+			g.In("x", levels, tc.x...)
+			g.Out(g.Op("MaxPool", []string{"x"}, "y", attrInts("kernel_shape", tc.kernel), attrInts("strides", tc.kernel)))
+			m := g.Model(t, onnxio.Float)
+			vm, err := VJP(m, []string{"x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if maxPoolHasIndices(vm) {
+				t.Fatal("the tiled MaxPool's gradient uses the Indices output")
+			}
+			s, err := ort.NewSessionForModel(vm, nil, testRT)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Destroy()
+			r := rand.New(rand.NewPCG(3, 4))
+			xv := levels(r, int(onnxio.NumElements(tc.x)))
+			ydims := append([]int64{}, tc.x...)
+			for k, kk := range tc.kernel {
+				ydims[k+2] /= kk
+			}
+			dy := testgraph.Uniform(-1, 1)(r, int(onnxio.NumElements(ydims)))
+			outs, err := s.Run(tensorOf("x", onnxio.Float, tc.x, xv), tensorOf(SeedName("y"), onnxio.Float, ydims, dy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dx []float64
+			for _, o := range outs {
+				if o.Name == GradName("x") {
+					dx = float64sOf(o)
+				}
+			}
+			checkTiedWindows(t, tc.x, tc.kernel, xv, dx, dy)
+		})
+	}
+}
+
+// checkTiedWindows asserts, for each window of a tiling MaxPool, that dX
+// is dY divided by the number of maxima at each maximum and zero elsewhere.
+func checkTiedWindows(t *testing.T, xd, kernel []int64, x, dx, dy []float64) {
+	t.Helper()
+	if len(dx) != len(x) {
+		t.Fatalf("dX has %d elements, want %d", len(dx), len(x))
+	}
+	// Window index of each flat position of X.
+	win := make([]int, len(x))
+	counts := make([]int, len(dy))
+	maxes := make([]float64, len(dy))
+	for i := range maxes {
+		maxes[i] = math.Inf(-1)
+	}
+	for i := range x {
+		rest, w, stride := int64(i), int64(0), int64(1)
+		for a := len(xd) - 1; a >= 0; a-- {
+			pos := rest % xd[a]
+			rest /= xd[a]
+			size := xd[a]
+			if a >= 2 {
+				pos /= kernel[a-2]
+				size /= kernel[a-2]
+			}
+			w += pos * stride
+			stride *= size
+		}
+		win[i] = int(w)
+		maxes[w] = max(maxes[w], x[i])
+	}
+	for i := range x {
+		if x[i] == maxes[win[i]] {
+			counts[win[i]]++
+		}
+	}
+	ties := 0
+	sums := make([]float64, len(dy))
+	for i := range x {
+		w := win[i]
+		want := 0.0
+		if x[i] == maxes[w] {
+			want = dy[w] / float64(counts[w])
+		}
+		if math.Abs(dx[i]-want) > 1e-6 {
+			t.Fatalf("dX[%d] = %.8g, want %.8g (window %d: %d maxima, dY %.6g)", i, dx[i], want, w, counts[w], dy[w])
+		}
+		sums[w] += dx[i]
+	}
+	for w := range dy {
+		if counts[w] > 1 {
+			ties++
+		}
+		if math.Abs(sums[w]-dy[w]) > 1e-6 {
+			t.Fatalf("window %d: dX sums to %.8g, dY is %.8g", w, sums[w], dy[w])
+		}
+	}
+	if ties == 0 {
+		t.Fatal("no window has tied maxima: the test checks nothing about ties")
+	}
+	t.Logf("%d of %d windows have tied maxima", ties, len(dy))
+}
+
 func TestGradShapeOps(t *testing.T) {
 	t.Run("Reshape", func(t *testing.T) {
 		g := testgraph.New(17)
@@ -385,6 +552,43 @@ func TestGradReduce(t *testing.T) {
 					})
 				}
 			}
+		}
+	}
+}
+
+// The gradients of means and sums reach x*x, a ReLU and the sum of x's
+// gradients unexpanded (broadcasting expands them): the backward graph has
+// no Expand left, and no node whose output nothing reads.
+func TestGradSpread(t *testing.T) {
+	g := testgraph.New(18)
+	x := g.In("x", testgraph.Away(0.1), 3, 4, 5, 2)
+	axes := g.Ints("axes", []int64{3}, 0, 2, 3)
+	mu := g.Op("ReduceMean", []string{x, axes}, "mu")
+	xc := g.Op("Sub", []string{x, mu}, "xc")
+	v := g.Op("ReduceMean", []string{g.Op("Mul", []string{xc, xc}, "sq"), axes}, "v")
+	h := g.Op("Relu", []string{g.Op("Mul", []string{xc, v}, "xv")}, "h")
+	s := g.Op("ReduceSum", []string{h, g.Ints("a2", []int64{2}, 2, 3)}, "s", attrInt("keepdims", 0))
+	g.Out(g.Op("Mul", []string{s, s}, "y"))
+	checkGrad(t, g, "x")
+	vm, err := VJP(g.Model(t, onnxio.Float), []string{"x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	for _, o := range vm.Graph().GetOutput() {
+		used[o.GetName()] = true
+	}
+	for _, n := range vm.Graph().GetNode() {
+		for _, in := range n.GetInput() {
+			used[in] = true
+		}
+	}
+	for _, n := range vm.Graph().GetNode() {
+		if n.GetOpType() == "Expand" {
+			t.Errorf("node %s expands %s", n.GetName(), n.GetInput()[0])
+		}
+		if !used[n.GetOutput()[0]] && strings.HasPrefix(n.GetName(), "grad/") {
+			t.Errorf("nothing reads the output of backward node %s (%s)", n.GetName(), n.GetOpType())
 		}
 	}
 }

@@ -3,6 +3,7 @@ package autodiff
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
@@ -99,13 +100,28 @@ func gradSub(c *bctx) ([]string, error) {
 
 func gradMul(c *bctx) ([]string, error) {
 	if x := c.in(0); x == c.in(1) && c.dy[0] != "" && c.needs(0) {
-		// x*x: both operands get dy*x, summed where x's gradients meet.
-		t := c.mul(c.dy[0], x)
-		return []string{t, t}, nil
+		// x*x: 2 dy x, on the first operand only; the 2 joins dY where
+		// dY is still small.
+		dy := c.dy[0]
+		if s := c.unspread(dy); s != dy {
+			return []string{c.mul(c.mul(s, c.scalar(c.ftype(), 2)), x), ""}, nil
+		}
+		t := c.mul(dy, x)
+		return []string{c.add(t, t), ""}, nil
+	}
+	// A spread dY multiplies an operand of the output's full shape without
+	// being expanded first.
+	by := func(dy string, k int) string {
+		d, ok := c.dims(c.in(k))
+		yd, yok := c.dims(c.out(0))
+		if ok && yok && slices.Equal(d, yd) && !slices.Contains(d, -1) {
+			dy = c.unspread(dy)
+		}
+		return c.mul(dy, c.in(k))
 	}
 	return binary(c,
-		func(dy string) string { return c.mul(dy, c.in(1)) },
-		func(dy string) string { return c.mul(dy, c.in(0)) })
+		func(dy string) string { return by(dy, 1) },
+		func(dy string) string { return by(dy, 0) })
 }
 
 func gradDiv(c *bctx) ([]string, error) {
@@ -193,8 +209,8 @@ func variadic(c *bctx, scale float64) ([]string, error) {
 
 func gradRelu(c *bctx) ([]string, error) {
 	return unary(c, func(dy string) string {
-		zero := c.scalar(c.ftype(), 0)
-		return c.where(c.op("Greater", []string{c.in(0), zero}), dy, zero)
+		dt := c.ftype()
+		return c.masked(c.op("Greater", []string{c.in(0), c.scalar(dt, 0)}), dy, dt)
 	})
 }
 
@@ -358,7 +374,7 @@ func gradClip(c *bctx) ([]string, error) {
 		if mask == "" {
 			return dy
 		}
-		return c.where(mask, dy, c.scalar(dt, 0))
+		return c.masked(mask, dy, dt)
 	})
 }
 

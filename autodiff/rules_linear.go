@@ -258,7 +258,8 @@ func gradConv(c *bctx) ([]string, error) {
 	return res, nil
 }
 
-// gradMaxPool routes dY to the arg-max positions that the forward node's
+// gradMaxPool: windows that tile the input get maxPoolTiled's gradient.
+// Otherwise dY goes to the arg-max positions that the forward node's
 // Indices output names (added to the node if it lacks one). The indices
 // are flat positions in X, so one ScatterElements over the flattened X
 // does it; overlapping windows can pick a position twice, which needs
@@ -279,15 +280,18 @@ func gradMaxPool(c *bctx) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(c.n.Output) < 2 || c.n.Output[1] == "" {
+		if g, ok := c.maxPoolTiled(dy, kernel, geo); ok {
+			return []string{g}, nil
+		}
+		idx := c.fresh("indices")
+		c.n.Output = append(c.n.Output[:1], idx)
+	}
 	overlap := false
 	for k := range kernel {
 		if (kernel[k]-1)*geo.Dilations[k]+1 > geo.Strides[k] {
 			overlap = true
 		}
-	}
-	if len(c.n.Output) < 2 || c.n.Output[1] == "" {
-		idx := c.fresh("indices")
-		c.n.Output = append(c.n.Output[:1], idx)
 	}
 	idx := c.n.Output[1]
 	x, dt := c.in(0), c.ftype()
@@ -379,5 +383,47 @@ func (c *bctx) meanBack(dy, x, y string) string {
 	dt := c.ftype()
 	// Scaled before it is expanded: one pass over x's size instead of three.
 	scaled := c.mul(dy, c.div(c.sizeAs(y, dt), c.sizeAs(x, dt)))
-	return c.op("Expand", []string{scaled, c.shape(x)})
+	return c.expandLike(scaled, x)
+}
+
+// maxPoolTiled is MaxPool's gradient without the Indices output, for
+// windows that tile the input exactly (kernel equal to stride, no padding,
+// no dilation); ok is false for other geometries. ONNX Runtime computes
+// MaxPool about 20x slower when it also has to write the indices, and the
+// scatter back costs as much again. Each window's dY is shared equally
+// among the positions that equal its maximum: ties (after ReLU, or in flat
+// image regions) split the gradient instead of repeating it, so each
+// window's gradient still sums to dY (a subgradient). Both upsamplings are
+// nearest-neighbour Resizes, which ORT runs at memory speed.
+func (c *bctx) maxPoolTiled(dy string, kernel []int64, geo *onnxio.Geometry) (string, bool) {
+	dt := c.ftype()
+	// Resize's scales input dates from opset 11; ORT's CPU provider has no
+	// double kernels for this chain (other float types keep the Indices).
+	if c.opset < 11 || dt != onnxio.Float {
+		return "", false
+	}
+	area := int64(1)
+	scales := []float64{1, 1}
+	for k := range kernel {
+		if kernel[k] != geo.Strides[k] || geo.Dilations[k] != 1 || geo.PadsBegin[k] != 0 || geo.PadsEnd[k] != 0 || geo.In[k] != geo.Out[k]*kernel[k] {
+			return "", false
+		}
+		area *= kernel[k]
+		scales = append(scales, float64(kernel[k]))
+	}
+	sc := c.floats(onnxio.Float, []int64{int64(len(scales))}, scales)
+	roi := "" // optional from opset 13
+	if c.opset < 13 {
+		roi = c.floats(dt, []int64{0}, nil)
+	}
+	up := func(t string) string {
+		return c.op("Resize", []string{t, roi, sc}, attrString("mode", "nearest"),
+			attrString("coordinate_transformation_mode", "asymmetric"), attrString("nearest_mode", "floor"))
+	}
+	x, y := c.in(0), c.out(0)
+	mask := c.cast(c.op("Equal", []string{x, up(y)}), dt)
+	// The average of the mask over a window is its number of ties / area.
+	frac := c.op("AveragePool", []string{mask}, attrInts("kernel_shape", kernel), attrInts("strides", kernel))
+	share := c.div(c.mul(dy, c.scalar(dt, 1/float64(area))), frac)
+	return c.mul(mask, up(share)), true
 }

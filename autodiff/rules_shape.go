@@ -318,5 +318,5 @@ func gradReduce(c *bctx, since int64, mean bool) ([]string, error) {
 	if mean {
 		return []string{c.meanBack(dy, c.in(0), c.out(0))}, nil
 	}
-	return []string{c.op("Expand", []string{dy, c.shape(c.in(0))})}, nil
+	return []string{c.expandLike(dy, c.in(0))}, nil
 }

@@ -115,6 +115,13 @@ func BenchmarkTrainStepProfile(b *testing.B) {
 		return out
 	}
 	b.Logf("%d runs profiled, kernels %.2f ms in all (each node's fastest run)", runs-1, total/n/1000)
+	byPart := map[string]float64{}
+	for node, v := range byNode {
+		byPart[stepPart(node, nodeOp[node])] += v
+	}
+	for _, e := range sorted(byPart) {
+		b.Logf("  %-40s %8.3f ms", e.k, e.v/n/1000)
+	}
 	for _, e := range sorted(byOp) {
 		b.Logf("  %-24s %8.3f ms  %5.1f%%", e.k, e.v/n/1000, 100*e.v/total)
 	}
@@ -124,4 +131,30 @@ func BenchmarkTrainStepProfile(b *testing.B) {
 		}
 		b.Logf("  %-60s %-16s %8.3f ms", e.k, nodeOp[e.k], e.v/n/1000)
 	}
+}
+
+// stepPart names the part of the CNN's training step a node belongs to,
+// from the names the training graph gives its nodes (backward nodes carry
+// the forward node's name; ORT's layout nodes are on their own).
+func stepPart(node, op string) string {
+	grad := strings.HasPrefix(node, "grad/")
+	switch {
+	case strings.Contains(node, "BatchNormalization"):
+		return "BatchNormalization (batch statistics)"
+	case strings.Contains(node, "MaxPool"):
+		return "MaxPool (forward and backward)"
+	case op == "ConvTranspose":
+		return "Conv input gradients (ConvTranspose)"
+	case strings.Contains(node, "/Conv") && grad:
+		return "Conv weight gradients"
+	case op == "Conv":
+		return "Conv forward"
+	case strings.HasPrefix(op, "Reorder"):
+		return "layout changes (ReorderInput/Output)"
+	case strings.Contains(node, "Relu"):
+		return "ReLU (forward and backward)"
+	case strings.HasPrefix(node, "grad/Sum_"):
+		return "sums of a tensor's gradients"
+	}
+	return "other (loss, pooling head, Gemm)"
 }
