@@ -340,3 +340,40 @@ func mustSubset(t *testing.T, d *dataset.Set, n int) *dataset.Set {
 	}
 	return s
 }
+
+// With fewer samples than units leaveOneOut takes the Gram-matrix path; it
+// must give the diagonal the covariance path gives, dead and duplicated
+// units included.
+func TestLeaveOneOutWide(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	const rows, n = 24, 60
+	c := mat.NewDense(rows, n, nil)
+	for i := 0; i < rows; i++ {
+		for p := 0; p < n; p++ {
+			switch {
+			case p%10 == 3: // dead
+			case p%10 == 7: // a copy of the unit before
+				c.Set(i, p, c.At(i, p-1))
+			default:
+				c.Set(i, p, r.NormFloat64()*float64(1+p%4))
+			}
+		}
+	}
+	lam := 0.01
+	cov, err := inverseDiagCov(c, lam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gram, err := inverseDiagGram(c, lam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range cov {
+		if math.Abs(cov[p]-gram[p]) > 1e-8*cov[p] {
+			t.Fatalf("unit %d: %v through the covariance, %v through the Gram matrix", p, cov[p], gram[p])
+		}
+	}
+	if math.Abs(cov[3]-1/lam) > 1e-9/lam {
+		t.Errorf("a dead unit's diagonal %v, want 1/lam", cov[3])
+	}
+}

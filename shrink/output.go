@@ -124,6 +124,9 @@ func outgoingNorms(m *onnxio.Model, g *rewrite.Group) ([]float64, error) {
 // leaveOneOut is 1 / (Sigma^-1)_pp for the covariance Sigma of a's columns
 // (a ridge of 1e-3 of its mean diagonal keeps dead units from making it
 // singular): the variance of a_p that the other units cannot explain.
+// With fewer samples than units (wide decoder layers, few calibration
+// sequences) the inverse's diagonal comes from the samples' Gram matrix
+// (Woodbury), which costs rows^2 x n instead of n^3 and n x n memory.
 func leaveOneOut(a *capture.Matrix, mean []float64) ([]float64, error) {
 	rows, n := a.Dims()
 	c := mat.NewDense(rows, n, nil)
@@ -132,13 +135,35 @@ func leaveOneOut(a *capture.Matrix, mean []float64) ([]float64, error) {
 			c.Set(i, p, a.At(i, p)-mean[p])
 		}
 	}
-	var s mat.SymDense
-	s.SymOuterK(1/float64(rows), c.T())
-	tr := 0.0
-	for i := 0; i < n; i++ {
-		tr += s.At(i, i)
+	tr := 0.0 // trace of Sigma: the sum of the columns' variances
+	for p := 0; p < n; p++ {
+		col := mat.Col(nil, p, c)
+		tr += mat.Dot(mat.NewVecDense(rows, col), mat.NewVecDense(rows, col)) / float64(rows)
 	}
 	lam := 1e-3*tr/float64(n) + 1e-30
+	var diag []float64
+	var err error
+	if rows < n {
+		diag, err = inverseDiagGram(c, lam)
+	} else {
+		diag, err = inverseDiagCov(c, lam)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, n)
+	for p := range out {
+		out[p] = 1 / diag[p]
+	}
+	return out, nil
+}
+
+// inverseDiagCov is the diagonal of (C^T C / rows + lam I)^-1, by a
+// Cholesky factorisation of the n x n matrix.
+func inverseDiagCov(c *mat.Dense, lam float64) ([]float64, error) {
+	rows, n := c.Dims()
+	var s mat.SymDense
+	s.SymOuterK(1/float64(rows), c.T())
 	for i := 0; i < n; i++ {
 		s.SetSym(i, i, s.At(i, i)+lam)
 	}
@@ -152,7 +177,36 @@ func leaveOneOut(a *capture.Matrix, mean []float64) ([]float64, error) {
 	}
 	out := make([]float64, n)
 	for p := range out {
-		out[p] = 1 / inv.At(p, p)
+		out[p] = inv.At(p, p)
+	}
+	return out, nil
+}
+
+// inverseDiagGram is the same diagonal through the rows x rows Gram
+// matrix: (C^T C/r + lam I)^-1 = (I - C^T (lam r I + C C^T)^-1 C) / lam, so
+// its (p, p) entry is (1 - c_p^T G^-1 c_p) / lam for column c_p of C.
+func inverseDiagGram(c *mat.Dense, lam float64) ([]float64, error) {
+	rows, n := c.Dims()
+	var g mat.SymDense
+	g.SymOuterK(1, c)
+	for i := 0; i < rows; i++ {
+		g.SetSym(i, i, g.At(i, i)+lam*float64(rows))
+	}
+	var ch mat.Cholesky
+	if !ch.Factorize(&g) {
+		return nil, fmt.Errorf("the Gram matrix of the states is singular")
+	}
+	var x mat.Dense // G^-1 C
+	if err := ch.SolveTo(&x, c); err != nil {
+		return nil, err
+	}
+	out := make([]float64, n)
+	for p := range out {
+		q := 0.0
+		for i := 0; i < rows; i++ {
+			q += c.At(i, p) * x.At(i, p)
+		}
+		out[p] = (1 - q) / lam
 	}
 	return out, nil
 }
