@@ -301,7 +301,7 @@ func postStates(t *testing.T, m *onnxio.Model, tensor string, data *dataset.Set)
 // MLP, fc2 has such units on the calibration set.
 func TestSpectralDeadUnitsFirst(t *testing.T) {
 	m, data := loadMLP(t)
-	_, scored, err := Score(m, data, Config{Samples: 512, Runtime: ort.Config{Threads: 1}})
+	_, scored, err := Score(m, data, Config{Samples: 512, Criterion: NewSpectral(DefaultSpectralOptions()), Runtime: ort.Config{Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

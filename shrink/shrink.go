@@ -87,7 +87,7 @@ const minCalibRows = 16
 
 func (c *Config) defaults() error {
 	if c.Criterion == nil {
-		c.Criterion = NewSpectral(DefaultSpectralOptions())
+		c.Criterion = Output{Kind: DefaultCriterion}
 	}
 	if c.PerRound == 0 {
 		c.PerRound = 0.10

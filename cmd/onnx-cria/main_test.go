@@ -12,6 +12,7 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
+	"github.com/onnx-cria/onnx-cria/shrink"
 )
 
 func TestMain(m *testing.M) {
@@ -171,7 +172,7 @@ func TestShrinkEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := m.ParamCount()
-	if r.Reduction < 0.2 || r.Output.Params != p || r.Output.SHA256 != m.Hash || r.Options.Criterion != "spectral" {
+	if r.Reduction < 0.2 || r.Output.Params != p || r.Output.SHA256 != m.Hash || r.Options.Criterion != shrink.DefaultCriterion {
 		t.Errorf("report %+v disagrees with the file (params %d, sha %s)", r, p, m.Hash)
 	}
 	code, stdout, _ = cli("inspect", "--groups", "--json", out)

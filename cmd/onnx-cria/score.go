@@ -47,7 +47,7 @@ type critFlags struct {
 
 func addCritFlags(fs *flagSet) critFlags {
 	return critFlags{
-		name: fs.String("criterion", "spectral", "unit score: spectral; the local baselines magnitude, magnitude-l1, activation, random, taylor (gradients; needs labels or a language model); or the output-aware wanda, flap, obs, spectral-flap (docs/METHOD.md §6)"),
+		name: fs.String("criterion", shrink.DefaultCriterion, "unit score: obs (what the least-squares refit cannot recover when the unit goes; the default, docs/RESULTS.md says why), or the output-aware wanda, flap, spectral-flap; spectral (the paper's score); the local baselines magnitude, magnitude-l1, activation, random, taylor (gradients; needs labels or a language model) (docs/METHOD.md §6)"),
 		k:    fs.Int("k", spectral.DefaultK, 1, "spectral: neighbours in the kNN graphs (capped at a group's width - 1)"),
 		s:    fs.Int("s", 2, 1, "spectral: number of generalized eigenpairs (at most 64)"),
 	}
