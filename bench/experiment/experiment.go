@@ -23,12 +23,12 @@ import (
 
 // Results is everything one experiment measured.
 type Results struct {
-	Config    Config             `json:"config"`
-	Machine   Machine            `json:"machine"`
-	Originals []Original         `json:"originals"`
-	Records   []Record           `json:"records"`
-	Ablations []*shrink.Ablation `json:"ablations"`
-	Seconds   float64            `json:"seconds"`
+	Config    Config           `json:"config"`
+	Machine   Machine          `json:"machine"`
+	Originals []Original       `json:"originals"`
+	Records   []Record         `json:"records"`
+	Ablations []AblationRecord `json:"ablations"`
+	Seconds   float64          `json:"seconds"`
 	// Added lists later runs whose records were merged in (--merge).
 	Added []Addition `json:"added,omitempty"`
 	// Finding is the plain-language finding written over the tables
@@ -65,6 +65,16 @@ func (res *Results) Merge(later *Results) {
 		}
 	}
 	res.Records = append(recs, later.Records...)
+	for _, a := range later.Ablations {
+		kept := res.Ablations[:0]
+		for k, e := range res.Ablations {
+			if f := res.ablationFixture(k); f != a.Fixture || e.Criterion != a.Criterion {
+				e.Fixture = f
+				kept = append(kept, e)
+			}
+		}
+		res.Ablations = append(kept, a)
+	}
 	for _, c := range later.Config.Criteria {
 		if !slices.Contains(res.Config.Criteria, c) {
 			res.Config.Criteria = append(res.Config.Criteria, c)
@@ -72,6 +82,22 @@ func (res *Results) Merge(later *Results) {
 	}
 	res.Added = append(res.Added, Addition{Command: later.Config.Command, Criteria: later.Config.Criteria, Fixtures: later.Config.Fixtures,
 		Machine: later.Machine, StartedAt: later.Config.StartedAt, Seconds: later.Seconds})
+}
+
+// AblationRecord is one fixture's ablation by one criterion (Fixture is
+// empty in results written before it was recorded: the ablations then
+// follow the fixtures' order).
+type AblationRecord struct {
+	Fixture string `json:"fixture,omitempty"`
+	*shrink.Ablation
+}
+
+// ablationFixture is the fixture of ablation k.
+func (res *Results) ablationFixture(k int) string {
+	if f := res.Ablations[k].Fixture; f != "" || len(res.Originals) == 0 {
+		return f
+	}
+	return res.Originals[min(k, len(res.Originals)-1)].Fixture
 }
 
 // Machine says where the numbers come from.
@@ -171,14 +197,21 @@ func Experiment(cfg Config, log io.Writer) (*Results, error) {
 		res.Originals = append(res.Originals, Original{Fixture: name, Model: model, Metric: base, Params: p0, FLOPs: onnxio.FLOPs(m), Latency: lat})
 		fmt.Fprintf(log, "%s: %s, %d parameters\n", name, base, p0)
 
-		if g := ablationGroup(m); g != "" && !cfg.NoAblation {
-			crit, _ := shrink.NewCriterion("spectral")
+		for _, cname := range cfg.AblationCriteria {
+			g := ablationGroup(m)
+			if g == "" || cfg.NoAblation {
+				break
+			}
+			crit, err := shrink.NewCriterion(cname)
+			if err != nil {
+				return nil, err
+			}
 			ab, err := shrink.Ablate(m, calib, ev, g, cfg.Ablation, cfg.Trials, shrink.Config{Criterion: crit, Samples: cfg.Samples, Runtime: rt, EvalTask: f.Task})
 			if err != nil {
 				return nil, fmt.Errorf("%s ablation: %w", name, err)
 			}
-			res.Ablations = append(res.Ablations, ab)
-			fmt.Fprintf(log, "%s ablation of %s: lowest %.4f highest %.4f random %.4f±%.4f\n", name, g, ab.Lowest.Value, ab.Highest.Value, ab.RandMean, ab.RandStd)
+			res.Ablations = append(res.Ablations, AblationRecord{Fixture: name, Ablation: ab})
+			fmt.Fprintf(log, "%s ablation of %s by %s: lowest %.4f highest %.4f random %.4f±%.4f\n", name, g, cname, ab.Lowest.Value, ab.Highest.Value, ab.RandMean, ab.RandStd)
 		}
 
 		for _, target := range cfg.Targets {

@@ -48,12 +48,14 @@ type Config struct {
 	Ablation   float64  `json:"ablation_fraction"`
 	Trials     int      `json:"ablation_random_trials"`
 	// NoAblation skips the ablation (a run merged into earlier results).
-	NoAblation bool      `json:"-"`
-	Root       string    `json:"-"`
-	OutDir     string    `json:"-"`
-	Markdown   string    `json:"-"`
-	Command    string    `json:"command"`
-	StartedAt  time.Time `json:"started_at"`
+	NoAblation bool `json:"-"`
+	// AblationCriteria are the criteria the ablation runs for.
+	AblationCriteria []string  `json:"ablation_criteria,omitempty"`
+	Root             string    `json:"-"`
+	OutDir           string    `json:"-"`
+	Markdown         string    `json:"-"`
+	Command          string    `json:"command"`
+	StartedAt        time.Time `json:"started_at"`
 }
 
 func run(args []string) error {
@@ -70,6 +72,7 @@ func run(args []string) error {
 	threads := fs.Int("threads", 0, "ORT intra-op threads (0: ORT's default)")
 	ablation := fs.Float64("ablation", 0.5, "fraction of one group removed in the ablation")
 	trials := fs.Int("trials", 5, "random trials in the ablation")
+	ablationCrits := fs.String("ablation-criteria", "spectral", "criteria whose scores the ablation removes by (with --merge, only when given)")
 	root := fs.String("root", "", "repository root, where testdata/ is (default: the nearest directory above the working directory that has testdata/models)")
 	out := fs.String("out", "", "directory for RESULTS.md, results/results.json and the plots (default: docs/ under the root)")
 	render := fs.String("render", "", "only redraw RESULTS.md and the plots in --out from this results.json")
@@ -103,7 +106,7 @@ func run(args []string) error {
 	cfg := Config{
 		Quick: *quick, Fixtures: split(*fixtures), Criteria: split(*criteria), Samples: *samples, Roundings: split(*roundings), LatencyAll: *latencyAll,
 		Recovery: *recovery, Threads: *threads, Ablation: *ablation, Trials: *trials,
-		Root: *root, OutDir: *out, Command: "cd bench && go run ./experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
+		Root: *root, OutDir: *out, AblationCriteria: split(*ablationCrits), Command: "cd bench && go run ./experiment " + strings.Join(args, " "), StartedAt: time.Now().UTC(),
 	}
 	for _, t := range split(*targets) {
 		var v float64
@@ -128,6 +131,11 @@ func run(args []string) error {
 			return err
 		}
 		cfg.NoAblation = true
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "ablation-criteria" {
+				cfg.NoAblation = false
+			}
+		})
 	}
 	res, err := Experiment(cfg, os.Stderr)
 	if err != nil {
