@@ -42,7 +42,7 @@ for name in "${@:-mlp cnn}"; do
 		p="$out/$name"
 		echo "== $name"
 		"$oc" eval "$orig" "$eval" "${common[@]}"
-		"$oc" shrink "$orig" "$p-50.onnx" --target 0.5 --calib "$calib" --eval "$eval" --recover none --round-to 1 \
+		"$oc" shrink "$orig" "$p-50.onnx" --target 0.5 --criterion spectral --calib "$calib" --eval "$eval" --recover none --round-to 1 \
 			--no-latency --report "$p-50.json" "${common[@]}" | grep -E '^(accuracy|effective)'
 		echo "-- lsq"
 		"$oc" finetune "$p-50.onnx" "$p-50-lsq.onnx" --recover lsq --teacher "$orig" --calib "$calib" \
