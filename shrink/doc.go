@@ -48,7 +48,10 @@
 // # Criteria
 //
 // The criteria share one interface so that comparisons differ only in the
-// criterion: spectral structural importance and the local baselines the
+// criterion: spectral structural importance, the local baselines the
 // paper argues against (magnitude of incoming weights, mean absolute
-// activation, random, first-order Taylor).
+// activation, random, first-order Taylor), and the output-aware ones that
+// weigh a unit's states by the weights that read it (wanda, flap, obs,
+// spectral-flap). The default, DefaultCriterion, is obs: measured best on
+// average after the least-squares refit (docs/RESULTS.md).
 package shrink

@@ -25,7 +25,7 @@ type Config struct {
 	// what Kind counts (a latency target of ratio 0.6 is Target 0.4).
 	Target    float64
 	Kind      string    // TargetParams (default), TargetFLOPs or TargetLatency
-	Criterion Criterion // default spectral
+	Criterion Criterion // default Output{Kind: DefaultCriterion} (obs)
 	PerRound  float64   // at most this fraction of a group's width per round (0.10)
 	MinWidth  int       // never below max(MinWidth, MinFrac * original width) (4)
 	MinFrac   float64   // (0.05)

@@ -63,7 +63,7 @@ func run(args []string) error {
 	quick := fs.Bool("quick", false, "a few minutes: one fixture, one target, one seed, few samples")
 	fixtures := fs.String("fixtures", "mlp,cnn,dwcnn,transformer,llama", "fixtures (directories under testdata/models)")
 	targets := fs.String("targets", "0.3,0.5,0.7", "effective parameter reductions")
-	criteria := fs.String("criteria", "spectral,magnitude,activation,random,taylor", "criteria (taylor needs labels or a language model)")
+	criteria := fs.String("criteria", "spectral,spectral-flap,magnitude,activation,random,taylor,wanda,flap,obs", "criteria (taylor needs labels or a language model)")
 	seeds := fs.Int("seeds", 3, "seeds per setting")
 	roundings := fs.String("roundings", "1", "width roundings: 1 (exact widths) and/or auto (the command line's default)")
 	latencyAll := fs.Bool("latency-all", false, "time every run against the original, not only the first seed's")
