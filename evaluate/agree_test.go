@@ -13,14 +13,7 @@ import (
 // zero logits predicts the uniform distribution, so its KL from the
 // reference is log V minus the reference's entropy, position by position.
 func TestAgree(t *testing.T) {
-	m, err := onnxio.Load("../testdata/models/llama/model.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := dataset.Load("../testdata/data/llama_eval.npz")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, data := loadLM(t)
 	opts := Options{Batch: 16, Runtime: ort.Config{Threads: 1}}
 	self, err := Agree(m, m, data, opts)
 	if err != nil {
@@ -78,14 +71,7 @@ func TestAgree(t *testing.T) {
 // Chunked comparison (a chunk of one batch's log-probabilities) gives the
 // same agreement as one pass over every row.
 func TestAgreeChunks(t *testing.T) {
-	m, err := onnxio.Load("../testdata/models/llama/model.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := dataset.Load("../testdata/data/llama_eval.npz")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, data := loadLM(t)
 	small := m.Clone()
 	g := small.Graph()
 	w := onnxio.NewIndex(g).Const(g.Node[len(g.Node)-1].Input[1])
@@ -116,4 +102,18 @@ func TestAgreeChunks(t *testing.T) {
 		math.Abs(chunked.MeanKL-whole.MeanKL) > 1e-9*whole.MeanKL || whole.MeanKL == 0 {
 		t.Errorf("chunked %v, in one pass %v (%d rows)", chunked, whole, n)
 	}
+}
+
+// loadLM is the Llama fixture and its evaluation rows.
+func loadLM(t *testing.T) (*onnxio.Model, *dataset.Set) {
+	t.Helper()
+	m, err := onnxio.Load("../testdata/models/llama/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := dataset.Load("../testdata/data/llama_eval.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, data
 }
