@@ -235,6 +235,10 @@ type layoutCheck struct {
 type sizeFix struct {
 	node, slot int
 	lay, other Layout // the target axis's units; those of the size read
+	// value replaces the size when lay is nil: the target axis carries no
+	// units, so its size never changes (the head size of a per-head view
+	// computed as the hidden width over the head count).
+	value int64
 }
 
 // Analyze finds the prunable groups of m. m is not modified.

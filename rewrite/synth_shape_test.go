@@ -47,3 +47,29 @@ func mustFloatTensor(t *testing.T, v float64) *onnxpb.TensorProto {
 	}
 	return x
 }
+
+// nn.MultiheadAttention's export sizes the per-head view of a projection
+// with the head size computed at run time as the hidden width over the head
+// count. The view's axes carry no units, so when the hidden width prunes,
+// the size is frozen at its present value.
+func TestShapeHeadSizeFromHiddenWidth(t *testing.T) {
+	m := mlp3(t, 13, func(b *builder, h string) string {
+		q := b.op("MatMul", "q", strs(h, b.w("q.w", 12, 12)))
+		width := b.op("Gather", "hw", strs(b.op("Shape", "hs", strs(h)), b.i64("hs.i", 1)), aI("axis", 0))
+		hd := b.op("Unsqueeze", "hd", strs(b.op("Div", "hdiv", strs(width, b.i64("four", 4))), b.ints("hd.axes", 0)))
+		// [B, 12] -> [B*4, 3]: the q units fold into the batch axis.
+		v := b.op("Reshape", "heads", strs(q, b.op("Concat", "heads.shape", strs(b.ints("m1", -1), hd), aI("axis", 0))))
+		v = b.op("Relu", "heads.act", strs(v))
+		return b.op("Reshape", "merge", strs(v, b.ints("merge.shape", -1, 12)))
+	}).model()
+	a := analyze(t, m, want{"fc1:neurons", "neurons", 12}, want{"fc2:neurons", "neurons", 10})
+	blockedWith(t, a, "q", "Reshape")
+	checkModel(t, m)
+	pruned, err := a.Apply(Plan{"fc1:neurons": {0, 5, 7, 11}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dimsOf(t, pruned, "fc1.w"); d[1] != 8 {
+		t.Errorf("fc1.w is %v after removing 4 of 12 units", d)
+	}
+}
