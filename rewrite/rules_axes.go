@@ -177,8 +177,8 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 		if len(have) != len(n.Input) {
 			// A KV cache: past keys (a graph input) joined with the new ones.
 			cached := true
-			for _, in := range n.Input {
-				if an.lay[in][k] == nil {
+			for slot, in := range n.Input {
+				if an.lay[in][k] == nil && !an.concatConst(i, slot, k, have[0]) {
 					cached = cached && an.cacheInput(in, k, have[0])
 				}
 			}
@@ -191,6 +191,32 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 		}
 		an.setLayout(n.Output[0], k, have[0])
 	}
+}
+
+// concatConst gives axis k of input slot of Concat node i the units l when
+// that input is a constant that an Expand read by this Concat alone
+// broadcasts along other axes only (ViT's class token joined
+// to the patch tokens): the constant is sliced with the units. It reports
+// whether it did.
+func (an *analyzer) concatConst(i, slot, k int, l Layout) bool {
+	in := an.ix.Node(i).Input[slot]
+	p := an.ix.ProducerNode(in)
+	if p == nil || p.GetOpType() != "Expand" || len(an.ix.Consumers[in]) != 1 {
+		return false
+	}
+	_, t := an.constOf(p.Input[0])
+	shape, ok := an.shapes.Values[p.Input[1]]
+	r := an.rank(in)
+	if t == nil || !ok || r < 0 {
+		return false
+	}
+	ck, sk := k-(r-len(t.GetDims())), k-(r-len(shape))
+	if ck < 0 || int(t.GetDims()[ck]) != an.sp.length(l) || (sk >= 0 && shape[sk] != 1) {
+		return false // the Expand broadcasts, or names the size, of the unit axis
+	}
+	an.param(an.ix.Producer[in], 0, ck, l, roleAffine)
+	an.setLayout(in, k, l)
+	return true
 }
 
 func indexOf(l []string, s string) int {
