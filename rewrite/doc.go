@@ -69,9 +69,12 @@
 // run-time size of an axis read by a Shape node, which follows the units by
 // itself (and is checked to name an axis with the same units); or a value
 // computed some other way, which cannot be followed. Run-time sizes of unit
-// axes are tracked through shape arithmetic too. A unit axis whose size
-// reaches anything that cannot be kept consistent (a Range, arithmetic on
-// data, a reshape of a tensor without units) blocks its group rather than
+// axes are tracked through shape arithmetic too. Where such a size, known
+// now, is the whole size of a reshape output axis without units (a head
+// size computed as the hidden width over the head count), that axis keeps
+// its size under every plan, so Apply replaces it by its present value. A
+// unit axis whose size reaches anything else that cannot be kept consistent
+// (a Range, arithmetic on data, a Slice bound) blocks its group rather than
 // let the model change shape behind the rewriter's back.
 //
 // # Observation points
