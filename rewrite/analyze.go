@@ -256,11 +256,12 @@ func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
 		shapes: onnxio.InferShapes(m, true),
 		ix:     onnxio.NewIndex(g),
 	}
-	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}, sizes: map[string][]sizeDep{}}
+	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}, sizes: map[string][]sizeDep{}, slicedBounds: map[int]bool{}}
 	for i, n := range g.GetNode() {
 		an.node(n, i)
 		an.sizeUses(n, i)
 	}
+	an.checkFolds()
 	an.coupleShared()
 	cache := an.cacheRoots()
 	for _, o := range g.GetOutput() {
@@ -286,6 +287,10 @@ type analyzer struct {
 	skipped map[[2]string][]string
 	cur     string               // label of the node being analysed
 	sizes   map[string][]sizeDep // small integer tensors holding run-time sizes of unit axes
+	// slicedBounds holds the Slice nodes whose bounds along a unit axis
+	// Apply rewrites as constants: run-time sizes they read are not used.
+	slicedBounds map[int]bool
+	folds        []foldUse // Reshapes that fold heads into the batch axis
 }
 
 func (an *analyzer) node(n *onnxpb.NodeProto, i int) {

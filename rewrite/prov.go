@@ -338,6 +338,9 @@ func (an *analyzer) sizeUses(n *onnxpb.NodeProto, i int) {
 		an.sizeTarget(n, an.sizes[n.Input[1]])
 		return
 	}
+	if op == "Slice" && an.slicedBounds[i] && !slots[0] && !slots[3] && !slots[4] {
+		return // the bounds become constants
+	}
 	// Shape arithmetic: every output is a small integer tensor.
 	for _, o := range n.Output {
 		if _, ok := an.shapes.Values[o]; !ok && o != "" {

@@ -359,8 +359,60 @@ func ruleSlice(an *analyzer, n *onnxpb.NodeProto, i int) {
 			an.block(l, fmt.Sprintf("Slice node %s slices the unit axis with bounds known only at run time", an.cur))
 			continue
 		}
-		an.block(l, fmt.Sprintf("Slice node %s slices the unit axis", an.cur))
+		if err := an.sliceUnits(n, i, ax, len(din), l); err != nil {
+			an.block(l, fmt.Sprintf("Slice node %s slices the unit axis: %v", an.cur, err))
+		}
 	}
+}
+
+// sliceUnits follows the units of axis ax through Slice node i when it
+// keeps one contiguous run [lo, hi) of positions known now, step 1: the
+// output carries the units of that run, and Apply writes the bounds as
+// constants of the new offsets (nn.MultiheadAttention's export computes
+// the bounds of q, k and v from the packed projection's run-time width).
+func (an *analyzer) sliceUnits(n *onnxpb.NodeProto, i, ax, r int, l Layout) error {
+	vals := func(k int) []int64 {
+		if k >= len(n.Input) || n.Input[k] == "" {
+			return nil
+		}
+		return an.shapes.Values[n.Input[k]]
+	}
+	starts, ends, axes, steps := vals(1), vals(2), vals(3), vals(4)
+	switch {
+	case len(starts) != 1 || len(ends) != 1 || an.shapes.DTypes[n.Input[1]] != onnxio.Int64 || an.shapes.DTypes[n.Input[2]] != onnxio.Int64:
+		return fmt.Errorf("its bounds are not one int64 each")
+	case len(n.Input) > 3 && n.Input[3] != "" && (len(axes) != 1 || (axes[0]+int64(r))%int64(r) != int64(ax)):
+		return fmt.Errorf("its axes are not known to be this one")
+	case len(n.Input) > 4 && n.Input[4] != "" && (len(steps) != 1 || steps[0] != 1):
+		return fmt.Errorf("its step is not known to be 1")
+	}
+	size := int64(an.sp.length(l))
+	lo, hi, _ := onnxio.SliceBounds(starts[0], ends[0], 1, size)
+	if starts[0] == onnxio.Unknown || ends[0] == onnxio.Unknown || size <= 0 || hi <= lo {
+		return fmt.Errorf("its bounds are known only at run time")
+	}
+	var sizes []int
+	for _, s := range []int64{lo, hi - lo, size - hi} {
+		if s > 0 {
+			sizes = append(sizes, int(s))
+		}
+	}
+	parts, err := an.cut(l, sizes)
+	if err != nil {
+		return err
+	}
+	var before, kept Layout
+	if lo > 0 {
+		before, parts = parts[0], parts[1:]
+	}
+	kept = parts[0]
+	an.setLayout(n.Output[0], ax, kept)
+	end := append(append(Layout{}, before...), kept...)
+	an.sizeFixes = append(an.sizeFixes,
+		sizeFix{node: i, slot: 1, lay: before, other: l, value: 0},
+		sizeFix{node: i, slot: 2, lay: end, other: l})
+	an.slicedBounds[i] = true
+	return nil
 }
 
 // fullSlice reports whether Slice node n keeps axis ax whole, step 1.

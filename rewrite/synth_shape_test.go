@@ -73,3 +73,30 @@ func TestShapeHeadSizeFromHiddenWidth(t *testing.T) {
 		t.Errorf("fc1.w is %v after removing 4 of 12 units", d)
 	}
 }
+
+// A Slice of the unit axis with bounds known now, computed at run time from
+// the axis's width (as nn.MultiheadAttention's export cuts q, k and v out
+// of the packed projection): the units on either side of each cut are
+// groups of their own, and Apply writes the bounds as constants.
+func TestShapeSliceRuntimeBounds(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		w := b.op("Gather", "xw", strs(b.op("Shape", "xs", strs(x)), b.ints("xw.i", 1)), aI("axis", 0))
+		third := b.op("Div", "third", strs(w, b.ints("three", 3))) // 8 / 3 = 2
+		end := b.op("Mul", "end", strs(third, b.ints("times", 3))) // 6
+		h := b.op("Slice", "s", strs(x, third, end, b.ints("s.a", 1)))
+		h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 4, 1, 1)))
+		return b.op("Relu", "relu2", strs(h)), 6
+	})
+	m := b.model()
+	a := analyze(t, m, want{"s:channels#1", "channels", 2}, want{"s:channels#2", "channels", 4},
+		want{"s:channels#3", "channels", 2}, want{"conv2:channels", "channels", 6})
+	checkModel(t, m)
+	pruned, err := a.Apply(Plan{"s:channels#1": {1}, "s:channels#2": {0, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runModel(t, pruned, inputsFor(t, m, 2, 1)) // the rewritten bounds run
+	if d := dimsOf(t, pruned, "conv1.w"); d[0] != 5 {
+		t.Errorf("conv1.w is %v after removing 3 of 8 channels", d)
+	}
+}
