@@ -86,14 +86,11 @@ func (a *Analysis) observe() {
 				pre, preAx = a.backOverScale(pre, preAx, root, single)
 			}
 			if r == dynR || pr == dynR {
-				// Heads folded into the batch: observe them where they are
-				// not (capture needs a static layout).
-				var ok1, ok2 bool
-				pre, preAx, r, b, ok1 = a.unfolded(pre, root, false, single)
-				post, pax, pr, pb, ok2 = a.unfolded(post, root, true, single)
-				if !ok1 || !ok2 {
-					continue
-				}
+				// Heads folded into the batch axis: every tensor that holds
+				// them per head has the samples elsewhere than on axis 0
+				// ([S, B, H*D] before the fold, [S*B, H*D] after the merge),
+				// which capture does not read.
+				continue
 			}
 			grp.Observe = &Observation{
 				Pre: pre, PreAxis: preAx, PreR: r, PreB: b,
@@ -102,37 +99,6 @@ func (a *Analysis) observe() {
 			}
 		}
 	}
-}
-
-// unfolded steps from t over Transposes and Reshapes (back to producers,
-// or forward to single consumers) to the first tensor where the units of
-// root are one segment repeated a static number of times: its name, axis,
-// R and B.
-func (a *Analysis) unfolded(t string, root int, forward bool, single func(string, int) (int, int, int, bool)) (string, int, int, int, bool) {
-	for k := 0; k < 6; k++ {
-		var n *onnxpb.NodeProto
-		if forward {
-			cons := a.ix.Consumers[t]
-			if len(cons) != 1 {
-				return "", 0, 0, 0, false
-			}
-			n = a.ix.Node(cons[0])
-		} else {
-			n = a.ix.ProducerNode(t)
-		}
-		if n == nil || (n.GetOpType() != "Transpose" && n.GetOpType() != "Reshape") || len(n.Output) == 0 {
-			return "", 0, 0, 0, false
-		}
-		if t = n.Input[0]; forward {
-			t = n.Output[0]
-		}
-		for ax := range a.lay[t] {
-			if s, r, b, ok := single(t, ax); ok && s == root && r != dynR {
-				return t, ax, r, b, true
-			}
-		}
-	}
-	return "", 0, 0, 0, false
 }
 
 // headInput returns what a head mixes: the values V that the softmax
