@@ -256,7 +256,7 @@ func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
 		shapes: onnxio.InferShapes(m, true),
 		ix:     onnxio.NewIndex(g),
 	}
-	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}, sizes: map[string][]sizeDep{}, slicedBounds: map[int]bool{}}
+	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}, sizes: map[string][]sizeDep{}, slicedBounds: map[int][]sizeFix{}}
 	for i, n := range g.GetNode() {
 		an.node(n, i)
 		an.sizeUses(n, i)
@@ -288,8 +288,9 @@ type analyzer struct {
 	cur     string               // label of the node being analysed
 	sizes   map[string][]sizeDep // small integer tensors holding run-time sizes of unit axes
 	// slicedBounds holds the Slice nodes whose bounds along a unit axis
-	// Apply rewrites as constants: run-time sizes they read are not used.
-	slicedBounds map[int]bool
+	// Apply rewrites as constants, with those rewrites: run-time sizes they
+	// read are then not used.
+	slicedBounds map[int][]sizeFix
 	folds        []foldUse // Reshapes that fold heads into the batch axis
 }
 

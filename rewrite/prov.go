@@ -338,8 +338,16 @@ func (an *analyzer) sizeUses(n *onnxpb.NodeProto, i int) {
 		an.sizeTarget(n, an.sizes[n.Input[1]])
 		return
 	}
-	if op == "Slice" && an.slicedBounds[i] && !slots[0] && !slots[3] && !slots[4] {
-		return // the bounds become constants
+	if fixes := an.slicedBounds[i]; op == "Slice" && fixes != nil && !slots[0] && !slots[3] && !slots[4] {
+		// The bounds become constants, written whenever the units they
+		// are computed from change too.
+		for _, f := range fixes {
+			for _, d := range an.sizes[n.Input[f.slot]] {
+				f.other = d.lay
+				an.sizeFixes = append(an.sizeFixes, f)
+			}
+		}
+		return
 	}
 	// Shape arithmetic: every output is a small integer tensor.
 	for _, o := range n.Output {

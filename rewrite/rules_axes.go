@@ -381,7 +381,8 @@ func (an *analyzer) sliceUnits(n *onnxpb.NodeProto, i, ax, r int, l Layout) erro
 	switch {
 	case len(starts) != 1 || len(ends) != 1 || an.shapes.DTypes[n.Input[1]] != onnxio.Int64 || an.shapes.DTypes[n.Input[2]] != onnxio.Int64:
 		return fmt.Errorf("its bounds are not one int64 each")
-	case len(n.Input) > 3 && n.Input[3] != "" && (len(axes) != 1 || (axes[0]+int64(r))%int64(r) != int64(ax)):
+	case len(n.Input) > 3 && n.Input[3] != "" && (len(axes) != 1 || (axes[0]+int64(r))%int64(r) != int64(ax)),
+		(len(n.Input) <= 3 || n.Input[3] == "") && ax != 0:
 		return fmt.Errorf("its axes are not known to be this one")
 	case len(n.Input) > 4 && n.Input[4] != "" && (len(steps) != 1 || steps[0] != 1):
 		return fmt.Errorf("its step is not known to be 1")
@@ -408,10 +409,9 @@ func (an *analyzer) sliceUnits(n *onnxpb.NodeProto, i, ax, r int, l Layout) erro
 	kept = parts[0]
 	an.setLayout(n.Output[0], ax, kept)
 	end := append(append(Layout{}, before...), kept...)
-	an.sizeFixes = append(an.sizeFixes,
-		sizeFix{node: i, slot: 1, lay: before, other: l, value: 0},
-		sizeFix{node: i, slot: 2, lay: end, other: l})
-	an.slicedBounds[i] = true
+	fixes := []sizeFix{{node: i, slot: 1, lay: before, other: l}, {node: i, slot: 2, lay: end, other: l}}
+	an.sizeFixes = append(an.sizeFixes, fixes...)
+	an.slicedBounds[i] = fixes
 	return nil
 }
 

@@ -100,3 +100,21 @@ func TestShapeSliceRuntimeBounds(t *testing.T) {
 		t.Errorf("conv1.w is %v after removing 3 of 8 channels", d)
 	}
 }
+
+// The bounds of a Slice along one unit axis computed from the width of
+// another: they are written as constants when either changes.
+func TestShapeSliceBoundsFromOtherUnits(t *testing.T) {
+	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
+		y := b.op("Relu", "y.relu", strs(b.op("Conv", "y", strs(x, b.w("y.w", 8, 8, 1, 1)))))
+		w := b.op("Gather", "yw", strs(b.op("Shape", "ys", strs(y)), b.ints("yw.i", 1)), aI("axis", 0))
+		lo := b.op("Div", "lo", strs(w, b.ints("four", 4)))   // 2
+		hi := b.op("Mul", "hi", strs(lo, b.ints("times", 3))) // 6
+		h := b.op("Concat", "cat", strs(b.op("Slice", "s", strs(x, lo, hi, b.ints("s.a", 1))), y), aI("axis", 1))
+		h = b.op("Conv", "conv2", strs(h, b.w("conv2.w", 6, 12, 1, 1)))
+		return b.op("Relu", "relu2", strs(h)), 6
+	})
+	m := b.model()
+	analyze(t, m, want{"s:channels#1", "channels", 2}, want{"s:channels#2", "channels", 4},
+		want{"s:channels#3", "channels", 2}, want{"y:channels", "channels", 8}, want{"conv2:channels", "channels", 6})
+	checkModel(t, m)
+}
