@@ -235,6 +235,10 @@ type layoutCheck struct {
 type sizeFix struct {
 	node, slot int
 	lay, other Layout // the target axis's units; those of the size read
+	// value replaces the size when lay is nil: the target axis carries no
+	// units, so its size never changes (the head size of a per-head view
+	// computed as the hidden width over the head count).
+	value int64
 }
 
 // Analyze finds the prunable groups of m. m is not modified.
@@ -252,11 +256,12 @@ func Analyze(m *onnxio.Model, opts Options) (*Analysis, error) {
 		shapes: onnxio.InferShapes(m, true),
 		ix:     onnxio.NewIndex(g),
 	}
-	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}, sizes: map[string][]sizeDep{}}
+	an := &analyzer{Analysis: a, opts: opts, opset: m.Opset(""), skipped: map[[2]string][]string{}, sizes: map[string][]sizeDep{}, slicedBounds: map[int][]sizeFix{}}
 	for i, n := range g.GetNode() {
 		an.node(n, i)
 		an.sizeUses(n, i)
 	}
+	an.checkFolds()
 	an.coupleShared()
 	cache := an.cacheRoots()
 	for _, o := range g.GetOutput() {
@@ -282,6 +287,11 @@ type analyzer struct {
 	skipped map[[2]string][]string
 	cur     string               // label of the node being analysed
 	sizes   map[string][]sizeDep // small integer tensors holding run-time sizes of unit axes
+	// slicedBounds holds the Slice nodes whose bounds along a unit axis
+	// Apply rewrites as constants, with those rewrites: run-time sizes they
+	// read are then not used.
+	slicedBounds map[int][]sizeFix
+	folds        []foldUse // Reshapes that fold heads into the batch axis
 }
 
 func (an *analyzer) node(n *onnxpb.NodeProto, i int) {

@@ -300,6 +300,9 @@ func (a *Analysis) planFrozen(e *edits) error {
 		if err != nil {
 			return err
 		}
+		if f.lay == nil {
+			n = int(f.value)
+		}
 		key := [2]int{f.node, f.slot}
 		if v, ok := e.frozen[key]; ok && v != int64(n) {
 			return fmt.Errorf("input %d of node %s would need two sizes (%d and %d)", f.slot, onnxio.NodeLabel(a.ix.Node(f.node), f.node), v, n)

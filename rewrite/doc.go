@@ -44,8 +44,13 @@
 // r*size(S)*B + u*B + j for r < R and j < B: B is the block a unit owns
 // (Flatten of an NCHW map gives each channel H*W features; a [H*D]
 // projection gives each head D), R repeats the pattern (Flatten of NHWC),
-// and Concat gives several segments. Groups report the same thing as
-// SegRef and TensorAxis values, and Positions lists a unit's positions.
+// and Concat gives several segments. R may also be a run-time count: heads
+// folded into the batch axis ([S, B, H*D] viewed as [S, B*H, D], as
+// nn.MultiheadAttention's export does) sit at the positions congruent to
+// their index modulo H, whatever B is; no constant has such an axis, and
+// pruning rewrites the constant H of the fold's run-time size instead.
+// Groups report the same thing as SegRef and TensorAxis values, and
+// Positions lists a unit's positions.
 //
 // The analysis walks the nodes in graph order and looks each op up in an
 // op-rule table keyed by (domain, op type, opset range). A rule says how
@@ -69,9 +74,12 @@
 // run-time size of an axis read by a Shape node, which follows the units by
 // itself (and is checked to name an axis with the same units); or a value
 // computed some other way, which cannot be followed. Run-time sizes of unit
-// axes are tracked through shape arithmetic too. A unit axis whose size
-// reaches anything that cannot be kept consistent (a Range, arithmetic on
-// data, a reshape of a tensor without units) blocks its group rather than
+// axes are tracked through shape arithmetic too. Where such a size, known
+// now, is the whole size of a reshape output axis without units (a head
+// size computed as the hidden width over the head count), that axis keeps
+// its size under every plan, so Apply replaces it by its present value. A
+// unit axis whose size reaches anything else that cannot be kept consistent
+// (a Range, arithmetic on data, a Slice bound) blocks its group rather than
 // let the model change shape behind the rewriter's back.
 //
 // # Observation points

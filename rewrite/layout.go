@@ -28,6 +28,21 @@ type Seg struct {
 	S, R, B int
 }
 
+// dynR as a segment's R says the pattern repeats a number of times known
+// only at run time: heads folded into the batch axis ([S, B, H*D] reshaped
+// to [S, B*H, D], as nn.MultiheadAttention's export does) sit at positions
+// b*H + h. Such a segment is the whole axis; no constant has that axis, and
+// its size is never written (the batch stays whatever it is at run time).
+const dynR = -1
+
+// mulR is the repeat count of a pattern of b repeats repeated a times.
+func mulR(a, b int) int {
+	if a == dynR || b == dynR {
+		return dynR
+	}
+	return a * b
+}
+
 // Layout describes which units a tensor axis carries.
 type Layout []Seg
 
@@ -86,7 +101,7 @@ func (sp *spaces) expand(l Layout) (Layout, error) {
 		switch {
 		case len(sub) == 1:
 			a := sub[0]
-			out = append(out, Seg{a.S, g.R * a.R, a.B * g.B})
+			out = append(out, Seg{a.S, mulR(g.R, a.R), a.B * g.B})
 		case g.R == 1:
 			for _, a := range sub {
 				out = append(out, Seg{a.S, a.R, a.B * g.B})
@@ -164,6 +179,9 @@ func (sp *spaces) unifyStep(a, b Layout) (bool, error) {
 func (sp *spaces) unifySeg(x, y Seg) (bool, error) {
 	if x.S == y.S {
 		return false, fmt.Errorf("space %d would map onto itself with a different stride", x.S)
+	}
+	if (x.R == dynR || y.R == dynR) && (x.R != y.R || x.B != y.B) {
+		return false, fmt.Errorf("segments %s and %s repeat differently at run time", sp.describe(Layout{x}), sp.describe(Layout{y}))
 	}
 	switch {
 	case x.R == y.R && x.B == y.B:
@@ -306,6 +324,9 @@ func (sp *spaces) keep(l Layout, removed map[int]map[int]bool) ([]int, error) {
 	var out []int
 	off := 0
 	for _, g := range e {
+		if g.R == dynR {
+			return nil, fmt.Errorf("the axis repeats its units a run-time number of times")
+		}
 		n := sp.s[g.S].size
 		rm := removed[g.S]
 		for r := 0; r < g.R; r++ {
@@ -332,6 +353,9 @@ func (sp *spaces) newLength(l Layout, removed map[int]map[int]bool) (int, error)
 	}
 	n := 0
 	for _, g := range e {
+		if g.R == dynR {
+			return 0, fmt.Errorf("the axis repeats its units a run-time number of times")
+		}
 		n += (sp.s[g.S].size - len(removed[g.S])) * g.R * g.B
 	}
 	return n, nil
@@ -344,7 +368,11 @@ func (sp *spaces) describe(l Layout) string {
 			s += "+"
 		}
 		s += fmt.Sprintf("s%d[%d]", g.S, sp.s[sp.find(g.S)].size)
-		if g.R != 1 {
+		switch g.R {
+		case 1:
+		case dynR:
+			s += "xB"
+		default:
 			s += fmt.Sprintf("x%d", g.R)
 		}
 		if g.B != 1 {

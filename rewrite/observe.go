@@ -85,6 +85,13 @@ func (a *Analysis) observe() {
 				// reads (observing inside the pattern would break fusion).
 				pre, preAx = a.backOverScale(pre, preAx, root, single)
 			}
+			if r == dynR || pr == dynR {
+				// Heads folded into the batch axis: every tensor that holds
+				// them per head has the samples elsewhere than on axis 0
+				// ([S, B, H*D] before the fold, [S*B, H*D] after the merge),
+				// which capture does not read.
+				continue
+			}
 			grp.Observe = &Observation{
 				Pre: pre, PreAxis: preAx, PreR: r, PreB: b,
 				Post: post, PostAxis: pax, PostR: pr, PostB: pb,

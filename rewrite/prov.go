@@ -338,6 +338,17 @@ func (an *analyzer) sizeUses(n *onnxpb.NodeProto, i int) {
 		an.sizeTarget(n, an.sizes[n.Input[1]])
 		return
 	}
+	if fixes := an.slicedBounds[i]; op == "Slice" && fixes != nil && !slots[0] && !slots[3] && !slots[4] {
+		// The bounds become constants, written whenever the units they
+		// are computed from change too.
+		for _, f := range fixes {
+			for _, d := range an.sizes[n.Input[f.slot]] {
+				f.other = d.lay
+				an.sizeFixes = append(an.sizeFixes, f)
+			}
+		}
+		return
+	}
 	// Shape arithmetic: every output is a small integer tensor.
 	for _, o := range n.Output {
 		if _, ok := an.shapes.Values[o]; !ok && o != "" {
@@ -376,10 +387,30 @@ func (an *analyzer) sizeTarget(n *onnxpb.NodeProto, deps []sizeDep) {
 				an.checks = append(an.checks, layoutCheck{d.lay, l, fmt.Sprintf("%s node %s gives axis %d the run-time size of other units", n.GetOpType(), an.cur, ax), an.freezable(n, d.elem, l, d.lay)})
 			}
 		}
-		if bad {
+		if bad && !an.freezeUnitless(n, d, r) {
 			an.block(d.lay, fmt.Sprintf("%s node %s sizes an axis without units from a unit axis", n.GetOpType(), an.cur))
 		}
 	}
+}
+
+// freezeUnitless records, when element d.elem of Reshape node n's target
+// sizes an output axis without units to a value known now and supplied
+// alone (a 1-element input of a Concat), that Apply replaces that input
+// with its present value once d's units change. An axis without units
+// keeps its size under every plan, so the constant is exact; nn.Multihead-
+// Attention computes its head size as the run-time hidden width over the
+// head count. It reports whether it did.
+func (an *analyzer) freezeUnitless(n *onnxpb.NodeProto, d sizeDep, r int) bool {
+	if n.GetOpType() != "Reshape" || d.elem < 0 || d.elem >= r || an.lay[n.Output[0]][d.elem] != nil {
+		return false
+	}
+	elems := an.prov(n.Input[1], 0)
+	if d.elem >= len(elems) || !elems[d.elem].hasWhole || elems[d.elem].value <= 0 {
+		return false
+	}
+	e := elems[d.elem]
+	an.sizeFixes = append(an.sizeFixes, sizeFix{node: e.whole[0], slot: e.whole[1], other: d.lay, value: e.value})
+	return true
 }
 
 // freezable returns how element k of the target shape of Reshape node n

@@ -177,8 +177,8 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 		if len(have) != len(n.Input) {
 			// A KV cache: past keys (a graph input) joined with the new ones.
 			cached := true
-			for _, in := range n.Input {
-				if an.lay[in][k] == nil {
+			for slot, in := range n.Input {
+				if an.lay[in][k] == nil && !an.concatConst(i, slot, k, have[0]) {
 					cached = cached && an.cacheInput(in, k, have[0])
 				}
 			}
@@ -191,6 +191,32 @@ func ruleConcat(an *analyzer, n *onnxpb.NodeProto, i int) {
 		}
 		an.setLayout(n.Output[0], k, have[0])
 	}
+}
+
+// concatConst gives axis k of input slot of Concat node i the units l when
+// that input is a constant that an Expand read by this Concat alone
+// broadcasts along other axes only (ViT's class token joined
+// to the patch tokens): the constant is sliced with the units. It reports
+// whether it did.
+func (an *analyzer) concatConst(i, slot, k int, l Layout) bool {
+	in := an.ix.Node(i).Input[slot]
+	p := an.ix.ProducerNode(in)
+	if p == nil || p.GetOpType() != "Expand" || len(an.ix.Consumers[in]) != 1 {
+		return false
+	}
+	_, t := an.constOf(p.Input[0])
+	shape, ok := an.shapes.Values[p.Input[1]]
+	r := an.rank(in)
+	if t == nil || !ok || r < 0 {
+		return false
+	}
+	ck, sk := k-(r-len(t.GetDims())), k-(r-len(shape))
+	if ck < 0 || int(t.GetDims()[ck]) != an.sp.length(l) || (sk >= 0 && shape[sk] != 1) {
+		return false // the Expand broadcasts, or names the size, of the unit axis
+	}
+	an.param(an.ix.Producer[in], 0, ck, l, roleAffine)
+	an.setLayout(in, k, l)
+	return true
 }
 
 func indexOf(l []string, s string) int {
@@ -333,8 +359,60 @@ func ruleSlice(an *analyzer, n *onnxpb.NodeProto, i int) {
 			an.block(l, fmt.Sprintf("Slice node %s slices the unit axis with bounds known only at run time", an.cur))
 			continue
 		}
-		an.block(l, fmt.Sprintf("Slice node %s slices the unit axis", an.cur))
+		if err := an.sliceUnits(n, i, ax, len(din), l); err != nil {
+			an.block(l, fmt.Sprintf("Slice node %s slices the unit axis: %v", an.cur, err))
+		}
 	}
+}
+
+// sliceUnits follows the units of axis ax through Slice node i when it
+// keeps one contiguous run [lo, hi) of positions known now, step 1: the
+// output carries the units of that run, and Apply writes the bounds as
+// constants of the new offsets (nn.MultiheadAttention's export computes
+// the bounds of q, k and v from the packed projection's run-time width).
+func (an *analyzer) sliceUnits(n *onnxpb.NodeProto, i, ax, r int, l Layout) error {
+	vals := func(k int) []int64 {
+		if k >= len(n.Input) || n.Input[k] == "" {
+			return nil
+		}
+		return an.shapes.Values[n.Input[k]]
+	}
+	starts, ends, axes, steps := vals(1), vals(2), vals(3), vals(4)
+	switch {
+	case len(starts) != 1 || len(ends) != 1 || an.shapes.DTypes[n.Input[1]] != onnxio.Int64 || an.shapes.DTypes[n.Input[2]] != onnxio.Int64:
+		return fmt.Errorf("its bounds are not one int64 each")
+	case len(n.Input) > 3 && n.Input[3] != "" && (len(axes) != 1 || (axes[0]+int64(r))%int64(r) != int64(ax)),
+		(len(n.Input) <= 3 || n.Input[3] == "") && ax != 0:
+		return fmt.Errorf("its axes are not known to be this one")
+	case len(n.Input) > 4 && n.Input[4] != "" && (len(steps) != 1 || steps[0] != 1):
+		return fmt.Errorf("its step is not known to be 1")
+	}
+	size := int64(an.sp.length(l))
+	lo, hi, _ := onnxio.SliceBounds(starts[0], ends[0], 1, size)
+	if starts[0] == onnxio.Unknown || ends[0] == onnxio.Unknown || size <= 0 || hi <= lo {
+		return fmt.Errorf("its bounds are known only at run time")
+	}
+	var sizes []int
+	for _, s := range []int64{lo, hi - lo, size - hi} {
+		if s > 0 {
+			sizes = append(sizes, int(s))
+		}
+	}
+	parts, err := an.cut(l, sizes)
+	if err != nil {
+		return err
+	}
+	var before, kept Layout
+	if lo > 0 {
+		before, parts = parts[0], parts[1:]
+	}
+	kept = parts[0]
+	an.setLayout(n.Output[0], ax, kept)
+	end := append(append(Layout{}, before...), kept...)
+	fixes := []sizeFix{{node: i, slot: 1, lay: before, other: l}, {node: i, slot: 2, lay: end, other: l}}
+	an.sizeFixes = append(an.sizeFixes, fixes...)
+	an.slicedBounds[i] = fixes
+	return nil
 }
 
 // fullSlice reports whether Slice node n keeps axis ax whole, step 1.

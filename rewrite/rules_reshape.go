@@ -49,8 +49,13 @@ func ruleReshape(an *analyzer, n *onnxpb.NodeProto, i int) {
 		return
 	}
 	allowZero := onnxio.AttrInt(n, "allowzero", 0) == 1
+	if an.foldHeads(n, i, din, dout) {
+		return // the folded axis's size is rewritten through its factor
+	}
 	dout = an.solveReshape(x, din, dout, an.prov(n.Input[1], 0), allowZero)
-	an.reshapeAxes(x, din, o, dout, reshapeGroupsSym(din, dout))
+	if !an.unfoldHeads(n, din, dout) {
+		an.reshapeAxes(x, din, o, dout, reshapeGroupsSym(din, dout))
+	}
 	an.fixShape(n, i, 1, o, x, allowZero)
 }
 
@@ -304,6 +309,9 @@ func (an *analyzer) reshapeAxes(x string, din []int64, out string, dout []int64,
 			if err == nil && len(e) > 1 && outer != 1 {
 				err = fmt.Errorf("a concatenated axis is repeated")
 			}
+			if err == nil && len(e) == 1 && e[0].R == dynR && outer != 1 {
+				err = fmt.Errorf("its units repeat a run-time number of times")
+			}
 			if err == nil && (outer < 1 || inner < 1) {
 				// Merged with an axis of run-time size (Flatten(axis=2) of
 				// NCHW puts the channels inside the batch).
@@ -315,7 +323,7 @@ func (an *analyzer) reshapeAxes(x string, din []int64, out string, dout []int64,
 			}
 			nl := make(Layout, len(e))
 			for k, s := range e {
-				nl[k] = Seg{s.S, s.R * int(outer), s.B * int(inner)}
+				nl[k] = Seg{s.S, mulR(s.R, int(outer)), s.B * int(inner)}
 			}
 			an.setLayout(out, nonOneOut[0], nl)
 		case len(nonOneIn) == 1 && len(nonOneOut) > 1:

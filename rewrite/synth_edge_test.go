@@ -129,10 +129,6 @@ func TestEdgeBarriers(t *testing.T) {
 		mid    func(b *builder, x string) string
 		reason string
 	}{
-		{"slice-partial", func(b *builder, x string) string {
-			h := b.op("Slice", "s", strs(x, b.ints("s.s", 1), b.ints("s.e", 7), b.ints("s.a", 1)))
-			return b.op("Pad", "p", strs(h, b.ints("p.p", 0, 1, 0, 0, 0, 1, 0, 0)))
-		}, "Slice node s slices the unit axis"},
 		{"slice-step", func(b *builder, x string) string {
 			h := b.op("Slice", "s", strs(x, b.ints("s.s", -1), b.ints("s.e", -9223372036854775807), b.ints("s.a", 1), b.ints("s.st", -1)))
 			return h
@@ -548,4 +544,73 @@ func TestEdgeConvNeXtChannels(t *testing.T) {
 	if stream.Kind != "mixed" || !stream.Conv || mlp.Conv {
 		t.Errorf("stream %s kind %s conv %v; MLP %s conv %v\n%s", stream.Name, stream.Kind, stream.Conv, mlp.Name, mlp.Conv, summary(a))
 	}
+}
+
+// torch.nn.MultiheadAttention as torch.onnx exports it with dynamic batch
+// and sequence: q, k and v cut from the packed projection by Slices whose
+// bounds are computed from its run-time width, each viewed as [S, B*H, D]
+// with B*H the run-time batch times the constant H and D the run-time
+// hidden width over H, the heads merged back by a view to [S*B, E] with E
+// read from the input. The heads prune (the constant H and the bounds
+// rewritten); with a key padding mask expanded to the heads by a constant
+// and folded with the same B*H, they stay, with the reason.
+func TestEdgeTorchMHAFolded(t *testing.T) {
+	for _, masked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("masked=%v", masked), func(t *testing.T) {
+			m := torchMHA(t, masked)
+			if masked {
+				a := analyze(t, m, want{"fc0:neurons", "neurons", 16}, want{"out_proj:neurons", "neurons", 16}, want{"fc1:neurons", "neurons", 12})
+				blockedWith(t, a, "in_proj.mm", "head count")
+			} else {
+				a := analyze(t, m, want{"fc0:neurons", "neurons", 16}, want{"in_proj.q.view:heads", "heads", 4}, want{"out_proj:neurons", "neurons", 16}, want{"fc1:neurons", "neurons", 12})
+				// No tensor holds the folded heads with the samples on axis 0.
+				if g := a.Group("in_proj.q.view:heads"); g.Observe != nil {
+					t.Errorf("folded heads observed at %+v", g.Observe)
+				}
+			}
+			checkModel(t, m)
+		})
+	}
+}
+
+func torchMHA(t *testing.T, masked bool) *onnxio.Model {
+	b := newBuilder(t, 13)
+	const e, h = 16, 4
+	xin := b.in("x", -1, -1, 8) // [B, S, 8]
+	x := b.op("Transpose", "x.t", strs(b.op("MatMul", "fc0", strs(xin, b.w("fc0.w", 8, e)))), aIs("perm", 1, 0, 2))
+	unsq := func(name, in string) string {
+		return b.op("Unsqueeze", name, strs(in, b.ints(name+".axes", 0)))
+	}
+	size := func(name, src string, k int64) string {
+		return b.op("Gather", name, strs(b.op("Shape", name+".shape", strs(src)), b.i64(name+".i", k)), aI("axis", 0))
+	}
+	sl, bt, width := size("S", x, 0), size("B", x, 1), size("E", x, 2)
+	hd := b.op("Div", "hd", strs(width, b.i64("heads", h)))
+	proj := b.op("Add", "in_proj", strs(b.w("in_proj.b", 3*e), b.op("MatMul", "in_proj.mm", strs(x, b.w("in_proj.w", e, 3*e)))))
+	third := b.op("Div", "third", strs(b.op("Add", "w2", strs(b.op("Gather", "w3", strs(b.op("Shape", "pw", strs(proj)), b.ints("last", -1)), aI("axis", 0)), b.ints("two", 2))), b.ints("three", 3)))
+	bounds := []string{b.ints("zero", 0), third, b.op("Mul", "2third", strs(third, b.ints("x2", 2))), b.op("Mul", "3third", strs(third, b.ints("x3", 3)))}
+	bh := b.op("Mul", "bh", strs(bt, b.i64("h", h)))
+	view := func(name string, k int) string {
+		p := b.op("Slice", name, strs(proj, bounds[k], bounds[k+1], b.ints(name+".axes", -1)))
+		shape := b.op("Concat", name+".shape", strs(unsq(name+".s", sl), unsq(name+".bh", bh), unsq(name+".hd", hd)), aI("axis", 0))
+		return b.op("Reshape", name+".view", strs(p, shape)) // [S, B*H, D]
+	}
+	q := b.op("Transpose", "q.t", strs(view("in_proj.q", 0)), aIs("perm", 1, 0, 2))
+	k := b.op("Transpose", "k.t", strs(view("in_proj.k", 1)), aIs("perm", 1, 2, 0))
+	v := b.op("Transpose", "v.t", strs(view("in_proj.v", 2)), aIs("perm", 1, 0, 2))
+	s := b.op("MatMul", "scores", strs(b.op("Div", "q.scale", strs(q, b.fs("sqrt_d", 2))), k))
+	if masked {
+		mask := b.in("mask", -1, -1) // [B, S]
+		mr := b.op("Reshape", "mask.r", strs(mask, b.op("Concat", "mask.rs", strs(unsq("mask.b", bt), b.ints("ones", 1, 1), unsq("mask.s", sl)), aI("axis", 0))))
+		me := b.op("Expand", "mask.e", strs(mr, b.ints("mask.es", 1, h, 1, 1)))
+		mf := b.op("Reshape", "mask.f", strs(me, b.op("Concat", "mask.fs", strs(unsq("mask.bh", bh), b.ints("one", 1), unsq("mask.s2", sl)), aI("axis", 0))))
+		s = b.op("Add", "masked", strs(s, mf))
+	}
+	c := b.op("MatMul", "ctx", strs(b.op("Softmax", "softmax", strs(s), aI("axis", -1)), v))
+	c = b.op("Transpose", "ctx.t", strs(c), aIs("perm", 1, 0, 2))
+	merge := b.op("Concat", "merge.shape", strs(unsq("merge.sb", b.op("Mul", "sb", strs(sl, bt))), unsq("merge.e", width)), aI("axis", 0))
+	o := b.op("Gemm", "out_proj", strs(b.op("Reshape", "merge", strs(c, merge)), b.w("out_proj.w", e, e), b.w("out_proj.b", e)), aI("transB", 1))
+	u := b.op("Relu", "relu1", strs(b.op("MatMul", "fc1", strs(o, b.w("fc1.w", e, 12)))))
+	b.out(b.op("MatMul", "fc2", strs(u, b.w("fc2.w", 12, 3))))
+	return b.model()
 }

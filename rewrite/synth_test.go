@@ -386,6 +386,32 @@ func TestSynthInceptionConcat(t *testing.T) {
 	checkModel(t, m)
 }
 
+// ViT's class token: a constant [1, 1, E] expanded to the batch and joined
+// to the tokens along the token axis carries the hidden units on its last
+// axis, and is sliced with them.
+func TestSynthClassToken(t *testing.T) {
+	b := newBuilder(t, 13)
+	x := b.in("x", -1, 4, 8)
+	h := b.op("MatMul", "fc1", strs(x, b.w("fc1.w", 8, 12)))
+	batch := b.op("Unsqueeze", "bs", strs(b.op("Gather", "bg", strs(b.op("Shape", "xs", strs(x)), b.i64("bg.i", 0)), aI("axis", 0)), b.ints("bs.axes", 0)))
+	cls := b.op("Expand", "cls", strs(b.w("cls.token", 1, 1, 12), b.op("Concat", "cls.shape", strs(batch, b.ints("ones", 1, 1)), aI("axis", 0))))
+	h = b.op("Concat", "tokens", strs(cls, h), aI("axis", 1))
+	h = b.op("Relu", "relu1", strs(h))
+	h = b.op("MatMul", "fc2", strs(h, b.w("fc2.w", 12, 10)))
+	h = b.op("Relu", "relu2", strs(h))
+	b.out(b.op("MatMul", "fc3", strs(h, b.w("fc3.w", 10, 3))))
+	m := b.model()
+	a := analyze(t, m, want{"fc1:neurons", "neurons", 12}, want{"fc2:neurons", "neurons", 10})
+	checkModel(t, m)
+	pruned, err := a.Apply(Plan{"fc1:neurons": {1, 2, 9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dimsOf(t, pruned, "cls.token"); d[2] != 9 {
+		t.Errorf("cls.token is %v after removing 3 of 12 units", d)
+	}
+}
+
 // A fused projection split three ways, with the sizes as an attribute
 // (opset 11), an input (13) or num_outputs (18).
 func TestSynthSplitFused(t *testing.T) {

@@ -36,22 +36,7 @@ type knownFailure struct {
 // knownFailures lists, by "model/step", every step of TestExports that fails
 // today. A listed step that passes fails the test, and so does a listed step
 // that fails with another error: when a fix lands, delete its lines.
-var knownFailures = map[string]knownFailure{
-	// 4: nn.MultiheadAttention's export is a barrier: its packed in_proj
-	// is cut by Slices whose bounds are computed from the projection's
-	// run-time width, its heads are folded into the batch axis by a
-	// Reshape whose sizes come from run-time shapes (the head size as the
-	// hidden width over the head count), the key padding mask is expanded
-	// to the heads by a constant, and the merge-heads Reshape takes the
-	// hidden width from the input's run-time shape. So heads and the
-	// hidden width stay, only the FFNs prune, and the reachable reduction
-	// is about 0.23 (0.15 with the cloned layers, whose shared FFN weights
-	// are now pruned once: item 8).
-	"encoder_opset13/shrink":        {4, "cannot reach the target 0.3"},
-	"encoder_opset17/shrink":        {4, "cannot reach the target 0.3"},
-	"encoder_cloned_opset13/shrink": {4, "cannot reach the target 0.3"},
-	"encoder_cloned_opset17/shrink": {4, "cannot reach the target 0.3"},
-}
+var knownFailures = map[string]knownFailure{}
 
 // TestExports runs the export zoo (testdata/exports/generate.py: structure-
 // only models in the shapes real exports have, with random weights) through
