@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
@@ -141,6 +142,20 @@ func (a *Analysis) sampleRule(n *onnxpb.NodeProto, at map[string]SampleAxis) (Sa
 		s, ok := only(0)
 		axes, known := a.cutAxes(n, rank(in[0]))
 		return s, ok && known && !slices.Contains(axes, s.Axis)
+	case strings.HasPrefix(op, "Reduce"):
+		s, ok := only(0)
+		axes, known := a.reducedAxes(n, rank(in[0]))
+		if !ok || !known || slices.Contains(axes, s.Axis) {
+			return lostSamples, false
+		}
+		if onnxio.AttrInt(n, "keepdims", 1) == 0 {
+			for _, ax := range axes {
+				if ax < s.Axis {
+					s.Axis--
+				}
+			}
+		}
+		return s, true
 	case op == "Concat":
 		ax := normAxis(onnxio.AttrInt(n, "axis", 0), ro)
 		return a.alignedSamples(in, at, ro, rank, ax)
@@ -273,6 +288,40 @@ func (a *Analysis) cutAxes(n *onnxpb.NodeProto, r int) ([]int, bool) {
 		}
 		for k := int64(0); k < d[0]; k++ {
 			axes = append(axes, k)
+		}
+	}
+	out := make([]int, len(axes))
+	for k, ax := range axes {
+		out[k] = normAxis(ax, r)
+	}
+	return out, true
+}
+
+// reducedAxes returns the axes that a Reduce op reduces, when known: an
+// attribute, or a constant second input (ReduceSum since opset 13, the
+// others since 18); none means all, unless noop_with_empty_axes.
+func (a *Analysis) reducedAxes(n *onnxpb.NodeProto, r int) ([]int, bool) {
+	if r < 0 {
+		return nil, false
+	}
+	axes := onnxio.AttrInts(n, "axes")
+	if t := safe(n.GetInput(), 1); t != "" {
+		_, c := a.constOf(t)
+		if c == nil {
+			return nil, false
+		}
+		v, err := a.Model.Int64s(c)
+		if err != nil {
+			return nil, false
+		}
+		axes = v
+	}
+	if len(axes) == 0 {
+		if onnxio.AttrInt(n, "noop_with_empty_axes", 0) != 0 {
+			return nil, true
+		}
+		for k := 0; k < r; k++ {
+			axes = append(axes, int64(k))
 		}
 	}
 	out := make([]int, len(axes))
