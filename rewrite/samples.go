@@ -41,7 +41,9 @@ func (a *Analysis) sampleAxes() map[string]SampleAxis {
 	}
 	for _, n := range g.GetNode() {
 		fed, lost := false, false
-		for _, in := range n.GetInput() {
+		// Reads from inside subgraphs count: no rule places them, so the
+		// outputs of such a node lose the samples.
+		for _, in := range slices.Concat(n.GetInput(), onnxio.SubgraphReads(n)) {
 			if s, ok := out[in]; ok {
 				fed = true
 				lost = lost || s.Axis < 0
