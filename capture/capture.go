@@ -24,6 +24,17 @@ type Point struct {
 	// op computes inside, such as the heads' values of ONNX Runtime's
 	// Attention. Axis is then the product's last axis.
 	Project *Projection
+	// Samples, when set, says that Tensor holds the samples elsewhere than
+	// on axis 0 (Axis may then be 0; see Samples).
+	Samples *Samples
+}
+
+// Samples places the samples in a tensor: sample n of N at the positions
+// (o*N + n)*Inner + j of Axis, for o < Outer and j < Inner. When Axis is
+// also the point's unit axis (heads folded into the batch, [N*H, T, D]),
+// the units fill the Inner positions, R and B laying them out there.
+type Samples struct {
+	Axis, Outer, Inner int
 }
 
 // Projection is the product of a point's tensor [..., Din] with columns
@@ -326,7 +337,7 @@ func (in *instrumenter) ensureMask() string {
 
 // point plans the reduction of point k and emits its nodes.
 func (in *instrumenter) point(k int, p Point) (plan, error) {
-	if p.Axis <= 0 {
+	if p.Axis <= 0 && p.Samples == nil {
 		return plan{}, fmt.Errorf("point %q: unit axis %d (axis 0 holds the samples)", p.Tensor, p.Axis)
 	}
 	dims, ok := in.sh.Shape(p.Tensor)
@@ -336,9 +347,18 @@ func (in *instrumenter) point(k int, p Point) (plan, error) {
 	if dt := in.sh.DTypes[p.Tensor]; dt != onnxio.Float {
 		return plan{}, fmt.Errorf("tensor %q is %s; capture reads float32 activations", p.Tensor, dt)
 	}
+	if p.Project != nil && p.Samples != nil {
+		return plan{}, fmt.Errorf("point %q: a projection of a tensor whose samples are off axis 0", p.Tensor)
+	}
 	if p.Project != nil {
 		var err error
 		if p, dims, err = in.project(k, p, dims); err != nil {
+			return plan{}, err
+		}
+	}
+	if p.Samples != nil {
+		var err error
+		if p, dims, err = in.sampleView(k, p, dims); err != nil {
 			return plan{}, err
 		}
 	}
@@ -456,6 +476,74 @@ func (in *instrumenter) spatialPoint(p Point, pl plan, dims []int64, pre string,
 		pl.dims[ax] = 1
 	}
 	return pl, nil // a mean already: plainSize stays 1
+}
+
+// sampleView emits, right after the producer of p's tensor, a view of it
+// with the samples on axis 0: a Reshape that splits the sample axis into
+// [Outer, N, Inner] (sizes of 1 left out) and, unless the samples then come
+// first, a Transpose that moves them there. It returns the point and dims
+// of the view; a unit axis that was the sample axis is the Inner axis.
+func (in *instrumenter) sampleView(k int, p Point, dims []int64) (Point, []int64, error) {
+	s := *p.Samples
+	bad := func(why string) (Point, []int64, error) {
+		return p, nil, fmt.Errorf("tensor %q of shape %v, samples at axis %d (outer %d, inner %d): %s", p.Tensor, dims, s.Axis, s.Outer, s.Inner, why)
+	}
+	if s.Axis < 0 || s.Axis >= len(dims) || s.Outer < 1 || s.Inner < 1 {
+		return bad("no such sample axis")
+	}
+	for ax, d := range dims {
+		if ax != s.Axis && d <= 0 {
+			return bad(fmt.Sprintf("axis %d has no static size", ax))
+		}
+	}
+	if d := dims[s.Axis]; d > 0 && d%int64(s.Outer*s.Inner) != 0 {
+		return bad("the sample axis is not a multiple of outer x inner")
+	}
+	if p.Axis == s.Axis && s.Inner == 1 {
+		return bad("the unit axis holds the samples and nothing else")
+	}
+	shape := append([]int64(nil), dims[:s.Axis]...)
+	if s.Outer > 1 {
+		shape = append(shape, int64(s.Outer))
+	}
+	n := len(shape) // the samples' axis in the view
+	shape = append(shape, -1)
+	if s.Inner > 1 {
+		shape = append(shape, int64(s.Inner))
+	}
+	shape = append(shape, dims[s.Axis+1:]...)
+	switch {
+	case p.Axis == s.Axis:
+		p.Axis = n + 1
+	case p.Axis > s.Axis:
+		p.Axis += len(shape) - len(dims)
+	}
+	at, ok := in.producer[p.Tensor]
+	if !ok {
+		at = -1
+	}
+	pre := fmt.Sprintf("onnx_cria_capture_%d_view", k)
+	in.g.Initializer = append(in.g.Initializer, onnxio.NewInt64Tensor(pre+"_shape", []int64{int64(len(shape))}, shape))
+	ns := []*onnxpb.NodeProto{node("Reshape", []string{p.Tensor, pre + "_shape"}, pre)}
+	out := pre
+	if n > 0 {
+		perm := []int64{int64(n)}
+		for ax := range shape {
+			if ax != n {
+				perm = append(perm, int64(ax))
+			}
+		}
+		out = pre + "_t"
+		ns = append(ns, node("Transpose", []string{pre}, out, intsAttr("perm", perm)))
+		shape = append([]int64{-1}, slices.Delete(shape, n, n+1)...)
+		if p.Axis < n {
+			p.Axis++
+		}
+	}
+	in.after[at] = append(in.after[at], ns...)
+	in.producer[out] = at
+	p.Tensor, p.Samples = out, nil
+	return p, shape, nil
 }
 
 // tokenPoint sums token states [N, T, D] over the real tokens with one

@@ -655,3 +655,43 @@ func observed(t *testing.T, m *onnxio.Model) []Point {
 	}
 	return pts
 }
+
+// A tensor whose samples are off axis 0 ([T, N, D] after a transpose, [T*N, D]
+// after a merge) is captured through a view with the samples first: the
+// same values, token mask included, as the [N, T, D] tensor it comes from.
+func TestSamplesOffAxisZero(t *testing.T) {
+	const n, tl, d = 7, 5, 6
+	m := tokenModel(t, tl, d)
+	g := m.Graph()
+	shape := onnxio.NewInt64Tensor("merged", []int64{2}, []int64{-1, d})
+	g.Initializer = append(g.Initializer, shape)
+	g.Node = append(g.Node,
+		&onnxpb.NodeProto{OpType: sp("Transpose"), Input: []string{"h"}, Output: []string{"ht"}, Name: sp("t"), Attribute: []*onnxpb.AttributeProto{intsAttr("perm", []int64{1, 0, 2})}},
+		&onnxpb.NodeProto{OpType: sp("Reshape"), Input: []string{"ht", "merged"}, Output: []string{"hm"}, Name: sp("merge")})
+	data, _, _ := tokenData(t, n, tl, d, 3)
+	for _, rms := range []bool{false, true} {
+		pts := []Point{
+			{Tensor: "h", Axis: 2, B: 2, RMS: rms},
+			{Tensor: "ht", Axis: 2, B: 2, RMS: rms, Samples: &Samples{Axis: 1, Outer: 1, Inner: 1}},
+			{Tensor: "hm", Axis: 1, B: 2, RMS: rms, Samples: &Samples{Axis: 0, Outer: tl, Inner: 1}},
+		}
+		res, err := Run(m, pts, data, Options{Batch: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := 1; k < len(pts); k++ {
+			for s := 0; s < n; s++ {
+				for u := 0; u < d/2; u++ {
+					if a, b := res.Data[0].At(s, u), res.Data[k].At(s, u); math.Abs(a-b) > 1e-5*math.Max(1, math.Abs(a)) {
+						t.Fatalf("rms %v, %s: sample %d unit %d: %g, from %q %g", rms, pts[k].Tensor, s, u, b, "h", a)
+					}
+				}
+			}
+		}
+	}
+	// Samples that do not fit the axis are an error naming the tensor.
+	bad := Point{Tensor: "hm", Axis: 1, Samples: &Samples{Axis: 1, Outer: 1, Inner: 1}}
+	if _, err := Run(m, []Point{bad}, data, Options{}); err == nil || !strings.Contains(err.Error(), `"hm"`) {
+		t.Errorf("samples on the unit axis alone: %v", err)
+	}
+}

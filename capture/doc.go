@@ -24,6 +24,8 @@
 // The copy declares only the capture's outputs, so ORT skips whatever
 // served the model's own outputs alone.
 //
-// Axis 0 is the sample axis. NaN or infinite activations are an error that
-// names the tensor and the sample.
+// Axis 0 is the sample axis, unless a point's Samples places the samples
+// elsewhere (heads folded into the batch, a merged [T*N, D] view): a view
+// with the samples first is reduced then. NaN or infinite activations are
+// an error that names the tensor and the sample.
 package capture

@@ -65,6 +65,7 @@ type Group struct {
 	Params        []ParamRef
 	ParamsPerUnit int64
 	Observe       *Observation // nil: no nonlinearity to observe
+	Unobserved    string       // why a group with one has no Observe ("" otherwise)
 	Warnings      []string
 	Blocked       []string // non-empty: not prunable, with the reasons
 	Tensors       []TensorAxis
@@ -152,6 +153,11 @@ type Observation struct {
 	// which no tensor of the graph holds. PreAxis is then the product's
 	// last axis.
 	PreProject *Projection
+	// PreSamples and PostSamples, when set, say where Pre and Post hold
+	// the samples (nil: on axis 0). Where the samples share the unit axis
+	// (heads folded into the batch), the units fill the sample axis's
+	// Inner positions, and PreR/PreB (PostR/PostB) lay them out there.
+	PreSamples, PostSamples *SampleAxis
 }
 
 // Projection names columns [Lo, Hi) of a constant weight [Din, Dout] and of

@@ -49,6 +49,9 @@
 // nn.MultiheadAttention's export does) sit at the positions congruent to
 // their index modulo H, whatever B is; no constant has such an axis, and
 // pruning rewrites the constant H of the fold's run-time size instead.
+// Such heads are observed where the samples can be followed from the
+// graph inputs (SampleAxis): in [B*H, S, D], sample b owns positions
+// b*H to b*H + H - 1.
 // Groups report the same thing as SegRef and TensorAxis values, and
 // Positions lists a unit's positions.
 //

@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"fmt"
+
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/onnxio/onnxpb"
 	"github.com/onnx-cria/onnx-cria/onnxio/ops"
@@ -33,6 +35,7 @@ func (a *Analysis) observe() {
 		}
 		return e[0].S, e[0].R, e[0].B, true
 	}
+	var samples map[string]SampleAxis // computed for the first folded group
 	for _, n := range g.GetNode() {
 		op := n.GetOpType()
 		heads := op == "Softmax"
@@ -85,20 +88,56 @@ func (a *Analysis) observe() {
 				// reads (observing inside the pattern would break fusion).
 				pre, preAx = a.backOverScale(pre, preAx, root, single)
 			}
-			if r == dynR || pr == dynR {
-				// Heads folded into the batch axis: every tensor that holds
-				// them per head has the samples elsewhere than on axis 0
-				// ([S, B, H*D] before the fold, [S*B, H*D] after the merge),
-				// which capture does not read.
-				continue
-			}
-			grp.Observe = &Observation{
+			o := &Observation{
 				Pre: pre, PreAxis: preAx, PreR: r, PreB: b,
 				Post: post, PostAxis: pax, PostR: pr, PostB: pb,
 				RMS: heads, Op: op,
 			}
+			if r == dynR || pr == dynR {
+				// Heads folded into the batch axis ([B*H, T, D]): observed
+				// where the samples are known to sit.
+				if samples == nil {
+					samples = a.sampleAxes()
+				}
+				if why := a.placeFolded(o, root, samples); why != "" {
+					grp.Unobserved = why
+					continue
+				}
+			}
+			grp.Observe = o
 		}
 	}
+}
+
+// placeFolded sets where o's tensors hold the samples, and for a tensor
+// whose unit axis holds the samples too (the units of root with a run-time
+// repeat count), lays the units out within the sample axis's Inner
+// positions. It returns why it cannot ("" when it did).
+func (a *Analysis) placeFolded(o *Observation, root int, samples map[string]SampleAxis) string {
+	place := func(t string, ax int, r, b *int) (*SampleAxis, string) {
+		s, ok := samples[t]
+		switch {
+		case !ok || s.Axis < 0:
+			return nil, fmt.Sprintf("the samples of %q, which holds the heads folded into the batch, cannot be followed from the graph inputs", t)
+		case *r != dynR && s.Axis == ax:
+			return nil, fmt.Sprintf("%q holds the samples on its unit axis %d", t, ax)
+		case *r == dynR && (s.Axis != ax || s.Inner != a.sp.s[root].size*(*b)):
+			return nil, fmt.Sprintf("%q holds the folded heads on axis %d and the samples at %+v, not in blocks of the heads", t, ax, s)
+		}
+		if *r == dynR {
+			*r = 1
+		}
+		if s == (SampleAxis{Axis: 0, Outer: 1, Inner: 1}) {
+			return nil, ""
+		}
+		return &s, ""
+	}
+	var why string
+	if o.PreSamples, why = place(o.Pre, o.PreAxis, &o.PreR, &o.PreB); why != "" {
+		return why
+	}
+	o.PostSamples, why = place(o.Post, o.PostAxis, &o.PostR, &o.PostB)
+	return why
 }
 
 // headInput returns what a head mixes: the values V that the softmax

@@ -198,6 +198,8 @@ func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 			s.Reason, s.Why = NotBlocked, strings.Join(g.Blocked, "; ")
 		case c.excluded(g.Name):
 			s.Reason, s.Why = NotExcluded, "excluded"
+		case g.Observe == nil && !c.AllGroups && g.Unobserved != "":
+			s.Reason, s.Why = NotObservable, g.Unobserved
 		case g.Observe == nil && !c.AllGroups:
 			s.Reason, s.Why = NotObservable, "no nonlinearity to observe"
 		}

@@ -889,11 +889,19 @@ func captureStates(m *onnxio.Model, groups []*rewrite.Group, calib *dataset.Set,
 			proj = &capture.Projection{Weight: p.Weight, Bias: p.Bias, Lo: p.Lo, Hi: p.Hi}
 		}
 		points = append(points,
-			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS, Project: proj},
-			capture.Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS})
+			capture.Point{Tensor: o.Pre, Axis: o.PreAxis, R: o.PreR, B: o.PreB, RMS: o.RMS, Project: proj, Samples: samplesOf(o.PreSamples)},
+			capture.Point{Tensor: o.Post, Axis: o.PostAxis, R: o.PostR, B: o.PostB, RMS: o.RMS, Samples: samplesOf(o.PostSamples)})
 	}
 	return capture.Run(m, points, calib, capture.Options{Batch: cfg.Batch, Runtime: cfg.Runtime, Buffers: &cfg.buffers,
 		Progress: cfg.progress(fmt.Sprintf("capture round %d", round))})
+}
+
+// samplesOf is where an observed tensor holds the samples, nil for axis 0.
+func samplesOf(s *rewrite.SampleAxis) *capture.Samples {
+	if s == nil {
+		return nil
+	}
+	return &capture.Samples{Axis: s.Axis, Outer: s.Outer, Inner: s.Inner}
 }
 
 func commas(n int64) string {
