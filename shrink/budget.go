@@ -108,8 +108,8 @@ func (r *run) latencyRatio(m *onnxio.Model, p rewrite.Plan) (float64, error) {
 		return 0, fmt.Errorf("the model takes a fixed batch; time it at that batch (latency batch %d)", r.cfg.LatencyBatch)
 	}
 	params, _ := m.ParamCount()
-	r.rep.Timings = append(r.rep.Timings, Timing{Params: params, InputMS: lat[0][0].Median, CandidateMS: lat[1][0].Median})
-	return lat[1][0].Median / lat[0][0].Median, nil
+	r.rep.Timings = append(r.rep.Timings, Timing{Params: params, InputMS: lat[0][0].Min, CandidateMS: lat[1][0].Min})
+	return lat[1][0].Min / lat[0][0].Min, nil
 }
 
 func widthsKey(w widths) string {

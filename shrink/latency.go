@@ -3,6 +3,7 @@ package shrink
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -13,8 +14,11 @@ import (
 
 // Latency is the median wall time of one ORT run at a batch size.
 type Latency struct {
-	Batch   int     `json:"batch"`
-	Median  float64 `json:"median_ms"`
+	Batch  int     `json:"batch"`
+	Median float64 `json:"median_ms"`
+	// Min is the fastest timed run: what other work on the machine slows
+	// least, so ratios of minima are what latency targets compare.
+	Min     float64 `json:"min_ms,omitempty"`
 	Runs    int     `json:"runs"`
 	Samples float64 `json:"samples_per_second"`
 }
@@ -92,7 +96,7 @@ func measureLatencies(models []*onnxio.Model, datas []*dataset.Set, batches []in
 		run := 0.0
 		for k, x := range ts {
 			med := median(x.t)
-			out[k] = append(out[k], Latency{Batch: size, Median: med, Runs: len(x.t), Samples: float64(size) / med * 1000})
+			out[k] = append(out[k], Latency{Batch: size, Median: med, Min: slices.Min(x.t), Runs: len(x.t), Samples: float64(size) / med * 1000})
 			run += med / 1000
 		}
 		perRow, done = math.Max(perRow, run/float64(size)), size

@@ -63,6 +63,7 @@ type Report struct {
 
 // Timing is one latency measurement of a candidate model against the
 // input, in milliseconds at the latency batch.
+// The times are each model's fastest run of the timing.
 type Timing struct {
 	Params      int64   `json:"params"`
 	InputMS     float64 `json:"input_ms"`
