@@ -274,12 +274,8 @@ func (a *Analysis) cutAxes(n *onnxpb.NodeProto, r int) ([]int, bool) {
 			}
 		}
 	case len(n.GetInput()) > 3 && n.GetInput()[3] != "":
-		_, c := a.constOf(n.GetInput()[3])
-		if c == nil {
-			return nil, false
-		}
-		v, err := a.Model.Int64s(c)
-		if err != nil {
+		v, ok := a.constInt64s(n.GetInput()[3])
+		if !ok {
 			return nil, false
 		}
 		axes = v
@@ -308,12 +304,8 @@ func (a *Analysis) reducedAxes(n *onnxpb.NodeProto, r int) ([]int, bool) {
 	}
 	axes := onnxio.AttrInts(n, "axes")
 	if t := safe(n.GetInput(), 1); t != "" {
-		_, c := a.constOf(t)
-		if c == nil {
-			return nil, false
-		}
-		v, err := a.Model.Int64s(c)
-		if err != nil {
+		v, ok := a.constInt64s(t)
+		if !ok {
 			return nil, false
 		}
 		axes = v
@@ -342,4 +334,14 @@ func normAxis(ax int64, r int) int {
 
 func hasAttr(n *onnxpb.NodeProto, name string) bool {
 	return slices.ContainsFunc(n.GetAttribute(), func(a *onnxpb.AttributeProto) bool { return a.GetName() == name })
+}
+
+// constInt64s is the value of the constant tensor name, if it is one.
+func (a *Analysis) constInt64s(name string) ([]int64, bool) {
+	_, c := a.constOf(name)
+	if c == nil {
+		return nil, false
+	}
+	v, err := a.Model.Int64s(c)
+	return v, err == nil
 }
