@@ -29,6 +29,8 @@ type builder struct {
 	// a tensor's gradients) broadcasting does the expansion, which saves
 	// the pass that writes it out.
 	spread map[string]string
+	// bnBatch holds the batch-mode BatchNormalizations by output name.
+	bnBatch map[string]bnBatch
 }
 
 func newBuilder(m *onnxio.Model) *builder {

@@ -234,6 +234,12 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, st := range stats {
+		if b.bnBatch == nil {
+			b.bnBatch = map[string]bnBatch{}
+		}
+		b.bnBatch[st.bn.out] = st.bn
+	}
 	tg := &TrainGraph{Model: c, Model0: m, Output: o.Output, Loss: LossOutput, Objective: o, BNStats: stats}
 	tg.OutputDims, _ = b.dims(o.Output)
 	cg := c.Graph()
