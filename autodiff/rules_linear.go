@@ -432,7 +432,12 @@ func (c *bctx) maxPoolTiled(dy string, kernel []int64, geo *onnxio.Geometry) (st
 		x = relu
 		dy = c.masked(c.op("Greater", []string{y, c.scalar(dt, 0)}), dy, dt)
 	}
-	mask := c.cast(c.op("Equal", []string{x, up(y)}), dt)
+	// y upsampled through a one-channel view: ONNX Runtime would run the
+	// Resize of the pooling's output in its blocked layout, whose change
+	// back to the plain one costs more than the upsampling.
+	one := append([]int64{-1, 1}, geo.Out...)
+	uy := c.reshapeLike(up(c.reshape(y, c.ints(one...))), x)
+	mask := c.cast(c.op("Equal", []string{x, uy}), dt)
 	// The average of the mask over a window is its number of ties / area.
 	frac := c.op("AveragePool", []string{mask}, attrInts("kernel_shape", kernel), attrInts("strides", kernel))
 	if relu != "" {
