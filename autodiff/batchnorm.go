@@ -45,10 +45,12 @@ type bnBatch struct {
 }
 
 // batchModeBN returns a copy of m in which every BatchNormalization that can
-// train in batch mode is replaced by its decomposition with batch
-// statistics, and the statistics the copy outputs. A node keeps its
-// inference form when its running statistics are not initializers of its
-// own, or when its extra outputs are used.
+// train in batch mode normalises with batch statistics: the batch mean and
+// variance are computed in the graph and fed to an inference-mode node,
+// whose backward rule (gradBatchNormBatch) accounts for their dependence
+// on the input. It also returns the statistics the copy outputs. A node
+// keeps its inference form when its running statistics are not
+// initializers of its own, or when its extra outputs are used.
 func batchModeBN(m *onnxio.Model) (*onnxio.Model, []BNStat, error) {
 	c := m.Clone()
 	g := c.Graph()
