@@ -38,10 +38,9 @@ func bnNet(t *testing.T, dt onnxio.DataType) *onnxio.Model {
 func TestBatchNormBatchMode(t *testing.T) {
 	needORT(t)
 	m := bnNet(t, onnxio.Double)
-	tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}, BatchNorm: BNBatch})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := rand.New(rand.NewPCG(5, 5))
+	x := tensorOf("x", onnxio.Double, []int64{4, 3, 5, 5}, testgraph.Uniform(-1, 1)(r, 300))
+	tg, out := checkBatchModeGrads(t, m, x, []int64{0, 3, 1, 1}, "c")
 	if len(tg.BNStats) != 1 || tg.BNStats[0].Momentum != float64(float32(0.8)) {
 		t.Fatalf("batch statistics %+v", tg.BNStats)
 	}
@@ -50,14 +49,47 @@ func TestBatchNormBatchMode(t *testing.T) {
 			t.Errorf("running statistic %s is trained", p.Name)
 		}
 	}
-	s, err := ort.NewSessionForModel(tg.Model, []string{"c"}, testRT)
+	// Statistics against the conv output.
+	c := out[len(out)-1].Data.([]float64)
+	mean, vr := out[1+len(tg.Params)].Data.([]float64), out[2+len(tg.Params)].Data.([]float64)
+	for ch := 0; ch < 3; ch++ {
+		var sum, sq float64
+		n := 0
+		for b := 0; b < 4; b++ {
+			for k := 0; k < 25; k++ {
+				v := c[(b*3+ch)*25+k]
+				sum += v
+				sq += v * v
+				n++
+			}
+		}
+		mu := sum / float64(n)
+		unb := (sq - float64(n)*mu*mu) / float64(n-1)
+		if math.Abs(mean[ch]-mu) > 1e-12 || math.Abs(vr[ch]-unb) > 1e-10 {
+			t.Errorf("channel %d: mean %v var %v, want %v %v", ch, mean[ch], vr[ch], mu, unb)
+		}
+	}
+}
+
+// Fine-tuning in batch mode moves the running statistics towards the
+// data's and writes them into the model; frozen mode leaves them.
+
+// checkBatchModeGrads builds m's batch-mode training graph (cross-entropy
+// on labels), checks every parameter's loss gradient against central
+// finite differences at x (float64), and returns the graph and the outputs
+// of the unperturbed run, extra forward tensors last.
+func checkBatchModeGrads(t *testing.T, m *onnxio.Model, x ort.Tensor, labels []int64, extra ...string) (*TrainGraph, []ort.Tensor) {
+	t.Helper()
+	tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}, BatchNorm: BNBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ort.NewSessionForModel(tg.Model, extra, testRT)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Destroy()
-	r := rand.New(rand.NewPCG(5, 5))
-	base := []ort.Tensor{tensorOf("x", onnxio.Double, []int64{4, 3, 5, 5}, testgraph.Uniform(-1, 1)(r, 300)),
-		{Name: tg.Labels, Shape: []int64{4}, Data: []int64{0, 3, 1, 1}}}
+	base := []ort.Tensor{x, {Name: tg.Labels, Shape: []int64{int64(len(labels))}, Data: labels}}
 	ix := onnxio.NewIndex(m.Graph())
 	vals := map[string][]float64{}
 	for _, p := range tg.Params {
@@ -89,27 +121,25 @@ func TestBatchNormBatchMode(t *testing.T) {
 			}
 		}
 	}
-	// Statistics against the conv output.
-	c := out[len(out)-1].Data.([]float64)
-	mean, vr := out[1+len(tg.Params)].Data.([]float64), out[2+len(tg.Params)].Data.([]float64)
-	for ch := 0; ch < 3; ch++ {
-		var sum, sq float64
-		n := 0
-		for b := 0; b < 4; b++ {
-			for k := 0; k < 25; k++ {
-				v := c[(b*3+ch)*25+k]
-				sum += v
-				sq += v * v
-				n++
-			}
-		}
-		mu := sum / float64(n)
-		unb := (sq - float64(n)*mu*mu) / float64(n-1)
-		if math.Abs(mean[ch]-mu) > 1e-12 || math.Abs(vr[ch]-unb) > 1e-10 {
-			t.Errorf("channel %d: mean %v var %v, want %v %v", ch, mean[ch], vr[ch], mu, unb)
-		}
-	}
+	return tg, out
 }
 
-// Fine-tuning in batch mode moves the running statistics towards the
-// data's and writes them into the model; frozen mode leaves them.
+// Batch mode on [N, C] activations (BatchNorm1d after a Gemm): the
+// statistics reduce over the batch axis alone.
+func TestBatchNormBatchModeRank2(t *testing.T) {
+	needORT(t)
+	r := rand.New(rand.NewPCG(41, 42))
+	g := testgraph.New(17)
+	w := func(name string, lo, hi float64, dims ...int64) string {
+		return g.FConst(name, dims, testgraph.Uniform(lo, hi)(r, int(onnxio.NumElements(dims)))...)
+	}
+	x := g.In("x", nil, 6, 4)
+	h := g.Op("Gemm", []string{x, w("w1", -1, 1, 5, 4)}, "h", attrInt("transB", 1))
+	bn := g.Op("BatchNormalization", []string{h, w("s", 0.5, 1.5, 5), w("b", -0.2, 0.2, 5), w("mean", -0.1, 0.1, 5), w("var", 0.5, 1.5, 5)}, "bn")
+	g.Out(g.Op("Gemm", []string{g.Op("Relu", []string{bn}, "r"), w("w2", -1, 1, 3, 5)}, "logits", attrInt("transB", 1)))
+	m := g.Model(t, onnxio.Double)
+	tg, _ := checkBatchModeGrads(t, m, tensorOf("x", onnxio.Double, []int64{6, 4}, testgraph.Uniform(-2, 2)(r, 24)), []int64{0, 2, 1, 1, 0, 2})
+	if len(tg.BNStats) != 1 || len(tg.Params) != 4 {
+		t.Fatalf("%d batch statistics, %d parameters; want 1 and 4 (w1, s, b, w2)", len(tg.BNStats), len(tg.Params))
+	}
+}

@@ -29,6 +29,12 @@ type builder struct {
 	// a tensor's gradients) broadcasting does the expansion, which saves
 	// the pass that writes it out.
 	spread map[string]string
+	// bnBatch holds the batch-mode BatchNormalizations by output name.
+	bnBatch map[string]bnBatch
+	// premasked maps a gradient that a tiled MaxPool's rule computed for
+	// the Relu in front of it, already masked, to that Relu's output.
+	premasked map[string]string
+	wrt       map[string]bool // the tensors backward returns gradients of
 }
 
 func newBuilder(m *onnxio.Model) *builder {

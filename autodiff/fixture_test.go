@@ -163,3 +163,71 @@ func TestTransformerTrainingGraphs(t *testing.T) {
 		})
 	}
 }
+
+// A Stepper with Reuse gives the same loss, gradients and statistics as
+// one without, batch after batch, from buffers it keeps (the CNN fixture
+// in batch mode: a scalar loss, gradients and BatchNorm statistics).
+func TestStepperReuse(t *testing.T) {
+	needORT(t)
+	m, d := loadFixture(t, "cnn", "fmnist_calib.npz")
+	tg, err := BuildTraining(m, TrainSpec{Objective: Objective{CE: 1}, BatchNorm: BNBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound, err := BindData(m, d, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, err := ParamValues(m, tg.Params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := NewStepper(tg, testRT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Destroy()
+	reused, err := NewStepper(tg, testRT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reused.Destroy()
+	reused.Reuse = true
+	var first *StepResult
+	for i, rows := range [][]int{{0, 1, 2, 3}, {4, 9, 17, 30}} {
+		b, err := MakeBatch(bound, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := fresh.Run(params, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := reused.Run(params, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Loss != want.Loss || len(got.Grads) != len(want.Grads) || len(got.Stats) != len(want.Stats) || len(got.Stats) == 0 {
+			t.Fatalf("batch %d: loss %v, %d gradients, %d statistics; want %v, %d, %d", i, got.Loss, len(got.Grads), len(got.Stats), want.Loss, len(want.Grads), len(want.Stats))
+		}
+		for k := range want.Grads {
+			for j := range want.Grads[k] {
+				if got.Grads[k][j] != want.Grads[k][j] {
+					t.Fatalf("batch %d: gradient %s[%d] %v, want %v", i, tg.Params[k].Name, j, got.Grads[k][j], want.Grads[k][j])
+				}
+			}
+		}
+		for k := range want.Stats {
+			for j := range want.Stats[k] {
+				if got.Stats[k][j] != want.Stats[k][j] {
+					t.Fatalf("batch %d: statistic %d[%d] %v, want %v", i, k, j, got.Stats[k][j], want.Stats[k][j])
+				}
+			}
+		}
+		if first == nil {
+			first = got
+		} else if &first.Grads[0][0] != &got.Grads[0][0] {
+			t.Error("the second step's gradients are not in the first step's buffers")
+		}
+	}
+}

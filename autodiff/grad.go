@@ -96,6 +96,10 @@ func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]st
 		seedNames = append(seedNames, t)
 	}
 	active, live := pathSets(b.m, b.sh.DTypes, seedNames, wrt)
+	b.wrt = map[string]bool{}
+	for _, t := range wrt {
+		b.wrt[t] = true
+	}
 	// Graph outputs of the rules below are appended after the forward
 	// nodes, which are the first nFwd.
 	fwd = fwd[:nFwd]

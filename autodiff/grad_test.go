@@ -351,6 +351,84 @@ func TestGradMaxPoolTies(t *testing.T) {
 	}
 }
 
+// A Relu whose only consumer is a tiling MaxPool is folded into the
+// pooling's gradient: dX of the Relu's input is dY shared among the
+// window's maxima where the maximum is positive and zero elsewhere (dead
+// windows, exact zeros and ties included), with no full-size Relu mask.
+// When the Relu's output needs a gradient of its own, it is not folded.
+func TestGradReluMaxPoolFolded(t *testing.T) {
+	needORT(t)
+	xd, kernel, yd := []int64{2, 3, 6, 6}, []int64{2, 2}, []int64{2, 3, 3, 3}
+	g := testgraph.New(17)
+	levels := func(r *rand.Rand, n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = []float64{-1, -0.5, 0, 0, 0.5, 1}[r.IntN(6)]
+		}
+		return v
+	}
+	g.In("x", levels, xd...)
+	g.Out(g.Op("MaxPool", []string{g.Op("Relu", []string{"x"}, "r")}, "y", attrInts("kernel_shape", kernel), attrInts("strides", kernel)))
+	m := g.Model(t, onnxio.Float)
+	r := rand.New(rand.NewPCG(7, 8))
+	xv := levels(r, int(onnxio.NumElements(xd)))
+	dy := testgraph.Uniform(-1, 1)(r, int(onnxio.NumElements(yd)))
+	rv := make([]float64, len(xv))
+	for i, v := range xv {
+		rv[i] = max(v, 0)
+	}
+	for _, wrt := range [][]string{{"x"}, {"x", "r"}} {
+		vm, err := VJP(m, wrt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		greater := 0
+		for _, n := range vm.Graph().GetNode() {
+			if n.GetOpType() == "Greater" {
+				greater++
+				if len(wrt) == 1 && n.GetInput()[0] != "y" {
+					t.Errorf("the folded gradient compares %s with 0, want the pooled output", n.GetInput()[0])
+				}
+			}
+		}
+		if greater != 1 {
+			t.Fatalf("wrt %v: %d Greater nodes, want 1", wrt, greater)
+		}
+		s, err := ort.NewSessionForModel(vm, nil, testRT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs, err := s.Run(tensorOf("x", onnxio.Float, xd, xv), tensorOf(SeedName("y"), onnxio.Float, yd, dy))
+		s.Destroy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads := map[string][]float64{}
+		for _, o := range outs {
+			grads[o.Name] = float64sOf(o)
+		}
+		if len(wrt) == 2 {
+			// dR: every window's maxima share dY, dead windows too.
+			checkTiedWindows(t, xd, kernel, rv, grads[GradName("r")], dy)
+		}
+		// dX: dY of windows with a positive maximum only.
+		live := append([]float64{}, dy...)
+		for w := range live {
+			n, c, i, j := int64(w)/27, int64(w)/9%3, int64(w)/3%3, int64(w)%3
+			top := 0.0
+			for a := range int64(2) {
+				for b := range int64(2) {
+					top = max(top, rv[((n*3+c)*6+2*i+a)*6+2*j+b])
+				}
+			}
+			if top == 0 {
+				live[w] = 0
+			}
+		}
+		checkTiedWindows(t, xd, kernel, rv, grads[GradName("x")], live)
+	}
+}
+
 // checkTiedWindows asserts, for each window of a tiling MaxPool, that dX
 // is dY divided by the number of maxima at each maximum and zero elsewhere.
 func checkTiedWindows(t *testing.T, xd, kernel []int64, x, dx, dy []float64) {

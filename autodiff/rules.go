@@ -208,6 +208,9 @@ func variadic(c *bctx, scale float64) ([]string, error) {
 }
 
 func gradRelu(c *bctx) ([]string, error) {
+	if dy := c.dy[0]; dy != "" && c.premasked[dy] == c.out(0) {
+		return []string{dy}, nil
+	}
 	return unary(c, func(dy string) string {
 		dt := c.ftype()
 		return c.masked(c.op("Greater", []string{c.in(0), c.scalar(dt, 0)}), dy, dt)

@@ -421,9 +421,54 @@ func (c *bctx) maxPoolTiled(dy string, kernel []int64, geo *onnxio.Geometry) (st
 			attrString("coordinate_transformation_mode", "asymmetric"), attrString("nearest_mode", "floor"))
 	}
 	x, y := c.in(0), c.out(0)
-	mask := c.cast(c.op("Equal", []string{x, up(y)}), dt)
+	// A Relu in front whose gradient comes only from here is folded in: a
+	// maximum y > 0 of the Relu's output is one of its input too, so the
+	// mask compares the Relu's input with y, and windows whose maximum is
+	// 0 (which the Relu's gradient zeroes) get no gradient. That saves the
+	// Relu's full-size mask and product (relu.premasked lets its rule pass
+	// the gradient through).
+	relu := c.foldableRelu(x)
+	if relu != "" {
+		x = relu
+		dy = c.masked(c.op("Greater", []string{y, c.scalar(dt, 0)}), dy, dt)
+	}
+	// y upsampled through a one-channel view: ONNX Runtime would run the
+	// Resize of the pooling's output in its blocked layout, whose change
+	// back to the plain one costs more than the upsampling.
+	one := append([]int64{-1, 1}, geo.Out...)
+	uy := c.reshapeLike(up(c.reshape(y, c.ints(one...))), x)
+	mask := c.cast(c.op("Equal", []string{x, uy}), dt)
 	// The average of the mask over a window is its number of ties / area.
 	frac := c.op("AveragePool", []string{mask}, attrInts("kernel_shape", kernel), attrInts("strides", kernel))
+	if relu != "" {
+		// Windows of a zero maximum may have no tie at all: keep 0/0 out.
+		frac = c.op("Max", []string{frac, c.scalar(dt, 1/float64(area))})
+	}
 	share := c.div(c.mul(dy, c.scalar(dt, 1/float64(area))), frac)
-	return c.mul(mask, up(share)), true
+	g := c.mul(mask, up(share))
+	if relu != "" {
+		if c.premasked == nil {
+			c.premasked = map[string]string{}
+		}
+		c.premasked[g] = c.in(0)
+	}
+	return g, true
+}
+
+// foldableRelu returns the input of the Relu that produces x when x's
+// gradient is the pooling's alone (one consumer, not a graph output, no
+// gradient of its own requested), else "".
+func (c *bctx) foldableRelu(x string) string {
+	i, ok := c.ix.Producer[x]
+	if !ok || len(c.ix.Consumers[x]) != 1 || c.wrt[x] {
+		return ""
+	}
+	if _, out := c.ix.Outputs[x]; out {
+		return ""
+	}
+	n := c.g.Node[i]
+	if n.GetOpType() != "Relu" || n.GetDomain() != "" || len(n.Input) != 1 || c.dtype(n.Input[0]) != c.dtype(x) {
+		return ""
+	}
+	return n.Input[0]
 }

@@ -139,6 +139,9 @@ func gradBatchNorm(c *bctx) ([]string, error) {
 	if dy == "" {
 		return nil, nil
 	}
+	if bb, ok := c.bnBatch[c.out(0)]; ok {
+		return c.gradBatchNormBatch(bb)
+	}
 	x, scale, mean, variance := c.in(0), c.in(1), c.in(3), c.in(4)
 	r, err := c.rank(x)
 	if err != nil {

@@ -234,6 +234,12 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, st := range stats {
+		if b.bnBatch == nil {
+			b.bnBatch = map[string]bnBatch{}
+		}
+		b.bnBatch[st.bn.out] = st.bn
+	}
 	tg := &TrainGraph{Model: c, Model0: m, Output: o.Output, Loss: LossOutput, Objective: o, BNStats: stats}
 	tg.OutputDims, _ = b.dims(o.Output)
 	cg := c.Graph()
@@ -322,6 +328,12 @@ type Batch struct {
 
 // Stepper runs a training graph in ONNX Runtime.
 type Stepper struct {
+	// Reuse makes Run write the loss, gradients and statistics into
+	// buffers it keeps: each StepResult is then valid only until the next
+	// Run. It spares the garbage collector a copy of every gradient per
+	// step.
+	Reuse  bool
+	bufs   []ort.Tensor
 	TG     *TrainGraph
 	sess   *ort.Session
 	nclass int64 // classes of the CE output, for checking labels
@@ -338,6 +350,41 @@ func NewStepper(tg *TrainGraph, rt ort.Config) (*Stepper, error) {
 		st.nclass = d[len(d)-1]
 	}
 	return st, nil
+}
+
+// run runs the session, into the reused buffers when Reuse is set and
+// every output's shape is known without the batch.
+func (s *Stepper) run(feed []ort.Tensor) ([]ort.Tensor, error) {
+	tg := s.TG
+	if !s.Reuse || len(tg.Hidden) > 0 || len(tg.ModelOutput) > 0 {
+		return s.sess.Run(feed...)
+	}
+	if s.bufs == nil {
+		buf := func(name string, dims []int64) ort.Tensor {
+			return ort.Tensor{Name: name, DType: onnxio.Float, Shape: dims, Data: make([]float32, max(1, onnxio.NumElements(dims)))}
+		}
+		bufs := []ort.Tensor{buf(tg.Loss, []int64{})}
+		for k, p := range tg.Params {
+			bufs = append(bufs, buf(tg.Grads[k], p.Dims))
+		}
+		for _, st := range tg.BNStats {
+			bufs = append(bufs, buf(st.MeanOut, st.Dims), buf(st.VarOut, st.Dims))
+		}
+		outs := s.sess.Outputs()
+		if len(bufs) != len(outs) {
+			return s.sess.Run(feed...)
+		}
+		for i, o := range outs {
+			if o.Name != bufs[i].Name || o.DType != onnxio.Float {
+				return s.sess.Run(feed...)
+			}
+		}
+		s.bufs = bufs
+	}
+	if err := s.sess.RunInto(s.bufs, feed...); err != nil {
+		return nil, err
+	}
+	return s.bufs, nil
 }
 
 // Destroy releases the session.
@@ -401,7 +448,7 @@ func (s *Stepper) Run(params [][]float32, b Batch) (*StepResult, error) {
 		}
 		feed = append(feed, ort.Tensor{Name: p.Name, DType: onnxio.Float, Shape: p.Dims, Data: params[k]})
 	}
-	outs, err := s.sess.Run(feed...)
+	outs, err := s.run(feed)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			st.Reuse = true // as finetune.Run steps
 			defer st.Destroy()
 			bound, err := autodiff.BindData(m, data, 0, 0)
 			if err != nil {

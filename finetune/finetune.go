@@ -242,6 +242,7 @@ func newTrainer(m *onnxio.Model, train *dataset.Set, cfg *Config) (*trainer, err
 	if tr.st, err = autodiff.NewStepper(tr.tg, cfg.Runtime); err != nil {
 		return nil, fmt.Errorf("training graph: %w", err)
 	}
+	tr.st.Reuse = true // each step's gradients are consumed before the next
 	if obj.NeedsTeacher() {
 		if tr.teacher, err = newTeacherRun(cfg.Teacher, tr.tg.Output, cfg.Runtime); err != nil {
 			tr.destroy()

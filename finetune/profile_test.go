@@ -33,6 +33,7 @@ func BenchmarkTrainStepProfile(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	st.Reuse = true // as finetune.Run steps
 	bound, err := autodiff.BindData(m, data, 0, 0)
 	if err != nil {
 		b.Fatal(err)

@@ -419,8 +419,9 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 // outs holds one tensor per output (in Outputs order) with its exact shape
 // and a Data slice of the output's Go type, which ORT fills in place. It
 // spares the copy of every output into fresh Go memory, for callers that
-// run many batches and consume each result at once. float16/bfloat16
-// outputs are not supported here.
+// run many batches and consume each result at once. A rank-0 output takes
+// a one-element slice with an empty Shape. float16/bfloat16 outputs are not
+// supported here.
 func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -437,11 +438,18 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 	}
 	out := make([]ortapi.Value, len(s.outs))
 	defer func() { destroyAll(out) }()
+	var scalars []int // outputs of rank 0: ORT's own value, copied out after the run
 	for i, p := range s.plans {
 		t := outs[i]
 		switch {
 		case p.widen || p.shared:
 			return fmt.Errorf("ort: %s: run: output %q cannot be written in place (%s, or asked for twice)", s.name, p.info.Name, p.info.DType)
+		case len(t.Shape) == 0 && s.outs[p.ort].scalar:
+			if out[p.ort], err = newScalarOutput(p.info.DType); err != nil {
+				return fmt.Errorf("ort: %s: run: output %q: %w", s.name, p.info.Name, err)
+			}
+			scalars = append(scalars, i)
+			continue
 		case len(t.Shape) == 0:
 			return fmt.Errorf("ort: %s: run: output %q: a buffer needs its shape", s.name, p.info.Name)
 		}
@@ -455,6 +463,27 @@ func (s *Session) RunInto(outs []Tensor, inputs ...Tensor) error {
 	if err := s.sess.Run(in, out); err != nil {
 		return fmt.Errorf("ort: %s: run: %w", s.name, err)
 	}
+	for _, i := range scalars {
+		p := s.plans[i]
+		data, _, err := fromValue(out[p.ort])
+		if err == nil {
+			err = copyScalar(outs[i].Data, data)
+		}
+		if err != nil {
+			return fmt.Errorf("ort: %s: run: output %q: %w", s.name, p.info.Name, err)
+		}
+	}
+	return nil
+}
+
+// copyScalar copies the one element of src into dst, a slice of the same
+// Go type with room for it.
+func copyScalar(dst, src any) error {
+	d, s := reflect.ValueOf(dst), reflect.ValueOf(src)
+	if d.Type() != s.Type() || d.Len() != 1 || s.Len() != 1 {
+		return fmt.Errorf("the buffer of a scalar must be a %T of one element, not %T", src, dst)
+	}
+	d.Index(0).Set(s.Index(0))
 	return nil
 }
 
