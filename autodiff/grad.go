@@ -83,28 +83,9 @@ func (c *bctx) sumToIn(g string, k int) (string, error) {
 
 func isFloatish(dt onnxio.DataType) bool { return dt == onnxio.Undefined || dt.IsFloat() }
 
-// backward appends the reverse-mode pass to the builder's graph. seeds
-// maps tensors to the names of their incoming gradients (dL/dt); the
-// result maps every tensor of wrt that the seeds reach to the name of its
-// gradient. Every node on a path from wrt to a seed needs a backward rule;
-// all nodes without one are reported together.
-func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]string, error) {
-	fwd := b.g.GetNode()
-	nFwd := len(fwd)
-	seedNames := make([]string, 0, len(seeds))
-	for t := range seeds {
-		seedNames = append(seedNames, t)
-	}
-	active, live := pathSets(b.m, b.sh.DTypes, seedNames, wrt)
-	b.wrt = map[string]bool{}
-	for _, t := range wrt {
-		b.wrt[t] = true
-	}
-	// Graph outputs of the rules below are appended after the forward
-	// nodes, which are the first nFwd.
-	fwd = fwd[:nFwd]
-	// Every op on a path from wrt to a seed needs a rule: report all
-	// missing ones at once, before building anything.
+// checkRules reports, all at once and before anything is built, every op
+// on a path from wrt to a seed that has no backward rule.
+func (b *builder) checkRules(fwd []*onnxpb.NodeProto, active, live map[string]bool) error {
 	var errs onnxio.ErrorList
 	for i, n := range fwd {
 		onPath := false
@@ -131,10 +112,33 @@ func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]st
 			errs.Add(&onnxio.Error{Node: onnxio.NodeLabel(n, i), Op: n.GetOpType(), Msg: fmt.Sprintf("no backward rule for op %s (domain %q, opset %d): the training graph cannot pass gradients through it", n.GetOpType(), n.GetDomain(), b.m.Opset(n.GetDomain()))})
 		}
 	}
-	if err := errs.Err(); err != nil {
+	return errs.Err()
+}
+
+// backward appends the reverse-mode pass to the builder's graph. seeds
+// maps tensors to the names of their incoming gradients (dL/dt); the
+// result maps every tensor of wrt that the seeds reach to the name of its
+// gradient. Every node on a path from wrt to a seed needs a backward rule;
+// all nodes without one are reported together.
+func (b *builder) backward(seeds map[string]string, wrt []string) (map[string]string, error) {
+	fwd := b.g.GetNode()
+	nFwd := len(fwd)
+	seedNames := make([]string, 0, len(seeds))
+	for t := range seeds {
+		seedNames = append(seedNames, t)
+	}
+	active, live := pathSets(b.m, b.sh.DTypes, seedNames, wrt)
+	b.wrt = map[string]bool{}
+	for _, t := range wrt {
+		b.wrt[t] = true
+	}
+	// Graph outputs of the rules below are appended after the forward
+	// nodes, which are the first nFwd.
+	fwd = fwd[:nFwd]
+	if err := b.checkRules(fwd, active, live); err != nil {
 		return nil, err
 	}
-
+	var errs onnxio.ErrorList
 	contrib := map[string][]string{}
 	for t, g := range seeds {
 		contrib[t] = append(contrib[t], g)

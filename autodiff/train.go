@@ -295,6 +295,16 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 		tg.Hidden = append(tg.Hidden, GradName(h))
 		b.output(GradName(h), grads[h], h)
 	}
+	b.outputBNStats(tg, cg)
+	cg.Output = append(cg.Output, outs...)
+	return tg, nil
+}
+
+// outputBNStats makes the batch statistics of tg's batch-mode
+// BatchNormalizations graph outputs named "bnstat:" and the running
+// statistic's name, and points tg.BNStats at them.
+func (b *builder) outputBNStats(tg *TrainGraph, cg *onnxpb.GraphProto) {
+	id := "Identity"
 	for k := range tg.BNStats {
 		st := &tg.BNStats[k]
 		for j, p := range []*string{&st.MeanOut, &st.VarOut} {
@@ -311,8 +321,6 @@ func BuildTraining(m *onnxio.Model, spec TrainSpec) (*TrainGraph, error) {
 			*p = name
 		}
 	}
-	cg.Output = append(cg.Output, outs...)
-	return tg, nil
 }
 
 // ErrNonFiniteLoss: a step's loss is NaN or infinite (Run returns the
