@@ -233,18 +233,10 @@ func logSoftmax(out ort.Tensor, mask *dataset.Array, first int, dst []float32) (
 	}
 	for _, s := range starts {
 		row := x[s : s+width]
-		mx := float64(row[0])
-		for _, v := range row {
-			if isBad(v) {
-				return nil, 0, fmt.Errorf("output %q is %v", out.Name, v)
-			}
-			mx = math.Max(mx, float64(v))
+		lse, bad, ok := LogSumExp(row)
+		if !ok {
+			return nil, 0, fmt.Errorf("output %q is %v", out.Name, bad)
 		}
-		var sum float64
-		for _, v := range row {
-			sum += math.Exp(float64(v) - mx)
-		}
-		lse := mx + math.Log(sum)
 		for _, v := range row {
 			lp = append(lp, float32(float64(v)-lse))
 		}

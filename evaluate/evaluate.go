@@ -222,18 +222,11 @@ func scoreTokens(res *Result, out ort.Tensor, logits []float32, ids, mask *datas
 				return fmt.Errorf("token id %d at row %d position %d is outside the vocabulary of %d", target, row, p+1, v)
 			}
 			l := logits[(i*t+p)*v : (i*t+p+1)*v]
-			mx := float64(l[0])
-			for _, x := range l {
-				if isBad(x) {
-					return fmt.Errorf("output %q is %v at row %d position %d", out.Name, x, row, p)
-				}
-				mx = math.Max(mx, float64(x))
+			lse, bad, ok := LogSumExp(l)
+			if !ok {
+				return fmt.Errorf("output %q is %v at row %d position %d", out.Name, bad, row, p)
 			}
-			var sum float64
-			for _, x := range l {
-				sum += math.Exp(float64(x) - mx)
-			}
-			res.NLLSum += mx + math.Log(sum) - float64(l[target])
+			res.NLLSum += lse - float64(l[target])
 			res.Tokens++
 		}
 	}
@@ -252,6 +245,24 @@ func maskAt(a *dataset.Array, k int) (bool, error) {
 		return a.Float32s()[k] != 0, nil
 	}
 	return false, fmt.Errorf("attention_mask has unsupported type %v", a.DType)
+}
+
+// LogSumExp is log(sum(exp(row))), taken against the row's maximum so that
+// large logits do not overflow. ok is false, with the offending value and a
+// NaN sum, when the row holds a NaN or an infinity.
+func LogSumExp(row []float32) (lse float64, bad float32, ok bool) {
+	mx := float64(row[0])
+	for _, v := range row {
+		if isBad(v) {
+			return math.NaN(), v, false
+		}
+		mx = math.Max(mx, float64(v))
+	}
+	var sum float64
+	for _, v := range row {
+		sum += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(sum), 0, true
 }
 
 func isBad(v float32) bool {

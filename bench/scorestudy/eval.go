@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/evaluate"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/recover"
@@ -136,16 +137,10 @@ func (e *evaluator) run(m *onnxio.Model, record bool) (float64, float64, error) 
 	return loss / float64(count), kl / float64(count), nil
 }
 
+// logSoftmax writes the log-softmax of x into dst (NaN throughout when x
+// holds a NaN or an infinity).
 func logSoftmax(dst, x []float32) {
-	mx := float64(x[0])
-	for _, v := range x {
-		mx = math.Max(mx, float64(v))
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - mx)
-	}
-	ls := mx + math.Log(s)
+	ls, _, _ := evaluate.LogSumExp(x)
 	for k, v := range x {
 		dst[k] = float32(float64(v) - ls)
 	}
