@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/onnx-cria/onnx-cria/autodiff"
+	"github.com/onnx-cria/onnx-cria/dataset"
+	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
 )
 
@@ -33,22 +35,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			st.Reuse = true // as finetune.Run steps
 			defer st.Destroy()
-			bound, err := autodiff.BindData(m, data, 0, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			rows := make([]int, 64)
-			for i := range rows {
-				rows[i] = i
-			}
-			batch, err := autodiff.MakeBatch(bound, rows)
-			if err != nil {
-				b.Fatal(err)
-			}
-			params, err := autodiff.ParamValues(m, tg.Params)
-			if err != nil {
-				b.Fatal(err)
-			}
+			batch, params := firstBatch(b, m, data, tg)
 			opt := NewAdam(0)
 			first, err := st.Run(params, batch)
 			if err != nil {
@@ -110,4 +97,27 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// firstBatch is a batch of data's first 64 rows and m's trainable values,
+// the inputs of one training step.
+func firstBatch(b *testing.B, m *onnxio.Model, data *dataset.Set, tg *autodiff.TrainGraph) (autodiff.Batch, [][]float32) {
+	b.Helper()
+	bound, err := autodiff.BindData(m, data, 0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows := make([]int, 64)
+	for i := range rows {
+		rows[i] = i
+	}
+	batch, err := autodiff.MakeBatch(bound, rows)
+	if err != nil {
+		b.Fatal(err)
+	}
+	params, err := autodiff.ParamValues(m, tg.Params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return batch, params
 }

@@ -34,22 +34,7 @@ func BenchmarkTrainStepProfile(b *testing.B) {
 		b.Fatal(err)
 	}
 	st.Reuse = true // as finetune.Run steps
-	bound, err := autodiff.BindData(m, data, 0, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rows := make([]int, 64)
-	for i := range rows {
-		rows[i] = i
-	}
-	batch, err := autodiff.MakeBatch(bound, rows)
-	if err != nil {
-		b.Fatal(err)
-	}
-	params, err := autodiff.ParamValues(m, tg.Params)
-	if err != nil {
-		b.Fatal(err)
-	}
+	batch, params := firstBatch(b, m, data, tg)
 	if _, err := st.Run(params, batch); err != nil {
 		b.Fatal(err)
 	}
