@@ -57,13 +57,7 @@ func TestExports(t *testing.T) {
 	if raceDetector {
 		t.Skip("too slow under the race detector; scripts/test.sh runs it without")
 	}
-	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Small)
-	if errors.Is(err, exports.ErrUnavailable) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	models := zoo(t, exports.Small)
 	m := &matrix{seen: map[string]bool{}}
 	t.Run("zoo", func(t *testing.T) {
 		for _, e := range models {
@@ -451,13 +445,7 @@ func zeroedDiff(a *rewrite.Analysis, plan rewrite.Plan, feed []ort.Tensor) (floa
 //
 //	go test -run '^$' -bench Exports -benchtime 1x -timeout 60m ./cmd/onnx-cria
 func BenchmarkExports(b *testing.B) {
-	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Bench)
-	if errors.Is(err, exports.ErrUnavailable) {
-		b.Skip(err)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
+	models := zoo(b, exports.Bench)
 	for _, e := range models {
 		b.Run(e.Name, func(b *testing.B) {
 			out := filepath.Join(b.TempDir(), "out.onnx")
@@ -497,13 +485,7 @@ func BenchmarkExports(b *testing.B) {
 //
 //	go test -run '^$' -bench TorchvisionLatency -benchtime 1x -timeout 60m ./cmd/onnx-cria
 func BenchmarkTorchvisionLatency(b *testing.B) {
-	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Torchvision)
-	if errors.Is(err, exports.ErrUnavailable) {
-		b.Skip(err)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
+	models := zoo(b, exports.Torchvision)
 	for _, e := range models {
 		b.Run(e.Name, func(b *testing.B) {
 			out := filepath.Join(b.TempDir(), "out.onnx")
@@ -572,13 +554,7 @@ func latencyRatios(in, out, calib string, batches []int) ([]float64, error) {
 //
 //	go test -run '^$' -bench ExportsTable -benchtime 1x -v -timeout 60m ./cmd/onnx-cria
 func BenchmarkExportsTable(b *testing.B) {
-	models, err := exports.Ensure(filepath.Join("..", ".."), exports.Small)
-	if errors.Is(err, exports.ErrUnavailable) {
-		b.Skip(err)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
+	models := zoo(b, exports.Small)
 	var rows []string
 	for _, e := range models {
 		b.Run(e.Name, func(b *testing.B) {
@@ -655,4 +631,18 @@ func blockKind(reason string) string {
 		return reason[:50] + "..."
 	}
 	return reason
+}
+
+// zoo is the export zoo's set, generated when missing; the test skips when
+// Debian's torch is not there to generate it.
+func zoo(tb testing.TB, set exports.Set) []exports.Model {
+	tb.Helper()
+	models, err := exports.Ensure(filepath.Join("..", ".."), set)
+	if errors.Is(err, exports.ErrUnavailable) {
+		tb.Skip(err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return models
 }
