@@ -39,9 +39,12 @@
 // shortest prefix of its removals whose snapped widths meet the target; of
 // those widths and the ones one snapping step of a single group below the
 // prefix before it, it keeps what meets the target with the least
-// overshoot: at most one step (a unit, or a block) of one group. With the
-// automatic channel block, when that still overshoots by more than 0.01,
-// one group may end off its block, a unit at a time, to land closer (the
+// overshoot. With blocks it also decides the blocked groups together
+// (balance.go): each may end at the multiple below or above its natural
+// width, and the landing that meets the target removing the least
+// importance (scores as a share of their group's) wins. With the
+// automatic channel block, when the landing overshoots by more than 0.02,
+// one group may give back units off its block to land closer (the
 // report warns). The model is written as the input less the planned units
 // in one edit, so rounds never accumulate edits.
 //

@@ -34,6 +34,9 @@ type unitState struct {
 	// scored (in index order before the first scoring).
 	rest []int
 	kind string
+	// score is each original unit's score when last ranked (units removed
+	// in an earlier round keep that round's): what landing weighs.
+	score map[int]float64
 }
 
 func (s *unitState) natural() int { return s.width - len(s.order) }
@@ -259,55 +262,78 @@ func (r *run) land(items []candidate) ([]candidate, widths, error) {
 			bestC, best = c, try
 		}
 	}
+	prefix := lo
+	if r.budget.kind != TargetLatency && r.blocked() {
+		l, ok, err := r.balanced(items)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok && l.damage < r.damageOf(best) {
+			prefix, bestC, best = l.prefix, l.cost, l.w
+		}
+	}
 	// Off-block widths run on the slower kernels: never for a latency goal.
 	if r.cfg.RoundChannels > 1 && r.budget.kind != TargetLatency && r.budget.reduction(bestC)-r.cfg.Target > landingSlack {
 		// Blocks too coarse to land near the target: one group may end
 		// off its block, a unit at a time, if that lands closer.
-		c, w, err := r.offBlock(base)
+		c, w, err := r.offBlock(best)
 		if err != nil {
 			return nil, nil, err
 		}
 		if w != nil && c > bestC {
-			best = w
 			for name, v := range w {
-				if s := r.byName[name]; v != base[name] && s.block > 1 && v%s.block != 0 {
+				if s := r.byName[name]; v != best[name] {
 					r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("%s: %d units, off the block of %d, to land the target (block-aligned widths would have overshot it to %.4f); its convolutions may run on ONNX Runtime's slower path", name, v, s.block, r.budget.reduction(bestC)))
 				}
 			}
+			best = w
 		}
 	}
-	return items[:lo], best, nil
+	return items[:prefix], best, nil
+}
+
+// blocked reports whether any eligible group is written in blocks.
+func (r *run) blocked() bool {
+	for _, s := range r.units {
+		if s.eligible && s.block > 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // landingSlack is how far past the target block-aligned widths may land
 // before one group is allowed off its block to land closer. Only the
 // automatic (CPU-derived) channel block allows it; an explicit --round-to
 // is kept everywhere.
-const landingSlack = 0.01
+const landingSlack = 0.02
 
-// offBlock lowers one blocked group of base, a unit at a time below its
-// width there, until the goal is met, and returns the widths that meet it
-// with the least overshoot.
-func (r *run) offBlock(base widths) (float64, widths, error) {
+// offBlock gives one blocked group of the landing widths back units, one
+// at a time up to a block's worth, while the goal is still met, and
+// returns the widths that come closest to the goal (nil if none can).
+func (r *run) offBlock(from widths) (float64, widths, error) {
 	bestC := -1.0
 	var best widths
 	for _, s := range r.units {
 		if !s.eligible || s.block <= 1 {
 			continue
 		}
-		for w := base[s.name] - 1; w >= s.minW && w > base[s.name]-s.block; w-- {
-			try := clone(base)
+		var keep widths
+		keepC := 0.0
+		for w := from[s.name] + 1; w < s.width && w < from[s.name]+s.block; w++ {
+			try := clone(from)
 			try[s.name] = w
 			c, err := r.budget.cost(r, try)
 			if err != nil {
 				return 0, nil, err
 			}
-			if c <= r.budget.goal {
-				if c > bestC {
-					bestC, best = c, try
-				}
+			if c > r.budget.goal {
 				break
 			}
+			keep, keepC = try, c
+		}
+		if keep != nil && keepC > bestC {
+			bestC, best = keepC, keep
 		}
 	}
 	return bestC, best, nil

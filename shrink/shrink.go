@@ -563,9 +563,13 @@ func (r *run) rank(groups []*rewrite.Group, states []*unitState, scored map[stri
 		order := ascending(sc)
 		s.rest = s.rest[:0]
 		vals := make([]float64, len(order))
+		if s.score == nil {
+			s.score = map[int]float64{}
+		}
 		for i, u := range order {
 			s.rest = append(s.rest, cur[u])
 			vals[i] = sc[u]
+			s.score[cur[u]] = math.Abs(sc[u])
 		}
 		out[g.Name] = vals
 	}
