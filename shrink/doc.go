@@ -39,7 +39,8 @@
 // shortest prefix of its removals whose snapped widths meet the target; of
 // those widths and the ones one snapping step of a single group below the
 // prefix before it, it keeps what meets the target with the least
-// overshoot. With blocks it also decides the blocked groups together
+// overshoot. With the automatic channel block it also decides the
+// blocked groups together
 // (balance.go): each may end at the multiple below or above its natural
 // width, and the landing that meets the target removing the least
 // importance (scores as a share of their group's) wins. With the

@@ -262,44 +262,60 @@ func (r *run) land(items []candidate) ([]candidate, widths, error) {
 			bestC, best = c, try
 		}
 	}
-	prefix := lo
-	if r.budget.kind != TargetLatency && r.blocked() {
+	nearest, err := r.finish(bestC, best)
+	if err != nil {
+		return nil, nil, err
+	}
+	pick, prefix := nearest, lo
+	if r.cfg.RoundChannels > 1 && r.budget.kind != TargetLatency {
 		l, ok, err := r.balanced(items)
 		if err != nil {
 			return nil, nil, err
 		}
 		if ok && l.damage < r.damageOf(best) {
-			prefix, bestC, best = l.prefix, l.cost, l.w
-		}
-	}
-	// Off-block widths run on the slower kernels: never for a latency goal.
-	if r.cfg.RoundChannels > 1 && r.budget.kind != TargetLatency && r.budget.reduction(bestC)-r.cfg.Target > landingSlack {
-		// Blocks too coarse to land near the target: one group may end
-		// off its block, a unit at a time, if that lands closer.
-		c, w, err := r.offBlock(best)
-		if err != nil {
-			return nil, nil, err
-		}
-		if w != nil && c > bestC {
-			for name, v := range w {
-				if s := r.byName[name]; v != best[name] {
-					r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf("%s: %d units, off the block of %d, to land the target (block-aligned widths would have overshot it to %.4f); its convolutions may run on ONNX Runtime's slower path", name, v, s.block, r.budget.reduction(bestC)))
-				}
+			bal, err := r.finish(l.cost, l.w)
+			if err != nil {
+				return nil, nil, err
 			}
-			best = w
+			// Never further past the target than the nearest-block
+			// landing, unless within landingSlack of it.
+			if r.budget.reduction(bal.cost)-r.cfg.Target <= max(landingSlack, r.budget.reduction(nearest.cost)-r.cfg.Target) {
+				pick, prefix = bal, l.prefix
+			}
 		}
 	}
-	return items[:prefix], best, nil
+	r.rep.Warnings = append(r.rep.Warnings, pick.warnings...)
+	return items[:prefix], pick.w, nil
 }
 
-// blocked reports whether any eligible group is written in blocks.
-func (r *run) blocked() bool {
-	for _, s := range r.units {
-		if s.eligible && s.block > 1 {
-			return true
+// finished is a landing's widths once finish has run.
+type finished struct {
+	w        widths
+	cost     float64
+	warnings []string
+}
+
+// finish lets one group end off its block when block-aligned widths w
+// (cost c) land more than landingSlack past the target: it gives back
+// units, a unit at a time, while the goal is met. Only with the automatic
+// (CPU-derived) channel block, and never for a latency goal: off-block
+// widths run on the slower kernels.
+func (r *run) finish(c float64, w widths) (finished, error) {
+	f := finished{w: w, cost: c}
+	if r.cfg.RoundChannels <= 1 || r.budget.kind == TargetLatency || r.budget.reduction(c)-r.cfg.Target <= landingSlack {
+		return f, nil
+	}
+	oc, ow, err := r.offBlock(w)
+	if err != nil || ow == nil || oc <= c {
+		return f, err
+	}
+	for name, v := range ow {
+		if s := r.byName[name]; v != w[name] {
+			f.warnings = append(f.warnings, fmt.Sprintf("%s: %d units, off the block of %d, to land the target (block-aligned widths would have overshot it to %.4f); its convolutions may run on ONNX Runtime's slower path", name, v, s.block, r.budget.reduction(c)))
 		}
 	}
-	return false
+	f.w, f.cost = ow, oc
+	return f, nil
 }
 
 // landingSlack is how far past the target block-aligned widths may land
