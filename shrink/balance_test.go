@@ -80,6 +80,9 @@ func TestBlockedWidthsKeepAccuracy(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if l := rep.Landing; block > 1 && (l == nil || l.Kind == "balanced" && l.Damage > l.NearestDamage) {
+					t.Errorf("%s block %d seed %d: landing %+v", fixture, block, seed, l)
+				}
 				if rep.Reduction < 0.5 || rep.Reduction > 0.52 {
 					t.Errorf("%s block %d seed %d: reduction %.4f, want within [0.5, 0.52]", fixture, block, seed, rep.Reduction)
 				}

@@ -268,6 +268,7 @@ func (r *run) land(items []candidate) ([]candidate, widths, error) {
 	}
 	pick, prefix := nearest, lo
 	if r.cfg.RoundChannels > 1 && r.budget.kind != TargetLatency {
+		r.rep.Landing = &Landing{Kind: "nearest", NearestDamage: r.damageOf(best)}
 		l, ok, err := r.balanced(items)
 		if err != nil {
 			return nil, nil, err
@@ -281,8 +282,10 @@ func (r *run) land(items []candidate) ([]candidate, widths, error) {
 			// landing, unless within landingSlack of it.
 			if r.budget.reduction(bal.cost)-r.cfg.Target <= max(landingSlack, r.budget.reduction(nearest.cost)-r.cfg.Target) {
 				pick, prefix = bal, l.prefix
+				r.rep.Landing.Kind = "balanced"
 			}
 		}
+		r.rep.Landing.Damage = r.damageOf(pick.w)
 	}
 	r.rep.Warnings = append(r.rep.Warnings, pick.warnings...)
 	return items[:prefix], pick.w, nil

@@ -24,9 +24,12 @@ type Report struct {
 	// TargetKind is what the target reduces (params, flops or latency);
 	// Landed is the reduction of that reached (for latency, 1 minus the
 	// measured ratio at the latency batch).
-	TargetKind string             `json:"target_kind"`
-	Landed     float64            `json:"landed"`
-	Rounds     []RoundReport      `json:"rounds"`
+	TargetKind string        `json:"target_kind"`
+	Landed     float64       `json:"landed"`
+	Rounds     []RoundReport `json:"rounds"`
+	// Landing is how the last round chose block-aligned widths (with the
+	// automatic channel block).
+	Landing    *Landing           `json:"landing,omitempty"`
 	Groups     []GroupSummary     `json:"groups"`
 	OpsWithout []rewrite.OpReport `json:"ops_without_rule,omitempty"`
 	// EvalBefore is the input's metric, EvalPruned the pruned model's
@@ -295,4 +298,14 @@ func (r *Report) Kept() map[string][]int {
 		}
 	}
 	return kept
+}
+
+// Landing records the last round's choice between writing each blocked
+// group at its nearest block multiple and the balanced landing
+// (docs/METHOD.md §5). Damage is the importance the widths remove: the
+// removed units' scores as a share of their group's, summed over groups.
+type Landing struct {
+	Kind          string  `json:"kind"` // "nearest" or "balanced"
+	Damage        float64 `json:"damage"`
+	NearestDamage float64 `json:"nearest_damage"`
 }

@@ -31,6 +31,9 @@ func writeReport(w io.Writer, r *shrink.Report) {
 	switch {
 	case r.Options.RoundCh > 1 && hasConvChannels(r):
 		fmt.Fprintf(w, "Conv channels removed in steps of %d (ONNX Runtime's kernel block on this CPU; --round-to 1 for single units)\n", r.Options.RoundCh)
+		if l := r.Landing; l != nil && l.Kind == "balanced" {
+			fmt.Fprintf(w, "last round balanced across groups: importance removed %.3f, against %.3f with each group at its nearest block\n", l.Damage, l.NearestDamage)
+		}
 	case r.Options.RoundTo > 1:
 		fmt.Fprintf(w, "widths in multiples of %d (--round-to)\n", r.Options.RoundTo)
 	}
