@@ -40,18 +40,14 @@ func (s *unitState) damage(w int) float64 {
 // snapDown and snapUp are the block multiples at or below and at or above
 // natural width n, within the floor and the original width.
 func (s *unitState) snapDown(n int) int {
-	switch {
-	case n >= s.width:
-		return s.width
-	case n <= s.floor():
-		return s.floor()
-	case s.block <= 1:
-		return n
-	}
-	return max(s.floor(), n/s.block*s.block)
+	return s.snapWith(n, func(n, b int) int { return n / b * b })
 }
 
 func (s *unitState) snapUp(n int) int {
+	return s.snapWith(n, func(n, b int) int { return (n + b - 1) / b * b })
+}
+
+func (s *unitState) snapWith(n int, round func(n, block int) int) int {
 	switch {
 	case n >= s.width:
 		return s.width
@@ -60,7 +56,7 @@ func (s *unitState) snapUp(n int) int {
 	case s.block <= 1:
 		return n
 	}
-	return min(s.width, (n+s.block-1)/s.block*s.block)
+	return min(s.width, max(s.floor(), round(n, s.block)))
 }
 
 // damageOf is the summed damage of widths w over the eligible groups.
@@ -90,15 +86,8 @@ type landing struct {
 // goal.
 func (r *run) balance(items []candidate, p int) (landing, bool, error) {
 	nat := naturalAfter(items[:p])
-	w, up, down := widths{}, widths{}, widths{}
-	for _, s := range r.units {
-		n, ok := nat[s.name]
-		if !ok {
-			n = s.natural()
-		}
-		up[s.name], down[s.name] = s.snapUp(n), s.snapDown(n)
-		w[s.name] = up[s.name]
-	}
+	up, down := r.widthsBy(nat, (*unitState).snapUp), r.widthsBy(nat, (*unitState).snapDown)
+	w := clone(up)
 	c, err := r.budget.cost(r, w)
 	if err != nil {
 		return landing{}, false, err
@@ -166,16 +155,7 @@ func (r *run) balanced(items []candidate) (landing, bool, error) {
 	// grows, so the shortest prefix that can meet the goal is found by
 	// bisection.
 	allDown := func(p int) (bool, error) {
-		nat := naturalAfter(items[:p])
-		w := widths{}
-		for _, s := range r.units {
-			n, ok := nat[s.name]
-			if !ok {
-				n = s.natural()
-			}
-			w[s.name] = s.snapDown(n)
-		}
-		c, err := r.budget.cost(r, w)
+		c, err := r.budget.cost(r, r.widthsBy(naturalAfter(items[:p]), (*unitState).snapDown))
 		return c <= r.budget.goal, err
 	}
 	lo, hi := 0, len(items)

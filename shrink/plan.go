@@ -105,14 +105,20 @@ func (s *unitState) removals(w int) []int {
 // widths are the written width of every group, by name.
 type widths map[string]int
 
+// snapped writes every group at its nearest block multiple (snap) of its
+// width in natural, or of its natural width when natural leaves it out.
 func (r *run) snapped(natural map[string]int) widths {
+	return r.widthsBy(natural, (*unitState).snap)
+}
+
+func (r *run) widthsBy(natural map[string]int, snap func(*unitState, int) int) widths {
 	w := widths{}
 	for _, s := range r.units {
 		n, ok := natural[s.name]
 		if !ok {
 			n = s.natural()
 		}
-		w[s.name] = s.snap(n)
+		w[s.name] = snap(s, n)
 	}
 	return w
 }

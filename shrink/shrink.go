@@ -170,6 +170,9 @@ type UnreachableError struct {
 	Excluded        int                // prunable groups left out by the settings
 	AtMinimum       int                // prunable groups already at their minimum width
 	Upfront         bool               // known before any capture
+	// Unblocked is what single-unit widths would reach when the
+	// automatic channel block is what stops the loop short (else 0).
+	Unblocked float64
 }
 
 func (e *UnreachableError) Error() string {
@@ -450,10 +453,28 @@ func (r *run) reachable() error {
 	if err != nil {
 		return err
 	}
-	if least > r.budget.goal {
-		return &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Reached: r.budget.reduction(least), Upfront: true}
+	if least <= r.budget.goal {
+		return nil
 	}
-	return nil
+	e := &UnreachableError{Kind: r.cfg.Kind, Target: r.cfg.Target, Reached: r.budget.reduction(least), Upfront: true}
+	if r.cfg.RoundChannels > 1 && r.budget.kind != TargetLatency {
+		w := widths{}
+		for _, g := range r.orig.Groups {
+			s := r.byName[g.Name]
+			w[s.name] = s.width
+			if r.cfg.eligible(g) {
+				w[s.name] = min(s.minW, s.width)
+			}
+		}
+		c, err := r.budget.cost(r, w)
+		if err != nil {
+			return err
+		}
+		if c < least {
+			e.Unblocked = r.budget.reduction(c)
+		}
+	}
+	return e
 }
 
 // round analyses the current model (the input less the units removed so

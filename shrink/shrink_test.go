@@ -2,6 +2,7 @@ package shrink
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -372,5 +373,36 @@ func TestGlobalRanking(t *testing.T) {
 	}
 	if exceptions > 1 {
 		t.Errorf("%d removed units score above a kept candidate", exceptions)
+	}
+}
+
+// When the channel block is what stops a target short, the refusal says
+// what single-unit widths would reach.
+func TestUnreachableByBlocks(t *testing.T) {
+	m, err := onnxio.Load("../testdata/models/cnn/model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calib, err := dataset.Load("../testdata/data/fmnist_calib.npz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		chans     int
+		unblocked bool
+	}{{16, true}, {0, false}} {
+		_, _, err = Run(m, calib, Config{Target: 0.99, Samples: 64, RoundChannels: c.chans, Runtime: ort.Config{Threads: 1}})
+		var ue *UnreachableError
+		if !errors.As(err, &ue) || !ue.Upfront {
+			t.Fatalf("blocks of %d: err %v, want an upfront UnreachableError", c.chans, err)
+		}
+		if got := ue.Unblocked > ue.Reached; got != c.unblocked {
+			t.Errorf("blocks of %d: reached %.4f, unblocked %.4f", c.chans, ue.Reached, ue.Unblocked)
+		}
+	}
+	_, _, err = Run(m, calib, Config{Target: 0.7, Samples: 64, RoundChannels: 16, Runtime: ort.Config{Threads: 1}})
+	var ue *UnreachableError
+	if !errors.As(err, &ue) || ue.Reached >= 0.7 || ue.Unblocked <= 0.7 {
+		t.Errorf("0.7 with blocks of 16: %v (%+v), want refused with single units reaching past it", err, ue)
 	}
 }

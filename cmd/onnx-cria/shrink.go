@@ -318,6 +318,9 @@ func shrinkError(err error, in string) error {
 	if ue.Kind == shrink.TargetFLOPs {
 		flag = "--target-flops"
 	}
+	if ue.Unblocked > ue.Reached {
+		return fmt.Errorf("%w: Conv channels go in blocks of ONNX Runtime's kernel width (--round-to auto); choose %s of at most %.4f, or --round-to 1 for single channels, which reaches %.4f (their Convs may run on ONNX Runtime's slower path)", ue, flag, ue.Reached, ue.Unblocked)
+	}
 	return fmt.Errorf("%w; lower --min-width or --min-width-frac, exclude fewer groups, or choose %s of at most %.4f", ue, flag, ue.Reached)
 }
 
