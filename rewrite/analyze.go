@@ -153,6 +153,11 @@ type Observation struct {
 	// which no tensor of the graph holds. PreAxis is then the product's
 	// last axis.
 	PreProject *Projection
+	// Linear says the units meet no nonlinearity and no normalisation
+	// (a bottleneck or residual stream of Convs): Pre and Post are then
+	// the same tensor, the one the first layer that reads the units takes
+	// in, and the hidden states are its values (no distortion to measure).
+	Linear bool
 	// PreSamples and PostSamples, when set, say where Pre and Post hold
 	// the samples (nil: on axis 0). Where the samples share the unit axis
 	// (heads folded into the batch), the units fill the sample axis's

@@ -20,6 +20,7 @@ import (
 // across its first normalisation: Z is the normalisation's input, A the
 // normalised tensor that the next layer reads.
 func (a *Analysis) observe() {
+	defer a.observeLinear()
 	defer a.observeNorms()
 	defer a.observeFused()
 	g := a.Model.Graph()
@@ -384,4 +385,55 @@ func (a *Analysis) attentionValues(n *onnxpb.NodeProto, out Seg) (*Projection, b
 		p.Bias = b
 	}
 	return p, true
+}
+
+// readsUnits lists the ops whose first input is contracted with a
+// constant weight on the axis given: the layers that read a group's units.
+var readsUnits = map[string]func(rank int) int{
+	"Conv":          func(int) int { return 1 },
+	"ConvTranspose": func(int) int { return 1 },
+	"Gemm":          func(r int) int { return r - 1 },
+	"MatMul":        func(r int) int { return r - 1 },
+}
+
+// observeLinear observes the groups left without an observation whose
+// units go through no nonlinearity and no normalisation (the bottleneck
+// channels of inverted residual blocks, whose streams only Adds and
+// BatchNorms touch): the hidden states are the values the first layer
+// that reads the units (in graph order) takes in, so that criteria that
+// need only A (obs, flap, wanda, activation) can score them. Runs last,
+// after every other way of observing a group.
+func (a *Analysis) observeLinear() {
+	g := a.Model.Graph()
+	for _, n := range g.GetNode() {
+		axisOf, ok := readsUnits[n.GetOpType()]
+		if !ok || n.GetDomain() != "" || len(n.Input) < 2 || n.GetOpType() == "Gemm" && hasAttr(n, "transA") {
+			continue
+		}
+		if _, w := a.constOf(n.Input[1]); w == nil {
+			continue
+		}
+		x := n.Input[0]
+		shape, ok := a.shapes.Shape(x)
+		if !ok {
+			continue
+		}
+		ax := axisOf(len(shape))
+		if ax < 1 || a.lay[x][ax] == nil {
+			continue
+		}
+		e, err := a.sp.expand(a.lay[x][ax])
+		if err != nil || len(e) != 1 || e[0].R == dynR {
+			continue
+		}
+		grp := a.rootOf[e[0].S]
+		if grp == nil || grp.Observe != nil || grp.Unobserved != "" {
+			continue
+		}
+		grp.Observe = &Observation{
+			Pre: x, PreAxis: ax, PreR: e[0].R, PreB: e[0].B,
+			Post: x, PostAxis: ax, PostR: e[0].R, PostB: e[0].B,
+			Linear: true,
+		}
+	}
 }

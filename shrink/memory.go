@@ -109,7 +109,10 @@ func (r *run) estimateMemory(a *rewrite.Analysis, batch int) *MemoryPlan {
 	if r.cfg.Criterion.NeedsStates() {
 		for _, g := range groups {
 			if o := g.Observe; o != nil {
-				p.Observed += bytesOf(o.Pre) + bytesOf(o.Post)
+				p.Observed += bytesOf(o.Pre)
+				if o.Post != o.Pre {
+					p.Observed += bytesOf(o.Post)
+				}
 				p.States += int64(rows) * int64(2*g.Width) * 4
 			}
 		}

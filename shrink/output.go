@@ -36,6 +36,9 @@ type Output struct{ Kind string }
 func (c Output) Name() string    { return c.Kind }
 func (Output) NeedsStates() bool { return true }
 
+// NeedsNonlinearity: spectral-flap carries the spectral score.
+func (c Output) NeedsNonlinearity() bool { return c.Kind == "spectral-flap" }
+
 func (c Output) Score(r *Round) (map[string]*Scored, error) { return EachGroup(r, c.group) }
 
 func (c Output) group(in Input) (*Scored, error) {

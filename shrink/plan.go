@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/onnx-cria/onnx-cria/onnxio"
+
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
 
@@ -334,11 +336,16 @@ func (r *run) finish(c float64, w widths) (finished, error) {
 const landingSlack = 0.02
 
 // offBlock gives one blocked group of the landing widths back units, one
-// at a time up to a block's worth, while the goal is still met, and
-// returns the widths that come closest to the goal (nil if none can).
+// at a time up to a block's worth, while the goal is still met. Of the
+// groups whose widths then land within landingSlack of the target it
+// picks the one whose units touch the fewest FLOPs (its Convs are what
+// run on the slower kernels: a squeeze-and-excitation layer costs
+// nothing, a depthwise stage a lot); when none does, the one that comes
+// closest. nil if no group can give any back.
 func (r *run) offBlock(from widths) (float64, widths, error) {
-	bestC := -1.0
+	bestC, bestF := -1.0, math.Inf(1)
 	var best widths
+	near := false
 	for _, s := range r.units {
 		if !s.eligible || s.block <= 1 {
 			continue
@@ -357,11 +364,40 @@ func (r *run) offBlock(from widths) (float64, widths, error) {
 			}
 			keep, keepC = try, c
 		}
-		if keep != nil && keepC > bestC {
+		if keep == nil {
+			continue
+		}
+		f, err := r.flopsTouched(s)
+		if err != nil {
+			return 0, nil, err
+		}
+		within := r.budget.reduction(keepC)-r.cfg.Target <= landingSlack
+		switch {
+		case within && (!near || f < bestF):
+			bestC, bestF, best, near = keepC, f, keep, true
+		case !near && keepC > bestC:
 			bestC, best = keepC, keep
 		}
 	}
 	return bestC, best, nil
+}
+
+// flopsTouched is the FLOPs per sample of the input that involve group s's
+// units: its width times what removing one saves.
+func (r *run) flopsTouched(s *unitState) (float64, error) {
+	if f, ok := r.touched[s.name]; ok {
+		return f, nil
+	}
+	f0 := onnxio.FLOPs(r.orig.Model)
+	f1, err := r.orig.FLOPsAfter(rewrite.Plan{s.name: {0}})
+	if err != nil {
+		return 0, err
+	}
+	if r.touched == nil {
+		r.touched = map[string]float64{}
+	}
+	r.touched[s.name] = float64(f0-f1) * float64(s.width)
+	return r.touched[s.name], nil
 }
 
 func clone(w widths) widths {

@@ -156,6 +156,7 @@ const (
 	NotBlocked     = "blocked"         // the analysis found no safe way to remove its units
 	NotExcluded    = "excluded"        // matched an exclude pattern
 	NotObservable  = "no-nonlinearity" // no pre/post-activation states for a criterion that needs them
+	NotLinear      = "linear"          // observed without a nonlinearity, which the criterion needs (spectral)
 	NotMinWidth    = "min-width"       // at its minimum width
 	NotTargetFirst = "target-reached"  // the target was reached before its turn
 )
@@ -202,6 +203,8 @@ func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 			s.Reason, s.Why = NotBlocked, strings.Join(g.Blocked, "; ")
 		case c.excluded(g.Name):
 			s.Reason, s.Why = NotExcluded, "excluded"
+		case g.Observe != nil && g.Observe.Linear && needsNonlinearity(c.Criterion):
+			s.Reason, s.Why = NotLinear, fmt.Sprintf("no nonlinearity to observe, which %s needs", c.Criterion.Name())
 		case g.Observe == nil && !c.AllGroups && g.Unobserved != "":
 			s.Reason, s.Why = NotObservable, g.Unobserved
 		case g.Observe == nil && !c.AllGroups:

@@ -203,8 +203,11 @@ type run struct {
 	orig   *rewrite.Analysis // of the input (initializers detached from the inputs)
 	units  []*unitState      // the input's groups, in graph order
 	byName map[string]*unitState
-	budget *budget
-	plan   rewrite.Plan // of the current model, in the input's units
+	// touched caches flopsTouched: the input's FLOPs each group's units
+	// involve.
+	touched map[string]float64
+	budget  *budget
+	plan    rewrite.Plan // of the current model, in the input's units
 	// calibCur and evalCur feed the current model: calib and the eval set,
 	// with KV cache inputs sliced as the model's (PruneCache).
 	calibCur, evalCur *dataset.Set
@@ -801,7 +804,18 @@ func (c *Config) eligible(g *rewrite.Group) bool {
 	if !g.Prunable() || c.excluded(g.Name) {
 		return false
 	}
+	if g.Observe != nil && g.Observe.Linear && needsNonlinearity(c.Criterion) {
+		return false
+	}
 	return g.Observe != nil || c.AllGroups
+}
+
+// needsNonlinearity reports whether criterion c scores what a nonlinearity
+// does (spectral), so that groups observed without one (Observation.Linear)
+// cannot be scored by it.
+func needsNonlinearity(c Criterion) bool {
+	n, ok := c.(interface{ NeedsNonlinearity() bool })
+	return ok && n.NeedsNonlinearity()
 }
 
 func (c *Config) excluded(name string) bool {

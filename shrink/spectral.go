@@ -23,6 +23,10 @@ func NewSpectral(o spectral.Options) *Spectral { return &Spectral{opts: o} }
 func (*Spectral) Name() string      { return "spectral" }
 func (*Spectral) NeedsStates() bool { return true }
 
+// NeedsNonlinearity: the score measures what the nonlinearity does to the
+// units' neighbourhoods, which a linear group does not have.
+func (*Spectral) NeedsNonlinearity() bool { return true }
+
 // Options returns the settings for the report.
 func (c *Spectral) Options() any { return c.opts }
 

@@ -49,8 +49,11 @@ type groupJSON struct {
 	Pre           string   `json:"pre_activation,omitempty"`
 	Post          string   `json:"post_activation,omitempty"`
 	Nonlinearity  string   `json:"nonlinearity,omitempty"`
-	Sources       []string `json:"sources"`
-	Params        []string `json:"params"`
+	// Linear: observed at the input of the layer that reads the units,
+	// which meet no nonlinearity (spectral cannot score them).
+	Linear  bool     `json:"linear,omitempty"`
+	Sources []string `json:"sources"`
+	Params  []string `json:"params"`
 }
 
 type opJSON struct {
@@ -166,7 +169,7 @@ func groupsJSON(a *rewrite.Analysis) []groupJSON {
 			Prunable: g.Prunable(), Blocked: g.Blocked, Warnings: g.Warnings, Sources: g.Sources,
 		}
 		if o := g.Observe; o != nil {
-			j.Pre, j.Post, j.Nonlinearity = o.Pre, o.Post, o.Op
+			j.Pre, j.Post, j.Nonlinearity, j.Linear = o.Pre, o.Post, o.Op, o.Linear
 		}
 		for _, p := range g.Params {
 			j.Params = append(j.Params, fmt.Sprintf("%s[axis %d]", p.Tensor, p.Axis))
@@ -222,18 +225,24 @@ func printInspect(w io.Writer, info *inspectJSON) {
 	if info.Groups == nil {
 		return
 	}
-	n, blind := 0, 0
+	n, linear, blind := 0, 0, 0
 	for _, g := range info.Groups {
 		switch {
 		case g.Prunable && g.Pre != "":
 			n++
+			if g.Linear {
+				linear++
+			}
 		case g.Prunable:
 			blind++
 		}
 	}
-	// Groups without a nonlinearity are prunable only by criteria that
+	// Groups without an observation are prunable only by criteria that
 	// need no hidden states (and --all-groups), not by the default one.
 	fmt.Fprintf(w, "\ngroups: %d, %d prunable", len(info.Groups), n)
+	if linear > 0 {
+		fmt.Fprintf(w, " (%d of them linear, which spectral cannot score)", linear)
+	}
 	if blind > 0 {
 		fmt.Fprintf(w, " (and %d more without a nonlinearity to observe, which only --all-groups with a criterion that needs no hidden states prunes)", blind)
 	}
@@ -247,6 +256,8 @@ func printInspect(w io.Writer, info *inspectJSON) {
 		switch {
 		case !g.Prunable:
 			status = "blocked: " + strings.Join(g.Blocked, "; ")
+		case g.Linear:
+			status = fmt.Sprintf("%s (linear: the values the next layer reads)", g.Pre)
 		case g.Pre != "":
 			status = fmt.Sprintf("%s -> %s (%s)", g.Pre, g.Post, g.Nonlinearity)
 		default:

@@ -269,16 +269,38 @@ func TestInternalError(t *testing.T) {
 	}
 }
 
-// inspect's group header counts as prunable only the groups the default
-// criterion can prune; groups without a nonlinearity to observe (the
-// depthwise CNN's residual channels) are counted apart.
+// inspect's group header counts the groups the default criterion can
+// prune, and says how many of them are linear (the depthwise CNN's
+// bottleneck channels, observed at the next layer's input), which the
+// spectral criterion cannot score; a shrink with spectral leaves them.
 func TestInspectGroupHeader(t *testing.T) {
 	code, stdout, _ := cli("inspect", "--groups", "../../testdata/models/dwcnn/model.onnx")
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	blind := strings.Count(stdout, "prunable; no nonlinearity to observe")
-	if blind == 0 || !strings.Contains(stdout, fmt.Sprintf("prunable (and %d more without a nonlinearity to observe", blind)) {
-		t.Errorf("header does not count the %d groups without a nonlinearity apart:\n%s", blind, stdout)
+	linear := strings.Count(stdout, "(linear: the values the next layer reads)")
+	if linear != 2 || !strings.Contains(stdout, "groups: 11, 10 prunable (2 of them linear, which spectral cannot score)") {
+		t.Errorf("header and rows disagree on the %d linear groups:\n%s", linear, stdout)
+	}
+	out := filepath.Join(t.TempDir(), "dw.onnx")
+	code, stdout, errOut := cli("shrink", "../../testdata/models/dwcnn/model.onnx", out, "--target", "0.3", "--criterion", "spectral",
+		"--calib", "../../testdata/data/fmnist_calib.npz", "--samples", "128", "--quiet", "--no-latency", "--recover", "none", "--json")
+	if code != 0 {
+		t.Fatalf("shrink --criterion spectral: exit %d: %s", code, errOut)
+	}
+	var r struct {
+		Groups []struct {
+			Name   string `json:"name"`
+			Pruned bool   `json:"pruned"`
+			Why    string `json:"not_pruned_because"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range r.Groups {
+		if strings.Contains(g.Name, "project") && (g.Pruned || !strings.Contains(g.Why, "spectral needs")) {
+			t.Errorf("spectral on linear group %s: pruned %v, why %q", g.Name, g.Pruned, g.Why)
+		}
 	}
 }
