@@ -57,7 +57,8 @@ FT = dict(epochs=1, lr=1e-4, batch=64, n=10000)  # onnx-cria's fine-tuning defau
 # onnx-cria variants: name -> extra shrink flags. round-to only changes Conv
 # channel steps, so the MLP skips an r1 variant whose auto twin is there.
 CRIA_VARIANTS = {
-    "spectral": [],
+    "default": [],  # whatever the command line's defaults are (obs since 2026-12-07)
+    "spectral": ["--criterion", "spectral"],
     "spectral r1": ["--round-to", "1"],
     "magnitude": ["--criterion", "magnitude"],
     "magnitude r1": ["--criterion", "magnitude", "--round-to", "1"],
@@ -166,7 +167,12 @@ def load_onnx_weights(model, path):
 
 # ---------------------------------------------------------------- prepare
 
-def prepare(out, cria, res):
+MODELS = ("cnn", "vgg", "mlp")
+# Fixtures whose exact weights are loaded into their torch modules.
+FIXTURES = {"cnn": fm.CNN, "mlp": fm.MLP, "dwcnn": fm.DWCNN}
+
+
+def prepare(out, cria, res, names):
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     x_tr, y_tr, x_te, y_te = common.load_fmnist()
     train_npz = os.path.join(out, "train.npz")
@@ -175,7 +181,7 @@ def prepare(out, cria, res):
         os.replace(train_npz + ".tmp.npz", train_npz)
     ex, ey = load_npz(EVAL)
     models = {}
-    for name in ("cnn", "vgg", "mlp"):
+    for name in names:
         pt = os.path.join(out, "models", name + ".pt")
         if name == "vgg":
             model = VGG()
@@ -189,8 +195,7 @@ def prepare(out, cria, res):
                 res["vgg_training"] = dict(VGG_CFG, seconds=round(secs, 1),
                                            test_accuracy_full=float((fm.predict(model, x_te).argmax(1) == y_te).mean()))
         else:
-            model = load_onnx_weights(fm.CNN() if name == "cnn" else fm.MLP(),
-                                      os.path.join(ROOT, "testdata", "models", name, "model.onnx"))
+            model = load_onnx_weights(FIXTURES[name](), os.path.join(ROOT, "testdata", "models", name, "model.onnx"))
         model.eval()
         path = os.path.join(out, "models", name + ".onnx")
         export(model, path)
@@ -245,11 +250,13 @@ def cria_one(cria, name, inp, target, variant, flags, out, train_npz):
     return rec
 
 
-def run_cria(out, cria, res, train_npz):
+def run_cria(out, cria, res, train_npz, names, variants):
     os.makedirs(os.path.join(out, "cria"), exist_ok=True)
-    for name in ("cnn", "vgg", "mlp"):
+    for name in names:
         for target in TARGETS:
             for variant, flags in CRIA_VARIANTS.items():
+                if variants and variant not in variants:
+                    continue
                 if name == "mlp" and variant.endswith(" r1") and variant[:-3] in CRIA_VARIANTS:
                     continue
                 key = "cria|%s|%g|%s" % (name, target, variant)
@@ -294,8 +301,9 @@ def tp_search(tp, model, spec, target, p0, cx, cy, iters=8):
     reduction, by bisection in a bracket around 1 - sqrt(1 - target) (channels pruned
     on both sides of a layer), and the reduction it gives; parameters are counted as
     onnx-cria counts them."""
+    extra = p0 - count_params(model)  # the export's own float constants
     def reduction(r):
-        return 1 - count_params(tp_prune(tp, model, spec, r, cx, cy)) / p0
+        return 1 - (count_params(tp_prune(tp, model, spec, r, cx, cy)) + extra) / p0
     guess = 1 - math.sqrt(1 - target)
     lo, hi = max(0.0, guess - 0.15), min(0.95, guess + 0.15)
     if lo > 0 and reduction(lo) >= target:
@@ -392,8 +400,11 @@ def tp_one(tp, cria, name, model, target, variant, out, cx, cy, tx, ty, p0):
            "prune_seconds": round(time.time() - t0, 2), "widths": widths(pruned)}
     export(pruned, base + ".onnx")
     rec["onnx"], rec["params"], rec["none"] = base + ".onnx", cria.params(base + ".onnx"), cria.eval(base + ".onnx")
-    if rec["params"] != count_params(pruned):
-        raise RuntimeError("%s: onnx-cria counts %d, the torch module %d" % (base, rec["params"], count_params(pruned)))
+    # The export's own float constants (ReLU6's Clip bounds) count in ONNX and
+    # not in torch: the original shows by how much.
+    extra = p0 - count_params(model)
+    if rec["params"] != count_params(pruned) + extra:
+        raise RuntimeError("%s: onnx-cria counts %d, the torch module %d (+%d)" % (base, rec["params"], count_params(pruned), extra))
     tuned, secs = finetune_torch(pruned, tx, ty)
     rec["ft_seconds"] = round(secs, 2)
     export(tuned, base + "-ft.onnx")
@@ -401,15 +412,17 @@ def tp_one(tp, cria, name, model, target, variant, out, cx, cy, tx, ty, p0):
     return rec
 
 
-def run_tp(out, cria, res, models, train_npz):
+def run_tp(out, cria, res, models, train_npz, variants):
     import torch_pruning as tp
     res["torch_pruning"] = {"version": getattr(tp, "__version__", "?"), "path": os.path.dirname(tp.__file__)}
     os.makedirs(os.path.join(out, "tp"), exist_ok=True)
     cx, cy = (torch.from_numpy(a) for a in load_npz(CALIB))
     tx, ty = (torch.from_numpy(a) for a in load_npz(train_npz))
-    for name in ("cnn", "vgg", "mlp"):
+    for name in models:
         for target in TARGETS:
             for variant in TP_VARIANTS:
+                if variants and variant not in variants:
+                    continue
                 if name == "mlp" and "r16" in variant:
                     continue
                 key = "tp|%s|%g|%s" % (name, target, variant)
@@ -469,6 +482,10 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "torchpruning"))
     ap.add_argument("--threads", type=int, default=1, help="ORT and torch threads")
     ap.add_argument("--passes", type=int, default=3, help="latency passes")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="models: cnn, vgg, mlp (the first comparison) and dwcnn, comma-separated")
+    ap.add_argument("--cria-variants", default="", help="onnx-cria variants to run (default: all)")
+    ap.add_argument("--tp-variants", default="", help="Torch-Pruning variants to run (default: all)")
     ap.add_argument("stages", nargs="*", default=["prepare", "cria", "tp", "frozen", "crossft", "latency", "report"])
     a = ap.parse_args()
     common.reexec_with_malloc_tunables()
@@ -479,12 +496,14 @@ def main():
     res = json.load(open(path)) if os.path.exists(path) else {"originals": {}, "runs": {}}
     res["onnx_cria"] = cria.version()
     res["torch"] = torch.__version__
-    models, train_npz = prepare(a.out, cria, res)
+    names = [m for m in a.models.split(",") if m]
+    pick = lambda v: set(x for x in v.split(",") if x)  # noqa: E731
+    models, train_npz = prepare(a.out, cria, res, names)
     save(a.out, res)
     if "cria" in a.stages:
-        run_cria(a.out, cria, res, train_npz)
+        run_cria(a.out, cria, res, train_npz, names, pick(a.cria_variants))
     if "tp" in a.stages:
-        run_tp(a.out, cria, res, models, train_npz)
+        run_tp(a.out, cria, res, models, train_npz, pick(a.tp_variants))
     if "frozen" in a.stages:
         run_frozen(a.out, cria, res, train_npz)
     if "crossft" in a.stages:
