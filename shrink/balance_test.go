@@ -7,7 +7,6 @@ import (
 
 	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/evaluate"
-	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/recover"
 )
@@ -59,20 +58,13 @@ func TestBlockedWidthsKeepAccuracy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("36 shrinks and refits")
 	}
-	calib, err := dataset.Load("../testdata/data/fmnist_calib.npz")
-	if err != nil {
-		t.Fatal(err)
-	}
 	eval, err := dataset.Load("../testdata/data/fmnist_eval.npz")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rt := ort.Config{Threads: 1}
 	for _, fixture := range []string{"cnn", "dwcnn"} {
-		m, err := onnxio.Load("../testdata/models/" + fixture + "/model.onnx")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, calib := loadFixture(t, fixture, "fmnist_calib.npz")
 		mean := func(block int) float64 {
 			sum := 0.0
 			for seed := int64(0); seed < 3; seed++ {

@@ -15,11 +15,17 @@ import (
 
 func loadMLP(t *testing.T) (*onnxio.Model, *dataset.Set) {
 	t.Helper()
-	m, err := onnxio.Load("../testdata/models/mlp/model.onnx")
+	return loadFixture(t, "mlp", "fmnist_calib.npz")
+}
+
+// loadFixture loads testdata/models/NAME/model.onnx and testdata/data/DATA.
+func loadFixture(t *testing.T, name, data string) (*onnxio.Model, *dataset.Set) {
+	t.Helper()
+	m, err := onnxio.Load("../testdata/models/" + name + "/model.onnx")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := dataset.Load("../testdata/data/fmnist_calib.npz")
+	d, err := dataset.Load("../testdata/data/" + data)
 	if err != nil {
 		t.Fatal(err)
 	}

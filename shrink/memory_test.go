@@ -4,7 +4,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/onnx-cria/onnx-cria/dataset"
 	"github.com/onnx-cria/onnx-cria/onnxio"
 	"github.com/onnx-cria/onnx-cria/ort"
 	"github.com/onnx-cria/onnx-cria/recover"
@@ -16,14 +15,7 @@ import (
 // matrices; a run over the limit is refused before anything runs, with
 // the largest batch that fits.
 func TestMemoryEstimate(t *testing.T) {
-	m, err := onnxio.Load("../testdata/models/llama/model.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	calib, err := dataset.Load("../testdata/data/llama_calib.npz")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, calib := loadFixture(t, "llama", "llama_calib.npz")
 	cfg := Config{Target: 0.3, Samples: 32, Batch: 8, Recover: &recover.Options{LSQ: true}, Runtime: ort.Config{Threads: 1}}
 	r, err := start(m, calib, cfg)
 	if err != nil {

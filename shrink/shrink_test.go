@@ -379,14 +379,8 @@ func TestGlobalRanking(t *testing.T) {
 // When the channel block is what stops a target short, the refusal says
 // what single-unit widths would reach.
 func TestUnreachableByBlocks(t *testing.T) {
-	m, err := onnxio.Load("../testdata/models/cnn/model.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	calib, err := dataset.Load("../testdata/data/fmnist_calib.npz")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, calib := loadFixture(t, "cnn", "fmnist_calib.npz")
+	var err error
 	for _, c := range []struct {
 		chans     int
 		unblocked bool

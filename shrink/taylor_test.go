@@ -14,14 +14,7 @@ import (
 // zero, while live units score above it. Without labels a classifier has no
 // loss to differentiate, and the error says so.
 func TestTaylorKnownAnswers(t *testing.T) {
-	m, err := onnxio.Load("../testdata/models/mlp/model.onnx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	calib, err := dataset.Load("../testdata/data/fmnist_calib.npz")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, calib := loadFixture(t, "mlp", "fmnist_calib.npz")
 	m = m.Clone()
 	dead := []int{3, 7, 100}
 	var w, b string
