@@ -46,6 +46,10 @@ type Analysis struct {
 	rootOf    map[int]*Group
 	pending   map[int][]string // space -> block reasons added after finalize
 	finished  bool
+	// shapeElems traces the elements of a 1-D integer shape tensor to
+	// where they come from (the analyzer's provenance), for the sample
+	// rules that run after the analysis.
+	shapeElems func(t string) []elem
 }
 
 // OpReport names an op without a rule and the nodes where it stopped units.
@@ -589,6 +593,7 @@ func (a *Analysis) finish(an *analyzer) {
 			g.Blocked = append(g.Blocked, "no weights depend on these units")
 		}
 	}
+	a.shapeElems = func(t string) []elem { return an.prov(t, 0) }
 	a.observe()
 	a.orderGroups()
 	for key, nodes := range an.skipped {

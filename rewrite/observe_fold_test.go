@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -9,14 +10,26 @@ import (
 	"github.com/onnx-cria/onnx-cria/ort"
 )
 
-// With a static sequence length (ViT's tokens), the sizes place the samples
-// of the heads folded into the batch: the heads are observed on the
-// [B*H, S, D] values and context with the samples in blocks of H on axis 0,
-// and what capture records per sample and head equals the root mean square
-// of that head's slice of the tensors that ONNX Runtime computes.
+// The sizes place the samples of the heads folded into the batch, with a
+// static sequence length (ViT's tokens) and with one known only at run
+// time, which the fold view copies from its input ([S, B, E] -> [S, B*H,
+// D], S read by a Shape): the heads are observed on the [B*H, S, D] values
+// and context with the samples in blocks of H on axis 0, and what capture
+// records per sample and head equals the root mean square of that head's
+// slice of the tensors that ONNX Runtime computes.
 func TestObserveTorchMHAFolded(t *testing.T) {
-	const n, seq, heads, d = 5, 6, 4, 4
-	m := torchMHA(t, false, seq)
+	for _, seq := range []int64{6, -1} {
+		t.Run(fmt.Sprintf("seq=%d", seq), func(t *testing.T) { observeFolded(t, seq) })
+	}
+}
+
+func observeFolded(t *testing.T, modelSeq int64) {
+	const n, heads, d = 5, 4, 4
+	seq := int(modelSeq)
+	if seq < 0 {
+		seq = 16 // what inputsFor gives a dynamic axis
+	}
+	m := torchMHA(t, false, modelSeq)
 	a, err := Analyze(m, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +68,7 @@ func TestObserveTorchMHAFolded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, full := range out[len(out)-2:] {
-		if got := full.Shape; len(got) != 3 || got[0] != n*heads || got[1] != seq || got[2] != d {
+		if got := full.Shape; len(got) != 3 || got[0] != n*heads || got[1] != int64(seq) || got[2] != d {
 			t.Fatalf("%s has shape %v, want [%d, %d, %d]", pts[k].Tensor, got, n*heads, seq, d)
 		}
 		v := full.Data.([]float32)
@@ -65,7 +78,7 @@ func TestObserveTorchMHAFolded(t *testing.T) {
 				for _, f := range v[(smp*heads+h)*seq*d : (smp*heads+h+1)*seq*d] {
 					sq += float64(f) * float64(f)
 				}
-				want := math.Sqrt(sq / (seq * d))
+				want := math.Sqrt(sq / float64(seq*d))
 				if got := res.Data[k].At(smp, h); math.Abs(got-want) > 1e-5*math.Max(1, want) {
 					t.Errorf("%s: sample %d head %d: captured %g, from the tensor %g", pts[k].Tensor, smp, h, got, want)
 				}

@@ -139,7 +139,8 @@ func (a *Analysis) sampleRule(n *onnxpb.NodeProto, at map[string]SampleAxis) (Sa
 		return s, ok && s.Axis == 0
 	case op == "Reshape":
 		s, ok := only(0)
-		return a.reshapeSamples(in[0], n.GetOutput()[0], s, ok)
+		lead := a.copiedLead(n)
+		return a.reshapeSamples(in[0], n.GetOutput()[0], s, ok, lead)
 	case op == "Slice", op == "Split":
 		s, ok := only(0)
 		axes, known := a.cutAxes(n, rank(in[0]))
@@ -219,17 +220,22 @@ func (a *Analysis) matmulSamples(n *onnxpb.NodeProto, at map[string]SampleAxis, 
 // that has them as s. Every other axis of the input must have a static
 // size, and so must every axis of the output but one, which then holds
 // them: exact when the sizes before and after it divide the sizes around
-// the samples in the input.
-func (a *Analysis) reshapeSamples(x, y string, s SampleAxis, ok bool) (SampleAxis, bool) {
+// the samples in the input. The first lead axes, which the Reshape copies
+// from its input (a run-time sequence length kept in front: [S, B, E] ->
+// [S, B*H, D]), may have any size: the flat order within them is the
+// same on both sides.
+func (a *Analysis) reshapeSamples(x, y string, s SampleAxis, ok bool, lead int) (SampleAxis, bool) {
 	din, ok1 := a.shapes.Shape(x)
 	dout, ok2 := a.shapes.Shape(y)
 	if !ok || !ok1 || !ok2 {
 		return lostSamples, false
 	}
+	lead = min(lead, s.Axis)
 	before, after := int64(s.Outer), int64(s.Inner)
 	for ax, d := range din {
 		switch {
 		case ax == s.Axis:
+		case ax < lead:
 		case d <= 0:
 			return lostSamples, false
 		case ax < s.Axis:
@@ -240,7 +246,7 @@ func (a *Analysis) reshapeSamples(x, y string, s SampleAxis, ok bool) (SampleAxi
 	}
 	k := -1
 	for ax, d := range dout {
-		if d <= 0 {
+		if d <= 0 && ax >= lead {
 			if k >= 0 {
 				return lostSamples, false
 			}
@@ -250,11 +256,92 @@ func (a *Analysis) reshapeSamples(x, y string, s SampleAxis, ok bool) (SampleAxi
 	if k < 0 {
 		return lostSamples, false
 	}
-	pb, qa := onnxio.NumElements(dout[:k]), onnxio.NumElements(dout[k+1:])
+	pb, qa := onnxio.NumElements(dout[lead:k]), onnxio.NumElements(dout[k+1:])
 	if before%pb != 0 || after%qa != 0 {
 		return lostSamples, false
 	}
 	return SampleAxis{Axis: k, Outer: int(before / pb), Inner: int(after / qa)}, true
+}
+
+// copiedLead is how many leading axes Reshape node n copies from its
+// input: its target shape names them as the input's own sizes (read by a
+// Shape of the input, or of a tensor whose axis has the same size, or a 0
+// without allowzero).
+func (a *Analysis) copiedLead(n *onnxpb.NodeProto) int {
+	if a.shapeElems == nil || len(n.GetInput()) < 2 {
+		return 0
+	}
+	elems := a.shapeElems(n.Input[1])
+	allowZero := onnxio.AttrInt(n, "allowzero", 0) == 1
+	lead := 0
+	for j, e := range elems {
+		switch {
+		case e.kind == elemShape && a.sameSize(e.tensor, e.axis, n.Input[0], j):
+		case (e.kind == elemConst || e.kind == elemOther) && e.value == 0 && !allowZero:
+		default:
+			return lead
+		}
+		lead++
+	}
+	return lead
+}
+
+// sameSize reports whether axis ax of t and axis bx of u have the same
+// size whatever the inputs: one is the other followed back through ops
+// that keep that axis (elementwise ops, transposes, a matrix product's
+// batch and row axes, slices along other axes).
+func (a *Analysis) sameSize(t string, ax int, u string, bx int) bool {
+	seen := map[string]int{}
+	var walk func(t string, ax, depth int)
+	walk = func(t string, ax, depth int) {
+		if _, ok := seen[t]; ok || depth > 24 {
+			return
+		}
+		seen[t] = ax
+		n := a.ix.ProducerNode(t)
+		if n == nil || len(n.Input) == 0 {
+			return
+		}
+		r := -1
+		if d, ok := a.shapes.Shape(t); ok {
+			r = len(d)
+		}
+		switch op := n.GetOpType(); {
+		case op == "Transpose":
+			perm := onnxio.AttrInts(n, "perm")
+			if ax < len(perm) {
+				walk(n.Input[0], int(perm[ax]), depth+1)
+			}
+		case op == "MatMul":
+			if d, ok := a.shapes.Shape(n.Input[0]); ok && r >= 2 && len(d) == r && ax < r-1 {
+				walk(n.Input[0], ax, depth+1)
+			}
+		case op == "Slice":
+			if axes, known := a.cutAxes(n, r); known && !slices.Contains(axes, ax) {
+				walk(n.Input[0], ax, depth+1)
+			}
+		case op == "Identity" || op == "Cast" || a.classOf(n).Elementwise():
+			for _, in := range n.Input {
+				d, ok := a.shapes.Shape(in)
+				if !ok || r < 0 {
+					continue
+				}
+				if ia := ax - (r - len(d)); ia >= 0 && d[ia] != 1 {
+					walk(in, ia, depth+1)
+				}
+			}
+		}
+	}
+	walk(t, ax, 0)
+	other := seen
+	seen = map[string]int{}
+	walk(u, bx, 0)
+	for name, x := range seen {
+		if y, ok := other[name]; ok && x == y {
+			return true
+		}
+	}
+	return false
 }
 
 // cutAxes returns the axes that a Slice or Split cuts, when known.
