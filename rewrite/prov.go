@@ -338,6 +338,9 @@ func (an *analyzer) sizeUses(n *onnxpb.NodeProto, i int) {
 		an.sizeTarget(n, an.sizes[n.Input[1]])
 		return
 	}
+	if op == "ConstantOfShape" && n.GetDomain() == "" && slots[0] && an.shapedFill(n) {
+		return
+	}
 	if fixes := an.slicedBounds[i]; op == "Slice" && fixes != nil && !slots[0] && !slots[3] && !slots[4] {
 		// The bounds become constants, written whenever the units they
 		// are computed from change too.
@@ -364,6 +367,26 @@ func (an *analyzer) sizeUses(n *onnxpb.NodeProto, i int) {
 			an.sizes[o] = append(an.sizes[o], out...)
 		}
 	}
+}
+
+// shapedFill gives the output of ConstantOfShape node n the units of the
+// axes whose run-time sizes its shape reads, the same axis of the output
+// as of the tensor measured (the fill of a Where shaped like the folded
+// mask it stands in for): every position holds the same value, so the
+// output follows those units under any plan. It reports whether every
+// size it reads is such an axis.
+func (an *analyzer) shapedFill(n *onnxpb.NodeProto) bool {
+	deps := an.sizes[n.Input[0]]
+	elems := an.prov(n.Input[0], 0)
+	for _, d := range deps {
+		if d.elem < 0 || d.elem >= len(elems) || elems[d.elem].kind != elemShape || elems[d.elem].axis != d.elem {
+			return false
+		}
+	}
+	for _, d := range deps {
+		an.setLayout(n.Output[0], d.elem, d.lay)
+	}
+	return true
 }
 
 // sizeTarget checks a Reshape or Expand whose target shape holds run-time

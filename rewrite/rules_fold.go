@@ -39,7 +39,7 @@ func (an *analyzer) foldHeads(n *onnxpb.NodeProto, i int, din, dout []int64) boo
 		return false
 	}
 	h := din[r-1] / d
-	mul, slot, ok := an.foldFactor(n.Input[1], r, h)
+	mul, slot, ok := an.foldFactor(n.Input[1], r, r-2, h)
 	if !ok {
 		return false
 	}
@@ -62,16 +62,15 @@ func (an *analyzer) foldHeads(n *onnxpb.NodeProto, i int, din, dout []int64) boo
 	return true
 }
 
-// foldFactor finds, in the target shape t of a rank-r Reshape, the element
-// before the last as a 1-element input of a Concat computed as Mul(size,
-// h), size without units, h a 1-element constant: the Mul node and the
-// constant's slot.
-func (an *analyzer) foldFactor(t string, r int, h int64) (int, int, bool) {
+// foldFactor finds, in the target shape t of a rank-r Reshape, element ax
+// as a 1-element input of a Concat computed as Mul(size, h), size without
+// units, h a 1-element constant: the Mul node and the constant's slot.
+func (an *analyzer) foldFactor(t string, r, ax int, h int64) (int, int, bool) {
 	elems := an.prov(t, 0)
-	if len(elems) != r || !elems[r-2].hasWhole {
+	if len(elems) != r || !elems[ax].hasWhole {
 		return 0, 0, false
 	}
-	w := elems[r-2].whole
+	w := elems[ax].whole
 	cur := an.ix.Node(w[0]).Input[w[1]]
 	for k := 0; k < 8; k++ {
 		p := an.ix.ProducerNode(cur)
@@ -161,5 +160,59 @@ func (an *analyzer) unfoldHeads(n *onnxpb.NodeProto, din, dout []int64) bool {
 		return true
 	}
 	an.setLayout(out, r-2, Layout{{g.S, 1, g.B * int(din[r-1])}})
+	return true
+}
+
+// foldReplicated handles Reshape node i of x, a tensor without units, to
+// out: a key padding mask folded like the heads it is added to. x is
+// Expand([B, 1, ...] -> [B, H, ...]) with H a constant of the Expand's
+// target shape, and the Reshape merges B and H into out's axis 0 with the
+// factor of a fold already seen (Mul(B, H), the same Mul node): every
+// head gets a copy of the same values, so out carries the heads like the
+// folded scores, and pruning to H' heads needs the Expand's H rewritten
+// with the fold's. It reports whether it did.
+func (an *analyzer) foldReplicated(n *onnxpb.NodeProto, i int) bool {
+	x, out := n.Input[0], n.Output[0]
+	din, ok1 := an.dims(x)
+	dout, ok2 := an.dims(out)
+	if !ok1 || !ok2 || len(din) < 3 || len(dout) != len(din)-1 || din[1] <= 1 || dout[0] >= 0 {
+		return false
+	}
+	h := din[1]
+	ei := an.ix.Producer[x]
+	e := an.ix.ProducerNode(x)
+	if e == nil || e.GetOpType() != "Expand" || len(e.Input) < 2 || len(an.ix.Consumers[x]) != 1 {
+		return false
+	}
+	src, ok := an.dims(e.Input[0])
+	if !ok || len(src) != len(din) || src[1] != 1 || len(an.lay[e.Input[0]]) > 0 {
+		return false
+	}
+	mul, slot, ok := an.foldFactor(n.Input[1], len(dout), 0, h)
+	if !ok {
+		return false
+	}
+	var fold *foldUse
+	for k := range an.folds {
+		if an.folds[k].mul == mul && an.folds[k].slot == slot {
+			fold = &an.folds[k]
+		}
+	}
+	if fold == nil {
+		return false
+	}
+	elems := an.withUser(an.prov(e.Input[1], 0), e.Input[1], ei, 1)
+	if len(elems) > len(din) || len(elems) < len(din)-1 {
+		return false
+	}
+	for len(elems) < len(din) { // Expand aligns its shape to the right
+		elems = append([]elem{{kind: elemNone}}, elems...)
+	}
+	if el := elems[1]; el.kind != elemConst || el.value != h {
+		return false
+	}
+	an.setLayout(out, 0, Layout{{fold.lay[0].S, dynR, 1}})
+	an.fixes = append(an.fixes, shapeFix{node: ei, axis: 1, lay: fold.lay, elems: elems})
+	an.folds = append(an.folds, foldUse{mul: mul, slot: slot, reshape: i, lay: fold.lay})
 	return true
 }

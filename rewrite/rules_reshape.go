@@ -40,6 +40,7 @@ func ruleFlatten(an *analyzer, n *onnxpb.NodeProto, i int) {
 func ruleReshape(an *analyzer, n *onnxpb.NodeProto, i int) {
 	x, o := n.Input[0], n.Output[0]
 	if len(an.lay[x]) == 0 {
+		an.foldReplicated(n, i)
 		return
 	}
 	din, ok1 := an.needShape(n, x)

@@ -53,8 +53,16 @@ func (a *Analysis) sampleAxes() map[string]SampleAxis {
 			continue
 		}
 		s, ok := lostSamples, false
-		if !lost && n.GetDomain() == "" {
+		switch {
+		case n.GetDomain() != "":
+		case !lost:
 			s, ok = a.sampleRule(n, out)
+		case a.classOf(n).Elementwise():
+			// Positions follow the operands whose samples are placed; an
+			// operand that lost them (a key padding mask whose run-time
+			// sequence length kept its views from placing them) only adds
+			// values there.
+			s, ok = a.pastLost(n, out)
 		}
 		if !ok {
 			s = lostSamples
@@ -137,6 +145,16 @@ func (a *Analysis) sampleRule(n *onnxpb.NodeProto, at map[string]SampleAxis) (Sa
 	case op == "Conv":
 		s, ok := only(0)
 		return s, ok && s.Axis == 0
+	case op == "Gather":
+		// An embedding lookup: rows of a table chosen by indices that
+		// carry the samples land where the indices' axes go.
+		s, ok := only(1)
+		ax := normAxis(onnxio.AttrInt(n, "axis", 0), rank(in[0]))
+		if !ok || ax < 0 {
+			return lostSamples, false
+		}
+		s.Axis += ax
+		return s, true
 	case op == "Reshape":
 		s, ok := only(0)
 		lead := a.copiedLead(n)
@@ -166,6 +184,30 @@ func (a *Analysis) sampleRule(n *onnxpb.NodeProto, at map[string]SampleAxis) (Sa
 		return a.alignedSamples(in, at, ro, rank, -1)
 	}
 	return lostSamples, false
+}
+
+// pastLost places the samples in the output of elementwise node n some of
+// whose operands lost them, from the operands that did not: they must
+// carry them alike and have the output's rank, so that broadcasting
+// leaves their positions where they are (an operand with the samples has
+// more than one position on their axis, so it is never the one broadcast).
+func (a *Analysis) pastLost(n *onnxpb.NodeProto, at map[string]SampleAxis) (SampleAxis, bool) {
+	ro, ok := a.shapes.Shape(n.GetOutput()[0])
+	if !ok {
+		return lostSamples, false
+	}
+	s, found := lostSamples, false
+	for _, t := range n.GetInput() {
+		x, carries := at[t]
+		if !carries || x.Axis < 0 {
+			continue
+		}
+		if d, ok := a.shapes.Shape(t); !ok || len(d) != len(ro) || found && x != s {
+			return lostSamples, false
+		}
+		s, found = x, true
+	}
+	return s, found
 }
 
 // alignedSamples places the samples in the output of an op that aligns its

@@ -10,7 +10,9 @@ import (
 // Run-time sizes of unit axes that flow into places Apply cannot see.
 
 // torch.cat([x, torch.zeros_like(x)], 1): the zeros follow x's width at run
-// time, so the second half of the Concat shrinks with x.
+// time, so they carry x's channels and the second half of the Concat
+// shrinks with x: conv1's channels prune, conv2 losing both of its input
+// channels for each.
 func TestShapeZerosLike(t *testing.T) {
 	b := convNet(t, 13, func(b *builder, x string) (string, int64) {
 		z := b.op("ConstantOfShape", "zeros", strs(b.op("Shape", "xs", strs(x))),
@@ -20,7 +22,7 @@ func TestShapeZerosLike(t *testing.T) {
 		return b.op("Relu", "relu2", strs(h)), 6
 	})
 	m := b.model()
-	analyze(t, m, want{"conv2:channels", "channels", 6})
+	analyze(t, m, want{"conv1:channels", "channels", 8}, want{"conv2:channels", "channels", 6})
 	checkModel(t, m)
 }
 
