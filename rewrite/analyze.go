@@ -595,6 +595,7 @@ func (a *Analysis) finish(an *analyzer) {
 	}
 	a.shapeElems = func(t string) []elem { return an.prov(t, 0) }
 	a.observe()
+	a.shapeElems = nil // the analyzer is done; do not keep it alive
 	a.orderGroups()
 	for key, nodes := range an.skipped {
 		a.Skipped = append(a.Skipped, OpReport{Domain: key[0], Op: key[1], Nodes: nodes})
