@@ -68,7 +68,7 @@ type Group struct {
 	Sources       []string // nodes whose outputs create the units
 	Params        []ParamRef
 	ParamsPerUnit int64
-	Observe       *Observation // nil: no nonlinearity to observe
+	Observe       *Observation // nil: nowhere to observe the states
 	Unobserved    string       // why a group with one has no Observe ("" otherwise)
 	Warnings      []string
 	Blocked       []string // non-empty: not prunable, with the reasons

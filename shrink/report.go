@@ -208,7 +208,7 @@ func (r *Report) noteGroups(a *rewrite.Analysis, c *Config) {
 		case g.Observe == nil && !c.AllGroups && g.Unobserved != "":
 			s.Reason, s.Why = NotObservable, g.Unobserved
 		case g.Observe == nil && !c.AllGroups:
-			s.Reason, s.Why = NotObservable, "no nonlinearity to observe"
+			s.Reason, s.Why = NotObservable, "no place to observe its states"
 		}
 		r.Groups = append(r.Groups, s)
 		if s.Why == "" && len(g.Warnings) > 0 {

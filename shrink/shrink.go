@@ -35,7 +35,7 @@ type Config struct {
 	// groups (see ort.ConvBlock).
 	RoundChannels int
 	Exclude       []string // glob patterns of group names left alone
-	AllGroups     bool     // also prune groups without a nonlinearity to observe (not with spectral)
+	AllGroups     bool     // also prune groups whose states cannot be observed (criteria without states)
 	// PruneCache lets heads and KV groups that a KV cache carries through
 	// graph inputs and outputs be pruned (rewrite.Options.PruneCache): the
 	// written model's cache inputs and outputs lose them, and the report

@@ -244,7 +244,7 @@ func printInspect(w io.Writer, info *inspectJSON) {
 		fmt.Fprintf(w, " (%d of them linear, which spectral cannot score)", linear)
 	}
 	if blind > 0 {
-		fmt.Fprintf(w, " (and %d more without a nonlinearity to observe, which only --all-groups with a criterion that needs no hidden states prunes)", blind)
+		fmt.Fprintf(w, " (and %d more whose states cannot be observed, which only --all-groups with a criterion that needs no hidden states prunes)", blind)
 	}
 	fmt.Fprintln(w)
 	for _, note := range info.Notes {
@@ -261,7 +261,7 @@ func printInspect(w io.Writer, info *inspectJSON) {
 		case g.Pre != "":
 			status = fmt.Sprintf("%s -> %s (%s)", g.Pre, g.Post, g.Nonlinearity)
 		default:
-			status = "prunable; no nonlinearity to observe"
+			status = "prunable; its states cannot be observed"
 		}
 		fmt.Fprintf(w, "  %-34s %-10s %6d %10s  %s\n", g.Name, g.Kind, g.Width, commas(g.ParamsPerUnit), status)
 		switch len(g.Warnings) {

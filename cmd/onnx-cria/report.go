@@ -120,7 +120,7 @@ func writeRounds(w io.Writer, r *shrink.Report) {
 // left alone.
 var notPrunedHint = map[string]string{
 	shrink.NotExcluded:   "excluded by --exclude",
-	shrink.NotObservable: "no nonlinearity to observe (use --all-groups with a criterion that needs no hidden states)",
+	shrink.NotObservable: "no place to observe its states (use --all-groups with a criterion that needs no hidden states)",
 	shrink.NotLinear:     "no nonlinearity, which the criterion needs (obs, the default, scores it)",
 	shrink.NotMinWidth:   "at its minimum width (see --min-width, --min-width-frac, --round-to)",
 }

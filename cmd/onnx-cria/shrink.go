@@ -64,7 +64,7 @@ func addShrinkFlags(fs *flagSet) *shrinkFlags {
 	f.ranking = fs.String("ranking", "per-group", "per-group: each round takes every group's lowest-scored units alike; global: by normalised score across groups; cost: by normalised score per unit of the target's cost (parameters or FLOPs per unit)")
 	f.roundTo = fs.String("round-to", "auto", "keep widths multiples of N; auto: Conv channel counts in multiples of ONNX Runtime's blocked-kernel width on this CPU (16 with AVX-512, 8 with AVX2), so that a pruned CNN runs faster rather than slower; 1 for the exact per-unit budget of docs/METHOD.md")
 	fs.Var(&f.exclude, "exclude", "leave groups whose name matches this glob pattern alone (repeatable)")
-	f.allGroups = fs.Bool("all-groups", false, "also prune groups without a nonlinearity (not with spectral or activation)")
+	f.allGroups = fs.Bool("all-groups", false, "also prune groups that no rule can observe, such as heads whose samples cannot be placed (with criteria that need no hidden states: magnitude, magnitude-l1, random, taylor); linear bottlenecks are observed and pruned by default, except by spectral")
 	f.pruneCache = fs.Bool("prune-cache-heads", false, "also prune attention heads and KV groups that a KV cache carries through the model's inputs and outputs (past and present keys and values): the written model then takes and returns a smaller cache, and the report lists the changed inputs and outputs")
 	f.samples = fs.Int("samples", 1024, 1, "calibration samples M, a seeded subset, fixed across rounds")
 	f.seed = fs.Int64("seed", 0, "seed for sampling, random scores and solver start vectors")
@@ -296,7 +296,7 @@ func shrinkError(err error, in string) error {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s: nothing is prunable", in)
 		if ue.Excluded > 0 {
-			fmt.Fprintf(&b, "; %d prunable groups were left out by --exclude or have no nonlinearity to observe (--all-groups with a criterion that needs no hidden states)", ue.Excluded)
+			fmt.Fprintf(&b, "; %d prunable groups were left out by --exclude or have no place to observe their states (--all-groups with a criterion that needs no hidden states)", ue.Excluded)
 		}
 		if ue.AtMinimum > 0 {
 			fmt.Fprintf(&b, "; %d prunable groups are already at their minimum width (--min-width, --min-width-frac)", ue.AtMinimum)
