@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/onnx-cria/onnx-cria/onnxio"
-
 	"github.com/onnx-cria/onnx-cria/rewrite"
 )
 
@@ -281,7 +279,7 @@ func (r *run) land(items []candidate) ([]candidate, widths, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if ok && l.damage < r.damageOf(best) {
+		if ok && l.damage < r.rep.Landing.NearestDamage {
 			bal, err := r.finish(l.cost, l.w)
 			if err != nil {
 				return nil, nil, err
@@ -338,7 +336,8 @@ const landingSlack = 0.02
 // offBlock gives one blocked group of the landing widths back units, one
 // at a time up to a block's worth, while the goal is still met. Of the
 // groups whose widths then land within landingSlack of the target it
-// picks the one whose units touch the fewest FLOPs (its Convs are what
+// picks the one whose units touch the smallest share of the input's FLOPs
+// (its Convs are what
 // run on the slower kernels: a squeeze-and-excitation layer costs
 // nothing, a depthwise stage a lot); when none does, the one that comes
 // closest. nil if no group can give any back.
@@ -367,10 +366,7 @@ func (r *run) offBlock(from widths) (float64, widths, error) {
 		if keep == nil {
 			continue
 		}
-		f, err := r.flopsTouched(s)
-		if err != nil {
-			return 0, nil, err
-		}
+		f := r.origShares()[s.name][1]
 		within := r.budget.reduction(keepC)-r.cfg.Target <= landingSlack
 		switch {
 		case within && (!near || f < bestF):
@@ -382,22 +378,13 @@ func (r *run) offBlock(from widths) (float64, widths, error) {
 	return bestC, best, nil
 }
 
-// flopsTouched is the FLOPs per sample of the input that involve group s's
-// units: its width times what removing one saves.
-func (r *run) flopsTouched(s *unitState) (float64, error) {
-	if f, ok := r.touched[s.name]; ok {
-		return f, nil
+// origShares is groupShares of the input, computed once per run: the
+// off-block choice and the report both read it.
+func (r *run) origShares() map[string][2]float64 {
+	if r.shares == nil {
+		r.shares = groupShares(r.orig)
 	}
-	f0 := onnxio.FLOPs(r.orig.Model)
-	f1, err := r.orig.FLOPsAfter(rewrite.Plan{s.name: {0}})
-	if err != nil {
-		return 0, err
-	}
-	if r.touched == nil {
-		r.touched = map[string]float64{}
-	}
-	r.touched[s.name] = float64(f0-f1) * float64(s.width)
-	return r.touched[s.name], nil
+	return r.shares
 }
 
 func clone(w widths) widths {

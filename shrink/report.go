@@ -258,9 +258,10 @@ func (r *Report) setOutput(m *onnxio.Model) error {
 }
 
 // noteShares records every group's share of the parameters and FLOPs in
-// the input (a) and in the output (b, whose groups keep their names).
-func (r *Report) noteShares(a, b *rewrite.Analysis) {
-	before, after := groupShares(a), groupShares(b)
+// the input (before: groupShares of its analysis) and in the output (b,
+// whose groups keep their names).
+func (r *Report) noteShares(before map[string][2]float64, b *rewrite.Analysis) {
+	after := groupShares(b)
 	for k := range r.Groups {
 		g := &r.Groups[k]
 		if s, ok := before[g.Name]; ok {

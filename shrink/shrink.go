@@ -203,11 +203,10 @@ type run struct {
 	orig   *rewrite.Analysis // of the input (initializers detached from the inputs)
 	units  []*unitState      // the input's groups, in graph order
 	byName map[string]*unitState
-	// touched caches flopsTouched: the input's FLOPs each group's units
-	// involve.
-	touched map[string]float64
-	budget  *budget
-	plan    rewrite.Plan // of the current model, in the input's units
+	// shares caches groupShares of the input (origShares).
+	shares map[string][2]float64
+	budget *budget
+	plan   rewrite.Plan // of the current model, in the input's units
 	// calibCur and evalCur feed the current model: calib and the eval set,
 	// with KV cache inputs sliced as the model's (PruneCache).
 	calibCur, evalCur *dataset.Set
@@ -407,7 +406,7 @@ func (r *run) landed() error {
 	if err != nil {
 		return err
 	}
-	r.rep.noteShares(r.orig, a)
+	r.rep.noteShares(r.origShares(), a)
 	return nil
 }
 
