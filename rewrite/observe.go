@@ -407,7 +407,7 @@ func (a *Analysis) observeLinear() {
 	g := a.Model.Graph()
 	for _, n := range g.GetNode() {
 		axisOf, ok := readsUnits[n.GetOpType()]
-		if !ok || n.GetDomain() != "" || len(n.Input) < 2 || n.GetOpType() == "Gemm" && hasAttr(n, "transA") {
+		if !ok || n.GetDomain() != "" || len(n.Input) < 2 || n.GetOpType() == "Gemm" && onnxio.AttrInt(n, "transA", 0) != 0 {
 			continue
 		}
 		if _, w := a.constOf(n.Input[1]); w == nil {

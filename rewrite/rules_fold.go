@@ -201,12 +201,9 @@ func (an *analyzer) foldReplicated(n *onnxpb.NodeProto, i int) bool {
 	if fold == nil {
 		return false
 	}
-	elems := an.withUser(an.prov(e.Input[1], 0), e.Input[1], ei, 1)
-	if len(elems) > len(din) || len(elems) < len(din)-1 {
+	elems := an.targetElems(e, ei, 1, len(din))
+	if len(elems) != len(din) {
 		return false
-	}
-	for len(elems) < len(din) { // Expand aligns its shape to the right
-		elems = append([]elem{{kind: elemNone}}, elems...)
 	}
 	if el := elems[1]; el.kind != elemConst || el.value != h {
 		return false

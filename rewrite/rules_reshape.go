@@ -162,15 +162,7 @@ func (an *analyzer) fixShape(n *onnxpb.NodeProto, i, slot int, out, in string, a
 		return
 	}
 	r := an.rank(out)
-	elems := an.withUser(an.prov(n.Input[slot], 0), n.Input[slot], i, slot)
-	if n.GetOpType() == "Expand" && len(elems) < r {
-		// Expand aligns its shape to the right.
-		pad := make([]elem, r-len(elems))
-		for k := range pad {
-			pad[k] = elem{kind: elemNone}
-		}
-		elems = append(pad, elems...)
-	}
+	elems := an.targetElems(n, i, slot, r)
 	for ax, l := range an.lay[out] {
 		if elems == nil || len(elems) != r {
 			an.block(l, fmt.Sprintf("the target shape of %s node %s is computed in a way onnx-cria cannot rewrite", n.GetOpType(), an.cur))
@@ -210,6 +202,21 @@ func (an *analyzer) fixShape(n *onnxpb.NodeProto, i, slot int, out, in string, a
 			an.block(l, fmt.Sprintf("%s node %s computes the size of a unit axis at run time", n.GetOpType(), an.cur))
 		}
 	}
+}
+
+// targetElems traces the target shape input (slot) of node i, n, to
+// where its elements come from; an Expand's, which aligns to the right,
+// is padded in front to rank r with elements that name no axis.
+func (an *analyzer) targetElems(n *onnxpb.NodeProto, i, slot, r int) []elem {
+	elems := an.withUser(an.prov(n.Input[slot], 0), n.Input[slot], i, slot)
+	if n.GetOpType() == "Expand" && len(elems) < r {
+		pad := make([]elem, r-len(elems))
+		for k := range pad {
+			pad[k] = elem{kind: elemNone}
+		}
+		elems = append(pad, elems...)
+	}
+	return elems
 }
 
 type rgroup struct {

@@ -62,7 +62,9 @@ func (a *Analysis) sampleAxes() map[string]SampleAxis {
 			// operand that lost them (a key padding mask whose run-time
 			// sequence length kept its views from placing them) only adds
 			// values there.
-			s, ok = a.pastLost(n, out)
+			if ro := a.rankOf(n.GetOutput()[0]); ro >= 0 {
+				s, ok = a.alignedSamples(n.GetInput(), out, ro, a.rankOf, -1)
+			}
 		}
 		if !ok {
 			s = lostSamples
@@ -82,13 +84,7 @@ func (a *Analysis) sampleAxes() map[string]SampleAxis {
 // carry them at known places.
 func (a *Analysis) sampleRule(n *onnxpb.NodeProto, at map[string]SampleAxis) (SampleAxis, bool) {
 	in := n.GetInput()
-	rank := func(t string) int {
-		d, ok := a.shapes.Shape(t)
-		if !ok {
-			return -1
-		}
-		return len(d)
-	}
+	rank := a.rankOf
 	// only says that input k alone carries the samples.
 	only := func(k int) (SampleAxis, bool) {
 		for j, t := range in {
@@ -186,51 +182,45 @@ func (a *Analysis) sampleRule(n *onnxpb.NodeProto, at map[string]SampleAxis) (Sa
 	return lostSamples, false
 }
 
-// pastLost places the samples in the output of elementwise node n some of
-// whose operands lost them, from the operands that did not: they must
-// carry them alike and have the output's rank, so that broadcasting
-// leaves their positions where they are (an operand with the samples has
-// more than one position on their axis, so it is never the one broadcast).
-func (a *Analysis) pastLost(n *onnxpb.NodeProto, at map[string]SampleAxis) (SampleAxis, bool) {
-	ro, ok := a.shapes.Shape(n.GetOutput()[0])
-	if !ok {
-		return lostSamples, false
-	}
-	s, found := lostSamples, false
-	for _, t := range n.GetInput() {
-		x, carries := at[t]
-		if !carries || x.Axis < 0 {
-			continue
-		}
-		if d, ok := a.shapes.Shape(t); !ok || len(d) != len(ro) || found && x != s {
-			return lostSamples, false
-		}
-		s, found = x, true
-	}
-	return s, found
-}
-
 // alignedSamples places the samples in the output of an op that aligns its
 // inputs from the last axis (broadcasting or concatenating along axis
-// cut): every input that carries them must carry them alike.
+// cut): every input that carries them must carry them alike. Inputs that
+// lost them are passed over when the others have the output's rank, so
+// that broadcasting leaves their positions where they are (an input with
+// the samples has more than one position on their axis, so it is never
+// the one broadcast).
 func (a *Analysis) alignedSamples(in []string, at map[string]SampleAxis, ro int, rank func(string) int, cut int) (SampleAxis, bool) {
-	s, found := lostSamples, false
+	s, found, lost, narrow := lostSamples, false, false, false
 	for _, t := range in {
 		x, ok := at[t]
 		if !ok {
+			continue
+		}
+		if x.Axis < 0 {
+			lost = true
 			continue
 		}
 		r := rank(t)
 		if r < 0 {
 			return lostSamples, false
 		}
+		narrow = narrow || r != ro
 		x.Axis += ro - r
 		if found && x != s {
 			return lostSamples, false
 		}
 		s, found = x, true
 	}
-	return s, found && s.Axis != cut
+	return s, found && s.Axis != cut && !(lost && narrow)
+}
+
+// rankOf is t's inferred rank, or -1.
+func (a *Analysis) rankOf(t string) int {
+	d, ok := a.shapes.Shape(t)
+	if !ok {
+		return -1
+	}
+	return len(d)
 }
 
 // matmulSamples places the samples in a MatMul's output: on a batch axis
@@ -329,10 +319,23 @@ func (a *Analysis) copiedLead(n *onnxpb.NodeProto) int {
 }
 
 // sameSize reports whether axis ax of t and axis bx of u have the same
-// size whatever the inputs: one is the other followed back through ops
-// that keep that axis (elementwise ops, transposes, a matrix product's
-// batch and row axes, slices along other axes).
+// size whatever the inputs: they meet, followed back through ops that
+// keep that axis, at the same axis of one tensor.
 func (a *Analysis) sameSize(t string, ax int, u string, bx int) bool {
+	from := a.sizeSources(t, ax)
+	for name, x := range a.sizeSources(u, bx) {
+		if y, ok := from[name]; ok && x == y {
+			return true
+		}
+	}
+	return false
+}
+
+// sizeSources lists the tensors, with the axis, whose size axis ax of t
+// takes through ops that keep it: elementwise ops (inputs that are not
+// broadcast there), transposes, a matrix product's batch and row axes,
+// slices along other axes.
+func (a *Analysis) sizeSources(t string, ax int) map[string]int {
 	seen := map[string]int{}
 	var walk func(t string, ax, depth int)
 	walk = func(t string, ax, depth int) {
@@ -344,10 +347,7 @@ func (a *Analysis) sameSize(t string, ax int, u string, bx int) bool {
 		if n == nil || len(n.Input) == 0 {
 			return
 		}
-		r := -1
-		if d, ok := a.shapes.Shape(t); ok {
-			r = len(d)
-		}
+		r := a.rankOf(t)
 		switch op := n.GetOpType(); {
 		case op == "Transpose":
 			perm := onnxio.AttrInts(n, "perm")
@@ -355,7 +355,7 @@ func (a *Analysis) sameSize(t string, ax int, u string, bx int) bool {
 				walk(n.Input[0], int(perm[ax]), depth+1)
 			}
 		case op == "MatMul":
-			if d, ok := a.shapes.Shape(n.Input[0]); ok && r >= 2 && len(d) == r && ax < r-1 {
+			if r >= 2 && a.rankOf(n.Input[0]) == r && ax < r-1 {
 				walk(n.Input[0], ax, depth+1)
 			}
 		case op == "Slice":
@@ -375,15 +375,7 @@ func (a *Analysis) sameSize(t string, ax int, u string, bx int) bool {
 		}
 	}
 	walk(t, ax, 0)
-	other := seen
-	seen = map[string]int{}
-	walk(u, bx, 0)
-	for name, x := range seen {
-		if y, ok := other[name]; ok && x == y {
-			return true
-		}
-	}
-	return false
+	return seen
 }
 
 // cutAxes returns the axes that a Slice or Split cuts, when known.
