@@ -121,9 +121,9 @@ func agreeChunk(ref, m *onnxio.Model, data *dataset.Set, opts Options, from int,
 }
 
 // eachBatch runs m on the rows of data from row from on (up to row limit
-// when limit is positive; from is a multiple of the batch) and passes use the log-softmax of its first output at the
-// scored positions, width values each, batch by batch, until use returns
-// false or an error. With reuse, every batch's log-softmax is written into
+// when limit is positive; from is a multiple of the batch) and passes use
+// the log-softmax of its first output at the scored positions, width
+// values each, batch by batch, until use returns false or an error. With reuse, every batch's log-softmax is written into
 // the same memory, which use must not keep.
 func eachBatch(m *onnxio.Model, data *dataset.Set, opts Options, from, limit int, reuse bool, use func(lp []float32, width, rows int) (bool, error)) error {
 	s, err := ort.NewSessionForModel(m, nil, opts.Runtime)
